@@ -1,0 +1,33 @@
+# Two commands a newcomer needs: `make demo` and `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[service,train,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/khet analyze tests/fixtures/micasense_crop -o $(DEMO_OUT)
+	@echo "Open $(DEMO_OUT)/preview.png, or load $(DEMO_OUT)/classes.tif in QGIS."
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline_speed.py
+	$(BIN)/python bench/pipeline_memory.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,63 @@
+"""The `khet` command.
+
+Each part adds its own subcommands through a `register(subparsers)` function in its `cli` module;
+this file only wires them and turns a `KhetError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from khet import __version__
+from khet.errors import KhetError
+
+# Parts whose subcommands `khet` offers; a part that is not installed (no extra) is left out.
+_PARTS = ("khet.vision.cli", "khet.models.cli", "khet.service.cli", "khet.edge.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"khet: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="khet",
+        description="Drone field monitoring: crop, weed and vigour maps from drone imagery.",
+    )
+    parser.add_argument("--version", action="version", version=f"khet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _PARTS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            # Only a missing optional dependency is tolerated, never a missing khet module.
+            if e.name and e.name.startswith("khet"):
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KhetError as e:
+        print(f"khet: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("khet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Settings shared by every part, from `KHET_*` environment variables.
+
+The defaults need no server: SQLite and an on-disk job queue in the data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KHET_", extra="ignore")
+
+    data_dir: Path = Field(Path("khet-data"), description="Uploads, results, database, job queue")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    redis_url: str | None = Field(None, description="Use RedisHuey at this URL for jobs")
+    models_dir: Path | None = Field(None, description="Folder of .onnx bundles; default: shipped")
+    secret_key: str | None = Field(None, description="Session signing key; default: made and kept in data_dir")
+
+    # Resources: a field device sets these low.
+    threads: int = Field(0, ge=0, description="Inference threads; 0 = all cores")
+    batch_size: int = Field(32, ge=1, le=1024)
+    gdal_cache_mb: int = Field(64, ge=8, description="GDAL block cache; bounds memory on big rasters")
+    max_pixels: int = Field(64 * 1024 * 1024 * 1024, description="Largest image accepted, in pixels")
+    max_decoded_mb: int = Field(1024, description="Largest JPEG/PNG decoded whole into memory")
+    index_max_size: int = Field(
+        4096, ge=256, description="Index maps are written at input resolution up to this many px"
+    )
+
+    max_upload_mb: int = Field(4096, ge=1, description="Largest upload accepted")
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'khet.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def apply_gdal_env(settings: Settings | None = None) -> None:
+    """Bound GDAL's block cache before any raster opens; GDAL otherwise takes 5% of RAM."""
+    s = settings or get_settings()
+    os.environ.setdefault("GDAL_CACHEMAX", str(s.gdal_cache_mb))
+    os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")

@@ -1,0 +1,1 @@
+"""torchvision models, training, ONNX export and the trained bundles (models/bundles)."""

@@ -1,0 +1,1 @@
+"""Pixels to field map without torch: rasterio, NumPy, OpenCV and ONNX Runtime."""

@@ -1,0 +1,253 @@
+"""Model bundles: one self-describing `.onnx` file.
+
+Everything a caller needs to run a model travels in the ONNX `metadata_props` (string key/values),
+so a bundle can be copied to a field device alone. The graph takes raw `uint8` NCHW tiles named
+`tiles` and returns class probabilities `probs` (N x classes); normalisation is inside the graph.
+
+Keys (all strings; JSON where noted):
+  khet_format     "1"
+  name, version   e.g. "khet-rgb-carrotweed", "1.0.0"
+  classes         JSON list of {"name": ..., "color": "#rrggbb"}
+  bands           comma-separated band names in input order, e.g. "red,green,blue" or "red,nir"
+  dtype           input dtype, "uint8"
+  tile_size       pixels per side of one input tile
+  overlap         pixels of context shared by neighbouring tiles (stride = tile_size - overlap)
+  gsd_m           ground sample distance of the training imagery, metres per pixel
+  label_rule      how mask pixels became tile labels (so others can evaluate on their data)
+  training_data   where the training data came from, and its licence
+  metrics         JSON of test metrics (per-class precision/recall/F1, macro_f1)
+  description     one paragraph for the model card and the report
+  precision       "fp32" or "int8"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from khet.errors import BandError, ModelError
+
+FORMAT_VERSION = "1"
+INPUT_NAME = "tiles"
+OUTPUT_NAME = "probs"
+_VISIBLE = {"red", "green", "blue"}
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    name: str
+    color: str  # "#rrggbb"
+
+    def rgb(self) -> tuple[int, int, int]:
+        c = self.color.lstrip("#")
+        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """The metadata of a bundle; `models` writes it, `vision` reads it."""
+
+    name: str
+    version: str
+    classes: tuple[ClassInfo, ...]
+    bands: tuple[str, ...]
+    tile_size: int
+    overlap: int = 0
+    dtype: str = "uint8"
+    gsd_m: float | None = None
+    label_rule: str = ""
+    training_data: str = ""
+    description: str = ""
+    precision: str = "fp32"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_metadata(self) -> dict[str, str]:
+        d = asdict(self)
+        out = {k: str(v) for k, v in d.items() if k not in {"classes", "bands", "metrics", "gsd_m"}}
+        out["khet_format"] = FORMAT_VERSION
+        out["classes"] = json.dumps([asdict(c) for c in self.classes])
+        out["bands"] = ",".join(self.bands)
+        out["metrics"] = json.dumps(self.metrics)
+        if self.gsd_m is not None:
+            out["gsd_m"] = repr(self.gsd_m)
+        return out
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "bundle") -> BundleInfo:
+        fmt = meta.get("khet_format")
+        if fmt is None:
+            raise ModelError(f"{source} is not a Khet model bundle (no khet_format metadata).")
+        if fmt != FORMAT_VERSION:
+            raise ModelError(
+                f"{source} has bundle format {fmt}; this Khet reads format {FORMAT_VERSION}. "
+                "Update Khet or use a matching model."
+            )
+        try:
+            classes = tuple(ClassInfo(**c) for c in json.loads(meta["classes"]))
+            return cls(
+                name=meta["name"],
+                version=meta["version"],
+                classes=classes,
+                bands=tuple(b.strip() for b in meta["bands"].split(",") if b.strip()),
+                tile_size=int(meta["tile_size"]),
+                overlap=int(meta.get("overlap", "0")),
+                dtype=meta.get("dtype", "uint8"),
+                gsd_m=float(meta["gsd_m"]) if meta.get("gsd_m") else None,
+                label_rule=meta.get("label_rule", ""),
+                training_data=meta.get("training_data", ""),
+                description=meta.get("description", ""),
+                precision=meta.get("precision", "fp32"),
+                metrics=json.loads(meta.get("metrics") or "{}"),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelError(f"{source} has incomplete bundle metadata ({e}).") from e
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Bundle:
+    """A loaded bundle: its metadata and an ONNX Runtime session made on first use."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        import onnxruntime as ort
+
+        if not self.path.is_file():
+            raise ModelError(f"Model file {self.path} does not exist.")
+        try:
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # ORT raises its own types; all mean "not a usable model"
+            raise ModelError(f"{self.path.name} is not a usable ONNX model ({e}).") from e
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.info = BundleInfo.from_metadata(meta, source=self.path.name)
+
+    @cached_property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of N x bands x tile x tile tiles of the bundle's dtype."""
+        out = self._session.run([OUTPUT_NAME], {INPUT_NAME: tiles})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        i = self.info
+        return {
+            "name": i.name,
+            "version": i.version,
+            "file": self.path.name,
+            "sha256": self.sha256,
+            "bands": list(i.bands),
+            "classes": i.class_names,
+            "tile_size": i.tile_size,
+            "precision": i.precision,
+            "gsd_m": i.gsd_m,
+            "label_rule": i.label_rule,
+            "macro_f1": i.metrics.get("macro_f1"),
+        }
+
+
+def default_models_dir() -> Path:
+    """The bundles shipped in the package (models/bundles), unless KHET_MODELS_DIR says otherwise."""
+    from khet.settings import get_settings
+
+    s = get_settings()
+    if s.models_dir:
+        return Path(s.models_dir)
+    env = os.environ.get("KHET_MODELS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "models" / "bundles"
+
+
+def _installed_bundles_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("khet.models")
+    if spec and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))) / "bundles"
+    return default_models_dir()
+
+
+def list_bundles(models_dir: Path | None = None) -> list[Path]:
+    d = models_dir or default_models_dir()
+    if not d.is_dir():
+        d = _installed_bundles_dir()
+    return sorted(p for p in d.glob("*.onnx") if p.is_file())
+
+
+def choose_bundle(
+    available_bands: list[str] | tuple[str, ...],
+    model: str | Path | None = None,
+    models_dir: Path | None = None,
+    threads: int = 0,
+) -> Bundle:
+    """The bundle to run: the one named, else the best fit for the bands the imagery has.
+
+    Among bundles whose bands the imagery has, prefer those using non-visible bands (NIR, red
+    edge), which separate plants from soil more reliably than colour, then fp32 over int8 only if
+    the card says so (a bundle's precision is chosen at export), then the name for a stable order.
+    """
+    if model is not None:
+        p = Path(model)
+        if not p.suffix:
+            candidates = [b for b in list_bundles(models_dir) if b.stem == str(model)]
+            if not candidates:
+                raise ModelError(f"No model named {model!r}. Known: {_known(models_dir)}.")
+            p = candidates[0]
+        b = Bundle(p, threads=threads)
+        missing = [x for x in b.info.bands if x not in available_bands]
+        if missing:
+            raise BandError(
+                f"Model {b.info.name} needs band(s) {', '.join(missing)}, but the image has "
+                f"{', '.join(available_bands) or 'no named bands'}. Name the bands with --bands."
+            )
+        return b
+    paths = list_bundles(models_dir)
+    if not paths:
+        raise ModelError("No model bundles found. Train one with `khet train` or set KHET_MODELS_DIR.")
+    fits: list[tuple[tuple[int, int, str], Bundle]] = []
+    needs: list[str] = []
+    for p in paths:
+        b = Bundle(p, threads=threads)
+        if all(x in available_bands for x in b.info.bands):
+            extra = sum(1 for x in b.info.bands if x not in _VISIBLE)
+            fits.append(((-extra, -len(b.info.bands), b.info.name), b))
+        else:
+            needs.append(",".join(b.info.bands))
+    if not fits:
+        raise BandError(
+            f"No model fits the image's bands ({', '.join(available_bands) or 'unnamed'}); the "
+            f"models need {' or '.join(needs)}. Name the bands with --bands, e.g. --bands red,green,blue."
+        )
+    fits.sort(key=lambda t: t[0])
+    return fits[0][1]
+
+
+def _known(models_dir: Path | None) -> str:
+    return ", ".join(p.stem for p in list_bundles(models_dir)) or "none"
