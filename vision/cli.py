@@ -1,0 +1,100 @@
+"""`khet analyze`: one capture in, a field map out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="turn drone imagery into a field map",
+        description=(
+            "Analyze one capture: a GeoTIFF/COG orthomosaic, a drone JPEG/PNG, the band files of "
+            "a multispectral capture, or a folder holding one capture. Writes classes.tif, "
+            "vigour.tif, indices/*.tif, zones.geojson, preview.png and summary.json to OUT."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or a folder")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    p.add_argument("--bands", help="band names in file order, e.g. red,green,blue,nir (- to skip one)")
+    p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
+    p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
+    p.add_argument("--boundary", type=Path, help="GeoJSON of the field boundary (EPSG:4326) to clip to")
+    p.add_argument("--title", help="title for the preview and summary")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("analyzing"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+                   TimeRemainingColumn(), transient=True)
+    task = bar.add_task("analyze", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, update
+
+
+def run(args: argparse.Namespace) -> int:
+    from khet.errors import KhetError
+    from khet.vision.pipeline import analyze
+
+    clip = None
+    if args.boundary:
+        try:
+            clip = _read_boundary(args.boundary)
+        except (OSError, ValueError) as e:
+            raise KhetError(f"Cannot read the boundary file {args.boundary} ({e}).") from e
+    bands = [b for b in args.bands.split(",")] if args.bands else None
+    bar, update = _progress(sys.stderr.isatty() and not args.json)
+    if bar:
+        bar.start()
+    try:
+        summary = analyze(args.inputs, args.out, bands=bands, model=args.model,
+                          tile_size=args.tile_size, overlap=args.overlap, clip=clip,
+                          progress=update, title=args.title)
+    finally:
+        if bar:
+            bar.stop()
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(one_line(summary, args.out))
+    return 0
+
+
+def one_line(summary: dict, out: Path) -> str:
+    unit = summary["area_unit"]
+    parts = []
+    for c in summary["classes"]:
+        if unit == "ha":
+            parts.append(f"{c['name']} {c['area_ha']:.2f} ha ({c['share']:.0%})")
+        else:
+            parts.append(f"{c['name']} {c['share']:.0%}")
+    low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
+    vig = f"; low-vigour crop {low['share_of_crop']:.0%}" if low and summary["vigour"]["index"] else ""
+    warn = f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
+    return f"{out}: {', '.join(parts)}{vig} — model {summary['model']['name']}{warn}"
+
+
+def _read_boundary(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if data.get("type") == "FeatureCollection":
+        feats = data.get("features") or []
+        if not feats:
+            raise ValueError("no features")
+        return feats[0]["geometry"]
+    if data.get("type") == "Feature":
+        return data["geometry"]
+    return data

@@ -1,0 +1,126 @@
+"""Camera facts from EXIF and XMP: GPS position, altitude, focal length, band name.
+
+Read with Pillow (rasterio does not expose the GPS IFD of TIFFs) and a plain scan of the XMP
+packet, which is small text inside the file's first megabytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+_GPS_IFD = 0x8825
+_EXIF_IFD = 0x8769
+_XMP_TAGS = (b"<x:xmpmeta", b"</x:xmpmeta>")
+
+
+@dataclass
+class CameraFacts:
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude_m: float | None = None  # GPS altitude above sea level
+    relative_altitude_m: float | None = None  # above take-off point (DJI XMP), when known
+    focal_length_mm: float | None = None
+    pixel_pitch_mm: float | None = None  # from FocalPlaneXResolution
+    make: str | None = None
+    model: str | None = None
+    taken_at: str | None = None
+    band_name: str | None = None  # MicaSense/Pix4D XMP Camera:BandName
+    wavelength_nm: float | None = None
+    orientation: int | None = None
+
+    @property
+    def gsd_m(self) -> float | None:
+        """Approximate ground size of a pixel for a nadir photo, when the height above ground is known."""
+        if self.relative_altitude_m and self.focal_length_mm and self.pixel_pitch_mm:
+            return self.relative_altitude_m * self.pixel_pitch_mm / self.focal_length_mm
+        return None
+
+    @property
+    def has_gps(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def _dms(value, ref) -> float | None:
+    try:
+        d, m, s = (float(x) for x in value)
+    except (TypeError, ValueError):
+        return None
+    v = d + m / 60 + s / 3600
+    if isinstance(ref, bytes):
+        ref = ref.decode(errors="ignore")
+    return -v if str(ref).strip().upper() in {"S", "W"} else v
+
+
+def _xmp(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(4 << 20)
+    i = head.find(_XMP_TAGS[0])
+    if i < 0:
+        return ""
+    j = head.find(_XMP_TAGS[1], i)
+    return head[i : j if j > 0 else i + 65536].decode("utf-8", errors="replace")
+
+
+def _xmp_value(xmp: str, key: str) -> str | None:
+    m = re.search(rf"{key}\s*=\s*\"([^\"]*)\"", xmp) or re.search(
+        rf"<{key}>([^<]*)</{key}>", xmp
+    )
+    return m.group(1).strip() if m else None
+
+
+def read_camera_facts(path: Path) -> CameraFacts:
+    """Whatever the file says about where and how it was taken; empty when it says nothing."""
+    facts = CameraFacts()
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            gps = exif.get_ifd(_GPS_IFD)
+            sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:  # Pillow cannot read every TIFF variant; EXIF is optional
+        return facts
+    if gps:
+        facts.latitude = _dms(gps.get(2), gps.get(1, "N"))
+        facts.longitude = _dms(gps.get(4), gps.get(3, "E"))
+        alt = gps.get(6)
+        if alt is not None:
+            try:
+                facts.altitude_m = float(alt) * (-1 if gps.get(5) in (1, b"\x01") else 1)
+            except (TypeError, ValueError):
+                pass
+    facts.make = (str(exif.get(271)).strip("\x00 ") or None) if exif.get(271) else None
+    facts.model = (str(exif.get(272)).strip("\x00 ") or None) if exif.get(272) else None
+    facts.orientation = int(exif[274]) if 274 in exif else None
+    taken = sub.get(36867) or exif.get(306)
+    facts.taken_at = str(taken) if taken else None
+    fl = sub.get(37386)
+    if fl is not None:
+        try:
+            facts.focal_length_mm = float(fl)
+        except (TypeError, ValueError):
+            pass
+    fpx, unit = sub.get(41486), sub.get(41488)
+    mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(int(unit) if unit else 2)
+    try:
+        if fpx and float(fpx) > 0 and mm_per_unit:
+            facts.pixel_pitch_mm = mm_per_unit / float(fpx)
+    except (TypeError, ValueError):
+        pass
+    xmp = _xmp(path)
+    if xmp:
+        facts.band_name = _xmp_value(xmp, "Camera:BandName")
+        wl = _xmp_value(xmp, "Camera:CentralWavelength")
+        facts.wavelength_nm = float(wl) if wl else None
+        rel = _xmp_value(xmp, "drone-dji:RelativeAltitude")
+        if rel:
+            try:
+                facts.relative_altitude_m = float(rel)
+            except ValueError:
+                pass
+    return facts

@@ -1,0 +1,170 @@
+"""Writing field-map outputs so that a crash never leaves a file that looks finished.
+
+Every output is written inside a staging folder next to the final one and renamed into place
+(`os.replace`, atomic on one filesystem) only when the whole run has succeeded; `summary.json`
+is renamed last, so its presence means the map beside it is complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from khet.errors import OutputError
+
+SUMMARY = "summary.json"
+
+
+def _as_output_error(e: OSError, where: Path) -> OutputError:
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return OutputError(f"The disk is full while writing to {where}; nothing was left half-written.")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"Cannot write to {where}: permission denied. Choose another output folder.")
+    return OutputError(f"Cannot write to {where} ({e.strerror or e}).")
+
+
+class Staging:
+    """A folder of outputs being written; `commit()` moves them into the output folder."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.path = self.out_dir / f".khet-partial-{uuid.uuid4().hex[:8]}"
+            self.path.mkdir()
+        except OSError as e:
+            raise _as_output_error(e, self.out_dir) from e
+        if not os.access(self.out_dir, os.W_OK):
+            raise OutputError(f"Cannot write to {self.out_dir}: permission denied.")
+
+    def file(self, name: str) -> Path:
+        p = self.path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file into place, the summary last."""
+        files = sorted(p for p in self.path.rglob("*") if p.is_file())
+        files.sort(key=lambda p: p.name == SUMMARY)
+        done: list[Path] = []
+        try:
+            # An earlier summary says "complete" about files we are about to replace: drop it first.
+            old = self.out_dir / SUMMARY
+            if old.exists():
+                old.unlink()
+            for p in files:
+                dest = self.out_dir / p.relative_to(self.path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(p, dest)
+                done.append(dest)
+        except OSError as e:
+            raise _as_output_error(e, self.out_dir) from e
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+        return done
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextmanager
+def staging(out_dir: Path) -> Iterator[Staging]:
+    st = Staging(out_dir)
+    try:
+        yield st
+    except OSError as e:
+        st.discard()
+        raise _as_output_error(e, Path(out_dir)) from e
+    except BaseException:
+        st.discard()
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform,
+    crs,
+    nodata: float | int,
+    colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    resampling: str = "nearest",
+    descriptions: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Write a small in-memory array (a class grid) as a Cloud-Optimized GeoTIFF."""
+    bands = data if data.ndim == 3 else data[None]
+    profile = {
+        "driver": "GTiff", "width": bands.shape[2], "height": bands.shape[1], "count": bands.shape[0],
+        "dtype": bands.dtype.name, "transform": transform, "nodata": nodata,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(bands)
+            if colormap:
+                dst.write_colormap(1, colormap)
+            if descriptions:
+                for i, d in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, d)
+            if tags:
+                dst.update_tags(**tags)
+        with mem.open() as src:
+            cog_from(src, path, resampling=resampling, nodata=nodata)
+
+
+def cog_from(src, path: Path, *, resampling: str, nodata: float | int | None) -> None:
+    """Translate an open dataset (or a path) into a COG at `path`."""
+    profile = cog_profiles.get("deflate")
+    small = max(src.width, src.height) < 512 if hasattr(src, "width") else False
+    if small:
+        profile.update(blockxsize=256, blockysize=256)
+    # Floats compress much better with the floating-point predictor.
+    dtype = src.dtypes[0] if hasattr(src, "dtypes") else None
+    if dtype and dtype.startswith("float"):
+        profile.update(predictor=3)
+    else:
+        profile.update(predictor=2)
+    cog_translate(
+        src, str(path), profile, nodata=nodata, overview_resampling=resampling,
+        in_memory=False, quiet=True, use_cog_driver=False,
+    )
+
+
+def open_scratch_raster(path: Path, *, width: int, height: int, count: int, dtype: str,
+                        transform, crs, nodata: float) -> rasterio.io.DatasetWriter:
+    """An uncompressed tiled GeoTIFF that takes arbitrary window writes cheaply."""
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype,
+        "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": 256,
+        "blockysize": 256, "BIGTIFF": "IF_SAFER", "SPARSE_OK": "TRUE",
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    return rasterio.open(path, "w", **profile)

@@ -1,0 +1,354 @@
+"""The one path from drone imagery to a field map: `analyze()`.
+
+`khet analyze`, the service's worker and the edge runner all call this function.
+
+    Scene ──► grid of cells ──► strips of tiles ──► ONNX Runtime ──► class grid ──► outputs
+                                   └──► indices per pixel (scratch raster) + per cell
+
+The image is cut into a grid of square cells of `stride = tile_size - overlap` pixels; each cell
+is classified from the `tile_size` window centred on it (so a cell sees `overlap/2` pixels of
+context on each side; edges are padded with zeros). A reader thread reads one strip of up to
+`batch_size` tiles at a time, computes the vegetation indices of those cells and writes them to a
+scratch raster, while the main thread runs the model: reading, index work and inference overlap
+and memory is bounded by one strip, whatever the raster size.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import cv2
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from khet import __version__
+from khet.errors import InputError, KhetError
+from khet.settings import Settings, get_settings
+from khet.vision import indices as vi
+from khet.vision import maps
+from khet.vision.bundle import Bundle, choose_bundle
+from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
+from khet.vision.scene import Scene, open_scene
+
+Progress = Callable[[int, int], None]
+MIN_VALID = 0.5  # a cell with less valid pixels than this share is shown as nodata
+
+
+@dataclass
+class Grid:
+    """The cell grid over a scene."""
+
+    width: int
+    height: int
+    tile: int
+    overlap: int
+
+    @property
+    def stride(self) -> int:
+        return self.tile - self.overlap
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.height / self.stride)
+
+    @property
+    def cols(self) -> int:
+        return math.ceil(self.width / self.stride)
+
+    @property
+    def margin(self) -> int:
+        return self.overlap // 2
+
+
+@dataclass
+class Strip:
+    """One batch of tiles from one row of cells, with what the reader computed for them."""
+
+    row: int
+    col0: int
+    tiles: np.ndarray  # n x bands x tile x tile, model dtype
+    valid_share: np.ndarray  # n, share of valid pixels in each cell
+    index_means: np.ndarray  # n x indices, mean of each index over the cell
+
+
+def analyze(
+    inputs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    bands: Sequence[str] | None = None,
+    model: str | Path | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    clip: dict | None = None,
+    progress: Progress | None = None,
+    settings: Settings | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
+
+    `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
+    Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
+    """
+    settings = settings or get_settings()
+    started = time.perf_counter()
+    scene = open_scene(inputs, bands=bands, settings=settings)
+    with scene:
+        bundle = choose_bundle(scene.bands, model=model, threads=settings.threads)
+        info = bundle.info
+        tile = tile_size or info.tile_size
+        ov = info.overlap if overlap is None else overlap
+        if tile <= 0 or ov < 0 or ov >= tile or (tile - ov) % 2:
+            raise KhetError(
+                f"Tile size {tile} with overlap {ov} does not work: the overlap must be smaller "
+                "than the tile and leave an even step."
+            )
+        grid = Grid(scene.width, scene.height, tile, ov)
+        model_bands = list(info.bands)
+        scene.require(model_bands, f"Model {info.name}")
+        index_list = vi.available(scene.bands)
+        clip_cells = maps.clip_mask(clip, scene, grid) if clip else None
+
+        with staging(Path(out_dir)) as st:
+            result = _classify(scene, bundle, grid, index_list, st, settings, clip_cells, progress)
+            if result["analysed"] == 0:
+                raise InputError(
+                    "The image holds no usable pixels (all nodata, transparent or outside the "
+                    "field boundary): nothing to analyze."
+                )
+            summary = maps.write_field_map(
+                scene, bundle, grid, index_list, result, st, title=title,
+            )
+            elapsed = time.perf_counter() - started
+            summary["timing"] = {
+                "seconds": round(elapsed, 2),
+                "inference_seconds": round(result["inference_seconds"], 2),
+                "tiles": result["analysed"],
+                "tiles_per_second": round(result["analysed"] / max(elapsed, 1e-9), 1),
+            }
+            summary["khet_version"] = __version__
+            summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+            write_json(st.file(SUMMARY), summary)
+            st.commit()
+    return summary
+
+
+def _index_step(grid: Grid, max_size: int) -> int:
+    """Index maps are written at 1/step of the input resolution; step divides the stride."""
+    need = max(1, math.ceil(max(grid.width, grid.height) / max_size))
+    for k in range(need, grid.stride + 1):
+        if grid.stride % k == 0:
+            return k
+    return grid.stride
+
+
+def _classify(
+    scene: Scene,
+    bundle: Bundle,
+    grid: Grid,
+    index_list: list[vi.Index],
+    st: Staging,
+    settings: Settings,
+    clip_cells: np.ndarray | None,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    info = bundle.info
+    n_cls = len(info.classes)
+    rows, cols = grid.rows, grid.cols
+    classes = np.full((rows, cols), maps.NODATA_CLASS, np.uint8)
+    probs = np.zeros((rows, cols, n_cls), np.float16)
+    cell_index = np.full((rows, cols, max(len(index_list), 1)), np.nan, np.float32)
+    step = _index_step(grid, settings.index_max_size)
+    stats = [maps.RunningStats(i) for i in index_list]
+
+    model_bands = list(info.bands)
+    idx_bands = vi.needed_bands(index_list)
+    read_bands = model_bands + [b for b in idx_bands if b not in model_bands]
+    pos_model = [read_bands.index(b) for b in model_bands]
+    pos_idx = [read_bands.index(b) for b in idx_bands]
+    to_model = _model_converter(scene, model_bands, info.dtype)
+
+    scratch = None
+    scratch_path = st.file("scratch-indices.tif")
+    if index_list:
+        scratch = open_scratch_raster(
+            scratch_path,
+            width=math.ceil(grid.width / step), height=math.ceil(grid.height / step),
+            count=len(index_list), dtype="float32",
+            transform=scene.transform * Affine.scale(step), crs=scene.crs, nodata=vi.NODATA,
+        )
+        for i, idx in enumerate(index_list, start=1):
+            scratch.set_band_description(i, idx.name)
+
+    batch = max(1, settings.batch_size)
+    total = rows * cols
+    q: queue.Queue[Strip | BaseException | None] = queue.Queue(maxsize=3)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for r in range(rows):
+                for c0 in range(0, cols, batch):
+                    if stop.is_set():
+                        return
+                    n = min(batch, cols - c0)
+                    q.put(_read_strip(scene, grid, r, c0, n, read_bands, pos_model, pos_idx,
+                                      idx_bands, index_list, to_model, scratch, step, stats,
+                                      clip_cells))
+            q.put(None)
+        except BaseException as e:  # handed to the main thread, which raises it
+            q.put(e)
+
+    t = threading.Thread(target=reader, name="khet-reader", daemon=True)
+    t.start()
+    analysed = 0
+    done = 0
+    infer_s = 0.0
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            s: Strip = item
+            n = len(s.valid_share)
+            keep = np.flatnonzero(s.valid_share >= MIN_VALID)
+            if keep.size:
+                t0 = time.perf_counter()
+                p = bundle.predict(np.ascontiguousarray(s.tiles[keep]))
+                infer_s += time.perf_counter() - t0
+                cols_k = s.col0 + keep
+                classes[s.row, cols_k] = p.argmax(axis=1).astype(np.uint8)
+                probs[s.row, cols_k] = p.astype(np.float16)
+                analysed += keep.size
+            if index_list:
+                cell_index[s.row, s.col0 : s.col0 + n] = s.index_means
+            done += n
+            if progress:
+                progress(done, total)
+    except BaseException:
+        stop.set()
+        while t.is_alive():  # unblock the reader if it waits on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
+        raise
+    finally:
+        t.join()
+        if scratch is not None:
+            scratch.close()
+
+    index_paths: dict[str, Path] = {}
+    if index_list:
+        import rasterio
+
+        with rasterio.open(scratch_path) as src:
+            for i, idx in enumerate(index_list, start=1):
+                dest = st.file(f"indices/{idx.name}.tif")
+                _single_band_cog(src, i, dest, idx)
+                index_paths[idx.name] = dest
+        scratch_path.unlink()
+    return {
+        "classes": classes,
+        "probs": probs,
+        "cell_index": cell_index,
+        "analysed": analysed,
+        "skipped": total - analysed,
+        "index_stats": stats,
+        "index_step": step,
+        "index_paths": index_paths,
+        "inference_seconds": infer_s,
+    }
+
+
+def _single_band_cog(src, band: int, dest: Path, idx: vi.Index) -> None:
+    """One band of the scratch raster as its own COG, through a band-subset VRT (no copy)."""
+    import rasterio
+
+    with rasterio.open(_band_vrt(src, band, idx)) as one:
+        cog_from(one, dest, resampling="average", nodata=vi.NODATA)
+
+
+def _band_vrt(src, band: int, idx: vi.Index) -> str:
+    """GDAL opens VRT XML given in place of a file name."""
+    t = src.transform
+    gt = f"{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}"
+    srs = f"<SRS>{escape(src.crs.to_wkt())}</SRS>" if src.crs else ""
+    return (
+        f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">{srs}'
+        f"<GeoTransform>{gt}</GeoTransform>"
+        f'<Metadata><MDI key="index">{idx.name}</MDI><MDI key="formula">{escape(idx.formula)}</MDI>'
+        f"</Metadata>"
+        f'<VRTRasterBand dataType="Float32" band="1"><Description>{idx.title}</Description>'
+        f"<NoDataValue>{vi.NODATA}</NoDataValue>"
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(src.name)}</SourceFilename>'
+        f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+
+
+def _model_converter(scene: Scene, names: list[str], dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+    if dtype == "uint8":
+        return lambda a: scene.to_uint8(a, names)
+    if dtype == "uint16" and scene.dtype == "uint16":
+        return lambda a: a
+    raise KhetError(f"The model takes {dtype} input, which Khet cannot make from {scene.dtype} imagery.")
+
+
+def _read_strip(
+    scene: Scene, grid: Grid, r: int, c0: int, n: int, read_bands: list[str],
+    pos_model: list[int], pos_idx: list[int], idx_bands: list[str], index_list: list[vi.Index],
+    to_model: Callable[[np.ndarray], np.ndarray], scratch, step: int,
+    stats: list, clip_cells: np.ndarray | None,
+) -> Strip:
+    s, m, tile = grid.stride, grid.margin, grid.tile
+    win = Window(c0 * s - m, r * s - m, n * s + grid.overlap, tile)
+    data, valid = scene.read(win, read_bands)
+    model_data = to_model(data[pos_model])
+    # Tiles: n windows of `tile` px, `s` apart, along the strip.
+    tiles = np.stack([model_data[:, :, k * s : k * s + tile] for k in range(n)])
+    core = valid[m : m + s, m : m + n * s]
+    share = core.reshape(s, n, s).mean(axis=(0, 2))
+    if clip_cells is not None:
+        share = np.where(clip_cells[r, c0 : c0 + n], share, 0.0)
+    means = np.full((n, max(len(index_list), 1)), np.nan, np.float32)
+    if index_list:
+        # Index pixels of the cells' cores only, at 1/step resolution.
+        core_bands = data[pos_idx][:, m : m + s, m : m + n * s]
+        core_valid = core.copy()
+        if clip_cells is not None:
+            for k in np.flatnonzero(~clip_cells[r, c0 : c0 + n]):
+                core_valid[:, k * s : (k + 1) * s] = False
+        # Rows/cols past the image edge are padding, not data.
+        h_img = min(s, scene.height - r * s)
+        w_img = min(n * s, scene.width - c0 * s)
+        core_bands = core_bands[:, :h_img, :w_img]
+        core_valid = core_valid[:h_img, :w_img]
+        if step > 1:
+            hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
+            core_bands = np.stack([
+                cv2.resize(b.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
+                for b in core_bands
+            ])
+            core_valid = cv2.resize(core_valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST) > 0
+        values = vi.compute(index_list, core_bands, idx_bands, core_valid)
+        for st_, v in zip(stats, values, strict=True):
+            st_.add(v)
+        cw = s // step
+        for k in range(n):
+            block = values[:, :, k * cw : (k + 1) * cw]
+            if block.size and np.isfinite(block[0]).any():
+                means[k] = np.nanmean(block.reshape(block.shape[0], -1), axis=1)
+        out = np.where(np.isfinite(values), values, vi.NODATA).astype(np.float32)
+        scratch.write(out, window=Window(c0 * s // step, r * s // step, out.shape[2], out.shape[1]))
+    return Strip(r, c0, tiles, share, means)

@@ -1,0 +1,551 @@
+"""Open any drone imagery as a `Scene`: bands named, georeferenced where possible, read by window.
+
+This is the one way Khet opens a raster. Whatever came in (a GeoTIFF/COG orthomosaic, a drone
+JPEG/PNG, or one file per band of a multispectral capture) ends up as a rasterio dataset with
+named bands, a validity mask, and facts about where it is on Earth:
+
+- GeoTIFF/COG (and any GDAL raster with a CRS) is read in windows, straight from disk, so memory
+  does not grow with the raster.
+- JPEG/PNG frames have no internal tiling, so windowed reads would decode them again and again;
+  they are decoded once into memory (bounded by `max_decoded_mb`).
+- Multi-file captures (MicaSense RedEdge: IMG_0001_1.tif ... _5.tif) are co-registered onto one
+  band's grid and stacked in memory; camera frames are small.
+
+What this module will not do: orthorectify frames, mosaic several captures, or guess band names
+that neither the file nor the user gives.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+
+from khet.errors import BandError, InputError
+from khet.settings import Settings, apply_gdal_env, get_settings
+from khet.vision import align
+from khet.vision.exif import CameraFacts, read_camera_facts
+
+IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
+SUPPORTED_DTYPES = {"uint8", "uint16", "float32"}
+KNOWN_BANDS = ("blue", "green", "red", "rededge", "nir")
+_ALIASES = {
+    "r": "red", "g": "green", "b": "blue", "n": "nir", "nearinfrared": "nir", "nearir": "nir",
+    "infrared": "nir", "ir": "nir", "re": "rededge", "rededge": "rededge", "redEdge": "rededge",
+    "gray": "gray", "grey": "gray", "panchromatic": "gray",
+}
+SKIP = "-"  # a band name the user gives to a band Khet should ignore
+_CAPTURE_RE = re.compile(r"^(?P<prefix>.+)_(?P<band>\d{1,2})$")
+
+
+def normalise_band_name(name: str) -> str:
+    key = re.sub(r"[\s_\-]", "", name.strip().lower())
+    if key in KNOWN_BANDS:
+        return key
+    return _ALIASES.get(key, key)
+
+
+@dataclass
+class Scene:
+    """An opened capture. Close it (or use `with`) to release the file."""
+
+    dataset: rasterio.io.DatasetReader
+    band_names: tuple[str, ...]  # one per band used (alpha excluded); SKIP for ignored bands
+    band_indexes: tuple[int, ...]  # 1-based dataset band index of each name
+    sources: list[Path]
+    georef: str  # "crs" (georeferenced), "exif-gps" (a GPS point only), "none"
+    camera: CameraFacts = field(default_factory=CameraFacts)
+    warnings: list[str] = field(default_factory=list)
+    kind: str = "raster"  # "raster", "frame", "capture"
+    alignment: list[dict] = field(default_factory=list)
+    _memfile: MemoryFile | None = None
+    _stretch: dict[str, tuple[float, float]] | None = None
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    @property
+    def dtype(self) -> str:
+        return self.dataset.dtypes[self.band_indexes[0] - 1]
+
+    @property
+    def crs(self) -> CRS | None:
+        return self.dataset.crs if self.georef == "crs" else None
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The named bands (skipped ones left out)."""
+        return tuple(b for b in self.band_names if b != SKIP)
+
+    @property
+    def has_mask(self) -> bool:
+        if self._memfile is not None and self.kind == "capture":
+            return True
+        flags = self.dataset.mask_flag_enums
+        return any(MaskFlags.all_valid not in f for f in flags)
+
+    def describe(self) -> dict:
+        d = {
+            "sources": [str(p) for p in self.sources],
+            "kind": self.kind,
+            "width": self.width,
+            "height": self.height,
+            "bands": list(self.bands),
+            "dtype": self.dtype,
+            "georeference": self.georef,
+            "crs": self.crs.to_string() if self.crs else None,
+            "pixel_size": [abs(self.transform.a), abs(self.transform.e)] if self.crs else None,
+        }
+        if self.camera.as_dict():
+            d["camera"] = self.camera.as_dict()
+        if self.alignment:
+            d["alignment"] = self.alignment
+        return d
+
+    # -- reading -----------------------------------------------------------------------------
+    def require(self, names: Sequence[str], why: str) -> list[int]:
+        """Dataset band indexes of `names`, or a BandError saying what is missing for `why`."""
+        missing = [n for n in names if n not in self.band_names or n == SKIP]
+        if missing:
+            raise BandError(
+                f"{why} needs band(s) {', '.join(missing)}, but the image has "
+                f"{', '.join(self.bands) or 'no named bands'}. Name the bands with --bands."
+            )
+        return [self.band_indexes[self.band_names.index(n)] for n in names]
+
+    def read(self, window: Window, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Bands `names` in `window` (which may reach past the edges: padded with 0) and validity.
+
+        Returns (data C x h x w in the scene dtype, valid h x w bool).
+        """
+        idx = self.require(names, "This step")
+        full = Window(0, 0, self.width, self.height)
+        try:
+            inner = window.intersection(full)
+        except Exception:  # rasterio raises WindowError when they do not meet
+            inner = None
+        h, w = int(window.height), int(window.width)
+        data = np.zeros((len(idx), h, w), dtype=self.dtype)
+        valid = np.zeros((h, w), dtype=bool)
+        if inner is None or inner.width <= 0 or inner.height <= 0:
+            return data, valid
+        r0 = int(inner.row_off - window.row_off)
+        c0 = int(inner.col_off - window.col_off)
+        ih, iw = int(inner.height), int(inner.width)
+        try:
+            data[:, r0 : r0 + ih, c0 : c0 + iw] = self.dataset.read(idx, window=inner)
+            if self.has_mask:
+                valid[r0 : r0 + ih, c0 : c0 + iw] = self.dataset.dataset_mask(window=inner) > 0
+            else:
+                valid[r0 : r0 + ih, c0 : c0 + iw] = True
+        except RasterioError as e:
+            raise InputError(
+                f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
+                f"cannot be read ({_short(e)})."
+            ) from e
+        return data, valid
+
+    def overview(self, names: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated read of the whole scene (uses overviews when the file has them)."""
+        scale = max(self.width, self.height) / max_size
+        scale = max(scale, 1.0)
+        oh, ow = max(1, round(self.height / scale)), max(1, round(self.width / scale))
+        idx = self.require(names, "The preview")
+        try:
+            data = self.dataset.read(idx, out_shape=(len(idx), oh, ow))
+            valid = (
+                self.dataset.dataset_mask(out_shape=(oh, ow)) > 0
+                if self.has_mask
+                else np.ones((oh, ow), bool)
+            )
+        except RasterioError as e:
+            raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
+        return data, valid
+
+    def stretch(self) -> dict[str, tuple[float, float]]:
+        """Per band 2nd and 98th percentile of valid pixels, to map uint16/float to uint8."""
+        if self._stretch is None:
+            names = list(self.bands)
+            data, valid = self.overview(names, 1024)
+            out: dict[str, tuple[float, float]] = {}
+            for i, n in enumerate(names):
+                v = data[i][valid]
+                if v.size == 0:
+                    out[n] = (0.0, 1.0)
+                    continue
+                lo, hi = np.percentile(v, (2, 98))
+                out[n] = (float(lo), float(max(hi, lo + 1e-6)))
+            self._stretch = out
+        return self._stretch
+
+    def to_uint8(self, data: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Scale a block of this scene to uint8 the same way everywhere in the scene."""
+        if data.dtype == np.uint8:
+            return data
+        st = self.stretch()
+        out = np.empty(data.shape, np.uint8)
+        for i, n in enumerate(names):
+            lo, hi = st[n]
+            scale = 255.0 / (hi - lo)
+            np.clip((data[i].astype(np.float32) - lo) * scale, 0, 255, out=out[i], casting="unsafe")
+        return out
+
+    def close(self) -> None:
+        self.dataset.close()
+        if self._memfile is not None:
+            self._memfile.close()
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(e: Exception) -> str:
+    s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return s[:160]
+
+
+# -- opening -------------------------------------------------------------------------------------
+def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Files of one capture from what the user named: a file, several band files, or a folder."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items:
+        raise InputError("No input given: name an image file, the band files of a capture, or a folder.")
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"Folder {p} holds no images (.tif, .jpg, .png).")
+            captures = group_captures(found)
+            if len(captures) > 1:
+                names = ", ".join(sorted(captures)[:3])
+                raise InputError(
+                    f"Folder {p} holds {len(captures)} captures ({names}...); analyze one at a "
+                    "time, or use `khet edge run` for a whole folder."
+                )
+            files.extend(next(iter(captures.values())))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p} does not exist.")
+    return files
+
+
+def group_captures(files: Sequence[Path]) -> dict[str, list[Path]]:
+    """Group files into captures: IMG_0001_1.tif ... IMG_0001_5.tif are one capture."""
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        m = _CAPTURE_RE.match(f.stem)
+        key = str(f.parent / m.group("prefix")) if m and f.suffix.lower() in {".tif", ".tiff"} else str(f)
+        groups.setdefault(key, []).append(f)
+    for k, v in groups.items():
+        v.sort(key=lambda f: int(_CAPTURE_RE.match(f.stem).group("band")) if _CAPTURE_RE.match(f.stem) else 0)
+    return groups
+
+
+def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+    except RasterioIOError as e:
+        msg = str(e)
+        if "not recognized as" in msg or "not a supported" in msg.lower():
+            raise InputError(f"{path.name} is not an image Khet can read (not a GeoTIFF, JPEG or PNG).") from e
+        raise InputError(f"{path.name} cannot be opened: it looks damaged or truncated ({_short(e)}).") from e
+    except RasterioError as e:
+        raise InputError(f"{path.name} cannot be opened ({_short(e)}).") from e
+    return ds
+
+
+def _check_dataset(ds, path: Path, settings: Settings) -> None:
+    if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
+        raise InputError(f"{path.name} has no pixels ({ds.width} x {ds.height}, {ds.count} bands).")
+    if ds.width * ds.height > settings.max_pixels:
+        raise InputError(
+            f"{path.name} declares {ds.width} x {ds.height} pixels, more than the "
+            f"{settings.max_pixels:,} Khet accepts (KHET_MAX_PIXELS); it may be damaged."
+        )
+    bad = sorted({d for d in ds.dtypes if d not in SUPPORTED_DTYPES})
+    if bad:
+        raise InputError(
+            f"{path.name} stores pixels as {', '.join(bad)}; Khet reads 8- or 16-bit integers "
+            "or 32-bit float reflectance. Convert it (e.g. gdal_translate -ot UInt16)."
+        )
+
+
+def _names_from_metadata(ds, facts: CameraFacts) -> list[str | None]:
+    names: list[str | None] = []
+    ci_map = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue",
+              ColorInterp.gray: None, ColorInterp.undefined: None}
+    for i in range(ds.count):
+        desc = ds.descriptions[i]
+        name = normalise_band_name(desc) if desc else None
+        if name not in KNOWN_BANDS:
+            name = None
+        if name is None:
+            name = ci_map.get(ds.colorinterp[i])
+        names.append(name)
+    if ds.count == 1 and facts.band_name:
+        names = [normalise_band_name(facts.band_name)]
+    return names
+
+
+def _band_layout(ds, facts: CameraFacts, user: Sequence[str] | None, label: str, warn: list[str]):
+    """(names, 1-based indexes) of the non-alpha bands, named by user > metadata > convention."""
+    indexes = [i + 1 for i in range(ds.count) if ds.colorinterp[i] != ColorInterp.alpha]
+    if user:
+        names = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in user]
+        if len(names) != len(indexes):
+            raise BandError(
+                f"{label} has {len(indexes)} band(s) but --bands names {len(names)}: give one "
+                "name per band, e.g. --bands red,green,blue (use - for a band to ignore)."
+            )
+        return _no_duplicates(names), indexes
+    meta = _names_from_metadata(ds, facts)
+    names = [meta[i - 1] for i in indexes]
+    if all(names) and len(set(names)) == len(names):
+        return names, indexes
+    if len(indexes) == 3 and ds.dtypes[0] == "uint8":
+        warn.append("Band names not recorded in the file: read as red, green, blue (use --bands if not).")
+        return ["red", "green", "blue"], indexes
+    if len(indexes) == 4 and all(n in (None, "red", "green", "blue") for n in names) and names[:3] == ["red", "green", "blue"]:
+        warn.append("Fourth band not named in the file: read as nir (use --bands if not).")
+        return ["red", "green", "blue", "nir"], indexes
+    generic = [n or f"band{i + 1}" for i, n in enumerate(names)]
+    warn.append(
+        f"Band names not recorded in the file ({', '.join(generic)}); name them with --bands."
+    )
+    return _no_duplicates(generic), indexes
+
+
+def _no_duplicates(names: list[str]) -> list[str]:
+    seen = [n for n in names if n != SKIP]
+    dup = sorted({n for n in seen if seen.count(n) > 1})
+    if dup:
+        raise BandError(f"Band name(s) {', '.join(dup)} given twice; use - for a band to ignore.")
+    return names
+
+
+def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
+    crs = None
+    try:
+        crs = ds.crs
+    except RasterioError:
+        crs = None
+    if crs is not None and not ds.transform.is_identity:
+        try:
+            from rasterio.warp import transform as warp_transform
+
+            cx, cy = ds.xy(ds.height // 2, ds.width // 2)
+            lon, lat = warp_transform(crs, "EPSG:4326", [cx], [cy])
+            if not (np.isfinite(lon[0]) and np.isfinite(lat[0])):
+                raise ValueError("not finite")
+        except Exception as e:
+            raise InputError(
+                f"{path.name} has a coordinate reference system Khet cannot place on Earth "
+                f"({_short(e)}); re-export it with an EPSG code (e.g. EPSG:32643)."
+            ) from e
+        return "crs"
+    if ds.gcps[0]:
+        warn.append("The image is georeferenced by ground control points only; warp it first for a map.")
+    if facts.has_gps:
+        warn.append(
+            "No georeference: the location is the camera's GPS position (EXIF) at the image "
+            "centre, approximate; zones are in image pixels."
+        )
+        return "exif-gps"
+    warn.append("No georeference: areas are in pixels, not hectares.")
+    return "none"
+
+
+def _to_memory(arrays: np.ndarray, valid: np.ndarray | None, dtype: str) -> tuple[MemoryFile, rasterio.io.DatasetReader]:
+    count, h, w = arrays.shape
+    mem = MemoryFile()
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": dtype,
+               "tiled": True, "blockxsize": 256, "blockysize": 256}
+    with mem.open(**profile) as dst:
+        dst.write(arrays)
+        if valid is not None:
+            dst.write_mask((valid * 255).astype(np.uint8))
+    return mem, mem.open()
+
+
+def open_scene(
+    inputs: str | Path | Sequence[str | Path],
+    bands: Sequence[str] | None = None,
+    settings: Settings | None = None,
+) -> Scene:
+    """Open a file, the band files of one capture, or a folder holding one capture."""
+    settings = settings or get_settings()
+    apply_gdal_env(settings)
+    files = resolve_inputs(inputs)
+    if len(files) == 1:
+        return _open_single(files[0], bands, settings)
+    return _open_capture(files, bands, settings)
+
+
+def _open_single(path: Path, bands: Sequence[str] | None, settings: Settings) -> Scene:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes).")
+    ds = _open_dataset(path)
+    try:
+        _check_dataset(ds, path, settings)
+        facts = read_camera_facts(path)
+        warn: list[str] = []
+        names, indexes = _band_layout(ds, facts, bands, path.name, warn)
+        georef = _georef(ds, facts, path, warn)
+        if ds.driver in {"GTiff", "COG", "VRT", "JP2OpenJPEG"} or georef == "crs":
+            scene = Scene(ds, tuple(names), tuple(indexes), [path], georef, facts, warn, "raster")
+        else:
+            scene = _decode_frame(ds, path, names, indexes, georef, facts, warn, settings)
+    except BaseException:
+        ds.close()
+        raise
+    _probe(scene)
+    return scene
+
+
+def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Scene:
+    """JPEG/PNG: decode once into memory; windowed reads of a JPEG would decode it repeatedly."""
+    nbytes = ds.width * ds.height * len(indexes) * np.dtype(ds.dtypes[0]).itemsize
+    if nbytes > settings.max_decoded_mb * 1024 * 1024:
+        raise InputError(
+            f"{path.name} is {ds.width} x {ds.height} pixels, too large to decode as a photo; "
+            "convert it to a tiled GeoTIFF (gdal_translate -co TILED=YES)."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = ds.read(indexes)
+    except RasterioError as e:
+        raise InputError(f"{path.name} is damaged or truncated ({_short(e)}).") from e
+    valid = None
+    if any(MaskFlags.all_valid not in f for f in ds.mask_flag_enums):
+        valid = ds.dataset_mask() > 0
+    dtype = ds.dtypes[indexes[0] - 1]
+    ds.close()
+    mem, mds = _to_memory(data, valid, dtype)
+    return Scene(mds, tuple(names), tuple(range(1, len(indexes) + 1)), [path], georef, facts, warn,
+                 "frame", _memfile=mem)
+
+
+def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Settings) -> Scene:
+    """One file per band: name each band, co-register them onto one grid, stack."""
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    facts_all: list[CameraFacts] = []
+    dtype = None
+    for f in files:
+        if f.stat().st_size == 0:
+            raise InputError(f"{f.name} is empty (0 bytes).")
+        ds = _open_dataset(f)
+        with ds:
+            _check_dataset(ds, f, settings)
+            if ds.count != 1:
+                raise InputError(
+                    f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
+                )
+            if arrays and (ds.height, ds.width) != arrays[0].shape:
+                raise InputError(f"{f.name} is {ds.width} x {ds.height}, unlike the other band files.")
+            if dtype and ds.dtypes[0] != dtype:
+                raise InputError(f"{f.name} stores {ds.dtypes[0]} pixels, unlike the other band files.")
+            dtype = ds.dtypes[0]
+            try:
+                a = ds.read(1)
+            except RasterioError as e:
+                raise InputError(f"{f.name} is damaged or truncated ({_short(e)}).") from e
+            facts = read_camera_facts(f)
+            black = _black_level(ds, f)
+            if black:
+                a = np.where(a > black, a - black, 0).astype(a.dtype)
+            arrays.append(a)
+            facts_all.append(facts)
+            names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
+    warn: list[str] = []
+    if bands:
+        user = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in bands]
+        if len(user) != len(files):
+            raise BandError(
+                f"The capture has {len(files)} band files but --bands names {len(user)}: give one "
+                "name per file, in file order."
+            )
+        names = user
+    elif not all(names):
+        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
+        raise BandError(
+            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
+            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
+        )
+    names = _no_duplicates(names)
+    reference = names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
+    aligned, valid, aligns = align.coregister(arrays, reference)
+    report = [
+        {"band": n, "shift_px": round(a.shift_px, 2), "score": round(a.score, 3)}
+        for n, a in zip(names, aligns, strict=True)
+    ]
+    poor = [r["band"] for r in report if r["score"] < 0.5]
+    if poor:
+        warn.append(f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result.")
+    facts = facts_all[0]
+    georef = "exif-gps" if facts.has_gps else "none"
+    if facts.has_gps:
+        warn.append(
+            "No georeference: the location is the camera's GPS position (EXIF) at the image "
+            "centre, approximate; zones are in image pixels."
+        )
+    else:
+        warn.append("No georeference: areas are in pixels, not hectares.")
+    # Trim the border that not every band covers, so no pixel mixes real and missing bands.
+    stack = np.stack(aligned)
+    mem, mds = _to_memory(stack, valid, dtype or "uint16")
+    return Scene(mds, tuple(names), tuple(range(1, len(names) + 1)), list(files), georef, facts,
+                 warn, "capture", alignment=report, _memfile=mem)
+
+
+def _black_level(ds, path: Path) -> int:
+    """Sensor black level (TIFF BlackLevel tag, MicaSense), subtracted before any index."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            tag = im.tag_v2.get(50714) if hasattr(im, "tag_v2") else None
+        if tag is None:
+            return 0
+        vals = tag if isinstance(tag, tuple) else (tag,)
+        return int(round(float(np.mean([float(v) for v in vals]))))
+    except Exception:
+        return 0
+
+
+def _probe(scene: Scene) -> None:
+    """Read one small window so a truncated file fails now with a clear message, not mid-run."""
+    w = Window(0, 0, min(scene.width, 64), min(scene.height, 64))
+    scene.read(w, [n for n in scene.band_names if n != SKIP][:1] or [])
+    last = Window(max(0, scene.width - 64), max(0, scene.height - 64), min(scene.width, 64), min(scene.height, 64))
+    if scene.bands:
+        scene.read(last, scene.bands[:1])
