@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
@@ -34,6 +35,13 @@ def _as_output_error(e: OSError, where: Path) -> OutputError:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"Cannot write to {where}: permission denied. Choose another output folder.")
     return OutputError(f"Cannot write to {where} ({e.strerror or e}).")
+
+
+def _gdal_write_error(e: Exception, where: Path) -> OutputError:
+    text = str(e).lower()
+    if any(k in text for k in ("no space", "file too large", "disk full", "short write", "write error")):
+        return OutputError(f"The disk is full while writing to {where}; nothing was left half-written.")
+    return OutputError(f"Cannot write the results to {where} ({str(e).splitlines()[0][:160]}).")
 
 
 class Staging:
@@ -88,6 +96,10 @@ def staging(out_dir: Path) -> Iterator[Staging]:
     except OSError as e:
         st.discard()
         raise _as_output_error(e, Path(out_dir)) from e
+    except RasterioError as e:
+        # Read failures became InputError in the scene; what reaches here is a failed write.
+        st.discard()
+        raise _gdal_write_error(e, Path(out_dir)) from e
     except BaseException:
         st.discard()
         raise
