@@ -96,7 +96,7 @@ class RunningStats:
 
 
 def grid_transform(scene: Scene, stride: int) -> Affine:
-    return scene.transform * Affine.scale(stride)
+    return scene.transform @ Affine.scale(stride)
 
 
 def clip_mask(geometry: dict, scene: Scene, grid) -> np.ndarray | None:
@@ -159,7 +159,7 @@ def _utm_for(lon: float, lat: float) -> str:
 
 def _footprint(scene: Scene):
     t = scene.transform
-    corners = [t * (0, 0), t * (scene.width, 0), t * (scene.width, scene.height), t * (0, scene.height)]
+    corners = [t @ (0, 0), t @ (scene.width, 0), t @ (scene.width, scene.height), t @ (0, scene.height)]
     from shapely.geometry import Polygon
 
     return Polygon(corners) if scene.crs is not None else box(0, 0, scene.width, scene.height)
@@ -255,7 +255,7 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
 
 def _location(scene: Scene) -> dict[str, Any] | None:
     if scene.crs is not None:
-        cx, cy = scene.transform * (scene.width / 2, scene.height / 2)
+        cx, cy = scene.transform @ (scene.width / 2, scene.height / 2)
         from rasterio.warp import transform as wt
 
         lon, lat = wt(scene.crs, "EPSG:4326", [cx], [cy])

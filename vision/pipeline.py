@@ -184,7 +184,7 @@ def _classify(
             scratch_path,
             width=math.ceil(grid.width / step), height=math.ceil(grid.height / step),
             count=len(index_list), dtype="float32",
-            transform=scene.transform * Affine.scale(step), crs=scene.crs, nodata=vi.NODATA,
+            transform=scene.transform @ Affine.scale(step), crs=scene.crs, nodata=vi.NODATA,
         )
         for i, idx in enumerate(index_list, start=1):
             scratch.set_band_description(i, idx.name)

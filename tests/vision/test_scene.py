@@ -1,0 +1,125 @@
+"""Opening imagery: band naming, georeference, masks, captures, EXIF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rasterio.windows import Window
+
+from khet.errors import BandError, InputError
+from khet.vision import align
+from khet.vision.scene import group_captures, open_scene
+from tests.vision.rasters import field_rgb, write_geotiff, write_jpeg_with_gps
+
+FIXTURE = "tests/fixtures/micasense_crop"
+
+
+def test_rgb_geotiff_named_by_colorinterp_and_georeferenced(tmp_path):
+    p = write_geotiff(tmp_path / "f.tif", field_rgb())
+    with open_scene(p) as s:
+        assert s.bands == ("red", "green", "blue")
+        assert s.georef == "crs" and s.crs.to_epsg() == 32643
+        assert (s.width, s.height) == (320, 256)
+        data, valid = s.read(Window(-10, -10, 40, 40), ["green"])
+        assert data.shape == (1, 40, 40) and not valid[:10].any() and valid[10:, 10:].all()
+        assert (data[0, :10] == 0).all()
+
+
+def test_band_descriptions_name_multispectral_bands(tmp_path):
+    data = np.random.default_rng(1).integers(0, 4000, (4, 64, 64), dtype=np.uint16)
+    p = write_geotiff(tmp_path / "ms.tif", data, descriptions=["Red", "Green", "Blue", "NIR"])
+    with open_scene(p) as s:
+        assert s.bands == ("red", "green", "blue", "nir") and s.dtype == "uint16"
+
+
+def test_user_band_names_override_and_are_checked(tmp_path):
+    p = write_geotiff(tmp_path / "f.tif", field_rgb())
+    with open_scene(p, bands=["nir", "red", "-"]) as s:
+        assert s.bands == ("nir", "red")
+    with pytest.raises(BandError, match="3 band"):
+        open_scene(p, bands=["red", "nir"])
+    with pytest.raises(BandError, match="twice"):
+        open_scene(p, bands=["red", "red", "nir"])
+
+
+def test_nodata_and_internal_mask_make_pixels_invalid(tmp_path):
+    data = field_rgb()
+    data[:, :, :100] = 0
+    p = write_geotiff(tmp_path / "nd.tif", data, nodata=0)
+    with open_scene(p) as s:
+        _, valid = s.read(Window(0, 0, 320, 256), ["red"])
+        assert not valid[:, :100].any() and valid[:, 100:].mean() > 0.99
+    mask = np.ones((256, 320), bool)
+    mask[200:] = False
+    p2 = write_geotiff(tmp_path / "mask.tif", field_rgb(), mask=mask)
+    with open_scene(p2) as s:
+        _, valid = s.read(Window(0, 0, 320, 256), ["red"])
+        assert valid[:200].all() and not valid[200:].any()
+
+
+def test_alpha_band_is_a_mask_not_a_band(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    rgb = field_rgb()
+    alpha = np.full((1, 256, 320), 255, np.uint8)
+    alpha[0, :50] = 0
+    p = write_geotiff(tmp_path / "a.tif", np.concatenate([rgb, alpha]),
+                      colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+    with open_scene(p) as s:
+        assert s.bands == ("red", "green", "blue")
+        _, valid = s.read(Window(0, 0, 320, 256), ["red"])
+        assert not valid[:50].any() and valid[50:].all()
+
+
+def test_jpeg_frame_reads_gps_from_exif(tmp_path):
+    p = write_jpeg_with_gps(tmp_path / "DJI_0001.JPG", field_rgb())
+    with open_scene(p) as s:
+        assert s.georef == "exif-gps" and s.kind == "frame"
+        assert s.camera.latitude == pytest.approx(31.5204, abs=1e-4)
+        assert s.camera.longitude == pytest.approx(74.3587, abs=1e-4)
+        assert s.bands == ("red", "green", "blue")
+        assert any("GPS" in w for w in s.warnings)
+
+
+def test_multifile_capture_is_named_from_xmp_and_coregistered():
+    with open_scene(FIXTURE) as s:
+        assert s.kind == "capture"
+        assert s.bands == ("blue", "green", "red", "nir", "rededge")
+        shifts = {a["band"]: a["shift_px"] for a in s.alignment}
+        assert max(shifts.values()) > 5  # the lenses really are misaligned...
+        data, valid = s.read(Window(0, 0, s.width, s.height), ["green", "nir"])
+        # ...and after co-registration the residual shift between bands is sub-pixel.
+        residual = align.estimate(data[0], data[1])
+        assert residual.shift_px < 0.5
+        assert valid.mean() > 0.9
+        assert s.camera.has_gps
+
+
+def test_real_flight_capture_ndvi_is_plausible(shared_data):
+    from khet.vision import indices as vi
+
+    with open_scene(shared_data / "micasense_rededge" / "flight") as s:
+        data, valid = s.read(Window(0, 0, s.width, s.height), ["nir", "red"])
+        ndvi = vi.compute([vi.BY_NAME["ndvi"]], data, ["nir", "red"], valid)[0]
+        v = ndvi[np.isfinite(ndvi)]
+        # The data README: typical NDVI about 0.2, from about -0.3 to 0.6 (we subtract the black level).
+        assert 0.1 < float(np.mean(v)) < 0.45
+        assert np.percentile(v, 2) < -0.1 and np.percentile(v, 98) > 0.5
+
+
+def test_group_captures_splits_a_folder(tmp_path):
+    names = [f"IMG_0001_{i}.tif" for i in range(1, 6)] + [f"IMG_0002_{i}.tif" for i in range(1, 6)]
+    files = [tmp_path / n for n in names] + [tmp_path / "DJI_0003.JPG"]
+    groups = group_captures(files)
+    assert len(groups) == 3
+    assert [f.name for f in groups[str(tmp_path / "IMG_0002")]][0] == "IMG_0002_1.tif"
+
+
+def test_folder_with_two_captures_is_refused(tmp_path):
+    import shutil
+
+    for prefix in ("IMG_0001", "IMG_0002"):
+        for i in range(1, 6):
+            shutil.copy(f"{FIXTURE}/IMG_0001_{i}.tif", tmp_path / f"{prefix}_{i}.tif")
+    with pytest.raises(InputError, match="2 captures"):
+        open_scene(tmp_path)
