@@ -206,7 +206,7 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
         class_rows.append({
             "name": c.name, "color": c.color, "cells": n,
             "share": round(n / analysed, 4) if analysed else 0.0,
-            f"area_{unit}": round(areas["class"].get(c.name, 0.0), 4 if unit == "ha" else 0),
+            f"area_{unit}": round(areas["class"].get(c.name, 0.0), 6 if unit == "ha" else 0),
             "mean_confidence": round(float(probs[sel][:, i].astype(np.float32).mean()), 3) if n else None,
         })
     crop_cells = int((vigour != NODATA_CLASS).sum())
@@ -215,7 +215,7 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
         n = int((vigour == lvl_i).sum())
         vig_rows.append({"name": lvl, "color": VIGOUR_COLORS[lvl_i], "cells": n,
                          "share_of_crop": round(n / crop_cells, 4) if crop_cells else 0.0,
-                         f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 4 if unit == "ha" else 0)})
+                         f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 6 if unit == "ha" else 0)})
     loc = _location(scene)
     summary: dict[str, Any] = {
         "title": title,
@@ -244,7 +244,7 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
         "warnings": list(scene.warnings),
     }
     if unit == "ha":
-        summary["area_total_ha"] = round(sum(areas["class"].values()), 4)
+        summary["area_total_ha"] = round(sum(areas["class"].values()), 6)
     else:
         gsd = scene.camera.gsd_m
         summary["area_total_px"] = int(sum(areas["class"].values()))

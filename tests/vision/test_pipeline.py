@@ -1,0 +1,170 @@
+"""The field map: what analyze() writes, checked the way QGIS and a farmer would read it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform_geom
+from rio_cogeo.cogeo import cog_validate
+from shapely.geometry import box, mapping, shape
+
+from khet.cli import main
+from khet.vision import indices as vi
+from khet.vision.maps import vigour_grid
+from khet.vision.pipeline import Grid, _index_step, analyze
+from tests.vision.rasters import ORIGIN, field_rgb, write_geotiff, write_jpeg_with_gps
+
+pytestmark = pytest.mark.usefixtures("use_test_models")
+
+
+@pytest.fixture
+def field_tif(tmp_path):
+    data = field_rgb(256, 320)
+    data[:, 200:, :64] = 0  # a nodata corner, as orthomosaic edges have
+    return write_geotiff(tmp_path / "field.tif", data, nodata=0)
+
+
+def test_georeferenced_field_map(tmp_path, field_tif):
+    out = tmp_path / "out"
+    seen = []
+    s = analyze(field_tif, out, progress=lambda d, t: seen.append((d, t)))
+    # classes.tif: a valid COG in the input's CRS on the grid of cells, colour map, nodata.
+    assert cog_validate(str(out / "classes.tif"))[0]
+    with rasterio.open(field_tif) as src, rasterio.open(out / "classes.tif") as c:
+        assert c.crs == src.crs
+        assert c.transform.a == pytest.approx(src.transform.a * 32)
+        assert (c.transform.c, c.transform.f) == pytest.approx(ORIGIN)
+        assert (c.width, c.height) == (10, 8)
+        assert c.nodata == 255
+        cmap = c.colormap(1)
+        assert cmap[1][:3] == (0x2E, 0x9E, 0x44)
+        grid = c.read(1)
+        assert (grid[7, 0:2] == 255).all()  # the nodata corner is nodata on the map
+        assert set(np.unique(grid)) <= {0, 1, 2, 255}
+    # indices: float32 COGs with nodata, values in range, NaN where the image has none.
+    for name in ("vari", "exg", "gli"):
+        path = out / "indices" / f"{name}.tif"
+        assert cog_validate(str(path))[0]
+        with rasterio.open(path) as d:
+            assert d.dtypes[0] == "float32" and d.nodata == vi.NODATA
+            a = d.read(1, masked=True)
+            assert a.mask[240, 10] and not a.mask[10, 10]
+            lo, hi = vi.BY_NAME[name].value_range
+            assert lo <= a.min() and a.max() <= hi
+    # zones: EPSG:4326 polygons with hectares that add up to the analysed area.
+    zones = json.loads((out / "zones.geojson").read_text())
+    assert zones["type"] == "FeatureCollection" and zones["features"]
+    lon, lat = zones["features"][0]["geometry"]["coordinates"][0][0]
+    assert 70 < lon < 76 and 30 < lat < 33  # Punjab
+    total_ha = sum(f["properties"]["area_ha"] for f in zones["features"])
+    valid_px = 256 * 320 - 56 * 64
+    assert total_ha == pytest.approx(valid_px * 0.05**2 / 1e4, rel=0.05)
+    assert s["area_total_ha"] == pytest.approx(total_ha, rel=1e-3)
+    # summary: hectares and shares per class, indices, model, input facts; progress reached the end.
+    assert s["area_unit"] == "ha"
+    assert sum(c["share"] for c in s["classes"]) == pytest.approx(1.0, abs=1e-3)
+    assert s["model"]["name"] == "test-rgb"
+    assert set(s["indices"]) == {"vari", "exg", "gli"}
+    assert s["vigour"]["index"] == "vari"
+    assert s["tiling"]["cells_skipped"] >= 2
+    assert s["location"]["based_on"] == "georeferenced image"
+    assert seen[-1] == (80, 80) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["classes"] == s["classes"]
+    assert not list(out.glob(".khet-partial-*"))
+
+
+def test_classes_follow_the_pixels(tmp_path):
+    """Green rows are crop, brown soil is soil: the map says what the tiles show."""
+    data = field_rgb(256, 256)
+    p = write_geotiff(tmp_path / "f.tif", data)
+    analyze(p, tmp_path / "out", tile_size=32, overlap=0)
+    with rasterio.open(tmp_path / "out" / "classes.tif") as c:
+        grid = c.read(1)
+    # Rows of 32 px alternate crop (even) and soil (odd); the weed patch is in the NE corner.
+    assert (grid[2::2, :] == 1).mean() > 0.9
+    assert (grid[1::2, :6] == 0).mean() > 0.9
+
+
+def test_boundary_clips_the_map(tmp_path, field_tif):
+    # The western half of the image as a boundary polygon in EPSG:4326.
+    half = box(ORIGIN[0], ORIGIN[1] - 256 * 0.05, ORIGIN[0] + 160 * 0.05, ORIGIN[1])
+    geom = transform_geom("EPSG:32643", "EPSG:4326", mapping(half))
+    s = analyze(field_tif, tmp_path / "out", clip=geom)
+    with rasterio.open(tmp_path / "out" / "classes.tif") as c:
+        grid = c.read(1)
+    assert (grid[:, 5:] == 255).all() and (grid[:6, :5] != 255).all()
+    assert s["area_total_ha"] == pytest.approx(160 * 256 * 0.05**2 / 1e4 - 56 * 64 * 0.05**2 / 1e4, rel=0.06)
+
+
+def test_multispectral_capture_uses_the_red_nir_model_and_all_indices(tmp_path):
+    s = analyze("tests/fixtures/micasense_crop", tmp_path / "out")
+    assert s["model"]["bands"] == ["red", "nir"]
+    assert set(s["indices"]) == {"ndvi", "ndre", "gndvi", "vari", "exg", "gli"}
+    assert s["vigour"]["index"] == "ndvi"
+    assert s["area_unit"] == "px" and s["location"]["based_on"].startswith("camera GPS")
+    assert any("No georeference" in w for w in s["warnings"])
+    with rasterio.open(tmp_path / "out" / "indices" / "ndvi.tif") as d:
+        assert d.crs is None and d.width == 576
+    zones = json.loads((tmp_path / "out" / "zones.geojson").read_text())
+    assert zones["khet:coordinates"].startswith("image pixels")
+    assert sum(f["properties"]["area_px"] for f in zones["features"]) == pytest.approx(
+        s["area_total_px"], rel=1e-6)
+
+
+def test_jpeg_frame(tmp_path):
+    p = write_jpeg_with_gps(tmp_path / "DJI_0001.JPG", field_rgb(200, 300))
+    s = analyze(p, tmp_path / "out")
+    assert s["input"]["kind"] == "frame" and s["location"]["lat"] == pytest.approx(31.5204, abs=1e-3)
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "preview.png") as im:
+        assert im.width > 300 and im.height >= 200
+
+
+def test_rerun_replaces_outputs_and_a_failed_run_keeps_the_old_ones(tmp_path, field_tif, capsys):
+    out = tmp_path / "out"
+    analyze(field_tif, out)
+    before = (out / "summary.json").read_text()
+    bad = tmp_path / "bad.tif"
+    bad.write_text("nope")
+    assert main(["analyze", str(bad), "-o", str(out)]) == 2
+    assert (out / "summary.json").read_text() == before  # nothing already stored is lost
+
+
+def test_cli_one_line_and_json(tmp_path, field_tif, capsys):
+    assert main(["analyze", str(field_tif), "-o", str(tmp_path / "o1")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line.splitlines()) == 1 and "ha" in line and "crop" in line
+    assert main(["analyze", str(field_tif), "-o", str(tmp_path / "o2"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["area_unit"] == "ha"
+
+
+def test_index_step_divides_stride_and_caps_size():
+    g = Grid(32768, 32768, 128, 32)
+    k = _index_step(g, 4096)
+    assert g.stride % k == 0 and 32768 / k <= 4096
+    assert _index_step(Grid(1280, 960, 128, 32), 4096) == 1
+
+
+def test_vigour_rule_is_relative_to_the_field():
+    classes = np.ones((4, 4), np.uint8)
+    classes[0, 0] = 0
+    idx = np.full((4, 4, 1), 0.6, np.float32)
+    idx[3, 3] = 0.2
+    idx[3, 2] = 0.9
+    grid, params = vigour_grid(classes, idx, crop_id=1, index_pos=0)
+    assert grid[0, 0] == 255 and grid[3, 3] == 0 and grid[3, 2] == 2 and grid[1, 1] == 1
+    assert params["median"] == pytest.approx(0.6)
+
+
+def test_index_formulas():
+    red, green, blue, nir = (np.array([v], np.float32) for v in (0.1, 0.3, 0.05, 0.5))
+    assert vi.BY_NAME["ndvi"].compute(nir, red)[0] == pytest.approx(0.4 / 0.6)
+    assert vi.BY_NAME["vari"].compute(red, green, blue)[0] == pytest.approx(0.2 / 0.35)
+    assert vi.BY_NAME["exg"].compute(red, green, blue)[0] == pytest.approx(0.45 / 0.45)
+    assert [i.name for i in vi.available(["red", "green", "blue"])] == ["vari", "exg", "gli"]
