@@ -20,13 +20,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
     redis_url: str | None = Field(None, description="Use RedisHuey at this URL for jobs")
     models_dir: Path | None = Field(None, description="Folder of .onnx bundles; default: shipped")
-    secret_key: str | None = Field(None, description="Session signing key; default: made and kept in data_dir")
+    secret_key: str | None = Field(
+        None, description="Session signing key; default: made and kept in data_dir"
+    )
 
     # Resources: a field device sets these low.
     threads: int = Field(0, ge=0, description="Inference threads; 0 = all cores")
     batch_size: int = Field(32, ge=1, le=1024)
-    gdal_cache_mb: int = Field(64, ge=8, description="GDAL block cache; bounds memory on big rasters")
-    max_pixels: int = Field(64 * 1024 * 1024 * 1024, description="Largest image accepted, in pixels")
+    gdal_cache_mb: int = Field(
+        64, ge=8, description="GDAL block cache; bounds memory on big rasters"
+    )
+    max_pixels: int = Field(
+        64 * 1024 * 1024 * 1024, description="Largest image accepted, in pixels"
+    )
     max_decoded_mb: int = Field(1024, description="Largest JPEG/PNG decoded whole into memory")
     index_max_size: int = Field(
         4096, ge=256, description="Index maps are written at input resolution up to this many px"

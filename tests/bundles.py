@@ -11,22 +11,31 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from khet.vision.bundle import BundleInfo, ClassInfo
+from onnx import TensorProto, helper, numpy_helper
 
 CLASSES = (ClassInfo("soil", "#8b6b4a"), ClassInfo("crop", "#2e9e44"), ClassInfo("weed", "#e0452b"))
 
 
-def make_bundle(path: Path, bands: tuple[str, ...] = ("red", "green", "blue"), tile_size: int = 32,
-                overlap: int = 0, weights: np.ndarray | None = None, name: str = "test-bundle",
-                dtype: str = "uint8") -> Path:
+def make_bundle(
+    path: Path,
+    bands: tuple[str, ...] = ("red", "green", "blue"),
+    tile_size: int = 32,
+    overlap: int = 0,
+    weights: np.ndarray | None = None,
+    name: str = "test-bundle",
+    dtype: str = "uint8",
+) -> Path:
     nb = len(bands)
     if weights is None:
         # Scores: soil = red, crop = the band after red (green or nir), weed = mean of all.
         weights = np.zeros((nb, 3), np.float32)
         weights[bands.index("red") if "red" in bands else 0, 0] = 1.0
-        plant = bands.index("nir") if "nir" in bands else (bands.index("green") if "green" in bands else 0)
+        plant = (
+            bands.index("nir")
+            if "nir" in bands
+            else (bands.index("green") if "green" in bands else 0)
+        )
         weights[plant, 1] = 1.0
         weights[:, 2] = 0.9 / nb
     w = numpy_helper.from_array((weights * 0.05).astype(np.float32), "W")
@@ -39,16 +48,25 @@ def make_bundle(path: Path, bands: tuple[str, ...] = ("red", "green", "blue"), t
     ]
     axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
     graph = helper.make_graph(
-        nodes, "khet-test",
+        nodes,
+        "khet-test",
         [helper.make_tensor_value_info("tiles", elem, ["N", nb, tile_size, tile_size])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
         initializer=[w, axes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
-    info = BundleInfo(name=name, version="0.0.1", classes=CLASSES, bands=tuple(bands),
-                      tile_size=tile_size, overlap=overlap, dtype=dtype,
-                      label_rule="test rule", training_data="none (test bundle)")
+    info = BundleInfo(
+        name=name,
+        version="0.0.1",
+        classes=CLASSES,
+        bands=tuple(bands),
+        tile_size=tile_size,
+        overlap=overlap,
+        dtype=dtype,
+        label_rule="test rule",
+        training_data="none (test bundle)",
+    )
     for k, v in info.to_metadata().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v

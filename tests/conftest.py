@@ -25,7 +25,9 @@ def _shared_data() -> Path:
 def shared_data() -> Path:
     path = _shared_data()
     if not (path / "micasense_rededge").is_dir():
-        pytest.fail(f"Real field data not found at {path}: set KHET_SHARED_DATA or provide ../shared/data")
+        pytest.fail(
+            f"Real field data not found at {path}: set KHET_SHARED_DATA or provide ../shared/data"
+        )
     return path
 
 
@@ -33,10 +35,16 @@ def shared_data() -> Path:
 def test_models(tmp_path_factory) -> Path:
     """A folder with tiny RGB and red+NIR bundles (built in code, no torch)."""
     d = tmp_path_factory.mktemp("models")
-    make_bundle(d / "test-rgb.onnx", bands=("red", "green", "blue"), tile_size=32, overlap=0,
-                name="test-rgb")
-    make_bundle(d / "test-rednir.onnx", bands=("red", "nir"), tile_size=32, overlap=0,
-                name="test-rednir")
+    make_bundle(
+        d / "test-rgb.onnx",
+        bands=("red", "green", "blue"),
+        tile_size=32,
+        overlap=0,
+        name="test-rgb",
+    )
+    make_bundle(
+        d / "test-rednir.onnx", bands=("red", "nir"), tile_size=32, overlap=0, name="test-rednir"
+    )
     return d
 
 

@@ -58,17 +58,23 @@ def estimate(reference: np.ndarray, band: np.ndarray, max_iter: int = 100) -> Al
     return Alignment(warp=warp, score=float(score))
 
 
-def apply(band: np.ndarray, alignment: Alignment, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def apply(
+    band: np.ndarray, alignment: Alignment, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The band resampled onto the reference grid, and where it has real pixels."""
     h, w = shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     out = cv2.warpAffine(band, alignment.warp, (w, h), flags=flags, borderValue=0)
     ones = np.full(band.shape, 255, np.uint8)
-    valid = cv2.warpAffine(ones, alignment.warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    valid = cv2.warpAffine(
+        ones, alignment.warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    )
     return out, valid > 0
 
 
-def coregister(bands: list[np.ndarray], reference: int) -> tuple[list[np.ndarray], np.ndarray, list[Alignment]]:
+def coregister(
+    bands: list[np.ndarray], reference: int
+) -> tuple[list[np.ndarray], np.ndarray, list[Alignment]]:
     """All bands on the reference band's grid, the pixels every band covers, and each warp."""
     ref = bands[reference]
     shape = ref.shape

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -151,7 +150,7 @@ class Bundle:
         return file_sha256(self.path)
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
-        """Class probabilities for a batch of N x bands x tile x tile tiles of the bundle's dtype."""
+        """Class probabilities for a batch of tiles (N x bands x tile x tile, the bundle dtype)."""
         out = self._session.run([OUTPUT_NAME], {INPUT_NAME: tiles})[0]
         return np.asarray(out, dtype=np.float32)
 
@@ -173,31 +172,19 @@ class Bundle:
 
 
 def default_models_dir() -> Path:
-    """The bundles shipped in the package (models/bundles), unless KHET_MODELS_DIR says otherwise."""
+    """The shipped bundles (models/bundles), unless KHET_MODELS_DIR says otherwise."""
     from khet.settings import get_settings
 
     s = get_settings()
     if s.models_dir:
         return Path(s.models_dir)
-    env = os.environ.get("KHET_MODELS_DIR")
-    if env:
-        return Path(env)
+    # vision/ and models/ sit side by side both in the source tree and installed (khet/vision,
+    # khet/models), so this finds the shipped bundles without importing khet.models.
     return Path(__file__).resolve().parent.parent / "models" / "bundles"
-
-
-def _installed_bundles_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("khet.models")
-    if spec and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations))) / "bundles"
-    return default_models_dir()
 
 
 def list_bundles(models_dir: Path | None = None) -> list[Path]:
     d = models_dir or default_models_dir()
-    if not d.is_dir():
-        d = _installed_bundles_dir()
     return sorted(p for p in d.glob("*.onnx") if p.is_file())
 
 
@@ -210,8 +197,9 @@ def choose_bundle(
     """The bundle to run: the one named, else the best fit for the bands the imagery has.
 
     Among bundles whose bands the imagery has, prefer those using non-visible bands (NIR, red
-    edge), which separate plants from soil more reliably than colour, then fp32 over int8 only if
-    the card says so (a bundle's precision is chosen at export), then the name for a stable order.
+    edge), which separate plants from soil more reliably than colour, then more bands,
+    then the name for a stable order. One bundle ships per band set (fp32 or int8, whichever its
+    model card found better for this CPU).
     """
     if model is not None:
         p = Path(model)
@@ -230,7 +218,9 @@ def choose_bundle(
         return b
     paths = list_bundles(models_dir)
     if not paths:
-        raise ModelError("No model bundles found. Train one with `khet train` or set KHET_MODELS_DIR.")
+        raise ModelError(
+            "No model bundles found. Train one with `khet train` or set KHET_MODELS_DIR."
+        )
     fits: list[tuple[tuple[int, int, str], Bundle]] = []
     needs: list[str] = []
     for p in paths:
@@ -243,7 +233,8 @@ def choose_bundle(
     if not fits:
         raise BandError(
             f"No model fits the image's bands ({', '.join(available_bands) or 'unnamed'}); the "
-            f"models need {' or '.join(needs)}. Name the bands with --bands, e.g. --bands red,green,blue."
+            f"models need {' or '.join(needs)}. Name the bands with --bands, "
+            "e.g. --bands red,green,blue."
         )
     fits.sort(key=lambda t: t[0])
     return fits[0][1]

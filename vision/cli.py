@@ -20,11 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or a folder")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
-    p.add_argument("--bands", help="band names in file order, e.g. red,green,blue,nir (- to skip one)")
+    p.add_argument(
+        "--bands", help="band names in file order, e.g. red,green,blue,nir (- to skip one)"
+    )
     p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
-    p.add_argument("--boundary", type=Path, help="GeoJSON of the field boundary (EPSG:4326) to clip to")
+    p.add_argument(
+        "--boundary", type=Path, help="GeoJSON of the field boundary (EPSG:4326) to clip to"
+    )
     p.add_argument("--title", help="title for the preview and summary")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=run)
@@ -35,8 +39,13 @@ def _progress(enabled: bool):
         return None, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("analyzing"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
-                   TimeRemainingColumn(), transient=True)
+    bar = Progress(
+        TextColumn("analyzing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} cells"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
     task = bar.add_task("analyze", total=None)
 
     def update(done: int, total: int) -> None:
@@ -46,8 +55,9 @@ def _progress(enabled: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from khet.errors import KhetError
     from khet.vision.pipeline import analyze
+
+    from khet.errors import KhetError
 
     clip = None
     if args.boundary:
@@ -60,9 +70,17 @@ def run(args: argparse.Namespace) -> int:
     if bar:
         bar.start()
     try:
-        summary = analyze(args.inputs, args.out, bands=bands, model=args.model,
-                          tile_size=args.tile_size, overlap=args.overlap, clip=clip,
-                          progress=update, title=args.title)
+        summary = analyze(
+            args.inputs,
+            args.out,
+            bands=bands,
+            model=args.model,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            clip=clip,
+            progress=update,
+            title=args.title,
+        )
     finally:
         if bar:
             bar.stop()
@@ -83,8 +101,14 @@ def one_line(summary: dict, out: Path) -> str:
         else:
             parts.append(f"{c['name']} {c['share']:.0%}")
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
-    vig = f"; low-vigour crop {low['share_of_crop']:.0%}" if low and summary["vigour"]["index"] else ""
-    warn = f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
+    vig = (
+        f"; low-vigour crop {low['share_of_crop']:.0%}"
+        if low and summary["vigour"]["index"]
+        else ""
+    )
+    warn = (
+        f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
+    )
     return f"{out}: {', '.join(parts)}{vig} — model {summary['model']['name']}{warn}"
 
 

@@ -34,7 +34,7 @@ class CameraFacts:
 
     @property
     def gsd_m(self) -> float | None:
-        """Approximate ground size of a pixel for a nadir photo, when the height above ground is known."""
+        """Approximate ground pixel size of a nadir photo, when the height above ground is known."""
         if self.relative_altitude_m and self.focal_length_mm and self.pixel_pitch_mm:
             return self.relative_altitude_m * self.pixel_pitch_mm / self.focal_length_mm
         return None
@@ -69,9 +69,7 @@ def _xmp(path: Path) -> str:
 
 
 def _xmp_value(xmp: str, key: str) -> str | None:
-    m = re.search(rf"{key}\s*=\s*\"([^\"]*)\"", xmp) or re.search(
-        rf"<{key}>([^<]*)</{key}>", xmp
-    )
+    m = re.search(rf"{key}\s*=\s*\"([^\"]*)\"", xmp) or re.search(rf"<{key}>([^<]*)</{key}>", xmp)
     return m.group(1).strip() if m else None
 
 

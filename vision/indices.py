@@ -49,12 +49,30 @@ def _gli(red, green, blue):
 
 
 INDICES: tuple[Index, ...] = (
-    Index("ndvi", ("nir", "red"), "NDVI", "(NIR - Red) / (NIR + Red)", (-1, 1),
-          lambda nir, red: _ratio(nir, red)),
-    Index("ndre", ("nir", "rededge"), "NDRE", "(NIR - RedEdge) / (NIR + RedEdge)", (-1, 1),
-          lambda nir, re: _ratio(nir, re)),
-    Index("gndvi", ("nir", "green"), "GNDVI", "(NIR - Green) / (NIR + Green)", (-1, 1),
-          lambda nir, g: _ratio(nir, g)),
+    Index(
+        "ndvi",
+        ("nir", "red"),
+        "NDVI",
+        "(NIR - Red) / (NIR + Red)",
+        (-1, 1),
+        lambda nir, red: _ratio(nir, red),
+    ),
+    Index(
+        "ndre",
+        ("nir", "rededge"),
+        "NDRE",
+        "(NIR - RedEdge) / (NIR + RedEdge)",
+        (-1, 1),
+        lambda nir, re: _ratio(nir, re),
+    ),
+    Index(
+        "gndvi",
+        ("nir", "green"),
+        "GNDVI",
+        "(NIR - Green) / (NIR + Green)",
+        (-1, 1),
+        lambda nir, g: _ratio(nir, g),
+    ),
     Index("vari", ("red", "green", "blue"), "VARI", "(G - R) / (G + R - B)", (-1, 1), _vari),
     Index("exg", ("red", "green", "blue"), "ExG", "(2G - R - B) / (R + G + B)", (-1, 2), _exg),
     Index("gli", ("red", "green", "blue"), "GLI", "(2G - R - B) / (2G + R + B)", (-1, 1), _gli),

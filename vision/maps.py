@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from khet.vision import indices as vi
+from khet.vision.bundle import Bundle
+from khet.vision.outputs import Staging, write_cog, write_json
+from khet.vision.scene import Scene
 from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
 from khet.errors import KhetError
-from khet.vision import indices as vi
-from khet.vision.bundle import Bundle
-from khet.vision.outputs import Staging, write_cog, write_json
-from khet.vision.scene import Scene
 
 NODATA_CLASS = 255
 VIGOUR_LEVELS = ("low", "medium", "high")
@@ -112,7 +112,9 @@ def clip_mask(geometry: dict, scene: Scene, grid) -> np.ndarray | None:
     except Exception as e:
         raise KhetError(f"The field boundary is not a valid GeoJSON geometry ({e}).") from e
     mask = features.geometry_mask(
-        [local], out_shape=(grid.rows, grid.cols), transform=grid_transform(scene, grid.stride),
+        [local],
+        out_shape=(grid.rows, grid.cols),
+        transform=grid_transform(scene, grid.stride),
         invert=True,
     )
     if not mask.any():
@@ -120,8 +122,9 @@ def clip_mask(geometry: dict, scene: Scene, grid) -> np.ndarray | None:
     return mask
 
 
-def vigour_grid(classes: np.ndarray, cell_index: np.ndarray, crop_id: int | None,
-                index_pos: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+def vigour_grid(
+    classes: np.ndarray, cell_index: np.ndarray, crop_id: int | None, index_pos: int | None
+) -> tuple[np.ndarray, dict[str, Any]]:
     out = np.full(classes.shape, NODATA_CLASS, np.uint8)
     if crop_id is None or index_pos is None:
         return out, {}
@@ -137,8 +140,12 @@ def vigour_grid(classes: np.ndarray, cell_index: np.ndarray, crop_id: int | None
     level[v < med - delta] = 0
     level[v > med + delta] = 2
     out[crop] = level
-    return out, {"median": round(med, 4), "spread": round(spread, 4),
-                 "low_below": round(med - delta, 4), "high_above": round(med + delta, 4)}
+    return out, {
+        "median": round(med, 4),
+        "spread": round(spread, 4),
+        "low_below": round(med - delta, 4),
+        "high_above": round(med + delta, 4),
+    }
 
 
 def _colormap(colors: list[str]) -> dict[int, tuple[int, int, int, int]]:
@@ -159,15 +166,27 @@ def _utm_for(lon: float, lat: float) -> str:
 
 def _footprint(scene: Scene):
     t = scene.transform
-    corners = [t @ (0, 0), t @ (scene.width, 0), t @ (scene.width, scene.height), t @ (0, scene.height)]
+    corners = [
+        t @ (0, 0),
+        t @ (scene.width, 0),
+        t @ (scene.width, scene.height),
+        t @ (0, scene.height),
+    ]
     from shapely.geometry import Polygon
 
     return Polygon(corners) if scene.crs is not None else box(0, 0, scene.width, scene.height)
 
 
-def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Index],
-                    result: dict[str, Any], st: Staging, title: str | None = None) -> dict[str, Any]:
-    """classes.tif, vigour.tif, zones.geojson, preview.png; returns the summary (not yet written)."""
+def write_field_map(
+    scene: Scene,
+    bundle: Bundle,
+    grid,
+    index_list: list[vi.Index],
+    result: dict[str, Any],
+    st: Staging,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Write classes.tif, vigour.tif, zones.geojson, preview.png; return the summary."""
     info = bundle.info
     names = info.class_names
     classes: np.ndarray = result["classes"]
@@ -180,15 +199,27 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
     vigour, vig_params = vigour_grid(classes, result["cell_index"], crop_id, vig_pos)
 
     write_cog(
-        st.file("classes.tif"), classes, transform=gt, crs=crs, nodata=NODATA_CLASS,
-        colormap=_colormap([c.color for c in info.classes]), descriptions=["class"],
+        st.file("classes.tif"),
+        classes,
+        transform=gt,
+        crs=crs,
+        nodata=NODATA_CLASS,
+        colormap=_colormap([c.color for c in info.classes]),
+        descriptions=["class"],
         tags={"classes": json.dumps(names), "model": f"{info.name} {info.version}"},
     )
     write_cog(
-        st.file("vigour.tif"), vigour, transform=gt, crs=crs, nodata=NODATA_CLASS,
-        colormap=_colormap(list(VIGOUR_COLORS)), descriptions=["crop vigour"],
-        tags={"levels": json.dumps(VIGOUR_LEVELS),
-              "rule": VIGOUR_RULE.format(index=vig_index.title if vig_index else "index")},
+        st.file("vigour.tif"),
+        vigour,
+        transform=gt,
+        crs=crs,
+        nodata=NODATA_CLASS,
+        colormap=_colormap(list(VIGOUR_COLORS)),
+        descriptions=["crop vigour"],
+        tags={
+            "levels": json.dumps(VIGOUR_LEVELS),
+            "rule": VIGOUR_RULE.format(index=vig_index.title if vig_index else "index"),
+        },
     )
 
     zones, areas, unit = _zones(scene, grid, classes, vigour, names)
@@ -203,19 +234,31 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
     for i, c in enumerate(info.classes):
         sel = classes == i
         n = int(sel.sum())
-        class_rows.append({
-            "name": c.name, "color": c.color, "cells": n,
-            "share": round(n / analysed, 4) if analysed else 0.0,
-            f"area_{unit}": round(areas["class"].get(c.name, 0.0), 6 if unit == "ha" else 0),
-            "mean_confidence": round(float(probs[sel][:, i].astype(np.float32).mean()), 3) if n else None,
-        })
+        class_rows.append(
+            {
+                "name": c.name,
+                "color": c.color,
+                "cells": n,
+                "share": round(n / analysed, 4) if analysed else 0.0,
+                f"area_{unit}": round(areas["class"].get(c.name, 0.0), 6 if unit == "ha" else 0),
+                "mean_confidence": round(float(probs[sel][:, i].astype(np.float32).mean()), 3)
+                if n
+                else None,
+            }
+        )
     crop_cells = int((vigour != NODATA_CLASS).sum())
     vig_rows = []
     for lvl_i, lvl in enumerate(VIGOUR_LEVELS):
         n = int((vigour == lvl_i).sum())
-        vig_rows.append({"name": lvl, "color": VIGOUR_COLORS[lvl_i], "cells": n,
-                         "share_of_crop": round(n / crop_cells, 4) if crop_cells else 0.0,
-                         f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 6 if unit == "ha" else 0)})
+        vig_rows.append(
+            {
+                "name": lvl,
+                "color": VIGOUR_COLORS[lvl_i],
+                "cells": n,
+                "share_of_crop": round(n / crop_cells, 4) if crop_cells else 0.0,
+                f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 6 if unit == "ha" else 0),
+            }
+        )
     loc = _location(scene)
     summary: dict[str, Any] = {
         "title": title,
@@ -223,21 +266,31 @@ def write_field_map(scene: Scene, bundle: Bundle, grid, index_list: list[vi.Inde
         "location": loc,
         "area_unit": unit,
         "model": bundle.describe(),
-        "tiling": {"tile_size": grid.tile, "overlap": grid.overlap, "stride": grid.stride,
-                   "rows": grid.rows, "cols": grid.cols, "cells_analysed": analysed,
-                   "cells_skipped": int(result["skipped"]), "min_valid_share": 0.5},
+        "tiling": {
+            "tile_size": grid.tile,
+            "overlap": grid.overlap,
+            "stride": grid.stride,
+            "rows": grid.rows,
+            "cols": grid.cols,
+            "cells_analysed": analysed,
+            "cells_skipped": int(result["skipped"]),
+            "min_valid_share": 0.5,
+        },
         "classes": class_rows,
         "vigour": {
             "index": vig_index.name if vig_index else None,
-            "rule": VIGOUR_RULE.format(index=vig_index.title) if vig_index else
-            "No vegetation index available for these bands: vigour not assessed.",
+            "rule": VIGOUR_RULE.format(index=vig_index.title)
+            if vig_index
+            else "No vegetation index available for these bands: vigour not assessed.",
             "thresholds": vig_params,
             "levels": vig_rows,
         },
         "indices": {s.index.name: s.result() for s in result["index_stats"]},
         "index_resolution_step": result["index_step"],
         "outputs": {
-            "classes": "classes.tif", "vigour": "vigour.tif", "zones": "zones.geojson",
+            "classes": "classes.tif",
+            "vigour": "vigour.tif",
+            "zones": "zones.geojson",
             "preview": "preview.png",
             "indices": {k: f"indices/{k}.tif" for k in result["index_paths"]},
         },
@@ -261,8 +314,11 @@ def _location(scene: Scene) -> dict[str, Any] | None:
         lon, lat = wt(scene.crs, "EPSG:4326", [cx], [cy])
         return {"lon": round(lon[0], 7), "lat": round(lat[0], 7), "based_on": "georeferenced image"}
     if scene.camera.has_gps:
-        return {"lon": round(scene.camera.longitude, 7), "lat": round(scene.camera.latitude, 7),
-                "based_on": "camera GPS (EXIF), image centre, approximate"}
+        return {
+            "lon": round(scene.camera.longitude, 7),
+            "lat": round(scene.camera.latitude, 7),
+            "based_on": "camera GPS (EXIF), image centre, approximate",
+        }
     return None
 
 
@@ -281,7 +337,11 @@ def _zones(scene, grid, classes, vigour, names):
     if crs is not None:
         c = footprint.centroid
         lon, lat = transform_geom(crs, "EPSG:4326", mapping(c))["coordinates"]
-        utm = crs if (crs.is_projected and crs.linear_units in ("metre", "meter")) else _utm_for(lon, lat)
+        utm = (
+            crs
+            if (crs.is_projected and crs.linear_units in ("metre", "meter"))
+            else _utm_for(lon, lat)
+        )
     feats = []
     areas: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
     groups: dict[int, list] = {}
@@ -307,7 +367,9 @@ def _zones(scene, grid, classes, vigour, names):
             feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
             areas["class"][names[cls_i]] = areas["class"].get(names[cls_i], 0.0) + area
             if lvl < 3:
-                areas["vigour"][VIGOUR_LEVELS[lvl]] = areas["vigour"].get(VIGOUR_LEVELS[lvl], 0.0) + area
+                areas["vigour"][VIGOUR_LEVELS[lvl]] = (
+                    areas["vigour"].get(VIGOUR_LEVELS[lvl], 0.0) + area
+                )
     return feats, areas, unit
 
 
@@ -318,8 +380,17 @@ def _display_bands(bands: tuple[str, ...]) -> list[str]:
     return [bands[0]] * 3
 
 
-def write_preview(path: Path, scene: Scene, grid, classes: np.ndarray, info, areas, unit: str,
-                  title: str | None, max_size: int = 1024) -> None:
+def write_preview(
+    path: Path,
+    scene: Scene,
+    grid,
+    classes: np.ndarray,
+    info,
+    areas,
+    unit: str,
+    title: str | None,
+    max_size: int = 1024,
+) -> None:
     """The image with the class map over it and a legend: what a farmer looks at first."""
     show = _display_bands(scene.bands)
     uniq = list(dict.fromkeys(show))
@@ -328,8 +399,12 @@ def write_preview(path: Path, scene: Scene, grid, classes: np.ndarray, info, are
     img = np.stack([rgb8[uniq.index(b)] for b in show], axis=-1).astype(np.float32)
     ph, pw = img.shape[:2]
     # Which cell each preview pixel falls in.
-    ys = np.minimum((np.arange(ph) + 0.5) * scene.height / ph // grid.stride, grid.rows - 1).astype(int)
-    xs = np.minimum((np.arange(pw) + 0.5) * scene.width / pw // grid.stride, grid.cols - 1).astype(int)
+    ys = np.minimum((np.arange(ph) + 0.5) * scene.height / ph // grid.stride, grid.rows - 1).astype(
+        int
+    )
+    xs = np.minimum((np.arange(pw) + 0.5) * scene.width / pw // grid.stride, grid.cols - 1).astype(
+        int
+    )
     cell = classes[np.ix_(ys, xs)]
     colors = np.array([_rgb(c.color) for c in info.classes], np.float32)
     has = cell != NODATA_CLASS

@@ -31,16 +31,24 @@ SUMMARY = "summary.json"
 
 def _as_output_error(e: OSError, where: Path) -> OutputError:
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return OutputError(f"The disk is full while writing to {where}; nothing was left half-written.")
+        return OutputError(
+            f"The disk is full while writing to {where}; nothing was left half-written."
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"Cannot write to {where}: permission denied. Choose another output folder.")
+        return OutputError(
+            f"Cannot write to {where}: permission denied. Choose another output folder."
+        )
     return OutputError(f"Cannot write to {where} ({e.strerror or e}).")
 
 
 def _gdal_write_error(e: Exception, where: Path) -> OutputError:
     text = str(e).lower()
-    if any(k in text for k in ("no space", "file too large", "disk full", "short write", "write error")):
-        return OutputError(f"The disk is full while writing to {where}; nothing was left half-written.")
+    if any(
+        k in text for k in ("no space", "file too large", "disk full", "short write", "write error")
+    ):
+        return OutputError(
+            f"The disk is full while writing to {where}; nothing was left half-written."
+        )
     return OutputError(f"Cannot write the results to {where} ({str(e).splitlines()[0][:160]}).")
 
 
@@ -132,8 +140,13 @@ def write_cog(
     """Write a small in-memory array (a class grid) as a Cloud-Optimized GeoTIFF."""
     bands = data if data.ndim == 3 else data[None]
     profile = {
-        "driver": "GTiff", "width": bands.shape[2], "height": bands.shape[1], "count": bands.shape[0],
-        "dtype": bands.dtype.name, "transform": transform, "nodata": nodata,
+        "driver": "GTiff",
+        "width": bands.shape[2],
+        "height": bands.shape[1],
+        "count": bands.shape[0],
+        "dtype": bands.dtype.name,
+        "transform": transform,
+        "nodata": nodata,
     }
     if crs is not None:
         profile["crs"] = crs
@@ -164,18 +177,34 @@ def cog_from(src, path: Path, *, resampling: str, nodata: float | int | None) ->
     else:
         profile.update(predictor=2)
     cog_translate(
-        src, str(path), profile, nodata=nodata, overview_resampling=resampling,
-        in_memory=False, quiet=True, use_cog_driver=False,
+        src,
+        str(path),
+        profile,
+        nodata=nodata,
+        overview_resampling=resampling,
+        in_memory=False,
+        quiet=True,
+        use_cog_driver=False,
     )
 
 
-def open_scratch_raster(path: Path, *, width: int, height: int, count: int, dtype: str,
-                        transform, crs, nodata: float) -> rasterio.io.DatasetWriter:
+def open_scratch_raster(
+    path: Path, *, width: int, height: int, count: int, dtype: str, transform, crs, nodata: float
+) -> rasterio.io.DatasetWriter:
     """An uncompressed tiled GeoTIFF that takes arbitrary window writes cheaply."""
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype,
-        "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": 256,
-        "blockysize": 256, "BIGTIFF": "IF_SAFER", "SPARSE_OK": "TRUE",
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": dtype,
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "BIGTIFF": "IF_SAFER",
+        "SPARSE_OK": "TRUE",
     }
     if crs is not None:
         profile["crs"] = crs

@@ -29,16 +29,16 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 from affine import Affine
-from rasterio.windows import Window
-
-from khet import __version__
-from khet.errors import InputError, KhetError
-from khet.settings import Settings, get_settings
 from khet.vision import indices as vi
 from khet.vision import maps
 from khet.vision.bundle import Bundle, choose_bundle
 from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import Scene, open_scene
+from rasterio.windows import Window
+
+from khet import __version__
+from khet.errors import InputError, KhetError
+from khet.settings import Settings, get_settings
 
 Progress = Callable[[int, int], None]
 MIN_VALID = 0.5  # a cell with less valid pixels than this share is shown as nodata
@@ -126,7 +126,13 @@ def analyze(
                     "field boundary): nothing to analyze."
                 )
             summary = maps.write_field_map(
-                scene, bundle, grid, index_list, result, st, title=title,
+                scene,
+                bundle,
+                grid,
+                index_list,
+                result,
+                st,
+                title=title,
             )
             elapsed = time.perf_counter() - started
             summary["timing"] = {
@@ -182,9 +188,13 @@ def _classify(
     if index_list:
         scratch = open_scratch_raster(
             scratch_path,
-            width=math.ceil(grid.width / step), height=math.ceil(grid.height / step),
-            count=len(index_list), dtype="float32",
-            transform=scene.transform @ Affine.scale(step), crs=scene.crs, nodata=vi.NODATA,
+            width=math.ceil(grid.width / step),
+            height=math.ceil(grid.height / step),
+            count=len(index_list),
+            dtype="float32",
+            transform=scene.transform @ Affine.scale(step),
+            crs=scene.crs,
+            nodata=vi.NODATA,
         )
         for i, idx in enumerate(index_list, start=1):
             scratch.set_band_description(i, idx.name)
@@ -201,9 +211,25 @@ def _classify(
                     if stop.is_set():
                         return
                     n = min(batch, cols - c0)
-                    q.put(_read_strip(scene, grid, r, c0, n, read_bands, pos_model, pos_idx,
-                                      idx_bands, index_list, to_model, scratch, step, stats,
-                                      clip_cells))
+                    q.put(
+                        _read_strip(
+                            scene,
+                            grid,
+                            r,
+                            c0,
+                            n,
+                            read_bands,
+                            pos_model,
+                            pos_idx,
+                            idx_bands,
+                            index_list,
+                            to_model,
+                            scratch,
+                            step,
+                            stats,
+                            clip_cells,
+                        )
+                    )
             q.put(None)
         except BaseException as e:  # handed to the main thread, which raises it
             q.put(e)
@@ -297,19 +323,34 @@ def _band_vrt(src, band: int, idx: vi.Index) -> str:
     )
 
 
-def _model_converter(scene: Scene, names: list[str], dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+def _model_converter(
+    scene: Scene, names: list[str], dtype: str
+) -> Callable[[np.ndarray], np.ndarray]:
     if dtype == "uint8":
         return lambda a: scene.to_uint8(a, names)
     if dtype == "uint16" and scene.dtype == "uint16":
         return lambda a: a
-    raise KhetError(f"The model takes {dtype} input, which Khet cannot make from {scene.dtype} imagery.")
+    raise KhetError(
+        f"The model takes {dtype} input, which Khet cannot make from {scene.dtype} imagery."
+    )
 
 
 def _read_strip(
-    scene: Scene, grid: Grid, r: int, c0: int, n: int, read_bands: list[str],
-    pos_model: list[int], pos_idx: list[int], idx_bands: list[str], index_list: list[vi.Index],
-    to_model: Callable[[np.ndarray], np.ndarray], scratch, step: int,
-    stats: list, clip_cells: np.ndarray | None,
+    scene: Scene,
+    grid: Grid,
+    r: int,
+    c0: int,
+    n: int,
+    read_bands: list[str],
+    pos_model: list[int],
+    pos_idx: list[int],
+    idx_bands: list[str],
+    index_list: list[vi.Index],
+    to_model: Callable[[np.ndarray], np.ndarray],
+    scratch,
+    step: int,
+    stats: list,
+    clip_cells: np.ndarray | None,
 ) -> Strip:
     s, m, tile = grid.stride, grid.margin, grid.tile
     win = Window(c0 * s - m, r * s - m, n * s + grid.overlap, tile)
@@ -336,11 +377,16 @@ def _read_strip(
         core_valid = core_valid[:h_img, :w_img]
         if step > 1:
             hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
-            core_bands = np.stack([
-                cv2.resize(b.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
-                for b in core_bands
-            ])
-            core_valid = cv2.resize(core_valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST) > 0
+            core_bands = np.stack(
+                [
+                    cv2.resize(b.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
+                    for b in core_bands
+                ]
+            )
+            core_valid = (
+                cv2.resize(core_valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST)
+                > 0
+            )
         values = vi.compute(index_list, core_bands, idx_bands, core_valid)
         for st_, v in zip(stats, values, strict=True):
             st_.add(v)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from khet.vision import align
+from khet.vision.exif import CameraFacts, read_camera_facts
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
@@ -33,16 +35,25 @@ from rasterio.windows import Window
 
 from khet.errors import BandError, InputError
 from khet.settings import Settings, apply_gdal_env, get_settings
-from khet.vision import align
-from khet.vision.exif import CameraFacts, read_camera_facts
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
 SUPPORTED_DTYPES = {"uint8", "uint16", "float32"}
 KNOWN_BANDS = ("blue", "green", "red", "rededge", "nir")
 _ALIASES = {
-    "r": "red", "g": "green", "b": "blue", "n": "nir", "nearinfrared": "nir", "nearir": "nir",
-    "infrared": "nir", "ir": "nir", "re": "rededge", "rededge": "rededge", "redEdge": "rededge",
-    "gray": "gray", "grey": "gray", "panchromatic": "gray",
+    "r": "red",
+    "g": "green",
+    "b": "blue",
+    "n": "nir",
+    "nearinfrared": "nir",
+    "nearir": "nir",
+    "infrared": "nir",
+    "ir": "nir",
+    "re": "rededge",
+    "rededge": "rededge",
+    "redEdge": "rededge",
+    "gray": "gray",
+    "grey": "gray",
+    "panchromatic": "gray",
 }
 SKIP = "-"  # a band name the user gives to a band Khet should ignore
 _CAPTURE_RE = re.compile(r"^(?P<prefix>.+)_(?P<band>\d{1,2})$")
@@ -232,12 +243,16 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     """Files of one capture from what the user named: a file, several band files, or a folder."""
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not items:
-        raise InputError("No input given: name an image file, the band files of a capture, or a folder.")
+        raise InputError(
+            "No input given: name an image file, the band files of a capture, or a folder."
+        )
     files: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not found:
                 raise InputError(f"Folder {p} holds no images (.tif, .jpg, .png).")
             captures = group_captures(found)
@@ -260,10 +275,18 @@ def group_captures(files: Sequence[Path]) -> dict[str, list[Path]]:
     groups: dict[str, list[Path]] = {}
     for f in files:
         m = _CAPTURE_RE.match(f.stem)
-        key = str(f.parent / m.group("prefix")) if m and f.suffix.lower() in {".tif", ".tiff"} else str(f)
+        key = (
+            str(f.parent / m.group("prefix"))
+            if m and f.suffix.lower() in {".tif", ".tiff"}
+            else str(f)
+        )
         groups.setdefault(key, []).append(f)
-    for k, v in groups.items():
-        v.sort(key=lambda f: int(_CAPTURE_RE.match(f.stem).group("band")) if _CAPTURE_RE.match(f.stem) else 0)
+    for v in groups.values():
+        v.sort(
+            key=lambda f: (
+                int(_CAPTURE_RE.match(f.stem).group("band")) if _CAPTURE_RE.match(f.stem) else 0
+            )
+        )
     return groups
 
 
@@ -275,8 +298,12 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
     except RasterioIOError as e:
         msg = str(e)
         if "not recognized as" in msg or "not a supported" in msg.lower():
-            raise InputError(f"{path.name} is not an image Khet can read (not a GeoTIFF, JPEG or PNG).") from e
-        raise InputError(f"{path.name} cannot be opened: it looks damaged or truncated ({_short(e)}).") from e
+            raise InputError(
+                f"{path.name} is not an image Khet can read (not a GeoTIFF, JPEG or PNG)."
+            ) from e
+        raise InputError(
+            f"{path.name} cannot be opened: it looks damaged or truncated ({_short(e)})."
+        ) from e
     except RasterioError as e:
         raise InputError(f"{path.name} cannot be opened ({_short(e)}).") from e
     return ds
@@ -300,8 +327,13 @@ def _check_dataset(ds, path: Path, settings: Settings) -> None:
 
 def _names_from_metadata(ds, facts: CameraFacts) -> list[str | None]:
     names: list[str | None] = []
-    ci_map = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue",
-              ColorInterp.gray: None, ColorInterp.undefined: None}
+    ci_map = {
+        ColorInterp.red: "red",
+        ColorInterp.green: "green",
+        ColorInterp.blue: "blue",
+        ColorInterp.gray: None,
+        ColorInterp.undefined: None,
+    }
     for i in range(ds.count):
         desc = ds.descriptions[i]
         name = normalise_band_name(desc) if desc else None
@@ -331,9 +363,15 @@ def _band_layout(ds, facts: CameraFacts, user: Sequence[str] | None, label: str,
     if all(names) and len(set(names)) == len(names):
         return names, indexes
     if len(indexes) == 3 and ds.dtypes[0] == "uint8":
-        warn.append("Band names not recorded in the file: read as red, green, blue (use --bands if not).")
+        warn.append(
+            "Band names not recorded in the file: read as red, green, blue (use --bands if not)."
+        )
         return ["red", "green", "blue"], indexes
-    if len(indexes) == 4 and all(n in (None, "red", "green", "blue") for n in names) and names[:3] == ["red", "green", "blue"]:
+    if (
+        len(indexes) == 4
+        and all(n in (None, "red", "green", "blue") for n in names)
+        and names[:3] == ["red", "green", "blue"]
+    ):
         warn.append("Fourth band not named in the file: read as nir (use --bands if not).")
         return ["red", "green", "blue", "nir"], indexes
     generic = [n or f"band{i + 1}" for i, n in enumerate(names)]
@@ -372,7 +410,9 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
             ) from e
         return "crs"
     if ds.gcps[0]:
-        warn.append("The image is georeferenced by ground control points only; warp it first for a map.")
+        warn.append(
+            "The image is georeferenced by ground control points only; warp it first for a map."
+        )
     if facts.has_gps:
         warn.append(
             "No georeference: the location is the camera's GPS position (EXIF) at the image "
@@ -383,11 +423,21 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
     return "none"
 
 
-def _to_memory(arrays: np.ndarray, valid: np.ndarray | None, dtype: str) -> tuple[MemoryFile, rasterio.io.DatasetReader]:
+def _to_memory(
+    arrays: np.ndarray, valid: np.ndarray | None, dtype: str
+) -> tuple[MemoryFile, rasterio.io.DatasetReader]:
     count, h, w = arrays.shape
     mem = MemoryFile()
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": dtype,
-               "tiled": True, "blockxsize": 256, "blockysize": 256}
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": count,
+        "dtype": dtype,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
     with mem.open(**profile) as dst:
         dst.write(arrays)
         if valid is not None:
@@ -450,8 +500,17 @@ def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Sc
     dtype = ds.dtypes[indexes[0] - 1]
     ds.close()
     mem, mds = _to_memory(data, valid, dtype)
-    return Scene(mds, tuple(names), tuple(range(1, len(indexes) + 1)), [path], georef, facts, warn,
-                 "frame", _memfile=mem)
+    return Scene(
+        mds,
+        tuple(names),
+        tuple(range(1, len(indexes) + 1)),
+        [path],
+        georef,
+        facts,
+        warn,
+        "frame",
+        _memfile=mem,
+    )
 
 
 def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Settings) -> Scene:
@@ -471,9 +530,13 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
                     f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
                 )
             if arrays and (ds.height, ds.width) != arrays[0].shape:
-                raise InputError(f"{f.name} is {ds.width} x {ds.height}, unlike the other band files.")
+                raise InputError(
+                    f"{f.name} is {ds.width} x {ds.height}, unlike the other band files."
+                )
             if dtype and ds.dtypes[0] != dtype:
-                raise InputError(f"{f.name} stores {ds.dtypes[0]} pixels, unlike the other band files.")
+                raise InputError(
+                    f"{f.name} stores {ds.dtypes[0]} pixels, unlike the other band files."
+                )
             dtype = ds.dtypes[0]
             try:
                 a = ds.read(1)
@@ -502,7 +565,9 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
             "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
         )
     names = _no_duplicates(names)
-    reference = names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
+    reference = (
+        names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
+    )
     aligned, valid, aligns = align.coregister(arrays, reference)
     report = [
         {"band": n, "shift_px": round(a.shift_px, 2), "score": round(a.score, 3)}
@@ -510,7 +575,9 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
     ]
     poor = [r["band"] for r in report if r["score"] < 0.5]
     if poor:
-        warn.append(f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result.")
+        warn.append(
+            f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result."
+        )
     facts = facts_all[0]
     georef = "exif-gps" if facts.has_gps else "none"
     if facts.has_gps:
@@ -523,8 +590,18 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
     # Trim the border that not every band covers, so no pixel mixes real and missing bands.
     stack = np.stack(aligned)
     mem, mds = _to_memory(stack, valid, dtype or "uint16")
-    return Scene(mds, tuple(names), tuple(range(1, len(names) + 1)), list(files), georef, facts,
-                 warn, "capture", alignment=report, _memfile=mem)
+    return Scene(
+        mds,
+        tuple(names),
+        tuple(range(1, len(names) + 1)),
+        list(files),
+        georef,
+        facts,
+        warn,
+        "capture",
+        alignment=report,
+        _memfile=mem,
+    )
 
 
 def _black_level(ds, path: Path) -> int:
@@ -546,6 +623,11 @@ def _probe(scene: Scene) -> None:
     """Read one small window so a truncated file fails now with a clear message, not mid-run."""
     w = Window(0, 0, min(scene.width, 64), min(scene.height, 64))
     scene.read(w, [n for n in scene.band_names if n != SKIP][:1] or [])
-    last = Window(max(0, scene.width - 64), max(0, scene.height - 64), min(scene.width, 64), min(scene.height, 64))
+    last = Window(
+        max(0, scene.width - 64),
+        max(0, scene.height - 64),
+        min(scene.width, 64),
+        min(scene.height, 64),
+    )
     if scene.bands:
         scene.read(last, scene.bands[:1])

@@ -26,13 +26,29 @@ def field_rgb(h: int = 256, w: int = 320, seed: int = 0) -> np.ndarray:
     return np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8)
 
 
-def write_geotiff(path: Path, data: np.ndarray, *, crs=UTM43N, res: float = 0.05,
-                  nodata=None, descriptions=None, colorinterp=None, tiled=True,
-                  mask: np.ndarray | None = None) -> Path:
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs=UTM43N,
+    res: float = 0.05,
+    nodata=None,
+    descriptions=None,
+    colorinterp=None,
+    tiled=True,
+    mask: np.ndarray | None = None,
+) -> Path:
     count, h, w = data.shape
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": data.dtype.name,
-               "crs": crs, "transform": Affine(res, 0, ORIGIN[0], 0, -res, ORIGIN[1]),
-               "nodata": nodata}
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": count,
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": Affine(res, 0, ORIGIN[0], 0, -res, ORIGIN[1]),
+        "nodata": nodata,
+    }
     if tiled:
         profile.update(tiled=True, blockxsize=64, blockysize=64)
     with rasterio.open(path, "w", **profile) as dst:
@@ -64,7 +80,14 @@ def write_jpeg_with_gps(path: Path, data: np.ndarray, lat=31.5204, lon=74.3587) 
         s = (v - d - m / 60) * 3600
         return (d, m, round(s, 4))
 
-    exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: dms(lat),
-                                 3: "E" if lon >= 0 else "W", 4: dms(lon), 6: 212.5})
+    exif.get_ifd(0x8825).update(
+        {
+            1: "N" if lat >= 0 else "S",
+            2: dms(lat),
+            3: "E" if lon >= 0 else "W",
+            4: dms(lon),
+            6: 212.5,
+        }
+    )
     im.save(path, format="JPEG", quality=92, exif=exif)
     return path

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
 from khet.cli import main
 from tests.vision.rasters import field_rgb, write_geotiff, write_jpeg_with_gps
@@ -70,13 +68,25 @@ def _tiff_header(width: int, height: int) -> bytes:
     """A 200-byte baseline TIFF whose header declares width x height 8-bit pixels."""
     import struct
 
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
-               (262, 3, 1, 1), (273, 4, 1, 200), (277, 3, 1, 1), (278, 4, 1, height),
-               (279, 4, 1, width * height % (1 << 32))]
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 200),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, width * height % (1 << 32)),
+    ]
     ifd = struct.pack("<H", len(entries))
     for tag, typ, count, value in entries:
         fmt = "<HHIHH" if typ == 3 else "<HHII"
-        ifd += struct.pack(fmt, tag, typ, count, value, 0) if typ == 3 else struct.pack(fmt, tag, typ, count, value)
+        ifd += (
+            struct.pack(fmt, tag, typ, count, value, 0)
+            if typ == 3
+            else struct.pack(fmt, tag, typ, count, value)
+        )
     ifd += struct.pack("<I", 0)
     head = b"II*\x00" + struct.pack("<I", 8) + ifd
     return head + b"\x00" * (216 - len(head))
@@ -103,8 +113,9 @@ def test_all_nodata_image(tmp_path, capsys):
 
 
 def test_wrong_band_count_for_model(tmp_path, capsys):
-    p = write_geotiff(tmp_path / "two.tif", np.full((2, 64, 64), 100, np.uint8),
-                      descriptions=["red", "nir"])
+    p = write_geotiff(
+        tmp_path / "two.tif", np.full((2, 64, 64), 100, np.uint8), descriptions=["red", "nir"]
+    )
     code, err = _run(capsys, p, "-o", tmp_path / "out", "--model", "test-rgb")
     _assert_clean_failure(code, err, tmp_path / "out", "green")
 
@@ -156,7 +167,11 @@ def test_disk_full_mid_write_leaves_no_finished_looking_output(tmp_path, use_tes
         f"sys.exit(main(['analyze', {str(p)!r}, '-o', {str(out)!r}]))\n"
     )
     env = {**os.environ, "KHET_MODELS_DIR": str(use_test_models)}
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 2, r.stderr
     assert "disk is full" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(x.name for x in out.iterdir()) == ["keep.txt"]  # nothing half-written, nothing lost
+    assert sorted(x.name for x in out.iterdir()) == [
+        "keep.txt"
+    ]  # nothing half-written, nothing lost

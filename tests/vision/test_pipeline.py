@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from rasterio.warp import transform_geom
-from rio_cogeo.cogeo import cog_validate
-from shapely.geometry import box, mapping, shape
-
-from khet.cli import main
 from khet.vision import indices as vi
 from khet.vision.maps import vigour_grid
 from khet.vision.pipeline import Grid, _index_step, analyze
+from rasterio.warp import transform_geom
+from rio_cogeo.cogeo import cog_validate
+from shapely.geometry import box, mapping
+
+from khet.cli import main
 from tests.vision.rasters import ORIGIN, field_rgb, write_geotiff, write_jpeg_with_gps
 
 pytestmark = pytest.mark.usefixtures("use_test_models")
@@ -97,7 +97,9 @@ def test_boundary_clips_the_map(tmp_path, field_tif):
     with rasterio.open(tmp_path / "out" / "classes.tif") as c:
         grid = c.read(1)
     assert (grid[:, 5:] == 255).all() and (grid[:6, :5] != 255).all()
-    assert s["area_total_ha"] == pytest.approx(160 * 256 * 0.05**2 / 1e4 - 56 * 64 * 0.05**2 / 1e4, rel=0.06)
+    assert s["area_total_ha"] == pytest.approx(
+        160 * 256 * 0.05**2 / 1e4 - 56 * 64 * 0.05**2 / 1e4, rel=0.06
+    )
 
 
 def test_multispectral_capture_uses_the_red_nir_model_and_all_indices(tmp_path):
@@ -112,13 +114,16 @@ def test_multispectral_capture_uses_the_red_nir_model_and_all_indices(tmp_path):
     zones = json.loads((tmp_path / "out" / "zones.geojson").read_text())
     assert zones["khet:coordinates"].startswith("image pixels")
     assert sum(f["properties"]["area_px"] for f in zones["features"]) == pytest.approx(
-        s["area_total_px"], rel=1e-6)
+        s["area_total_px"], rel=1e-6
+    )
 
 
 def test_jpeg_frame(tmp_path):
     p = write_jpeg_with_gps(tmp_path / "DJI_0001.JPG", field_rgb(200, 300))
     s = analyze(p, tmp_path / "out")
-    assert s["input"]["kind"] == "frame" and s["location"]["lat"] == pytest.approx(31.5204, abs=1e-3)
+    assert s["input"]["kind"] == "frame" and s["location"]["lat"] == pytest.approx(
+        31.5204, abs=1e-3
+    )
     from PIL import Image
 
     with Image.open(tmp_path / "out" / "preview.png") as im:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from khet.vision import align
+from khet.vision.scene import group_captures, open_scene
 from rasterio.windows import Window
 
 from khet.errors import BandError, InputError
-from khet.vision import align
-from khet.vision.scene import group_captures, open_scene
 from tests.vision.rasters import field_rgb, write_geotiff, write_jpeg_with_gps
 
 FIXTURE = "tests/fixtures/micasense_crop"
@@ -63,8 +63,11 @@ def test_alpha_band_is_a_mask_not_a_band(tmp_path):
     rgb = field_rgb()
     alpha = np.full((1, 256, 320), 255, np.uint8)
     alpha[0, :50] = 0
-    p = write_geotiff(tmp_path / "a.tif", np.concatenate([rgb, alpha]),
-                      colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha])
+    p = write_geotiff(
+        tmp_path / "a.tif",
+        np.concatenate([rgb, alpha]),
+        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+    )
     with open_scene(p) as s:
         assert s.bands == ("red", "green", "blue")
         _, valid = s.read(Window(0, 0, 320, 256), ["red"])
@@ -102,7 +105,7 @@ def test_real_flight_capture_ndvi_is_plausible(shared_data):
         data, valid = s.read(Window(0, 0, s.width, s.height), ["nir", "red"])
         ndvi = vi.compute([vi.BY_NAME["ndvi"]], data, ["nir", "red"], valid)[0]
         v = ndvi[np.isfinite(ndvi)]
-        # The data README: typical NDVI about 0.2, from about -0.3 to 0.6 (we subtract the black level).
+        # The data README: typical NDVI about 0.2, from about -0.3 to 0.6 (here: minus black level).
         assert 0.1 < float(np.mean(v)) < 0.45
         assert np.percentile(v, 2) < -0.1 and np.percentile(v, 98) > 0.5
 
