@@ -1,0 +1,194 @@
+"""`khet edge run | watch | sync`: the offline runner for field devices.
+
+Imports stay light (no torch, FastAPI or SQLAlchemy): a device installs only the core dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    edge = sub.add_parser(
+        "edge",
+        help="offline runner for field devices: run, watch a folder, sync results",
+        description="Analyze imagery on a device with no network, then send the results.",
+    )
+    esub = edge.add_subparsers(dest="edge_command", metavar="COMMAND", parser_class=type(edge))
+
+    run = esub.add_parser(
+        "run",
+        help="analyze a file, a capture or a folder of captures",
+        description="Analyze each capture once into OUT/<capture>/; run again to resume.",
+    )
+    run.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image file(s), the band files of a capture, or folders",
+    )
+    _common(run)
+    run.add_argument("--retry-failed", action="store_true", help="analyze failed captures again")
+    run.set_defaults(func=cmd_run)
+
+    watch = esub.add_parser(
+        "watch",
+        help="watch a folder (an SD card) and analyze each new capture once",
+        description="Poll FOLDER; analyze a capture once its files are unchanged for --settle s.",
+    )
+    watch.add_argument("folder", type=Path, metavar="FOLDER")
+    _common(watch)
+    watch.add_argument("--interval", type=float, default=5.0, help="seconds between looks (5)")
+    watch.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds a capture's files must stay unchanged before analysis (10)",
+    )
+    watch.add_argument("--server", help="service URL: sync results when the network is up")
+    watch.add_argument("--token", help="API token for --server")
+    watch.add_argument("--sync-every", type=float, default=60.0, help="seconds between syncs (60)")
+    watch.add_argument("--once", action="store_true", help="look once (after --settle) and stop")
+    watch.set_defaults(func=cmd_watch)
+
+    sync = esub.add_parser(
+        "sync",
+        help="upload waiting results to the service as flights",
+        description="Send every result in OUT's outbox; safe to interrupt and run again.",
+    )
+    sync.add_argument("-o", "--out", required=True, type=Path, help="the edge output folder")
+    sync.add_argument("--server", required=True, help="service URL, e.g. https://khet.example.org")
+    sync.add_argument("--token", required=True, help="API token (khet token create)")
+    sync.add_argument("--field", help="field id for results not given one at analysis")
+    sync.add_argument("--chunk-kb", type=int, default=1024, help="upload chunk size (1024 KiB)")
+    sync.set_defaults(func=cmd_sync)
+    edge.set_defaults(func=lambda args: (edge.print_help(), 2)[1])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (and edge state)")
+    p.add_argument("--bands", help="band names in file order, e.g. red,green,blue,nir")
+    p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
+    p.add_argument("--model-sha256", help="expected sha256 of --model (else the shipped manifest)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="model precision (auto: what the model card says is better on a CPU)",
+    )
+    p.add_argument("--threads", type=int, help="inference threads (KHET_THREADS; 0 = all cores)")
+    p.add_argument("--batch-size", type=int, help="tiles per batch (KHET_BATCH_SIZE)")
+    p.add_argument("--gdal-cache-mb", type=int, help="GDAL block cache, MB (KHET_GDAL_CACHE_MB)")
+    p.add_argument(
+        "--max-memory",
+        type=int,
+        metavar="MB",
+        help="memory ceiling: sets batch size and GDAL cache, stops a capture over it",
+    )
+    p.add_argument("--field", help="field id the results belong to (used by sync)")
+    p.add_argument("--with-imagery", action="store_true", help="also upload the imagery on sync")
+
+
+def _options(args: argparse.Namespace):
+    from khet.errors import KhetError
+
+    from .runner import EdgeOptions
+
+    for name in ("threads", "batch_size", "gdal_cache_mb", "max_memory"):
+        v = getattr(args, name)
+        if v is not None and v < (0 if name == "threads" else 1):
+            raise KhetError(f"--{name.replace('_', '-')} must be a positive number.")
+    return EdgeOptions(
+        out=args.out,
+        bands=args.bands.split(",") if args.bands else None,
+        model=args.model,
+        model_sha256=args.model_sha256,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        gdal_cache_mb=args.gdal_cache_mb,
+        max_memory_mb=args.max_memory,
+        field=args.field,
+        with_imagery=args.with_imagery,
+        retry_failed=getattr(args, "retry_failed", False),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import EdgeRunner
+
+    with EdgeRunner(_options(args)) as runner:
+        print(runner.describe(), file=sys.stderr, flush=True)
+        counts = runner.run(args.inputs)
+        print(
+            f"{counts['done']} analyzed, {counts['failed']} failed, {counts['skipped']} skipped; "
+            f"peak memory {runner.peak_mb:.0f} MB",
+            file=sys.stderr,
+        )
+    return 2 if counts["failed"] else 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from khet.errors import KhetError
+
+    from .runner import EdgeRunner
+
+    if bool(args.server) != bool(args.token):
+        raise KhetError("Give both --server and --token to sync while watching, or neither.")
+    with EdgeRunner(_options(args)) as runner:
+        print(runner.describe(), file=sys.stderr, flush=True)
+        sync = None
+        if args.server:
+            from .outbox import sync as do_sync
+
+            def sync() -> None:
+                report = do_sync(runner.journal, args.server, args.token, args.field, log=print)
+                if report.synced:
+                    print(report.line(), flush=True)
+
+        polls = {"n": 0}
+
+        def stop() -> bool:
+            polls["n"] += 1
+            return args.once and polls["n"] >= 2
+
+        interval = args.settle if args.once else args.interval
+        try:
+            counts = runner.watch(
+                args.folder,
+                interval=interval,
+                settle=args.settle,
+                sync=sync,
+                sync_every=args.sync_every,
+                stop=stop,
+            )
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+            return 0
+    return 2 if counts["failed"] else 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from khet.errors import KhetError
+
+    from .journal import STATE_DIR, Journal
+    from .outbox import sync
+
+    if not (args.out / STATE_DIR).is_dir():
+        raise KhetError(f"{args.out} is not an edge output folder (run `khet edge run` first).")
+    with Journal(args.out) as journal:
+        report = sync(
+            journal,
+            args.server,
+            args.token,
+            args.field,
+            chunk=max(1, args.chunk_kb) * 1024,
+            log=print,
+        )
+    print(report.line())
+    for name, msg in report.failed.items():
+        print(f"khet: {name}: {msg}", file=sys.stderr)
+    return 2 if report.failed else 0

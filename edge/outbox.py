@@ -1,0 +1,299 @@
+"""The outbox: results wait on disk until `khet edge sync` uploads them as flights of a field.
+
+When a capture is done its results (summary.json, zones.geojson, classes.tif and, with
+`--with-imagery`, its image files) are hard-linked (copied across filesystems) into
+`OUT/.khet-edge/outbox/<capture>/`, and their sizes and sha256 are recorded in the journal in the
+same transaction that marks the capture done. The pipeline replaces outputs by renaming, never by
+writing in place, so a linked file never changes under the outbox.
+
+Sync follows the service's resumable upload contract:
+
+    POST /api/v1/uploads {filename, size, sha256}     -> {id, offset, size, complete}  (200: exists)
+    PUT  /api/v1/uploads/{id}  Content-Range: bytes START-END/TOTAL  -> {offset, complete}
+    GET  /api/v1/uploads/{id}                          -> {id, offset, size, complete, filename}
+    POST /api/v1/fields/{field}/flights {uploads, client_id, captured_at, results}  (200: exists)
+
+Idempotent and resumable at any byte: each upload id is recorded as soon as the service gives it,
+and a new sync asks the service how many bytes it holds and sends only the rest (a second POST of
+the same file also answers the existing upload, so even an id lost in a crash is found again).
+The flight's `client_id` is the sha256 of `summary.json`, so posting it again never makes a
+second flight; the field is recorded before the flight is posted, so a retry goes to the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from khet.vision.bundle import file_sha256
+
+from khet.errors import AuthError, KhetError, NotFoundError, OutputError, TooLargeError
+
+from .journal import STATE_DIR, Journal
+
+RESULTS = ("summary.json", "zones.geojson", "classes.tif")
+CHUNK = 1 << 20
+API = "/api/v1"
+
+
+def outbox_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / STATE_DIR / "outbox"
+
+
+def _link(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another filesystem (an SD card), or links not supported
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def stage(
+    out_dir: Path, name: str, result_dir: Path, imagery: list[Path], summary: dict[str, Any]
+) -> dict[str, Any]:
+    """Put a finished capture's results in the outbox; returns the entry for the journal."""
+    box = outbox_dir(out_dir) / name
+    try:
+        shutil.rmtree(box, ignore_errors=True)
+        files = []
+        wanted = [(r, result_dir / r, box / r) for r in RESULTS]
+        wanted += [("imagery", f, box / "imagery" / f.name) for f in imagery]
+        for role, src, dest in wanted:
+            _link(src, dest)
+            files.append(
+                {
+                    "role": role,
+                    "path": str(dest.relative_to(out_dir)),
+                    "size": dest.stat().st_size,
+                    "sha256": file_sha256(dest),
+                }
+            )
+    except OSError as e:
+        raise OutputError(f"Cannot put the results of {name} in the outbox ({e}).") from e
+    summary_sha = next(f["sha256"] for f in files if f["role"] == "summary.json")
+    return {"client_id": summary_sha, "captured_at": _captured_at(summary), "files": files}
+
+
+def _captured_at(summary: dict[str, Any]) -> str | None:
+    taken = ((summary.get("input") or {}).get("camera") or {}).get("taken_at")
+    if not taken:
+        return None
+    t = str(taken).strip()
+    if len(t) >= 19 and t[4] == ":" and t[7] == ":":  # EXIF "YYYY:MM:DD HH:MM:SS"
+        return f"{t[0:4]}-{t[5:7]}-{t[8:10]}T{t[11:19]}"
+    return t
+
+
+@dataclass
+class SyncReport:
+    synced: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    already: int = 0
+
+    def line(self) -> str:
+        parts = [f"{len(self.synced)} flight(s) sent"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} waiting with errors")
+        if self.already:
+            parts.append(f"{self.already} sent before")
+        return "sync: " + ", ".join(parts)
+
+
+class _Client:
+    """The service's upload and flight endpoints; errors become `KhetError`s."""
+
+    def __init__(self, server: str, token: str, timeout: float, transport: Any = None) -> None:
+        import httpx
+
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.server,
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "khet-edge"},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, url: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+        import httpx
+
+        try:
+            r = self.http.request(method, API + url, **kw)
+        except httpx.HTTPError as e:
+            raise KhetError(
+                f"Cannot reach the server at {self.server} ({type(e).__name__}); the results stay "
+                "in the outbox: run `khet edge sync` again when the network is back."
+            ) from e
+        try:
+            body = r.json() if r.content else {}
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {"value": body}
+        if r.status_code == 409 and "offset" in body:
+            return r.status_code, body
+        if r.status_code >= 400:
+            detail = (
+                body.get("message") or body.get("detail") or body.get("error") or r.reason_phrase
+            )
+            if r.status_code == 401:
+                raise AuthError(
+                    f"The server refused the token ({detail}). Create a new one with "
+                    "`khet token create` on the server."
+                )
+            if r.status_code == 404:
+                raise NotFoundError(f"The server has no {url.split('/')[1][:-1]} {url} ({detail}).")
+            if r.status_code == 413:
+                raise TooLargeError(f"The server refused a file as too large ({detail}).")
+            raise KhetError(f"The server answered {r.status_code} to {method} {url}: {detail}.")
+        return r.status_code, body
+
+
+def upload(
+    client: _Client,
+    path: Path,
+    size: int,
+    sha256: str,
+    upload_id: str | None,
+    remember: Any,
+    chunk: int = CHUNK,
+) -> str:
+    """Send the bytes the service lacks; `remember(id, complete)` records progress."""
+    state: dict[str, Any] | None = None
+    if upload_id:
+        try:
+            _, state = client.call("GET", f"/uploads/{upload_id}")
+        except NotFoundError:
+            upload_id = None
+    if not upload_id:
+        _, state = client.call(
+            "POST", "/uploads", json={"filename": path.name, "size": size, "sha256": sha256}
+        )
+        upload_id = str(state["id"])
+        remember(upload_id, bool(state.get("complete")))
+    assert state is not None
+    offset, complete = int(state.get("offset", 0)), bool(state.get("complete"))
+    stalled = 0
+    with open(path, "rb") as fh:
+        while not complete:
+            fh.seek(offset)
+            data = fh.read(chunk)
+            if not data:
+                raise KhetError(
+                    f"The server holds all {size} bytes of {path.name} but does not "
+                    "accept it as complete (checksum mismatch?)."
+                )
+            end = offset + len(data) - 1
+            _, body = client.call(
+                "PUT",
+                f"/uploads/{upload_id}",
+                content=data,
+                headers={
+                    "Content-Range": f"bytes {offset}-{end}/{size}",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+            new = int(body.get("offset", offset))
+            complete = bool(body.get("complete"))
+            stalled = stalled + 1 if new <= offset else 0
+            if stalled > 3:
+                raise KhetError(
+                    f"The server does not take more of {path.name} (stuck at byte {offset})."
+                )
+            offset = new
+    remember(upload_id, True)
+    return upload_id
+
+
+def sync(
+    journal: Journal,
+    server: str,
+    token: str,
+    field_id: str | None = None,
+    *,
+    chunk: int = CHUNK,
+    timeout: float = 60.0,
+    transport: Any = None,
+    log: Any = None,
+) -> SyncReport:
+    """Upload every pending outbox entry as a flight; see the module note."""
+    out_dir = journal.out_dir
+    report = SyncReport()
+    report.already = sum(1 for i in journal.outbox_items() if i["state"] == "synced")
+    _tidy(journal)
+    client = _Client(server, token, timeout, transport)
+    try:
+        for item in journal.pending():
+            name = item["capture"]
+            fld = item["field"] or field_id
+            if not fld:
+                msg = "No field given: run `khet edge sync --field FIELD_ID`."
+                journal.set_outbox(name, message=msg)
+                report.failed[name] = msg
+                continue
+            if not item["field"]:
+                journal.set_outbox(name, field=str(fld))
+            try:
+                flight = _send(client, journal, out_dir, item, str(fld), chunk)
+            except (NotFoundError, TooLargeError) as e:  # this entry's problem; others may go
+                journal.set_outbox(name, message=e.message)
+                report.failed[name] = e.message
+                if log:
+                    log(f"{name}: not sent: {e.message}")
+                continue
+            journal.set_outbox(name, state="synced", flight_id=flight)
+            report.synced.append(name)
+            if log:
+                log(f"{name}: sent as flight {flight} of field {fld}")
+            _tidy(journal)
+    finally:
+        client.close()
+    return report
+
+
+def _send(
+    client: _Client, journal: Journal, out_dir: Path, item: dict[str, Any], fld: str, chunk: int
+) -> str:
+    name = item["capture"]
+    ids: dict[str, str] = {}
+    imagery: list[str] = []
+    for f in item["files"]:
+        path = out_dir / f["path"]
+        if not path.is_file() or path.stat().st_size != f["size"]:
+            raise OutputError(
+                f"The outbox file {path} is missing or changed; analyze {name} again."
+            )
+
+        def remember(uid: str, complete: bool, _p: str = f["path"]) -> None:
+            journal.set_upload(name, _p, uid, complete)
+
+        uid = (
+            f["upload_id"]
+            if f["complete"]
+            else upload(client, path, f["size"], f["sha256"], f["upload_id"], remember, chunk)
+        )
+        if f["role"] == "imagery":
+            imagery.append(uid)
+        else:
+            ids[f["role"]] = uid
+    body: dict[str, Any] = {"uploads": imagery, "client_id": item["client_id"], "results": ids}
+    if item.get("captured_at"):
+        body["captured_at"] = item["captured_at"]
+    _, flight = client.call("POST", f"/fields/{fld}/flights", json=body)
+    return str(flight.get("id", ""))
+
+
+def _tidy(journal: Journal) -> None:
+    """Free the disk space of entries already sent (their results stay in OUT/<capture>/)."""
+    box = outbox_dir(journal.out_dir)
+    for item in journal.outbox_items():
+        if item["state"] == "synced" and (box / item["capture"]).exists():
+            shutil.rmtree(box / item["capture"], ignore_errors=True)

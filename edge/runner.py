@@ -1,0 +1,340 @@
+"""The offline runner: analyze captures from a file, a folder or a watched SD card, exactly once.
+
+Every capture goes through `khet.vision.pipeline.analyze` (the one pipeline) into `OUT/<name>/`.
+The journal (`edge.journal`) records `running` before the work and `done` after `analyze` has
+renamed `summary.json` into place, in one transaction with the outbox entry. After a power loss a
+capture found `running` is analyzed again from scratch (its leftover staging folder is removed):
+nothing half-written is taken as done, and nothing done is analyzed twice. A capture that keeps
+killing the process (out of memory, a crashing library) is marked failed after `MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from khet.errors import InputError, KhetError
+from khet.settings import Settings, get_settings
+
+from . import bundles as edge_bundles
+from . import outbox, resources
+from .journal import MAX_ATTEMPTS, STATE_DIR, Journal
+
+Log = Callable[[str], None]
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@dataclass
+class EdgeOptions:
+    """What `khet edge run/watch` was asked; None means the KHET_* setting or the derived value."""
+
+    out: Path
+    bands: list[str] | None = None
+    model: str | None = None
+    model_sha256: str | None = None
+    precision: str = "auto"
+    threads: int | None = None
+    batch_size: int | None = None
+    gdal_cache_mb: int | None = None
+    max_memory_mb: int | None = None
+    field: str | None = None
+    with_imagery: bool = False
+    retry_failed: bool = False
+    models_dir: Path | None = None
+
+
+@dataclass
+class Capture:
+    key: str  # relative path of the capture (stable across runs)
+    wanted: str  # preferred folder name under OUT
+    alternative: str  # used when another capture has the wanted name
+    files: list[Path] = field(default_factory=list)
+
+
+def discover(inputs: Sequence[Path], exclude: Path | None = None) -> dict[str, Capture]:
+    """Captures in files and folders (searched recursively; hidden folders and OUT skipped)."""
+    from khet.vision.scene import IMAGE_SUFFIXES, group_captures
+
+    found: dict[str, Capture] = {}
+    ex = exclude.resolve() if exclude else None
+    loose: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            root = p.resolve()
+            for dirpath, dirnames, filenames in os.walk(root):
+                d = Path(dirpath)
+                dirnames[:] = sorted(
+                    n
+                    for n in dirnames
+                    if not n.startswith(".") and (ex is None or (d / n).resolve() != ex)
+                )
+                files = sorted(
+                    d / f
+                    for f in filenames
+                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                )
+                for key, group in group_captures(files).items():
+                    _add(found, Path(key), root, group)
+        elif p.is_file():
+            loose.append(p.resolve())
+        else:
+            raise InputError(f"{p} does not exist.")
+    for key, group in group_captures(loose).items():
+        _add(found, Path(key), Path(key).parent, group)
+    return found
+
+
+def _add(found: dict[str, Capture], key: Path, root: Path, files: list[Path]) -> None:
+    rel = key.relative_to(root) if key.is_relative_to(root) else Path(key.name)
+    is_file = key.suffix.lower() in {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
+    stem = rel.with_suffix("") if is_file else rel
+    wanted = "__".join(stem.parts)
+    alternative = "__".join(rel.parts).replace(".", "_")
+    found[str(key)] = Capture(str(key), wanted, alternative, files)
+
+
+def fingerprint(files: Sequence[Path]) -> str:
+    """Sizes and modification times: equal fingerprints mean the files did not change."""
+    parts = []
+    for f in sorted(files):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+@contextmanager
+def _models_dir(path: Path) -> Iterator[None]:
+    """Point the pipeline's bundle choice at the verified copies (process-wide; restored)."""
+    old = os.environ.get("KHET_MODELS_DIR")
+    os.environ["KHET_MODELS_DIR"] = str(path)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("KHET_MODELS_DIR", None)
+        else:
+            os.environ["KHET_MODELS_DIR"] = old
+        get_settings.cache_clear()
+
+
+class EdgeRunner:
+    """Analyzes captures into one output folder; see the module note for the guarantees."""
+
+    def __init__(
+        self, options: EdgeOptions, settings: Settings | None = None, log: Log = _print
+    ) -> None:
+        self.options = options
+        self.out = Path(options.out)
+        self.log = log
+        base = settings or get_settings()
+        self.journal = Journal(self.out)
+        self.state_dir = self.out / STATE_DIR
+        self.bundles = edge_bundles.select(
+            options.models_dir or base.models_dir,
+            self.state_dir / "models",
+            self.journal,
+            model=options.model,
+            model_sha256=options.model_sha256,
+            precision=options.precision,
+        )
+        tile = max(b.info.tile_size for b in self.bundles)
+        nb = max(len(b.info.bands) for b in self.bundles) + 2  # + bands read for the indices
+        self.plan = resources.plan(
+            base,
+            threads=options.threads,
+            batch_size=options.batch_size,
+            gdal_cache_mb=options.gdal_cache_mb,
+            max_memory_mb=options.max_memory_mb,
+            tile_size=tile,
+            bands=nb,
+        )
+        resources.apply_process_limits(self.plan)
+        self.settings = self.plan.settings(base)
+        self.peak_mb = resources.rss_mb()
+        self._recover()
+
+    def close(self) -> None:
+        self.journal.close()
+
+    def __enter__(self) -> EdgeRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        models = ", ".join(
+            f"{b.info.name} ({b.info.precision}, sha256 {b.sha256[:12]}… by {b.checked_by})"
+            for b in self.bundles
+        )
+        p = self.plan
+        mem = f", max memory {p.max_memory_mb} MB" if p.max_memory_mb else ""
+        return (
+            f"models: {models}; threads {p.threads or 'all'}, batch {p.batch_size}, "
+            f"GDAL cache {p.gdal_cache_mb} MB{mem}"
+        )
+
+    # -- power-loss recovery -------------------------------------------------------------------
+    def _recover(self) -> None:
+        for rec in self.journal.captures("running"):
+            if rec.attempts >= MAX_ATTEMPTS:
+                self.journal.fail(
+                    rec.key,
+                    f"The analysis stopped unexpectedly {rec.attempts} times (power loss or out of "
+                    "memory?); not trying again. Allow more --max-memory, lower --batch-size, "
+                    "or check the images.",
+                )
+                self.log(f"{rec.name}: failed {rec.attempts} times, giving up")
+            else:
+                self.log(f"{rec.name}: interrupted last time, will analyze again")
+
+    # -- one capture ---------------------------------------------------------------------------
+    def should_process(self, cap: Capture, fp: str) -> bool:
+        rec = self.journal.capture(cap.key)
+        if rec is None or rec.status == "running":
+            return True
+        if rec.status == "done":
+            return False
+        # failed: only again when its files changed, or when asked
+        return rec.fingerprint != fp or self.options.retry_failed
+
+    def process(
+        self,
+        cap: Capture,
+        fp: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> bool:
+        """Analyze one capture; True when done, False when it failed (recorded, not raised)."""
+        from khet.vision.pipeline import analyze
+
+        fp = fp or fingerprint(cap.files)
+        name = self.journal.name_for(cap.key, cap.wanted, cap.alternative)
+        rec = self.journal.begin(cap.key, name, [str(f) for f in cap.files], fp, self.options.field)
+        if rec.attempts > MAX_ATTEMPTS:
+            msg = f"The analysis stopped unexpectedly {rec.attempts - 1} times; not trying again."
+            self.journal.fail(cap.key, msg)
+            self.log(f"{name}: failed: {msg}")
+            return False
+        dest = self.out / name
+        for partial in dest.glob(".khet-partial-*"):  # left by an interrupted run
+            shutil.rmtree(partial, ignore_errors=True)
+        guard = resources.MemoryGuard(self.plan.max_memory_mb, progress)
+        single = self.bundles[0].path if len(self.bundles) == 1 else None
+        try:
+            with _models_dir(self.state_dir / "models"):
+                summary = analyze(
+                    cap.files,
+                    dest,
+                    bands=self.options.bands,
+                    model=single,
+                    progress=guard,
+                    settings=self.settings,
+                    title=name,
+                )
+            guard(0, 0)
+            entry = outbox.stage(
+                self.out, name, dest, cap.files if self.options.with_imagery else [], summary
+            )
+        except KhetError as e:
+            self.journal.fail(cap.key, e.message)
+            self.log(f"{name}: failed: {e.message}")
+            return False
+        except MemoryError:
+            msg = "Out of memory: allow more with --max-memory or lower --batch-size."
+            self.journal.fail(cap.key, msg)
+            self.log(f"{name}: failed: {msg}")
+            return False
+        finally:
+            self.peak_mb = max(self.peak_mb, guard.peak_mb, resources.peak_rss_mb())
+        self.journal.finish(cap.key, entry)
+        self.log(_one_line(summary, dest))
+        return True
+
+    # -- many captures -------------------------------------------------------------------------
+    def run(self, inputs: Sequence[Path]) -> dict[str, int]:
+        """Analyze every capture in `inputs` that is not done yet."""
+        counts = {"done": 0, "failed": 0, "skipped": 0}
+        for cap in discover(inputs, exclude=self.out).values():
+            fp = fingerprint(cap.files)
+            if not self.should_process(cap, fp):
+                rec = self.journal.capture(cap.key)
+                assert rec is not None
+                why = "already done" if rec.status == "done" else f"failed before: {rec.message}"
+                self.log(f"{rec.name}: skipped ({why})")
+                counts["skipped"] += 1
+                continue
+            counts["done" if self.process(cap, fp) else "failed"] += 1
+        return counts
+
+    def watch(
+        self,
+        folder: Path,
+        *,
+        interval: float = 5.0,
+        settle: float = 10.0,
+        sync: Callable[[], Any] | None = None,
+        sync_every: float = 60.0,
+        stop: Callable[[], bool] | None = None,
+    ) -> dict[str, int]:
+        """Poll `folder`; analyze each capture once its files have not changed for `settle` s.
+
+        `sync` (when the watcher was given a server) is tried every `sync_every` seconds; a sync
+        that fails (no network) is simply tried again later.
+        """
+        counts = {"done": 0, "failed": 0}
+        seen: dict[str, tuple[str, float]] = {}
+        next_sync = 0.0
+        folder = Path(folder)
+        while True:
+            now = time.monotonic()
+            caps = discover([folder], exclude=self.out) if folder.is_dir() else {}
+            for key, cap in caps.items():
+                try:
+                    fp = fingerprint(cap.files)
+                except OSError:  # a file vanished between listing and stat (card removed)
+                    seen.pop(key, None)
+                    continue
+                if not self.should_process(cap, fp):
+                    continue
+                prev = seen.get(key)
+                if prev is None or prev[0] != fp:
+                    seen[key] = (fp, now)
+                    continue
+                if now - prev[1] < settle:
+                    continue
+                counts["done" if self.process(cap, fp) else "failed"] += 1
+                seen.pop(key, None)
+            if sync is not None and time.monotonic() >= next_sync:
+                try:
+                    sync()
+                except KhetError as e:
+                    self.log(f"sync: {e.message} (will try again)")
+                next_sync = time.monotonic() + sync_every
+            if stop is not None and stop():
+                return counts
+            time.sleep(interval)
+
+
+def _one_line(summary: dict[str, Any], out: Path) -> str:
+    try:
+        from khet.vision.cli import one_line
+
+        return one_line(summary, out)
+    except Exception:  # noqa: BLE001 - a summary line is a courtesy, never a failure
+        return f"{out}: done"
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
