@@ -1,0 +1,176 @@
+"""`khet serve`, `khet worker`, `khet user`, `khet token`.
+
+Import-light on purpose: FastAPI, SQLAlchemy and uvicorn load inside the handlers, so `khet
+analyze` stays fast and works without the service extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="Run the web service with an embedded worker",
+                              description="Run the API (and pages) with uvicorn, plus a job "
+                                          "worker unless --no-worker. Needs no other setting: "
+                                          "SQLite and the job queue live in KHET_DATA_DIR.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-worker", action="store_true",
+                   help="Do not start a worker (run `khet worker` elsewhere, e.g. with Redis)")
+    p.add_argument("--workers", type=int, default=1, help="Jobs run at the same time by the worker")
+    p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("worker", help="Run a job worker (analysis jobs from the queue)")
+    p.add_argument("--workers", type=int, default=1, help="Jobs run at the same time")
+    p.set_defaults(func=_worker)
+
+    p = subparsers.add_parser("user", help="Manage service accounts")
+    sub = p.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    a = sub.add_parser("add", help="Add a user")
+    a.add_argument("email")
+    a.add_argument("--role", choices=("farmer", "extension", "admin"), default="farmer")
+    a.add_argument("--password", help="At least 8 characters; default: read KHET_PASSWORD or ask")
+    a.add_argument("--name")
+    a.set_defaults(func=_user_add)
+    a = sub.add_parser("list", help="List users")
+    a.set_defaults(func=_user_list)
+    a = sub.add_parser("assign", help="Assign an extension worker to a farm")
+    a.add_argument("email")
+    a.add_argument("farm_id", type=int)
+    a.set_defaults(func=_user_assign)
+
+    p = subparsers.add_parser("token", help="API tokens for devices and scripts")
+    sub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    a = sub.add_parser("create", help="Make a token for a user and print it (shown once)")
+    a.add_argument("email")
+    a.add_argument("--name", default="device")
+    a.set_defaults(func=_token_create)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from khet.service.db import migrate
+    from khet.service.main import create_app
+
+    _setup_logging()
+    migrate()
+    worker = None
+    if not args.no_worker:
+        # A separate process: analysis is CPU-heavy and must not slow the API's event loop.
+        worker = subprocess.Popen([sys.executable, "-m", "khet.service", "worker",
+                                   "--workers", str(args.workers)])
+    try:
+        uvicorn.run(create_app(migrate=False), host=args.host, port=args.port,
+                    log_level="info", proxy_headers=True)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGINT)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from khet.service.jobs import run_worker
+
+    _setup_logging()
+    run_worker(workers=max(1, args.workers))
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from khet.service.db import migrate, session_scope
+    from khet.service.routers.auth import add_user
+
+    password = args.password or os.environ.get("KHET_PASSWORD")
+    if not password:
+        import getpass
+
+        password = getpass.getpass(f"Password for {args.email}: ")
+    migrate()
+    with session_scope() as db:
+        user = add_user(db, args.email, password, args.role, args.name)
+        print(f"user {user.id} {user.email} ({user.role})")
+    return 0
+
+
+def _user_list(_: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from khet.service.db import User, migrate, session_scope
+
+    migrate()
+    with session_scope() as db:
+        for u in db.scalars(select(User).order_by(User.id)):
+            print(f"{u.id}\t{u.email}\t{u.role}")
+    return 0
+
+
+def _find_user(db, email: str):
+    from sqlalchemy import select
+
+    from khet.errors import NotFoundError
+    from khet.service.db import User
+
+    user = db.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFoundError(f"No user {email}; add one with `khet user add`.")
+    return user
+
+
+def _user_assign(args: argparse.Namespace) -> int:
+    from khet.errors import InputError, NotFoundError
+    from khet.service.db import Assignment, Farm, migrate, session_scope
+
+    migrate()
+    with session_scope() as db:
+        user = _find_user(db, args.email)
+        if user.role != "extension":
+            raise InputError(f"{user.email} is a {user.role}, not an extension worker.")
+        if db.get(Farm, args.farm_id) is None:
+            raise NotFoundError(f"No farm {args.farm_id}.")
+        if db.get(Assignment, (args.farm_id, user.id)) is None:
+            db.add(Assignment(farm_id=args.farm_id, user_id=user.id))
+    print(f"{args.email} assigned to farm {args.farm_id}")
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from khet.service.db import migrate, session_scope
+    from khet.service.routers.auth import make_token
+
+    migrate()
+    with session_scope() as db:
+        token, _ = make_token(db, _find_user(db, args.email), args.name)
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (`python -m khet.service ...`), same commands and error handling as khet."""
+    from khet.errors import KhetError
+
+    parser = argparse.ArgumentParser(prog="khet")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KhetError as e:
+        print(f"khet: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,140 @@
+"""Request dependencies: the database session, who is asking, and what they may see.
+
+Access rule, in one place: a farmer sees the farms they own, an extension worker the farms an
+admin assigned to them, an admin everything. Anything else is "not found" (404), never
+"forbidden", so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from khet.errors import AuthError, KhetError, NotFoundError
+from khet.service import security
+from khet.service.db import ApiToken, Assignment, Farm, Field, Flight, Upload, User, now, sessionmaker_for
+
+MAX_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class ForbiddenError(KhetError):
+    """The role does not allow this action (never used to hide another tenant's data)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+def get_db() -> Iterator[Session]:
+    session = sessionmaker_for()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+DB = Annotated[Session, Depends(get_db)]
+
+
+def _user_from_request(request: Request, db: Session) -> User | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("Send the API token as 'Authorization: Bearer <token>'.")
+        row = db.scalar(select(ApiToken).where(ApiToken.token_hash == security.token_digest(token.strip())))
+        if row is None:
+            raise AuthError("That API token is not valid (revoked or mistyped).")
+        return row.user
+    cookie = request.cookies.get(security.SESSION_COOKIE)
+    if cookie:
+        uid = security.read_session(cookie)
+        if uid is not None and 0 < uid <= MAX_ID:
+            return db.get(User, uid)
+    return None
+
+
+def current_user_optional(request: Request, db: DB) -> User | None:
+    """The logged-in user or None (web pages decide whether to redirect to the login page)."""
+    try:
+        return _user_from_request(request, db)
+    except AuthError:
+        return None
+
+
+def current_user(request: Request, db: DB) -> User:
+    user = _user_from_request(request, db)
+    if user is None:
+        raise AuthError("Log in first, or send an API token (Authorization: Bearer <token>).")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise ForbiddenError("Only an administrator can do this.")
+    return user
+
+
+Admin = Annotated[User, Depends(require_admin)]
+
+
+# --- what a user may see ------------------------------------------------------------------------
+
+
+def visible_farms(user: User):
+    """A select() of the farms this user may see."""
+    q = select(Farm)
+    if user.role == "admin":
+        return q
+    if user.role == "extension":
+        return q.where(
+            exists().where(Assignment.farm_id == Farm.id).where(Assignment.user_id == user.id)
+        )
+    return q.where(Farm.owner_id == user.id)
+
+
+def can_edit(user: User, farm: Farm) -> bool:
+    """Owners and admins change farms and fields; extension workers read and add flights."""
+    return user.role == "admin" or farm.owner_id == user.id
+
+
+def get_farm(db: Session, user: User, farm_id: int) -> Farm:
+    farm = db.scalar(visible_farms(user).where(Farm.id == farm_id))
+    if farm is None:
+        raise NotFoundError("No such farm.")
+    return farm
+
+
+def get_field(db: Session, user: User, field_id: int) -> Field:
+    field = db.get(Field, field_id)
+    if field is None or db.scalar(visible_farms(user).where(Farm.id == field.farm_id)) is None:
+        raise NotFoundError("No such field.")
+    return field
+
+
+def get_flight(db: Session, user: User, flight_id: int) -> Flight:
+    flight = db.get(Flight, flight_id)
+    if flight is None:
+        raise NotFoundError("No such flight.")
+    try:
+        get_field(db, user, flight.field_id)
+    except NotFoundError:
+        raise NotFoundError("No such flight.") from None
+    return flight
+
+
+def get_upload(db: Session, user: User, upload_id: str) -> Upload:
+    """Uploads belong to the user who sent them, whatever their role."""
+    up = db.get(Upload, upload_id)
+    if up is None or up.user_id != user.id:
+        raise NotFoundError("No such upload.")
+    return up
+
+

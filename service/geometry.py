@@ -1,0 +1,79 @@
+"""Field boundaries: GeoJSON (Multi)Polygons in lon/lat, checked before they are stored."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from khet.errors import InputError
+
+MIN_AREA_M2 = 10.0
+MAX_AREA_M2 = 10_000 * 10_000.0  # 10,000 ha
+
+
+def _rings(geom: dict) -> list[list]:
+    coords = geom.get("coordinates")
+    if geom["type"] == "Polygon":
+        polys = [coords]
+    else:
+        polys = coords
+    if not isinstance(polys, list) or not polys:
+        raise InputError("The boundary has no coordinates.")
+    rings = []
+    for poly in polys:
+        if not isinstance(poly, list) or not poly:
+            raise InputError("Each polygon of the boundary needs at least one ring of points.")
+        rings.extend(poly)
+    return rings
+
+
+def validate_boundary(value: Any) -> tuple[dict, float]:
+    """The cleaned geometry and its area in hectares, or an InputError that says what is wrong."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+    from shapely.validation import explain_validity
+
+    if isinstance(value, dict) and value.get("type") == "Feature":
+        value = value.get("geometry")
+    if not isinstance(value, dict) or value.get("type") not in ("Polygon", "MultiPolygon"):
+        raise InputError("The boundary must be a GeoJSON Polygon or MultiPolygon (lon/lat).")
+    for ring in _rings(value):
+        if not isinstance(ring, list) or len(ring) < 4:
+            raise InputError("Each boundary ring needs at least 4 points (the last repeats the first).")
+        for pt in ring:
+            if (not isinstance(pt, list | tuple) or len(pt) < 2
+                    or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pt[:2])
+                    or not all(math.isfinite(c) for c in pt[:2])):
+                raise InputError("Boundary points must be [longitude, latitude] numbers.")
+            lon, lat = pt[0], pt[1]
+            if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                raise InputError(
+                    f"Boundary point [{lon}, {lat}] is not a longitude/latitude: use WGS84 degrees, "
+                    "longitude first."
+                )
+        if list(ring[0][:2]) != list(ring[-1][:2]):
+            raise InputError("The boundary is not closed: its last point must repeat the first.")
+    try:
+        geom = shape({"type": value["type"], "coordinates": value["coordinates"]})
+    except Exception as e:
+        raise InputError(f"The boundary is not a valid GeoJSON polygon ({e}).") from None
+    if geom.is_empty:
+        raise InputError("The boundary is empty.")
+    if not geom.is_valid:
+        raise InputError(
+            f"The boundary crosses itself or is malformed ({explain_validity(geom)}); redraw it."
+        )
+    try:
+        equal_area = shape(transform_geom("EPSG:4326", "EPSG:6933", mapping(geom)))
+    except Exception as e:
+        raise InputError(f"The boundary cannot be placed on the map ({e}).") from None
+    area = equal_area.area
+    if area < MIN_AREA_M2:
+        raise InputError(f"The boundary encloses {area:.1f} m², too small for a field (at least 10 m²).")
+    if area > MAX_AREA_M2:
+        raise InputError(
+            f"The boundary encloses {area / 10_000:,.0f} ha, more than 10,000 ha: is it the right shape?"
+        )
+    import json
+
+    return json.loads(json.dumps(mapping(geom))), area / 10_000

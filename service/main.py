@@ -1,0 +1,92 @@
+"""The FastAPI application: `create_app()`.
+
+Routers live in service/routers (one per resource); the HTML pages, when present, come from
+service/routers/pages.py. Every error leaves as JSON `{"error": code, "detail": message}`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from khet import __version__
+from khet.errors import KhetError
+
+log = logging.getLogger("khet.service")
+
+DESCRIPTION = """
+Khet turns drone imagery of a field into a field map: where the crop is, where weeds are, where
+the crop is weak. Authenticate with `Authorization: Bearer <token>` (make one with
+`khet token create EMAIL` or `POST /api/v1/tokens`) or with the session cookie set by
+`POST /api/v1/session`.
+
+**Uploads** are resumable and idempotent: `POST /api/v1/uploads` declares a file (name, size,
+SHA-256), `PUT /api/v1/uploads/{id}` sends chunks with `Content-Range: bytes START-END/TOTAL`, and
+`POST /api/v1/fields/{id}/flights` turns complete uploads into a flight and queues its analysis.
+Browsers and scripts can instead post multipart files to `/api/v1/fields/{id}/flights/upload`.
+
+Errors are JSON: `{"error": "<code>", "detail": "<what is wrong, for a person>"}`. Someone else's
+farm, field, flight or upload is "not found" (404), never "forbidden".
+"""
+
+
+def _problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+
+
+def create_app(*, migrate: bool = True) -> FastAPI:
+    """The app. `migrate` brings the database schema up to date first (idempotent)."""
+    from khet.service.db import migrate as run_migrations
+    from khet.settings import apply_gdal_env
+
+    apply_gdal_env()
+    if migrate:
+        run_migrations()
+    app = FastAPI(title="Khet", version=__version__, description=DESCRIPTION,
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+
+    @app.exception_handler(KhetError)
+    async def khet_error(_: Request, exc: KhetError) -> JSONResponse:
+        return _problem(exc.status_code, exc.code, exc.message, **getattr(exc, "extra", {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        parts = []
+        for e in errors[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
+        safe = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")),
+                 "type": str(e.get("type"))} for e in errors[:20]]
+        return _problem(422, "invalid", "; ".join(parts) or "The request is invalid.", errors=safe)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        return _problem(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail),
+                        **({} if not exc.headers else {}))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _problem(500, "internal", "Something went wrong on the server; it has been logged.")
+
+    from khet.service.routers import auth, farms, flights, health, tiles, uploads
+
+    for module in (health, auth, farms, uploads, flights, tiles):
+        app.include_router(module.router)
+    try:
+        pages = importlib.import_module("khet.service.routers.pages")
+    except ModuleNotFoundError as e:
+        if e.name != "khet.service.routers.pages":
+            raise
+    else:
+        app.include_router(pages.router)
+        if hasattr(pages, "mount"):
+            pages.mount(app)
+    return app

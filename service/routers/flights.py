@@ -1,0 +1,205 @@
+"""Flights: imagery in, a job, results out."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path as PathParam, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from starlette.requests import ClientDisconnect
+
+from khet.errors import ConflictError, InputError, KhetError, NotFoundError
+from khet.service import storage
+from khet.service.db import Flight, now
+from khet.service.dependencies import (
+    DB,
+    CurrentUser,
+    ForbiddenError,
+    IdPath,
+    can_edit,
+    get_field,
+    get_flight,
+    get_upload,
+)
+from khet.service.flights import create_flight, enqueue_or_fail, flight_out
+from khet.service.schemas import FlightIn, FlightOut, Problem
+from khet.service.uploads import MultipartSink
+
+router = APIRouter(prefix="/api/v1", tags=["flights"])
+MEDIA = {".tif": "image/tiff", ".png": "image/png", ".json": "application/json",
+         ".geojson": "application/geo+json"}
+
+
+@router.post(
+    "/fields/{field_id}/flights", response_model=FlightOut, status_code=201,
+    responses={200: {"model": FlightOut, "description": "Existing flight with this client_id"},
+               422: {"model": Problem}},
+    summary="Create a flight from finished uploads (or from a device's results)",
+)
+def create_from_uploads(field_id: IdPath, body: FlightIn, user: CurrentUser, db: DB,
+                        response: Response) -> FlightOut:
+    """`uploads`: the imagery (one file, or the band files of one capture), all complete.
+    Queues an analysis job clipped to the field boundary. With `results` (an edge device
+    already analysed the imagery) no job runs: the flight is stored as done, source "edge".
+    The same `client_id` for the same field returns the existing flight (200)."""
+    field = get_field(db, user, field_id)
+    inputs, results = [], []
+    for uid in body.uploads:
+        up = get_upload(db, user, uid)
+        if not up.complete:
+            raise ConflictError(f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes).")
+        inputs.append((up.filename, storage.upload_path(user.id, up.id)))
+    for name, uid in (body.results or {}).items():
+        up = get_upload(db, user, uid)
+        if not up.complete:
+            raise ConflictError(f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes).")
+        results.append((name, storage.upload_path(user.id, up.id)))
+    flight, created = create_flight(
+        db, user, field, inputs=inputs, results=results or None, bands=body.bands,
+        captured_at=body.captured_at.isoformat() if body.captured_at else None,
+        client_id=body.client_id,
+    )
+    response.status_code = 201 if created else 200
+    return flight_out(flight)
+
+
+@router.post(
+    "/fields/{field_id}/flights/upload", response_model=FlightOut, status_code=201,
+    responses={413: {"model": Problem}, 422: {"model": Problem}},
+    summary="Upload imagery as multipart/form-data and queue its analysis",
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                      "description": "One image, or the band files of one capture"},
+            "bands": {"type": "string", "description": "Comma-separated band names"},
+            "captured_at": {"type": "string", "format": "date-time"},
+            "client_id": {"type": "string", "maxLength": 200},
+        }}}}}},
+)
+async def create_from_multipart(field_id: IdPath, request: Request, user: CurrentUser,
+                                db: DB) -> Response:
+    """For browsers and scripts: the body is streamed to disk as it arrives (never held in
+    memory), with the same checks as the chunked uploads (size limit, content sniffing, file
+    names, the image must open)."""
+    field = await run_in_threadpool(get_field, db, user, field_id)
+    folder = storage.data_dir() / "uploads" / str(user.id) / f"mp-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        sink = MultipartSink(folder, request.headers.get("content-type", ""))
+        try:
+            buf = bytearray()
+            async for part in request.stream():
+                buf += part
+                if len(buf) >= storage.CHUNK:
+                    data = bytes(buf)
+                    buf.clear()
+                    await run_in_threadpool(sink.write, data)
+            if buf:
+                await run_in_threadpool(sink.write, bytes(buf))
+            await run_in_threadpool(sink.finish)
+        except ClientDisconnect:
+            raise KhetError("The connection dropped during the upload; send it again.") from None
+        except KhetError:
+            raise
+        except Exception as e:  # the multipart parser's complaints are the sender's fault
+            raise InputError(f"The form data is malformed ({str(e)[:120]}).") from None
+        finally:
+            sink_ref = locals().get("sink")
+            if sink_ref is not None:
+                sink_ref.close()
+        files = [f for f in sink.files if f["field"] in ("files", "file")]
+        if not files:
+            raise InputError("Attach at least one image as the form field 'files'.")
+        for f in files:
+            if f["size"] == 0:
+                raise InputError(f"{f['filename']} is empty (0 bytes).")
+        bands = None
+        if sink.fields.get("bands", "").strip():
+            bands = [b.strip() for b in sink.fields["bands"].split(",") if b.strip()]
+        captured = sink.fields.get("captured_at") or None
+        if captured is not None:
+            from datetime import datetime
+
+            try:
+                captured = datetime.fromisoformat(captured.strip()).isoformat()
+            except ValueError:
+                raise InputError("captured_at must be an ISO 8601 date, e.g. 2026-06-12.") from None
+        client_id = (sink.fields.get("client_id") or "").strip() or None
+        if client_id and (len(client_id) > 200 or any(ord(c) < 32 for c in client_id)):
+            raise InputError("client_id must be up to 200 printable characters.")
+        flight, created = await run_in_threadpool(
+            create_flight, db, user, field, inputs=[(f["filename"], f["path"]) for f in files],
+            bands=bands, captured_at=captured, client_id=client_id,
+        )
+        out = await run_in_threadpool(flight_out, flight)
+        return Response(out.model_dump_json(), status_code=201 if created else 200,
+                        media_type="application/json")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.get("/fields/{field_id}/flights", response_model=list[FlightOut], summary="A field's flights")
+def list_flights(field_id: IdPath, user: CurrentUser, db: DB) -> list[FlightOut]:
+    field = get_field(db, user, field_id)
+    flights = db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id))
+    return [flight_out(f, with_summary=False) for f in flights]
+
+
+@router.get("/flights/{flight_id}", response_model=FlightOut,
+            summary="One flight: status, progress, error in plain words, summary")
+def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
+    return flight_out(get_flight(db, user, flight_id))
+
+
+@router.post("/flights/{flight_id}/retry", response_model=FlightOut,
+             summary="Queue a failed (or finished) analysis again")
+def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
+    flight = get_flight(db, user, flight_id)
+    job = flight.job
+    if flight.source == "edge" or not flight.inputs:
+        raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
+    if job.status in ("queued", "running"):
+        raise ConflictError("This flight's analysis is already queued or running.")
+    job.status, job.progress, job.error = "queued", 0.0, None
+    job.queued_at, job.started_at, job.finished_at, job.attempts = now(), None, None, 0
+    db.commit()
+    enqueue_or_fail(db, flight)
+    return flight_out(flight)
+
+
+@router.delete("/flights/{flight_id}", status_code=204, summary="Delete a flight and its files")
+def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
+    flight = get_flight(db, user, flight_id)
+    field = flight.field
+    if not can_edit(user, field.farm):
+        raise ForbiddenError("Only the farm's owner or an administrator can delete flights.")
+    path = storage.flight_dir(field.farm_id, field.id, flight.id)
+    db.delete(flight)
+    db.commit()
+    storage.remove_tree(path)
+    return Response(status_code=204)
+
+
+@router.get("/flights/{flight_id}/results/{name:path}",
+            responses={200: {"content": {"image/tiff": {}, "image/png": {},
+                                         "application/geo+json": {}, "application/json": {}}}},
+            summary="Download a result: classes.tif, vigour.tif, zones.geojson, preview.png, "
+                    "summary.json, indices/<name>.tif")
+def read_result(flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)],
+                user: CurrentUser, db: DB) -> FileResponse:
+    flight = get_flight(db, user, flight_id)
+    if not storage.result_name_ok(name):
+        raise NotFoundError("No such result file.")
+    field = flight.field
+    path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results" / name
+    if not path.is_file():
+        raise NotFoundError("That result is not ready (or this flight has none).")
+    return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
+                        filename=path.name)
+
+

@@ -1,0 +1,190 @@
+"""Resumable, idempotent chunked uploads (the protocol the edge devices speak).
+
+1. `POST /api/v1/uploads {"filename", "size", "sha256"}` → 201 `{"id", "offset": 0, ...}`. The same
+   user posting the same sha256 and size again gets the existing upload back (200) with its
+   current offset: that is how a client resumes after losing its state, and how a file is never
+   stored twice.
+2. `PUT /api/v1/uploads/{id}` with `Content-Range: bytes START-END/TOTAL` and the raw bytes as the
+   body. START == offset appends and returns the new offset. START < offset (a chunk re-sent
+   after a lost reply) changes nothing and returns the current offset (200). START > offset is a
+   gap: 409 `{"error": "conflict", "offset": current}`. The last chunk triggers the SHA-256 check;
+   a mismatch answers 422 and discards the data (offset back to 0).
+3. `GET /api/v1/uploads/{id}` → where the upload stands.
+
+Chunks stream to disk; the stored offset only moves after the bytes are fsync'd, so a dropped
+connection or a crash mid-chunk leaves the upload at its previous offset.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from starlette.requests import ClientDisconnect
+
+from khet.errors import ConflictError, InputError, KhetError
+from khet.service import storage
+from khet.service import uploads as up_io
+from khet.service.db import Upload, now
+from khet.service.dependencies import DB, CurrentUser, get_upload
+from khet.service.schemas import ChunkOut, Problem, UploadIn, UploadOut
+
+router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+UploadIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+_RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19})\s*$")
+
+
+class OffsetConflict(ConflictError):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.extra = {"offset": offset}
+
+
+def _out(up: Upload) -> UploadOut:
+    return UploadOut(id=up.id, offset=up.offset, size=up.size, complete=up.complete,
+                     filename=up.filename)
+
+
+@router.post("", response_model=UploadOut, status_code=201,
+             responses={200: {"model": UploadOut, "description": "Existing upload (resume/dedupe)"},
+                        413: {"model": Problem}, 422: {"model": Problem}},
+             summary="Start (or resume) a chunked upload")
+def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) -> UploadOut:
+    """Declare a file: name, total size in bytes, SHA-256 (hex). If you already started an upload
+    with the same SHA-256 and size, it is returned (200) with its offset: resume from there, or,
+    when `complete` is true, use its id right away."""
+    name = storage.safe_filename(body.filename)
+    if body.size > up_io.limit_bytes():
+        raise up_io.too_large(name)
+    existing = db.scalar(select(Upload).where(Upload.user_id == user.id)
+                         .where(Upload.sha256 == body.sha256).where(Upload.size == body.size)
+                         .order_by(Upload.created_at))
+    if existing is not None:
+        path = storage.upload_path(user.id, existing.id)
+        if not path.exists() or (existing.complete and path.stat().st_size != existing.size):
+            existing.offset, existing.complete = 0, False  # the file went missing: start over
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            db.commit()
+        response.status_code = 200
+        return _out(existing)
+    up = Upload(id=uuid.uuid4().hex, user_id=user.id, filename=name, size=body.size,
+                sha256=body.sha256, offset=0, complete=False)
+    path = storage.upload_path(user.id, up.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    db.add(up)
+    db.commit()
+    return _out(up)
+
+
+@router.get("/{upload_id}", response_model=UploadOut, summary="Where an upload stands")
+def read_upload(upload_id: UploadIdPath, user: CurrentUser, db: DB) -> UploadOut:
+    return _out(get_upload(db, user, upload_id))
+
+
+@router.put(
+    "/{upload_id}", response_model=ChunkOut,
+    summary="Send one chunk (Content-Range: bytes START-END/TOTAL, raw body)",
+    responses={409: {"description": "START is past the stored offset; body has `offset`"},
+               422: {"model": Problem, "description": "Checksum mismatch (data discarded)"}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def put_chunk(
+    upload_id: UploadIdPath, request: Request, user: CurrentUser, db: DB,
+    content_range: Annotated[str, Header(description="bytes START-END/TOTAL (END inclusive)")],
+) -> ChunkOut:
+    """Append the bytes START..END (inclusive) of the file. Re-sending a chunk that is already
+    stored is harmless; the reply always carries the offset to continue from."""
+    m = _RANGE.match(content_range)
+    if not m:
+        raise KhetError("Content-Range must look like 'bytes START-END/TOTAL'.")
+    start, end, total = (int(g) for g in m.groups())
+    up = await run_in_threadpool(get_upload, db, user, upload_id)
+    if total != up.size:
+        raise InputError(f"Content-Range says the file has {total} bytes; the upload declared {up.size}.")
+    if end < start or end >= up.size:
+        raise KhetError(f"Content-Range bytes {start}-{end} do not fit a file of {up.size} bytes.")
+    if up.complete or start < up.offset:
+        return ChunkOut(offset=up.offset, complete=up.complete)
+    if start > up.offset:
+        raise OffsetConflict(f"This upload has {up.offset} bytes; send the chunk starting there.",
+                             up.offset)
+    path = storage.upload_path(user.id, up.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "ab+")  # noqa: SIM115 - closed below on every path
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OffsetConflict("Another chunk of this upload is being written; retry shortly.",
+                                 up.offset) from None
+        await run_in_threadpool(db.refresh, up)  # the offset as of holding the lock
+        if up.complete or start < up.offset:
+            return ChunkOut(offset=up.offset, complete=up.complete)
+        if start > up.offset:
+            raise OffsetConflict(f"This upload has {up.offset} bytes; send the chunk from there.",
+                                 up.offset)
+        want = end - start + 1
+        hasher = await run_in_threadpool(up_io.take_hasher, up.id, path, up.offset)
+        f.truncate(up.offset)  # bytes past the offset are from a chunk that never finished
+        f.seek(up.offset)
+        got = 0
+        ok = False
+        try:
+            buf = bytearray()
+            async for part in request.stream():
+                got += len(part)
+                if got > want:
+                    raise KhetError(f"The body is longer than Content-Range says ({want} bytes).")
+                buf += part
+                if len(buf) >= storage.CHUNK:
+                    data = bytes(buf)
+                    buf.clear()
+                    await run_in_threadpool(_write, f, hasher, data)
+            if buf:
+                await run_in_threadpool(_write, f, hasher, bytes(buf))
+            if got != want:
+                raise KhetError(f"The body has {got} bytes; Content-Range says {want}.")
+            await run_in_threadpool(up_io.fsync_close_keep, f)
+            ok = True
+        except ClientDisconnect:
+            raise KhetError("The connection dropped during the chunk; send it again.") from None
+        finally:
+            if not ok:
+                f.truncate(up.offset)
+                up_io.drop_hasher(up.id)
+        up.offset = end + 1
+        up.updated_at = now()
+        if up.offset == up.size:
+            digest = hasher.hexdigest()
+            if digest != up.sha256:
+                f.truncate(0)
+                up.offset = 0
+                up_io.drop_hasher(up.id)
+                await run_in_threadpool(db.commit)
+                raise InputError(
+                    "The file arrived damaged: its SHA-256 does not match the one declared. "
+                    "The data was discarded; upload it again from the start."
+                )
+            up.complete = True
+            up_io.drop_hasher(up.id)
+        else:
+            up_io.keep_hasher(up.id, up.offset, hasher)
+        await run_in_threadpool(db.commit)
+        return ChunkOut(offset=up.offset, complete=up.complete)
+    finally:
+        f.close()
+
+
+def _write(f, hasher, data: bytes) -> None:
+    f.write(data)
+    hasher.update(data)
+
+

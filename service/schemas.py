@@ -1,0 +1,179 @@
+"""Request and response bodies of the API (what OpenAPI shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
+                                         pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Role = Literal["farmer", "extension", "admin"]
+UploadId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- people -----------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    email: str
+    name: str | None
+    role: str
+
+
+class UserIn(Strict):
+    email: Email
+    password: Password
+    role: Role = "farmer"
+    name: Name | None = None
+
+
+class SessionIn(Strict):
+    email: Annotated[str, StringConstraints(max_length=254)]
+    password: Annotated[str, StringConstraints(max_length=256)]
+
+
+class TokenIn(Strict):
+    name: Name = "device"
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    token: str = Field(description="Shown once; send it as 'Authorization: Bearer <token>'.")
+
+
+class AssignmentIn(Strict):
+    user_id: int = Field(ge=1, le=2**31 - 1, description="An extension worker's user id")
+
+
+# --- farms and fields -------------------------------------------------------------------------
+
+
+class FarmIn(Strict):
+    name: Name
+    owner_id: int | None = Field(None, ge=1, le=2**31 - 1,
+                                 description="Admins only: the farmer who owns it")
+
+
+class FarmOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    owner_id: int
+    created_at: datetime
+
+
+class FieldIn(Strict):
+    name: Name
+    crop: Name | None = None
+    boundary: dict[str, Any] | None = Field(
+        None, description="GeoJSON Polygon or MultiPolygon in lon/lat (WGS84); closed rings, "
+                          "not crossing itself, between 10 m² and 10,000 ha.")
+
+
+class FieldPatch(Strict):
+    name: Name | None = None
+    crop: Name | None = None
+    boundary: dict[str, Any] | None = None
+
+
+class FieldOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    farm_id: int
+    name: str
+    crop: str | None
+    boundary: dict[str, Any] | None
+    area_ha: float | None
+    created_at: datetime
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+class UploadIn(Strict):
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    size: int = Field(ge=1, le=2**53, description="Total size in bytes")
+    sha256: Sha256 = Field(description="SHA-256 of the whole file, hex")
+
+
+class UploadOut(BaseModel):
+    id: str
+    offset: int = Field(description="Bytes stored so far: send the next chunk from here")
+    size: int
+    complete: bool
+    filename: str
+
+
+class ChunkOut(BaseModel):
+    offset: int
+    complete: bool
+
+
+# --- flights ----------------------------------------------------------------------------------
+
+
+class FlightIn(Strict):
+    uploads: list[UploadId] = Field(
+        default_factory=list, max_length=32,
+        description="Upload ids of the imagery: one file, or the band files of one capture. "
+                    "May be empty when `results` are given.")
+    bands: list[Annotated[str, StringConstraints(min_length=1, max_length=32,
+                                                 pattern=r"^[A-Za-z0-9_\-]+$")]] | None = Field(
+        None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']")
+    captured_at: datetime | None = Field(None, description="When the flight was flown (ISO 8601)")
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                                pattern=r"^[^\x00-\x1f\x7f]+$")] | None = Field(
+        None, description="Idempotency key: the same client_id for the same field returns the "
+                          "existing flight (200) instead of creating another.")
+    results: dict[Annotated[str, StringConstraints(max_length=64)], UploadId] | None = Field(
+        None, description="Results an edge device already computed: {'summary.json': upload_id, "
+                          "'classes.tif': ..., 'zones.geojson': ..., 'indices/ndvi.tif': ...}. "
+                          "summary.json is required; no analysis job runs.")
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(description="Fraction of tiles done, 0..1")
+    error: str | None = Field(description="What went wrong, in plain words")
+    attempts: int
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class FlightOut(BaseModel):
+    id: int
+    field_id: int
+    farm_id: int
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float
+    error: str | None
+    source: str
+    client_id: str | None
+    captured_at: str | None
+    inputs: list[str]
+    bands: list[str] | None
+    created_at: datetime
+    job: JobOut | None
+    summary: dict[str, Any] | None
+    results: list[str] = Field(description="Result files ready to download")
+
+
+class Problem(BaseModel):
+    error: str = Field(description="Machine-readable code, e.g. not_found, bad_input")
+    detail: str = Field(description="What is wrong, for a person")

@@ -1,0 +1,113 @@
+"""Files on disk: the data folder layout, safe names, sniffing, streaming with a checksum.
+
+    <data_dir>/
+      khet.db, queue.db, secret_key
+      uploads/<user id>/<upload id>             chunked uploads (kept; flights link to them)
+      farms/<farm id>/fields/<field id>/flights/<flight id>/
+          input/<file name>                      the imagery (hard link of the upload, or a copy)
+          results/                               classes.tif, vigour.tif, indices/, zones.geojson, ...
+
+Results are produced in a sibling `.work-*` folder and renamed into `results/`, so a reader never
+sees half a result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from khet.errors import InputError
+from khet.settings import Settings, get_settings
+
+MAGIC = {
+    "tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "jpeg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+}
+IMAGE_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
+CHUNK = 1024 * 1024
+RESULT_NAMES = ("classes.tif", "vigour.tif", "zones.geojson", "preview.png", "summary.json")
+_INDEX_RESULT = re.compile(r"^indices/[a-z0-9_]{1,32}\.tif$")
+
+
+def data_dir(settings: Settings | None = None) -> Path:
+    return Path((settings or get_settings()).data_dir).resolve()
+
+
+def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) -> Path:
+    return data_dir(settings) / "uploads" / str(user_id) / upload_id
+
+
+def flight_dir(farm_id: int, field_id: int, flight_id: int, settings: Settings | None = None) -> Path:
+    return (data_dir(settings) / "farms" / str(farm_id) / "fields" / str(field_id) / "flights"
+            / str(flight_id))
+
+
+def safe_filename(name: str) -> str:
+    """The name as given, if it is a plain file name; otherwise a 422 (never silently renamed).
+
+    Rejects anything that could leave its folder or hide: separators, `..`, leading dots,
+    control characters, over-long names.
+    """
+    if not isinstance(name, str):
+        raise InputError("The file name is missing.")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if (
+        not clean
+        or len(clean.encode()) > 200
+        or "/" in clean
+        or "\\" in clean
+        or clean.startswith(".")
+        or ".." in clean
+        or any(unicodedata.category(c).startswith("C") for c in clean)
+        or ":" in clean
+    ):
+        raise InputError(
+            f"{name[:80]!r} is not an acceptable file name: use a plain name such as "
+            "field_0612.tif, without folders, '..' or special characters."
+        )
+    return clean
+
+
+def sniff(head: bytes) -> str | None:
+    """'tiff', 'jpeg', 'png' from the first bytes, or None."""
+    for kind, magics in MAGIC.items():
+        if any(head.startswith(m) for m in magics):
+            return kind
+    return None
+
+
+def require_image(path: Path, filename: str) -> str:
+    with open(path, "rb") as f:
+        kind = sniff(f.read(16))
+    if kind is None:
+        raise InputError(
+            f"{filename} is not a GeoTIFF, JPEG or PNG image (its content says otherwise)."
+        )
+    return kind
+
+
+def result_name_ok(name: str) -> bool:
+    return name in RESULT_NAMES or bool(_INDEX_RESULT.match(name))
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+
+def remove_tree(path: Path) -> None:
+    """Rename then delete, so a half-deleted folder never looks like a real one."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}-{id(path)}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
