@@ -1,0 +1,248 @@
+"""`khet edge run` and `watch`: each capture analyzed exactly once, across crashes and bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from khet.edge.journal import MAX_ATTEMPTS, Journal
+from khet.edge.runner import EdgeOptions, EdgeRunner, discover, fingerprint
+
+from khet.cli import main
+from khet.errors import KhetError
+from tests.vision.rasters import field_rgb, write_geotiff
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ("summary.json", "zones.geojson", "classes.tif")
+
+
+def _done(out: Path) -> list[str]:
+    return sorted(p.parent.name for p in out.glob("*/summary.json"))
+
+
+def test_run_folder_of_captures(card, tmp_path, edge_env, capsys):
+    out = tmp_path / "out"
+    rc = main(["edge", "run", str(card), "-o", str(out), "--threads", "1", "--field", "7"])
+    assert rc == 2  # the broken file failed; the others still ran
+    assert _done(out) == ["DCIM__100__ortho_b", "DCIM__101__IMG_0001", "ortho_a"]
+    err = capsys.readouterr()
+    assert "broken: failed: broken.tif cannot be opened" in err.out
+    with Journal(out) as j:
+        status = {c.name: c.status for c in j.captures()}
+        assert status == {
+            "broken": "failed",
+            "DCIM__100__ortho_b": "done",
+            "DCIM__101__IMG_0001": "done",
+            "ortho_a": "done",
+        }
+        pending = j.pending()
+    assert [p["capture"] for p in pending] == [
+        "DCIM__100__ortho_b",
+        "DCIM__101__IMG_0001",
+        "ortho_a",
+    ]
+    for p in pending:
+        assert p["field"] == "7"
+        assert sorted(f["role"] for f in p["files"]) == sorted(RESULTS)
+        summary = out / p["capture"] / "summary.json"
+        import hashlib
+
+        assert p["client_id"] == hashlib.sha256(summary.read_bytes()).hexdigest()
+    # The multispectral capture used the red+NIR bundle, the RGB ones the RGB bundle.
+    mica = json.loads((out / "DCIM__101__IMG_0001" / "summary.json").read_text())
+    assert mica["model"]["name"] == "test-rednir"
+
+    # A second run analyzes nothing again (not even the broken file).
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    assert main(["edge", "run", str(card), "-o", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == stamps
+    assert "skipped (already done)" in capsys.readouterr().out
+
+
+def test_run_one_file_and_band_files(tmp_path, edge_env, card):
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(card / "ortho_a.tif"), "-o", str(out)]) == 0
+    bands = sorted((card / "DCIM" / "101").glob("IMG_0001_*.tif"))
+    assert main(["edge", "run", *map(str, bands), "-o", str(out)]) == 0
+    assert _done(out) == ["IMG_0001", "ortho_a"]
+    assert not list(out.rglob(".khet-partial-*"))
+
+
+def test_missing_input_is_one_line(tmp_path, edge_env, capsys):
+    assert main(["edge", "run", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().endswith("does not exist.")
+
+
+_CRASH = """
+import os, sys
+from pathlib import Path
+from khet.edge.runner import EdgeOptions, EdgeRunner, discover, fingerprint
+import khet.edge.outbox as outbox
+mode, out, src = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+runner = EdgeRunner(EdgeOptions(out=out, batch_size=4, threads=1))
+cap = next(iter(discover([src], exclude=out).values()))
+def die(*a, **k):
+    os._exit(9)  # power cut: no cleanup of any kind
+def half(done, total):
+    if done >= total // 2:
+        die()
+if mode == "after-summary":
+    outbox.stage = die
+runner.process(cap, progress=half if mode == "mid" else None)
+"""
+
+
+@pytest.mark.parametrize("mode", ["mid", "after-summary"])
+def test_power_loss_resumes_without_duplicates(tmp_path, edge_env, mode):
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "field.tif", field_rgb(256, 320))
+    out = tmp_path / "out"
+    env = {**os.environ, "KHET_MODELS_DIR": str(edge_env)}
+    r = subprocess.run(
+        [sys.executable, "-c", _CRASH, mode, str(out), str(src)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 9, r.stderr
+    with Journal(out) as j:
+        assert [(c.name, c.status) for c in j.captures()] == [("field", "running")]
+    if mode == "mid":
+        assert list((out / "field").glob(".khet-partial-*")), (
+            "a real crash leaves the staging folder"
+        )
+        assert not (out / "field" / "summary.json").exists()
+    else:
+        # The outputs are complete on disk, but the journal never said done: not trusted.
+        assert (out / "field" / "summary.json").exists()
+    before = (out / "field" / "summary.json").stat().st_mtime_ns if mode != "mid" else None
+
+    assert main(["edge", "run", str(src), "-o", str(out)]) == 0
+    assert not list(out.rglob(".khet-partial-*"))
+    with Journal(out) as j:
+        assert [(c.name, c.status) for c in j.captures()] == [("field", "done")]
+        assert [p["capture"] for p in j.pending()] == ["field"]
+    if before is not None:
+        assert (out / "field" / "summary.json").stat().st_mtime_ns != before  # analyzed again
+    assert main(["edge", "run", str(src), "-o", str(out)]) == 0  # and then never again
+    with Journal(out) as j:
+        assert len(j.pending()) == 1
+
+
+def test_crash_loop_gives_up(tmp_path, edge_env, card):
+    out = tmp_path / "out"
+    key, cap = next(iter(discover([card / "ortho_a.tif"]).items()))
+    with Journal(out) as j:
+        for _ in range(MAX_ATTEMPTS):  # three starts that never finished
+            j.begin(key, "ortho_a", [key], fingerprint(cap.files), None)
+    with EdgeRunner(EdgeOptions(out=out), log=lambda m: None) as runner:
+        rec = runner.journal.capture(key)
+        assert rec.status == "failed" and "stopped unexpectedly 3 times" in rec.message
+        assert runner.run([card / "ortho_a.tif"])["skipped"] == 1
+
+
+def test_memory_ceiling(tmp_path, edge_env, card, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(KhetError, match="too low"):
+        EdgeRunner(EdgeOptions(out=out, max_memory_mb=20))
+    assert (
+        main(["edge", "run", str(card / "ortho_a.tif"), "-o", str(out), "--max-memory", "5"]) == 2
+    )
+    assert "--max-memory 5 MB is too low" in capsys.readouterr().err
+
+    with EdgeRunner(
+        EdgeOptions(out=out, max_memory_mb=4000, batch_size=1000), log=lambda m: None
+    ) as runner:
+        # The plan bounds the batch by the memory left, whatever was asked.
+        free = 4000 - runner.plan.baseline_mb
+        assert 1 <= runner.plan.batch_size <= 1000
+        assert runner.plan.gdal_cache_mb <= min(64, free * 0.25 + 1)
+        # Over the ceiling mid-analysis: stopped, recorded as failed, nothing half-written.
+        runner.plan.max_memory_mb = 1
+        counts = runner.run([card / "ortho_a.tif"])
+        assert counts["failed"] == 1
+        rec = runner.journal.captures()[0]
+        assert rec.status == "failed" and "--max-memory" in rec.message
+    assert not (out / "ortho_a" / "summary.json").exists()
+    assert not list(out.rglob(".khet-partial-*"))
+
+
+def test_plan_shrinks_batch_with_memory(tmp_path, edge_env):
+    from khet.edge import resources
+
+    from khet.settings import get_settings
+
+    base = resources.rss_mb()
+    small = resources.plan(
+        get_settings(),
+        threads=1,
+        batch_size=None,
+        gdal_cache_mb=None,
+        max_memory_mb=int(base + 40),
+        tile_size=256,
+        bands=5,
+    )
+    big = resources.plan(
+        get_settings(),
+        threads=1,
+        batch_size=None,
+        gdal_cache_mb=None,
+        max_memory_mb=int(base + 2000),
+        tile_size=256,
+        bands=5,
+    )
+    assert small.batch_size < big.batch_size <= 32
+    assert small.gdal_cache_mb < big.gdal_cache_mb <= 64
+
+
+def test_watch_analyzes_stable_captures_once(tmp_path, edge_env):
+    card = tmp_path / "card"
+    card.mkdir()
+    out = tmp_path / "out"
+    polls = {"n": 0}
+    log: list[str] = []
+
+    def step() -> bool:
+        n = polls["n"] = polls["n"] + 1
+        if n == 1:  # the drone starts writing a capture: two of five bands so far
+            for b in (1, 2):
+                _band(card, b)
+        elif n == 2:  # still being written: must not be analyzed yet
+            assert _done(out) == []
+            for b in (3, 4, 5):
+                _band(card, b)
+            (card / "junk.tif").write_bytes(b"not an image")
+        elif n == 6:
+            write_geotiff(card / "late.tif", field_rgb(128, 128))
+        return n >= 10
+
+    with EdgeRunner(EdgeOptions(out=out), log=log.append) as runner:
+        counts = runner.watch(card, interval=0.05, settle=0.12, stop=step)
+    assert counts == {"done": 2, "failed": 1}
+    assert _done(out) == ["IMG_0001", "late"]
+    summary = json.loads((out / "IMG_0001" / "summary.json").read_text())
+    assert len(summary["input"]["sources"]) == 5  # all five bands, not the first two
+    assert sum("junk: failed" in m for m in log) == 1  # recorded once, not retried
+
+    # A restart (after a power cut) finds everything done: nothing analyzed twice.
+    with EdgeRunner(EdgeOptions(out=out), log=log.append) as runner:
+        polls["n"] = 100
+        assert runner.watch(card, interval=0.05, settle=0.0, stop=lambda: True) == {
+            "done": 0,
+            "failed": 0,
+        }
+
+
+def _band(card: Path, b: int) -> None:
+    import shutil
+
+    from tests.edge.conftest import MICASENSE
+
+    shutil.copy(MICASENSE / f"IMG_0001_{b}.tif", card / f"IMG_0001_{b}.tif")
