@@ -15,7 +15,7 @@ MICASENSE = ROOT / "tests" / "fixtures" / "micasense_crop"
 
 @pytest.fixture
 def card(tmp_path) -> Path:
-    """Two orthomosaic tiles (one in a sub-folder), one 5-band MicaSense capture, one broken file."""
+    """Two orthomosaic tiles (one in a sub-folder), a 5-band MicaSense capture, a broken file."""
     d = tmp_path / "card"
     (d / "DCIM" / "100").mkdir(parents=True)
     write_geotiff(d / "ortho_a.tif", field_rgb(256, 320, seed=1))
