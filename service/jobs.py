@@ -137,8 +137,10 @@ def run_job(job_id: int) -> None:
     def progress(done: int, total: int) -> None:
         beat.progress = round(done / total, 4) if total else 0.0
 
+    # We hold the claim: any other work folder is what a dead attempt left behind.
+    for old in fdir.glob(".work-*"):
+        storage.remove_tree(old)
     work = fdir / f".work-{job_id}-{os.getpid()}"
-    storage.remove_tree(work)
     beat.start()
     try:
         summary = analyze(inputs if len(inputs) > 1 else inputs[0], work, bands=bands, clip=clip,
