@@ -266,20 +266,18 @@ def _send(
     ids: dict[str, str] = {}
     imagery: list[str] = []
     for f in item["files"]:
-        path = out_dir / f["path"]
-        if not path.is_file() or path.stat().st_size != f["size"]:
-            raise OutputError(
-                f"The outbox file {path} is missing or changed; analyze {name} again."
-            )
+        uid = f["upload_id"] if f["complete"] else None  # complete: the bytes are not needed
+        if uid is None:
+            path = out_dir / f["path"]
+            if not path.is_file() or path.stat().st_size != f["size"]:
+                raise OutputError(
+                    f"The outbox file {path} is missing or changed; analyze {name} again."
+                )
 
-        def remember(uid: str, complete: bool, _p: str = f["path"]) -> None:
-            journal.set_upload(name, _p, uid, complete)
+            def remember(uid: str, complete: bool, _p: str = f["path"]) -> None:
+                journal.set_upload(name, _p, uid, complete)
 
-        uid = (
-            f["upload_id"]
-            if f["complete"]
-            else upload(client, path, f["size"], f["sha256"], f["upload_id"], remember, chunk)
-        )
+            uid = upload(client, path, f["size"], f["sha256"], f["upload_id"], remember, chunk)
         if f["role"] == "imagery":
             imagery.append(uid)
         else:

@@ -1,0 +1,173 @@
+"""Sync against an in-test fake of the service, for faults the real one cannot be made to show.
+
+The real service process is exercised in test_real_service.py; here the fake lets each test count
+exactly which bytes were appended and cut the network at chosen points in both directions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from khet.edge.journal import Journal
+from khet.edge.outbox import sync
+
+from khet.cli import main
+from khet.errors import AuthError, KhetError
+from tests.edge.fakeservice import CutProxy, FakeService
+from tests.vision.rasters import field_rgb, write_geotiff
+
+
+@pytest.fixture
+def fake():
+    s = FakeService()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def outbox(tmp_path, use_test_models):
+    """An edge output folder with two analyzed captures waiting in the outbox (field 7)."""
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "north.tif", field_rgb(256, 320, seed=3))
+    write_geotiff(src / "south.tif", field_rgb(192, 256, seed=4))
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(src), "-o", str(out), "--field", "7", "--with-imagery"]) == 0
+    return out
+
+
+def _total(out) -> int:
+    with Journal(out) as j:
+        return sum(f["size"] for p in j.pending() for f in p["files"])
+
+
+def _check(fake: FakeService, out) -> None:
+    """Exactly one flight per capture, every file intact, no byte appended twice."""
+    with Journal(out) as j:
+        items = j.outbox_items()
+        assert [i["state"] for i in items] == ["synced", "synced"]
+    assert len(fake.flights) == 2
+    for (field, client_id), flight in fake.flights.items():
+        assert field == "7"
+        summary = fake.uploads[flight["results"]["summary.json"]]["data"]
+        assert hashlib.sha256(summary).hexdigest() == client_id
+        assert len(flight["uploads"]) == 1  # the imagery
+        for uid in [*flight["uploads"], *flight["results"].values()]:
+            assert fake.complete(fake.uploads[uid])
+    assert fake.appended == sum(u["size"] for u in fake.uploads.values())
+
+
+def test_sync_sends_each_capture_once(outbox, fake, capsys):
+    assert (
+        main(
+            [
+                "edge",
+                "sync",
+                "-o",
+                str(outbox),
+                "--server",
+                fake.url,
+                "--token",
+                "t0ken",
+                "--chunk-kb",
+                "32",
+            ]
+        )
+        == 0
+    )
+    assert "2 flight(s) sent" in capsys.readouterr().out
+    _check(fake, outbox)
+    assert not list((outbox / ".khet-edge" / "outbox").iterdir())  # space freed after sending
+    assert (outbox / "north" / "summary.json").exists()  # the results themselves stay
+    n = len(fake.requests)
+    assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]) == 0
+    assert len(fake.requests) == n  # nothing left to send: not even a request
+
+
+@pytest.mark.parametrize("fraction", [0.001, 0.4, 0.93, 0.999])
+def test_cut_mid_transfer_then_resume(outbox, fake, fraction):
+    total = _total(outbox)
+    proxy = CutProxy(fake.port, budget=int(total * fraction) + 200)
+    with Journal(outbox) as j, pytest.raises(KhetError, match="Cannot reach the server"):
+        sync(j, proxy.url, "t0ken", chunk=48 * 1024, timeout=5)
+    assert proxy.cut.is_set()
+    proxy.close()
+    with Journal(outbox) as j:
+        report = sync(j, fake.url, "t0ken", chunk=48 * 1024)
+    assert len(report.synced) + report.already <= 2
+    _check(fake, outbox)
+
+
+def test_reply_lost_after_flight_created(outbox, fake):
+    """The flight POST reached the service but its reply was cut: no second flight on retry."""
+    with Journal(outbox) as j:
+        sync(j, fake.url, "t0ken")
+        for item in j.outbox_items():  # forget that it was sent, as if the reply never came
+            j.set_outbox(item["capture"], state="pending")
+        n = len(fake.flights)
+        sync(j, fake.url, "t0ken")
+    assert len(fake.flights) == n == 2
+
+
+def test_state_lost_resumes_from_service_offset(outbox, fake):
+    """Even an upload id lost in a crash is found again (POST answers the existing upload)."""
+    proxy = CutProxy(fake.port, budget=_total(outbox) // 2)
+    with Journal(outbox) as j:
+        with pytest.raises(KhetError):
+            sync(j, proxy.url, "t0ken", chunk=32 * 1024, timeout=5)
+        for item in j.pending():
+            for f in item["files"]:
+                j.set_upload(item["capture"], f["path"], None, False)
+        sync(j, fake.url, "t0ken", chunk=32 * 1024)
+    proxy.close()
+    _check(fake, outbox)
+
+
+def test_bad_token_and_unknown_field(outbox, fake, capsys):
+    assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "nope"]) == 2
+    assert "refused the token" in capsys.readouterr().err
+    with Journal(outbox) as j, pytest.raises(AuthError):
+        sync(j, fake.url, "nope")
+    fake.fields.discard("7")
+    assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("khet: ") == 2 and "no such field" in err
+    with Journal(outbox) as j:
+        assert len(j.pending()) == 2  # still waiting, to be sent when the field exists
+
+
+def test_field_from_sync_when_not_given_at_run(tmp_path, use_test_models, fake):
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "east.tif", field_rgb(128, 128))
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(src), "-o", str(out)]) == 0
+    assert main(["edge", "sync", "-o", str(out), "--server", fake.url, "--token", "t0ken"]) == 2
+    assert (
+        main(
+            [
+                "edge",
+                "sync",
+                "-o",
+                str(out),
+                "--server",
+                fake.url,
+                "--token",
+                "t0ken",
+                "--field",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert [k[0] for k in fake.flights] == ["1"]
+
+
+def test_network_down_is_one_line(outbox, capsys):
+    assert (
+        main(["edge", "sync", "-o", str(outbox), "--server", "http://127.0.0.1:9", "--token", "t"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results stay in the outbox" in err[0]
