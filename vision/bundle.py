@@ -34,6 +34,7 @@ import numpy as np
 from khet.errors import BandError, ModelError
 
 FORMAT_VERSION = "1"
+SPIN = "0"
 INPUT_NAME = "tiles"
 OUTPUT_NAME = "probs"
 _VISIBLE = {"red", "green", "blue"}
@@ -137,6 +138,9 @@ class Bundle:
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # ORT's threads spin while waiting for work, taking the CPU the pipeline's reader
+            # thread needs; on a 2-core machine that cost more than it saved.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", SPIN)
             self._session = ort.InferenceSession(
                 str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
             )

@@ -57,13 +57,16 @@ class RunningStats:
         v = values[np.isfinite(values)]
         if v.size == 0:
             return
-        v64 = v.astype(np.float64)
         self.n += v.size
-        self.total += float(v64.sum())
-        self.total_sq += float((v64 * v64).sum())
+        self.total += float(v.sum(dtype=np.float64))
+        self.total_sq += float(np.dot(v, v))
         self.lo = min(self.lo, float(v.min()))
         self.hi = max(self.hi, float(v.max()))
-        self.counts += np.histogram(np.clip(v, self.edges[0], self.edges[-1]), self.edges)[0]
+        # bincount on computed bin numbers: several times faster than np.histogram's sort.
+        lo, hi = self.edges[0], self.edges[-1]
+        bins = ((v - lo) * (self.BINS / (hi - lo))).astype(np.int64)
+        np.clip(bins, 0, self.BINS - 1, out=bins)
+        self.counts += np.bincount(bins, minlength=self.BINS)
 
     def _quantile(self, q: float) -> float:
         c = np.cumsum(self.counts)

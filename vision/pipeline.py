@@ -390,11 +390,16 @@ def _read_strip(
         values = vi.compute(index_list, core_bands, idx_bands, core_valid)
         for st_, v in zip(stats, values, strict=True):
             st_.add(v)
+        # Mean of each index over each cell, all cells at once.
         cw = s // step
-        for k in range(n):
-            block = values[:, :, k * cw : (k + 1) * cw]
-            if block.size and np.isfinite(block[0]).any():
-                means[k] = np.nanmean(block.reshape(block.shape[0], -1), axis=1)
+        full = np.full((len(index_list), values.shape[1], n * cw), np.nan, np.float32)
+        full[:, :, : values.shape[2]] = values
+        cells = full.reshape(len(index_list), values.shape[1], n, cw)
+        finite = np.isfinite(cells)
+        count = finite.sum(axis=(1, 3))
+        total = np.where(finite, cells, 0).sum(axis=(1, 3))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(count > 0, total / np.maximum(count, 1), np.nan).T.astype(np.float32)
         out = np.where(np.isfinite(values), values, vi.NODATA).astype(np.float32)
         scratch.write(out, window=Window(c0 * s // step, r * s // step, out.shape[2], out.shape[1]))
     return Strip(r, c0, tiles, share, means)
