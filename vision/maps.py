@@ -211,6 +211,19 @@ def write_field_map(
         descriptions=["class"],
         tags={"classes": json.dumps(names), "model": f"{info.name} {info.version}"},
     )
+    # Confidence of the chosen class, in percent: the map's honesty, cell by cell.
+    conf = np.full(classes.shape, NODATA_CLASS, np.uint8)
+    has = classes != NODATA_CLASS
+    top = probs.astype(np.float32).max(axis=-1)
+    conf[has] = np.clip(np.rint(top[has] * 100), 0, 100).astype(np.uint8)
+    write_cog(
+        st.file("confidence.tif"),
+        conf,
+        transform=gt,
+        crs=crs,
+        nodata=NODATA_CLASS,
+        descriptions=["confidence (%)"],
+    )
     write_cog(
         st.file("vigour.tif"),
         vigour,
