@@ -1,0 +1,65 @@
+"""Logging in and out, tokens, and refusing the anonymous."""
+
+from __future__ import annotations
+
+
+def test_session_cookie_login_logout(api):
+    c = api.client
+    alice = api.user(password="a long password")
+    assert c.get("/api/v1/me").status_code == 401
+    r = c.post("/api/v1/session", json={"email": alice["email"], "password": "wrong one"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = c.post("/api/v1/session", json={"email": alice["email"].upper(), "password": "a long password"})
+    assert r.status_code == 200, r.text
+    assert "khet_session" in r.cookies
+    set_cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=lax" in set_cookie
+    assert c.get("/api/v1/me").json()["email"] == alice["email"]
+    assert c.delete("/api/v1/session").status_code == 204
+    c.cookies.clear()
+    assert c.get("/api/v1/me").status_code == 401
+
+
+def test_forged_cookie_and_bad_tokens(api):
+    c = api.client
+    alice = api.user()
+    c.cookies.set("khet_session", f"{alice['id']}.9999999999.deadbeef")
+    assert c.get("/api/v1/me").status_code == 401
+    c.cookies.clear()
+    for header in ("Bearer nope", "Basic abc", "Bearer ", "token"):
+        r = c.get("/api/v1/me", headers={"Authorization": header})
+        assert r.status_code == 401, header
+        assert r.json()["error"] == "unauthorized"
+
+
+def test_tokens_for_devices(api):
+    c = api.client
+    alice = api.user()
+    r = c.post("/api/v1/tokens", json={"name": "drone-7"}, headers=alice["headers"])
+    assert r.status_code == 201
+    token = r.json()["token"]
+    assert c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["id"] == alice["id"]
+    from sqlalchemy import select
+
+    from khet.service.db import ApiToken, session_scope
+
+    with session_scope() as db:
+        stored = list(db.scalars(select(ApiToken.token_hash)))
+    assert token not in stored  # only the digest is kept
+
+
+def test_health_and_readiness(api, use_test_models):
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    r = api.client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"database": "ok", "queue": "ok", "models": "ok"}
+
+
+def test_readiness_without_models(api, monkeypatch, tmp_path):
+    from khet.settings import get_settings
+
+    monkeypatch.setenv("KHET_MODELS_DIR", str(tmp_path / "none"))
+    get_settings.cache_clear()
+    monkeypatch.setattr("khet.vision.bundle.list_bundles", lambda *a, **k: [])
+    r = api.client.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["models"] != "ok"
