@@ -177,3 +177,21 @@ def test_index_formulas():
     assert vi.BY_NAME["vari"].compute(red, green, blue)[0] == pytest.approx(0.2 / 0.35)
     assert vi.BY_NAME["exg"].compute(red, green, blue)[0] == pytest.approx(0.45 / 0.45)
     assert [i.name for i in vi.available(["red", "green", "blue"])] == ["vari", "exg", "gli"]
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3857"])
+def test_hectares_are_true_ground_area_in_any_crs(tmp_path, crs):
+    """A 16 m x 12.8 m field in Punjab measures 0.02048 ha whatever CRS the orthomosaic uses."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    src = write_geotiff(tmp_path / "utm.tif", field_rgb(256, 320))
+    with rasterio.open(src) as s:
+        t, w, h = calculate_default_transform(s.crs, crs, s.width, s.height, *s.bounds)
+        profile = {**s.profile, "crs": crs, "transform": t, "width": w, "height": h, "nodata": 0}
+        dst_path = tmp_path / "other.tif"
+        with rasterio.open(dst_path, "w", **profile) as d:
+            for b in range(1, 4):
+                reproject(rasterio.band(s, b), rasterio.band(d, b))
+    summary = analyze(dst_path, tmp_path / "out")
+    assert summary["area_unit"] == "ha"
+    assert summary["area_total_ha"] == pytest.approx(320 * 256 * 0.05**2 / 1e4, rel=0.08)
