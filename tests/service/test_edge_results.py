@@ -1,0 +1,64 @@
+"""A field device that already analysed a flight sends its results; nothing runs again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def edge_results(tmp_path, geotiff, use_test_models):
+    from khet.vision.pipeline import analyze
+
+    out = tmp_path / "edge-out"
+    analyze(geotiff, out)
+    return out
+
+
+def test_results_from_device(api, edge_results, tmp_path):
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    results = {name: api.upload(alice, edge_results / name)
+               for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson", "preview.png")}
+    results["indices/vari.tif"] = api.upload(alice, edge_results / "indices" / "vari.tif")
+    body = {"uploads": [], "results": results, "client_id": "edge-1:flight-42",
+            "captured_at": "2026-06-12T07:30:00Z"}
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 201, r.text
+    flight = r.json()
+    assert flight["status"] == "done" and flight["source"] == "edge"
+    assert flight["summary"]["classes"]
+    assert "indices/vari.tif" in flight["results"]
+    assert c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"]).json()["id"] == flight["id"]
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 200
+    r = c.get(f"/api/v1/flights/{flight['id']}/results/summary.json", headers=alice["headers"])
+    assert json.loads(r.content)["classes"] == flight["summary"]["classes"]
+    r = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes", headers=alice["headers"])
+    assert r.json()["georeferenced"] is True
+    assert c.post(f"/api/v1/flights/{flight['id']}/retry", headers=alice["headers"]).status_code == 409
+    assert len(c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()) == 1
+
+
+@pytest.mark.parametrize("case", ["bad_json", "tif_not_tif", "no_summary", "unknown_name"])
+def test_bad_results_refused(api, edge_results, tmp_path, case):
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text("{not json")
+    (bad / "classes.tif").write_bytes(b"II*\x00garbage" * 50)
+    good_summary = api.upload(alice, edge_results / "summary.json")
+    results = {
+        "bad_json": {"summary.json": api.upload(alice, bad / "summary.json")},
+        "tif_not_tif": {"summary.json": good_summary, "classes.tif": api.upload(alice, bad / "classes.tif")},
+        "no_summary": {"classes.tif": api.upload(alice, edge_results / "classes.tif")},
+        "unknown_name": {"summary.json": good_summary, "../evil.tif": good_summary},
+    }[case]
+    r = c.post(f"/api/v1/fields/{field}/flights", json={"results": results}, headers=alice["headers"])
+    assert r.status_code == 422, r.text
+    assert c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
+    assert not list((tmp_path / "khet-data" / "farms").rglob("*.tif"))
