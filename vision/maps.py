@@ -353,11 +353,9 @@ def _zones(scene, grid, classes, vigour, names):
     if crs is not None:
         c = footprint.centroid
         lon, lat = transform_geom(crs, "EPSG:4326", mapping(c))["coordinates"]
-        utm = (
-            crs
-            if (crs.is_projected and crs.linear_units in ("metre", "meter"))
-            else _utm_for(lon, lat)
-        )
+        # Always measure in the local UTM zone: a projected CRS in metres is not necessarily
+        # equal-area (Web Mercator inflates areas by 1/cos^2(latitude): +38% in Punjab).
+        utm = _utm_for(lon, lat)
     feats = []
     areas: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
     groups: dict[int, list] = {}
