@@ -161,6 +161,16 @@ class Job(Base):
     flight: Mapped[Flight] = relationship(back_populates="job")
 
 
+class UserSettings(Base):
+    """Per-user preferences of the web pages, e.g. when a field is flagged "needs a visit"."""
+
+    __tablename__ = "user_settings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+
+
 # --- engine and sessions ---------------------------------------------------------------------
 
 _engines: dict[str, Engine] = {}
