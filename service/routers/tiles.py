@@ -54,11 +54,12 @@ def flight_tilejson(flight_id: IdPath, request: Request, user: CurrentUser, db: 
 def point(flight_id: IdPath, user: CurrentUser, db: DB,
           lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
           lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]) -> dict:
-    """For click-to-inspect: `inside` is false when the point is off the map."""
+    """For click-to-inspect: `inside` is false when the point is off the map; `confidence` is
+    the model's confidence in the class there, in percent."""
     flight = get_flight(db, user, flight_id)
     summary = flight.summary or {}
-    out: dict = {"lon": lon, "lat": lat, "inside": False, "class": None, "vigour": None,
-                 "indices": {}}
+    out: dict = {"lon": lon, "lat": lat, "inside": False, "class": None, "confidence": None,
+                 "vigour": None, "indices": {}}
     try:
         path, _ = layer_source(flight, "classes")
     except NotGeoreferenced as e:
@@ -74,6 +75,9 @@ def point(flight_id: IdPath, user: CurrentUser, db: DB,
         out["class"] = cls
     field = flight.field
     results = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
+    if (results / "confidence.tif").is_file():
+        c = point_values(results / "confidence.tif", lon, lat)
+        out["confidence"] = c if isinstance(c, int) and 0 <= c <= 100 else None
     if (results / "vigour.tif").is_file():
         v = point_values(results / "vigour.tif", lon, lat)
         levels = ((summary.get("vigour") or {}).get("levels")) or []
