@@ -1,0 +1,339 @@
+"""Every word the web pages and the field report show, one table per language.
+
+English is complete and is the fallback: a key missing from another language shows in English
+rather than as a blank. Urdu is written right to left (`DIRECTION`), in a Nastaliq font where one is
+installed (Debian's fonts-noto-extra has Noto Nastaliq Urdu). Numbers stay in Western digits, as on
+Pakistani forms and receipts.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = {"en": "English", "ur": "اردو"}
+DIRECTION = {"en": "ltr", "ur": "rtl"}
+
+EN: dict[str, str] = {
+    "app_name": "Khet",
+    "tagline": "Field maps from drone images",
+    "skip": "Skip to content",
+    "language": "Language",
+    "log_in": "Log in",
+    "log_out": "Log out",
+    "email": "Email",
+    "password": "Password",
+    "login_title": "Log in to Khet",
+    "login_intro": "See where the crop is, where weeds are and where the crop is weak, "
+                   "in hectares, on a map.",
+    "login_failed": "Wrong email or password.",
+    "dashboard": "Your fields",
+    "dashboard_worker": "Farms assigned to you",
+    "no_farms": "You have no farms yet. Create one with the API (POST /api/v1/farms) or ask "
+                "an administrator.",
+    "no_farms_worker": "No farms are assigned to you yet. An administrator assigns them "
+                       "(khet user assign).",
+    "no_fields": "This farm has no fields yet.",
+    "farm": "Farm",
+    "field": "Field",
+    "crop": "Crop",
+    "area": "Area",
+    "latest_flight": "Latest flight",
+    "no_flights": "No flights yet",
+    "needs_visit": "Needs a visit",
+    "looks_fine": "No visit needed",
+    "visit_reason": "weeds {weed} · weak crop {low}",
+    "open_field": "Open field",
+    "upload": "Upload a flight",
+    "status": "Status",
+    "status_queued": "Waiting in the queue",
+    "status_running": "Being analysed",
+    "status_done": "Map ready",
+    "status_failed": "Analysis failed",
+    "thresholds": "When does a field need a visit?",
+    "thresholds_intro": "A field is flagged when its latest flight shows more weeds, or more "
+                        "weak crop, than these shares.",
+    "weed_threshold": "Weed share above (%)",
+    "low_threshold": "Weak-crop share above (% of crop)",
+    "save": "Save",
+    "saved": "Saved.",
+    "flights": "Flights",
+    "flight": "Flight",
+    "date": "Date",
+    "weeds": "Weeds",
+    "weak_crop": "Weak crop",
+    "map": "Map",
+    "report": "Report",
+    "compare": "Compare two flights",
+    "compare_btn": "Compare",
+    "earlier": "Earlier flight",
+    "later": "Later flight",
+    "change": "Change",
+    "compare_need_two": "Two finished flights of this field are needed to compare.",
+    "compare_units_differ": "One of these flights has no map coordinates, so areas are compared "
+                            "as shares of the image, not hectares.",
+    "upload_title": "Upload drone images",
+    "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG) or all band files of one capture. "
+                    "If the connection drops, the upload waits and continues where it stopped.",
+    "files": "Image files",
+    "captured_at": "Flight date",
+    "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
+    "start_upload": "Upload and analyse",
+    "step_hash": "Checking the files",
+    "step_upload": "Uploading",
+    "step_analyse": "Analysing",
+    "offline_retry": "Connection lost. Trying again in {s} s; nothing already sent is lost.",
+    "upload_done": "Done. Opening the map…",
+    "choose_files": "Choose at least one file.",
+    "map_title": "Field map",
+    "layers": "Layer",
+    "layer_imagery": "Image only",
+    "layer_classes": "Soil, crop and weeds",
+    "layer_vigour": "Crop vigour",
+    "opacity": "Map opacity",
+    "legend": "Legend",
+    "click_hint": "Click or tap the map to see what is at that point.",
+    "point_class": "Class",
+    "point_confidence": "Confidence",
+    "point_vigour": "Vigour",
+    "point_outside": "Outside the map.",
+    "no_georef": "This flight's images have no map coordinates (no GPS georeference in the "
+                 "file), so the map cannot be placed on the earth and areas are shares of the "
+                 "image, not hectares. Here is the analysed image instead.",
+    "not_ready": "The map is not ready yet.",
+    "failed": "The analysis failed",
+    "retry": "Try again",
+    "download": "Downloads",
+    "pdf": "Download PDF",
+    "print": "Print",
+    "report_title": "Field report",
+    "location": "Location",
+    "location_unknown": "unknown",
+    "total_area": "Mapped area",
+    "classes_table": "Area by class",
+    "vigour_table": "Crop vigour",
+    "share": "Share",
+    "share_of_crop": "Share of crop",
+    "hectares": "Hectares",
+    "class": "Class",
+    "level": "Level",
+    "class_share_chart": "Share of the field by class",
+    "histogram": "{index} across the field",
+    "histogram_note": "How many pixels have each {index} value; higher means greener, denser "
+                      "plants.",
+    "next_steps": "What to do next",
+    "model": "About this map",
+    "model_line": "Model {name}, version {version}.",
+    "limits": "The model was trained on close-range photos (millimetres per pixel) and is applied "
+              "here to drone images: treat the map as indicative and check it on foot before "
+              "you spray or fertilise.",
+    "vigour_limits": "Crop vigour compares each part of the crop with the rest of this field; "
+                     "it shows where the crop is weaker, not why (water, nutrients, pests or "
+                     "sowing).",
+    "label_rule": "How the training images were labelled: {rule}",
+    "warnings": "Notes from the analysis",
+    "approx_ha": "about {ha} ha",
+    "px_note": "No georeference: shares of the image, not hectares.",
+    "generated": "Made with Khet {version} on {date}.",
+    # class and level names
+    "cls_soil": "Soil",
+    "cls_crop": "Crop",
+    "cls_weed": "Weeds",
+    "lvl_low": "Low",
+    "lvl_medium": "Medium",
+    "lvl_high": "High",
+    # directions
+    "dir_n": "north", "dir_ne": "north-east", "dir_e": "east", "dir_se": "south-east",
+    "dir_s": "south", "dir_sw": "south-west", "dir_w": "west", "dir_nw": "north-west",
+    "dir_c": "centre",
+    "img_n": "top", "img_ne": "top right", "img_e": "right", "img_se": "bottom right",
+    "img_s": "bottom", "img_sw": "bottom left", "img_w": "left", "img_nw": "top left",
+    "img_c": "middle",
+    # advice
+    "advice_weed_patch": "Scout the {area} weed patch in the {where} of the field and remove the "
+                         "weeds before they set seed.",
+    "advice_weed_patch_img": "Scout the weed patch ({share} of the image) at the {where} of the "
+                             "image.",
+    "advice_weed_wide": "Weeds cover {share} of the field: plan weeding across the whole field, "
+                        "not only spots.",
+    "advice_low_patch": "Walk the weak crop ({area}) in the {where}: look for dry soil, "
+                        "yellow leaves, pests or gaps in sowing.",
+    "advice_low_patch_img": "Walk the weak crop ({share} of the crop) at the {where} of the "
+                            "image: look for dry soil, yellow leaves, pests or gaps in sowing.",
+    "advice_all_good": "No weed patch or weak area stands out. Fly again in two to three weeks "
+                       "to follow the crop.",
+    "advice_check": "The map is indicative: confirm on foot before spraying or fertilising.",
+    "advice_none": "The map shows no crop or weeds; check that the right field was flown.",
+    "not_found": "Not found",
+    "not_found_text": "There is no such page, or you do not have access to it.",
+    "back": "Back to your fields",
+}
+
+UR: dict[str, str] = {
+    "app_name": "کھیت",
+    "tagline": "ڈرون تصویروں سے کھیت کا نقشہ",
+    "skip": "مواد پر جائیں",
+    "language": "زبان",
+    "log_in": "لاگ ان",
+    "log_out": "لاگ آؤٹ",
+    "email": "ای میل",
+    "password": "پاس ورڈ",
+    "login_title": "کھیت میں لاگ ان کریں",
+    "login_intro": "نقشے پر دیکھیں کہ فصل کہاں ہے، جڑی بوٹیاں کہاں ہیں اور فصل کہاں کمزور ہے، "
+                   "ہیکٹر میں۔",
+    "login_failed": "ای میل یا پاس ورڈ غلط ہے۔",
+    "dashboard": "آپ کے کھیت",
+    "dashboard_worker": "آپ کو سونپے گئے فارم",
+    "no_farms": "ابھی آپ کا کوئی فارم نہیں ہے۔",
+    "no_farms_worker": "ابھی آپ کو کوئی فارم نہیں سونپا گیا۔",
+    "no_fields": "اس فارم میں ابھی کوئی کھیت نہیں۔",
+    "farm": "فارم",
+    "field": "کھیت",
+    "crop": "فصل",
+    "area": "رقبہ",
+    "latest_flight": "آخری پرواز",
+    "no_flights": "ابھی کوئی پرواز نہیں",
+    "needs_visit": "دورہ ضروری ہے",
+    "looks_fine": "دورے کی ضرورت نہیں",
+    "visit_reason": "جڑی بوٹیاں {weed} · کمزور فصل {low}",
+    "open_field": "کھیت کھولیں",
+    "upload": "پرواز اپ لوڈ کریں",
+    "status": "حالت",
+    "status_queued": "قطار میں",
+    "status_running": "تجزیہ جاری ہے",
+    "status_done": "نقشہ تیار ہے",
+    "status_failed": "تجزیہ ناکام",
+    "thresholds": "کھیت کا دورہ کب ضروری ہے؟",
+    "thresholds_intro": "جب آخری پرواز میں جڑی بوٹیاں یا کمزور فصل ان حدوں سے زیادہ ہو تو کھیت "
+                        "پر نشان لگتا ہے۔",
+    "weed_threshold": "جڑی بوٹیوں کا حصہ (%) سے زیادہ",
+    "low_threshold": "کمزور فصل کا حصہ (% فصل) سے زیادہ",
+    "save": "محفوظ کریں",
+    "saved": "محفوظ ہو گیا۔",
+    "flights": "پروازیں",
+    "flight": "پرواز",
+    "date": "تاریخ",
+    "weeds": "جڑی بوٹیاں",
+    "weak_crop": "کمزور فصل",
+    "map": "نقشہ",
+    "report": "رپورٹ",
+    "compare": "دو پروازوں کا موازنہ",
+    "compare_btn": "موازنہ کریں",
+    "earlier": "پہلی پرواز",
+    "later": "بعد کی پرواز",
+    "change": "تبدیلی",
+    "compare_need_two": "موازنے کے لیے اس کھیت کی دو مکمل پروازیں چاہییں۔",
+    "compare_units_differ": "ایک پرواز کے نقشے کے کوآرڈینیٹ نہیں، اس لیے رقبہ ہیکٹر کی بجائے "
+                            "تصویر کے حصے کے طور پر دکھایا گیا ہے۔",
+    "upload_title": "ڈرون تصویریں اپ لوڈ کریں",
+    "upload_intro": "ایک تصویر یا ایک کیپچر کی تمام بینڈ فائلیں چنیں۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
+                    "انتظار کر کے وہیں سے جاری رہتا ہے۔",
+    "files": "تصویری فائلیں",
+    "captured_at": "پرواز کی تاریخ",
+    "bands": "بینڈ کے نام (اختیاری)",
+    "start_upload": "اپ لوڈ اور تجزیہ کریں",
+    "step_hash": "فائلوں کی جانچ",
+    "step_upload": "اپ لوڈ",
+    "step_analyse": "تجزیہ",
+    "offline_retry": "کنکشن ٹوٹ گیا۔ {s} سیکنڈ میں دوبارہ کوشش؛ بھیجا ہوا ڈیٹا محفوظ ہے۔",
+    "upload_done": "مکمل۔ نقشہ کھل رہا ہے…",
+    "choose_files": "کم از کم ایک فائل چنیں۔",
+    "map_title": "کھیت کا نقشہ",
+    "layers": "پرت",
+    "layer_imagery": "صرف تصویر",
+    "layer_classes": "مٹی، فصل اور جڑی بوٹیاں",
+    "layer_vigour": "فصل کی طاقت",
+    "opacity": "نقشے کی شفافیت",
+    "legend": "علامات",
+    "click_hint": "کسی جگہ کی تفصیل کے لیے نقشے پر کلک کریں۔",
+    "point_class": "قسم",
+    "point_confidence": "یقین",
+    "point_vigour": "طاقت",
+    "point_outside": "نقشے سے باہر۔",
+    "no_georef": "اس پرواز کی تصویروں میں نقشے کے کوآرڈینیٹ نہیں، اس لیے نقشہ زمین پر نہیں رکھا "
+                 "جا سکتا اور رقبہ ہیکٹر کی بجائے تصویر کا حصہ ہے۔ یہ تجزیہ شدہ تصویر ہے۔",
+    "not_ready": "نقشہ ابھی تیار نہیں۔",
+    "failed": "تجزیہ ناکام ہو گیا",
+    "retry": "دوبارہ کوشش",
+    "download": "ڈاؤن لوڈ",
+    "pdf": "پی ڈی ایف ڈاؤن لوڈ کریں",
+    "print": "پرنٹ",
+    "report_title": "کھیت کی رپورٹ",
+    "location": "مقام",
+    "location_unknown": "نامعلوم",
+    "total_area": "نقشے کا رقبہ",
+    "classes_table": "قسم کے لحاظ سے رقبہ",
+    "vigour_table": "فصل کی طاقت",
+    "share": "حصہ",
+    "share_of_crop": "فصل کا حصہ",
+    "hectares": "ہیکٹر",
+    "class": "قسم",
+    "level": "درجہ",
+    "class_share_chart": "کھیت میں ہر قسم کا حصہ",
+    "histogram": "کھیت میں {index}",
+    "histogram_note": "ہر {index} قدر والے پکسلز کی تعداد؛ زیادہ قدر کا مطلب زیادہ سبز اور گھنے "
+                      "پودے۔",
+    "next_steps": "آگے کیا کریں",
+    "model": "اس نقشے کے بارے میں",
+    "model_line": "ماڈل {name}، ورژن {version}۔",
+    "limits": "ماڈل کو قریب سے لی گئی تصویروں (ملی میٹر فی پکسل) پر سکھایا گیا اور یہاں ڈرون "
+              "تصویروں پر لگایا گیا ہے: نقشے کو اندازہ سمجھیں اور اسپرے یا کھاد سے پہلے کھیت میں "
+              "جا کر دیکھیں۔",
+    "vigour_limits": "فصل کی طاقت ہر حصے کا اسی کھیت کے باقی حصوں سے موازنہ ہے؛ یہ بتاتی ہے کہ فصل "
+                     "کہاں کمزور ہے، یہ نہیں کہ کیوں (پانی، خوراک، کیڑے یا بوائی)۔",
+    "label_rule": "تربیتی تصویروں پر نشان کیسے لگے: {rule}",
+    "warnings": "تجزیے کے نوٹ",
+    "approx_ha": "تقریباً {ha} ہیکٹر",
+    "px_note": "کوآرڈینیٹ نہیں: ہیکٹر کی بجائے تصویر کے حصے۔",
+    "generated": "کھیت {version} سے {date} کو بنی۔",
+    "cls_soil": "مٹی",
+    "cls_crop": "فصل",
+    "cls_weed": "جڑی بوٹیاں",
+    "lvl_low": "کم",
+    "lvl_medium": "درمیانی",
+    "lvl_high": "زیادہ",
+    "dir_n": "شمال", "dir_ne": "شمال مشرق", "dir_e": "مشرق", "dir_se": "جنوب مشرق",
+    "dir_s": "جنوب", "dir_sw": "جنوب مغرب", "dir_w": "مغرب", "dir_nw": "شمال مغرب",
+    "dir_c": "درمیان",
+    "img_n": "اوپر", "img_ne": "اوپر دائیں", "img_e": "دائیں", "img_se": "نیچے دائیں",
+    "img_s": "نیچے", "img_sw": "نیچے بائیں", "img_w": "بائیں", "img_nw": "اوپر بائیں",
+    "img_c": "درمیان",
+    "advice_weed_patch": "کھیت کے {where} والے حصے میں {area} جڑی بوٹیوں کا ٹکڑا دیکھیں اور بیج "
+                         "بننے سے پہلے جڑی بوٹیاں نکالیں۔",
+    "advice_weed_patch_img": "تصویر کے {where} میں جڑی بوٹیوں کا ٹکڑا ({share}) دیکھیں۔",
+    "advice_weed_wide": "جڑی بوٹیاں کھیت کے {share} حصے پر ہیں: صرف چند جگہوں کی بجائے پورے کھیت "
+                        "کی گوڈی کا منصوبہ بنائیں۔",
+    "advice_low_patch": "{where} میں کمزور فصل ({area}) کا پیدل معائنہ کریں: خشک مٹی، پیلے پتے، "
+                        "کیڑے یا بوائی کے خلا دیکھیں۔",
+    "advice_low_patch_img": "تصویر کے {where} میں کمزور فصل ({share} فصل) کا معائنہ کریں: خشک "
+                            "مٹی، پیلے پتے، کیڑے یا بوائی کے خلا دیکھیں۔",
+    "advice_all_good": "کوئی جڑی بوٹیوں کا ٹکڑا یا کمزور حصہ نمایاں نہیں۔ فصل پر نظر رکھنے کے لیے "
+                       "دو تین ہفتے بعد دوبارہ پرواز کریں۔",
+    "advice_check": "نقشہ ایک اندازہ ہے: اسپرے یا کھاد سے پہلے کھیت میں جا کر تصدیق کریں۔",
+    "advice_none": "نقشے میں نہ فصل ہے نہ جڑی بوٹیاں؛ دیکھیں کہ صحیح کھیت پر پرواز ہوئی تھی۔",
+    "not_found": "نہیں ملا",
+    "not_found_text": "یہ صفحہ موجود نہیں، یا آپ کو اس تک رسائی نہیں۔",
+    "back": "اپنے کھیتوں پر واپس",
+}
+
+MESSAGES: dict[str, dict[str, str]] = {"en": EN, "ur": UR}
+
+
+def pick_language(value: str | None) -> str:
+    return value if value in MESSAGES else "en"
+
+
+class Translator:
+    """`t("key", name=...)` in templates; unknown keys come back as the key, visibly."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = pick_language(lang)
+        self.dir = DIRECTION[self.lang]
+
+    def __call__(self, key: str, **kw: object) -> str:
+        text = MESSAGES[self.lang].get(key) or EN.get(key) or key
+        return text.format(**kw) if kw else text
+
+    def name(self, prefix: str, value: str) -> str:
+        """A class or level name, translated when the table knows it, else as the model says."""
+        key = f"{prefix}_{value}"
+        if key in MESSAGES[self.lang] or key in EN:
+            return self(key)
+        return value.replace("_", " ").capitalize()

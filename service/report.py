@@ -1,0 +1,408 @@
+"""The field report of one flight: the numbers, the charts and the advice, and its PDF.
+
+Everything here is computed on the server from the flight's summary.json and zones.geojson, and the
+charts are inline SVG, so the PDF (WeasyPrint) needs no JavaScript and no network. The advice is
+derived from the map: the largest weed patch and the largest weak-crop patch, their area and where
+they lie relative to the middle of the field, in compass words for a georeferenced map and in
+image words ("top right") for one without coordinates.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from khet.service.i18n import Translator
+
+WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
+MIN_PATCH_SHARE = 0.01  # patches smaller than this share of the mapped area are not advice
+INDEX_COLORS = ("#a50026", "#f46d43", "#fee08b", "#d9ef8b", "#66bd63", "#006837")  # rdylgn
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+
+def fmt_area(value: float | None, unit: str, t: Translator, total: float | None = None) -> str:
+    """Hectares with sensible precision; for pixel maps a share of the image."""
+    if value is None:
+        return "–"
+    if unit == "ha":
+        if value >= 10:
+            return f"{value:,.1f} ha"
+        if value >= 0.1:
+            return f"{value:.2f} ha"
+        if value == 0:
+            return "0 ha"
+        return f"{value:.3f} ha" if value >= 0.001 else f"{value * 1e4:.0f} m²"
+    if total:
+        return pct(value / total)
+    return f"{value:,.0f} px"
+
+
+def pct(share: float | None) -> str:
+    if share is None:
+        return "–"
+    p = share * 100
+    if p == 0:
+        return "0%"
+    return f"{p:.1f}%" if p < 10 else f"{p:.0f}%"
+
+
+def weed_share(summary: dict | None) -> float | None:
+    for c in (summary or {}).get("classes") or []:
+        if isinstance(c, dict) and c.get("name") == "weed":
+            return float(c.get("share") or 0.0)
+    return None
+
+
+def low_vigour_share(summary: dict | None) -> float | None:
+    for lvl in ((summary or {}).get("vigour") or {}).get("levels") or []:
+        if isinstance(lvl, dict) and lvl.get("name") == "low":
+            return float(lvl.get("share_of_crop") or 0.0)
+    return None
+
+
+# --- where things are --------------------------------------------------------------------------
+
+
+@dataclass
+class Patch:
+    area: float
+    x: float  # centroid, lon or image column
+    y: float  # centroid, lat or image row
+
+
+def _polys(geom: dict) -> list[list[list[list[float]]]]:
+    if not isinstance(geom, dict):
+        return []
+    if geom.get("type") == "Polygon":
+        return [geom.get("coordinates") or []]
+    if geom.get("type") == "MultiPolygon":
+        return list(geom.get("coordinates") or [])
+    return []
+
+
+def _ring_centroid(ring: list[list[float]]) -> tuple[float, float, float]:
+    """Signed area and centroid of a ring (shoelace); coordinates as given."""
+    a = cx = cy = 0.0
+    for (x0, y0, *_), (x1, y1, *_) in zip(ring, ring[1:], strict=False):
+        cross = x0 * y1 - x1 * y0
+        a += cross
+        cx += (x0 + x1) * cross
+        cy += (y0 + y1) * cross
+    a /= 2
+    if abs(a) < 1e-18:
+        xs = [p[0] for p in ring] or [0.0]
+        ys = [p[1] for p in ring] or [0.0]
+        return 0.0, sum(xs) / len(xs), sum(ys) / len(ys)
+    return a, cx / (6 * a), cy / (6 * a)
+
+
+def _centroid(geom: dict) -> tuple[float, float] | None:
+    total = sx = sy = 0.0
+    for poly in _polys(geom):
+        for k, ring in enumerate(poly):
+            a, cx, cy = _ring_centroid(ring)
+            w = abs(a) * (1 if k == 0 else -1)
+            total += w
+            sx += cx * w
+            sy += cy * w
+    if total <= 0:
+        return None
+    return sx / total, sy / total
+
+
+def _bounds(geoms: list[dict]) -> tuple[float, float, float, float] | None:
+    xs, ys = [], []
+    for g in geoms:
+        for poly in _polys(g):
+            for ring in poly[:1]:
+                xs += [p[0] for p in ring]
+                ys += [p[1] for p in ring]
+    if not xs:
+        return None
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def largest_patch(zones: dict, unit: str, cls: str, vigour: str | None = None) -> Patch | None:
+    """The biggest connected zone of a class (and vigour level), from zones.geojson."""
+    best: Patch | None = None
+    for f in (zones or {}).get("features") or []:
+        props = f.get("properties") or {}
+        if props.get("class") != cls or (vigour is not None and props.get("vigour") != vigour):
+            continue
+        area = props.get(f"area_{unit}")
+        c = _centroid(f.get("geometry") or {})
+        if not isinstance(area, int | float) or c is None:
+            continue
+        if best is None or area > best.area:
+            best = Patch(float(area), c[0], c[1])
+    return best
+
+
+def direction(dx: float, dy: float, half_extent: float) -> str:
+    """A compass key (n, ne, ..., c) for an offset; dy points north (up)."""
+    if half_extent <= 0 or math.hypot(dx, dy) < 0.25 * half_extent:
+        return "c"
+    angle = math.degrees(math.atan2(dx, dy)) % 360  # 0 = north, clockwise
+    return ("n", "ne", "e", "se", "s", "sw", "w", "nw")[int((angle + 22.5) // 45) % 8]
+
+
+def locate(patch: Patch, zones: dict, unit: str, boundary: dict | None) -> str:
+    """Where the patch lies relative to the middle of the field (or of the image)."""
+    geoms = [f.get("geometry") or {} for f in (zones or {}).get("features") or []]
+    if unit == "ha" and boundary:
+        geoms = [boundary.get("geometry", boundary)]
+    b = _bounds(geoms)
+    if b is None:
+        return "c"
+    x0, y0, x1, y1 = b
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if unit == "ha":  # lon/lat: metres east and north
+        k = math.cos(math.radians(cy))
+        dx, dy = (patch.x - cx) * k, patch.y - cy
+        half = max((x1 - x0) * k, y1 - y0) / 2
+    else:  # image pixels: rows grow downwards
+        dx, dy = patch.x - cx, cy - patch.y
+        half = max(x1 - x0, y1 - y0) / 2
+    return direction(dx, dy, half)
+
+
+def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translator) -> list[str]:
+    """What to do next, most important first; always ends with the caveat."""
+    unit = summary.get("area_unit") or "ha"
+    total = float(summary.get(f"area_total_{unit}") or 0.0)
+    out: list[str] = []
+    classes = {c.get("name"): c for c in summary.get("classes") or [] if isinstance(c, dict)}
+    where_key = "dir" if unit == "ha" else "img"
+    zones = zones or {}
+    ws = weed_share(summary) or 0.0
+    if ws >= WEED_WIDE_SHARE:
+        out.append(t("advice_weed_wide", share=pct(ws)))
+    weed = largest_patch(zones, unit, "weed")
+    if weed and total and weed.area / total >= MIN_PATCH_SHARE:
+        where = t(f"{where_key}_{locate(weed, zones, unit, boundary)}")
+        if unit == "ha":
+            out.append(t("advice_weed_patch", area=fmt_area(weed.area, unit, t), where=where))
+        else:
+            out.append(t("advice_weed_patch_img", share=pct(weed.area / total), where=where))
+    low = largest_patch(zones, unit, "crop", "low")
+    crop_area = float((classes.get("crop") or {}).get(f"area_{unit}") or 0.0)
+    if low and crop_area and low.area / crop_area >= 0.05:
+        where = t(f"{where_key}_{locate(low, zones, unit, boundary)}")
+        if unit == "ha":
+            out.append(t("advice_low_patch", area=fmt_area(low.area, unit, t), where=where))
+        else:
+            out.append(t("advice_low_patch_img", share=pct(low.area / crop_area), where=where))
+    if not out:
+        plant = sum(float((classes.get(n) or {}).get("share") or 0) for n in ("crop", "weed"))
+        out.append(t("advice_all_good") if plant > 0 else t("advice_none"))
+    out.append(t("advice_check"))
+    return out
+
+
+# --- charts (inline SVG) -----------------------------------------------------------------------
+
+
+def _esc(s: object) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def share_chart(rows: list[dict], title: str, rtl: bool = False) -> str:
+    """A horizontal bar per class, in the class colours, with its share written next to it."""
+    bar_h, gap, label_w, width = 22, 10, 110, 460
+    height = len(rows) * (bar_h + gap) + gap
+    plot_w = width - label_w - 60
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>']
+    for i, r in enumerate(rows):
+        y = gap + i * (bar_h + gap)
+        w = max(0.0, min(1.0, float(r.get("share") or 0))) * plot_w
+        if rtl:
+            lx, anchor, bx, vx, vanchor = width - 4, "end", width - label_w - w, width - label_w - w - 6, "end"
+        else:
+            lx, anchor, bx, vx, vanchor = label_w - 8, "end", label_w, label_w + w + 6, "start"
+        parts.append(
+            f'<text x="{lx}" y="{y + bar_h * 0.72:.1f}" text-anchor="{anchor}" '
+            f'class="chart-label">{_esc(r["label"])}</text>'
+            f'<rect x="{bx:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" '
+            f'fill="{_esc(r["color"])}"/>'
+            f'<text x="{vx:.1f}" y="{y + bar_h * 0.72:.1f}" text-anchor="{vanchor}" '
+            f'class="chart-value">{_esc(pct(r.get("share")))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _index_color(frac: float) -> str:
+    frac = max(0.0, min(1.0, frac))
+    return INDEX_COLORS[min(len(INDEX_COLORS) - 1, int(frac * len(INDEX_COLORS)))]
+
+
+def histogram_chart(stats: dict, title: str) -> str | None:
+    """Bars of an index histogram, coloured like the map's index layer, with p10/median/p90."""
+    hist = (stats or {}).get("histogram") or {}
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    if len(edges) != len(counts) + 1 or not counts or max(counts) <= 0:
+        return None
+    # Trim empty bins at both ends so the shape is readable.
+    nz = [i for i, c in enumerate(counts) if c > 0]
+    a, b = max(0, nz[0] - 1), min(len(counts), nz[-1] + 2)
+    edges, counts = edges[a:b + 1], counts[a:b]
+    width, height, pad_l, pad_b, pad_t = 460, 180, 10, 34, 10
+    plot_w, plot_h = width - 2 * pad_l, height - pad_b - pad_t
+    lo, hi = float(edges[0]), float(edges[-1])
+    span = (hi - lo) or 1.0
+    top = max(counts)
+    p10, p90 = stats.get("p10"), stats.get("p90")
+    cl, ch = (p10, p90) if isinstance(p10, int | float) and isinstance(p90, int | float) and p90 > p10 else (lo, hi)
+    bw = plot_w / len(counts)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>'
+             f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{pad_l + plot_w}" '
+             f'y2="{pad_t + plot_h}" class="axis"/>']
+    for i, c in enumerate(counts):
+        h = plot_h * c / top
+        mid = (float(edges[i]) + float(edges[i + 1])) / 2
+        color = _index_color((mid - cl) / ((ch - cl) or 1.0))
+        parts.append(f'<rect x="{pad_l + i * bw + 1:.1f}" y="{pad_t + plot_h - h:.1f}" '
+                     f'width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="{color}"/>')
+    for i in range(0, len(edges), max(1, len(edges) // 5)):
+        x = pad_l + i * bw
+        parts.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="middle" '
+                     f'class="chart-tick">{float(edges[i]):.2f}</text>')
+    med = stats.get("median")
+    if isinstance(med, int | float) and lo <= med <= hi:
+        x = pad_l + (med - lo) / span * plot_w
+        parts.append(f'<line x1="{x:.1f}" y1="{pad_t}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
+                     f'class="median"/><text x="{x + 4:.1f}" y="{pad_t + 12}" '
+                     f'class="chart-tick">median {med:.2f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- the report's data -------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    lang: str
+    dir: str
+    title: str
+    field_name: str
+    farm_name: str
+    crop: str | None
+    flight_id: int
+    date: str
+    location: dict | None
+    unit: str
+    total: str
+    classes: list[dict[str, Any]]
+    vigour: list[dict[str, Any]]
+    vigour_rule: str | None
+    class_chart: str
+    histograms: list[dict[str, Any]]
+    advice: list[str]
+    model: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def flight_date(flight) -> str:
+    raw = flight.captured_at or (flight.created_at.isoformat() if flight.created_at else "")
+    return str(raw)[:10]
+
+
+def load_zones(results: Path) -> dict | None:
+    try:
+        return json.loads((results / "zones.geojson").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_report(flight, results: Path, t: Translator) -> Report:
+    summary = flight.summary or {}
+    field_ = flight.field
+    unit = summary.get("area_unit") or "ha"
+    total_v = summary.get(f"area_total_{unit}")
+    total_f = float(total_v) if isinstance(total_v, int | float) else None
+    classes = []
+    for c in summary.get("classes") or []:
+        if not isinstance(c, dict):
+            continue
+        classes.append({"name": c.get("name"), "label": t.name("cls", str(c.get("name"))),
+                        "color": c.get("color") or "#888888", "share": c.get("share") or 0.0,
+                        "area": fmt_area(c.get(f"area_{unit}"), unit, t, total_f)})
+    vig = summary.get("vigour") or {}
+    crop_area = next((c.get(f"area_{unit}") for c in summary.get("classes") or []
+                      if isinstance(c, dict) and c.get("name") == "crop"), None)
+    levels = []
+    for lvl in vig.get("levels") or []:
+        if not isinstance(lvl, dict):
+            continue
+        levels.append({"name": lvl.get("name"), "label": t.name("lvl", str(lvl.get("name"))),
+                       "color": lvl.get("color") or "#888888",
+                       "share": lvl.get("share_of_crop") or 0.0,
+                       "area": fmt_area(lvl.get(f"area_{unit}"), unit, t,
+                                        float(crop_area) if crop_area else None)})
+    hists = []
+    indices = summary.get("indices") or {}
+    order = [vig.get("index")] + [k for k in indices if k != vig.get("index")]
+    for name in [n for n in order if n and isinstance(indices.get(n), dict)][:2]:
+        st = indices[name]
+        label = st.get("title") or name.upper()
+        svg = histogram_chart(st, t("histogram", index=label))
+        if svg:
+            hists.append({"name": name, "title": t("histogram", index=label),
+                          "note": t("histogram_note", index=label), "svg": svg,
+                          "formula": st.get("formula")})
+    if unit == "ha":
+        total = fmt_area(total_f, unit, t)
+    else:
+        approx = summary.get("area_total_ha_approx")
+        total = t("approx_ha", ha=f"{approx:.2f}") if isinstance(approx, int | float) else "–"
+    model = summary.get("model") or {}
+    return Report(
+        lang=t.lang, dir=t.dir, title=t("report_title"), field_name=field_.name,
+        farm_name=field_.farm.name, crop=field_.crop, flight_id=flight.id,
+        date=flight_date(flight), location=summary.get("location"), unit=unit, total=total,
+        classes=classes, vigour=levels, vigour_rule=vig.get("rule") if levels else None,
+        class_chart=share_chart(classes, t("class_share_chart"), rtl=t.dir == "rtl"),
+        histograms=hists,
+        advice=advice(summary, load_zones(results), field_.boundary, t),
+        model={"name": model.get("name", "?"), "version": model.get("version", "?"),
+               "label_rule": model.get("label_rule"), "gsd_m": model.get("gsd_m")},
+        warnings=[str(w) for w in summary.get("warnings") or []],
+    )
+
+
+def data_uri(path: Path, media: str = "image/png") -> str | None:
+    try:
+        return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError:
+        return None
+
+
+def render_pdf(html_text: str, base_url: str | None = None) -> bytes:
+    """The report HTML as a PDF. WeasyPrint fetches nothing from the network: every image is
+    inline (data URIs) and fonts come from the system."""
+    import weasyprint
+    from weasyprint import HTML
+
+    fetcher_cls = getattr(weasyprint, "URLFetcher", None) or getattr(
+        __import__("weasyprint.urls", fromlist=["URLFetcher"]), "URLFetcher", None)
+    if fetcher_cls is not None:  # WeasyPrint >= 67
+        fetcher = fetcher_cls(allowed_protocols={"data"})
+    else:
+        def fetcher(url: str, *a, **kw):
+            if not url.startswith("data:"):
+                raise ValueError(f"the report fetches nothing from the network: {url[:80]}")
+            return weasyprint.default_url_fetcher(url, *a, **kw)
+
+    return HTML(string=html_text, base_url=base_url, url_fetcher=fetcher).write_pdf()

@@ -1,0 +1,419 @@
+"""The web app: server-rendered pages (Jinja2) over the same data and access rules as the API.
+
+No build step and no CDN: the little JavaScript is plain files in service/static/khet, and Leaflet
+is served from the xstatic-leaflet package, because field offices are often offline from the wider
+internet. The pages read through the same dependencies as the API (`visible_farms`, `get_field`,
+`get_flight`), so a page never shows what the API would hide; the browser then talks to the JSON
+API itself (uploads, tiles, point queries) with the session cookie.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlparse
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from khet import __version__
+from khet.errors import NotFoundError
+from khet.service import report as rp
+from khet.service import security, storage
+from khet.service.config import service_settings
+from khet.service.db import Farm, Field, Flight, User, UserSettings, now
+from khet.service.dependencies import (
+    DB,
+    current_user_optional,
+    get_field,
+    get_flight,
+    visible_farms,
+)
+from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+LANG_COOKIE = "khet_lang"
+DEFAULT_THRESHOLDS = {"weed_share": 0.10, "low_vigour_share": 0.25}
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(TEMPLATES))
+templates.env.globals.update(languages=LANGUAGES, version=__version__, pct=rp.pct)
+templates.env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
+
+OptionalUser = Annotated[User | None, Depends(current_user_optional)]
+
+
+def mount(app) -> None:
+    """Static files: the app's own CSS/JS and Leaflet from the xstatic package."""
+    import xstatic.pkg.leaflet as leaflet
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static/khet", StaticFiles(directory=str(STATIC / "khet")), name="khet-static")
+    app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _lang(request: Request) -> str:
+    return pick_language(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
+
+
+def _render(request: Request, name: str, ctx: dict, status: int = 200,
+            user: User | None = None) -> HTMLResponse:
+    lang = _lang(request)
+    t = Translator(lang)
+    ctx = {"request": request, "t": t, "lang": lang, "dir": DIRECTION[lang], "user": user,
+           "path": request.url.path, **ctx}
+    resp = templates.TemplateResponse(request, name, ctx, status_code=status)
+    if request.query_params.get("lang") in LANGUAGES:
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+    return resp
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _not_found(request: Request, user: User | None) -> HTMLResponse:
+    return _render(request, "error.html", {}, status=404, user=user)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: never redirect a login to another site."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    u = urlparse(target)
+    return u.path if not u.netloc and not u.scheme else "/"
+
+
+def thresholds(db: Session, user: User) -> dict[str, float]:
+    row = db.get(UserSettings, user.id)
+    out = dict(DEFAULT_THRESHOLDS)
+    for k, v in ((row.settings if row else None) or {}).get("visit", {}).items():
+        if k in out and isinstance(v, int | float):
+            out[k] = float(v)
+    return out
+
+
+def _status(flight: Flight | None) -> str | None:
+    if flight is None:
+        return None
+    return flight.job.status if flight.job else "done"
+
+
+def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
+    flights = list(db.scalars(select(Flight).where(Flight.field_id == field.id)
+                              .order_by(Flight.id.desc()).limit(1)))
+    latest = flights[0] if flights else None
+    status = _status(latest)
+    ws = lv = None
+    visit = False
+    if latest is not None and status == "done":
+        ws, lv = rp.weed_share(latest.summary), rp.low_vigour_share(latest.summary)
+        visit = (ws is not None and ws > limits["weed_share"]) or (
+            lv is not None and lv > limits["low_vigour_share"])
+    return {"field": field, "latest": latest, "status": status, "date":
+            rp.flight_date(latest) if latest else None, "weed": ws, "low": lv, "visit": visit,
+            "progress": latest.job.progress if latest is not None and latest.job else None}
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _render(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request, db: DB) -> Response:
+    form = await request.form()
+    email = str(form.get("email") or "").strip().lower()[:254]
+    password = str(form.get("password") or "")[:256]
+    target = _safe_next(str(form.get("next") or "/"))
+    found = db.scalar(select(User).where(User.email == email)) if email else None
+    if not security.verify_password(password, found.password_hash if found else None):
+        return _render(request, "login.html", {"next": target, "error": "login_failed",
+                                               "email": email}, status=401)
+    svc = service_settings()
+    resp = RedirectResponse(target, status_code=303)
+    resp.set_cookie(security.SESSION_COOKIE, security.sign_session(found.id, svc.session_days),
+                    max_age=svc.session_days * 86400, httponly=True, samesite="lax",
+                    secure=svc.cookie_secure, path="/")
+    return resp
+
+
+@router.post("/logout")
+def logout() -> Response:
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(security.SESSION_COOKIE, path="/")
+    return resp
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def dashboard(request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    limits = thresholds(db, user)
+    farms = []
+    for farm in db.scalars(visible_farms(user).order_by(Farm.name, Farm.id)):
+        fields = db.scalars(select(Field).where(Field.farm_id == farm.id).order_by(Field.id))
+        cards = [field_card(db, f, limits) for f in fields]
+        farms.append({"farm": farm, "cards": cards, "owner": farm.owner,
+                      "visits": sum(1 for c in cards if c["visit"])})
+    return _render(request, "dashboard.html", {
+        "farms": farms, "limits": limits, "saved": request.query_params.get("saved") == "1",
+    }, user=user)
+
+
+@router.post("/settings/visit")
+async def save_thresholds(request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    form = await request.form()
+    limits = thresholds(db, user)
+    for key, name in (("weed_share", "weed"), ("low_vigour_share", "low")):
+        try:
+            value = float(str(form.get(name, "")).replace(",", "."))
+        except ValueError:
+            continue
+        if 0 <= value <= 100:
+            limits[key] = round(value / 100, 4)
+    row = db.get(UserSettings, user.id)
+    if row is None:
+        row = UserSettings(user_id=user.id, settings={})
+        db.add(row)
+    row.settings = {**(row.settings or {}), "visit": limits}
+    row.updated_at = now()
+    db.commit()
+    return RedirectResponse("/?saved=1#visit-settings", status_code=303)
+
+
+# --- fields, upload ----------------------------------------------------------------------------
+
+
+def _done(flight: Flight) -> bool:
+    return _status(flight) == "done" and bool(flight.summary)
+
+
+@router.get("/fields/{field_id}", response_class=HTMLResponse)
+def field_page(field_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        field = get_field(db, user, field_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    flights = list(db.scalars(select(Flight).where(Flight.field_id == field.id)
+                              .order_by(Flight.id.desc())))
+    rows = [{"flight": f, "status": _status(f), "date": rp.flight_date(f),
+             "weed": rp.weed_share(f.summary), "low": rp.low_vigour_share(f.summary),
+             "progress": f.job.progress if f.job else 1.0} for f in flights]
+    done = [f for f in flights if _done(f)]
+    return _render(request, "field.html", {
+        "field": field, "rows": rows, "done": done,
+        "card": field_card(db, field, thresholds(db, user)),
+    }, user=user)
+
+
+@router.get("/fields/{field_id}/upload", response_class=HTMLResponse)
+def upload_page(field_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        field = get_field(db, user, field_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    return _render(request, "upload.html", {"field": field}, user=user)
+
+
+# --- the map of one flight ---------------------------------------------------------------------
+
+
+def map_layers(flight: Flight, t: Translator) -> list[dict]:
+    """The overlays the map offers, each with what its legend shows."""
+    summary = flight.summary or {}
+    layers = [{"id": "classes", "label": t("layer_classes"), "legend": [
+        {"label": t.name("cls", c["name"]), "color": c.get("color", "#888")}
+        for c in summary.get("classes") or [] if isinstance(c, dict) and c.get("name")]}]
+    vig = summary.get("vigour") or {}
+    if vig.get("index") and vig.get("levels"):
+        layers.append({"id": "vigour", "label": t("layer_vigour"), "legend": [
+            {"label": t.name("lvl", lv["name"]), "color": lv.get("color", "#888")}
+            for lv in vig["levels"] if isinstance(lv, dict) and lv.get("name")],
+            "note": vig.get("rule")})
+    for name, st in (summary.get("indices") or {}).items():
+        if not isinstance(st, dict):
+            continue
+        lo, hi = st.get("p10"), st.get("p90")
+        if not (isinstance(lo, int | float) and isinstance(hi, int | float) and hi > lo):
+            lo, hi = st.get("min", -1), st.get("max", 1)
+        layers.append({"id": name, "label": st.get("title") or name.upper(), "gradient":
+                       {"colors": list(rp.INDEX_COLORS), "lo": lo, "hi": hi},
+                       "note": st.get("formula")})
+    return layers
+
+
+def _results_dir(flight: Flight) -> Path:
+    f = flight.field
+    return storage.flight_dir(f.farm_id, f.id, flight.id) / "results"
+
+
+@router.get("/flights/{flight_id}", response_class=HTMLResponse)
+def flight_page(flight_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        flight = get_flight(db, user, flight_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    t = Translator(_lang(request))
+    status = _status(flight)
+    summary = flight.summary or {}
+    unit = summary.get("area_unit") or "ha"
+    results = _results_dir(flight)
+    georef = status == "done" and unit == "ha" and (results / "classes.tif").is_file()
+    report = rp.build_report(flight, results, t) if _done(flight) else None
+    imagery = bool((flight.imagery or {}).get("tileable"))
+    config = {
+        "flight": flight.id, "status": status, "georeferenced": georef,
+        "imagery": imagery, "layers": map_layers(flight, t) if georef else [],
+        "names": {c["name"]: t.name("cls", c["name"]) for c in summary.get("classes") or []
+                  if isinstance(c, dict) and c.get("name")},
+        "levels": {lv: t.name("lvl", lv) for lv in ("low", "medium", "high")},
+        "text": {k: t(k) for k in ("point_class", "point_confidence", "point_vigour",
+                                   "point_outside", "not_ready")},
+    }
+    return _render(request, "flight.html", {
+        "flight": flight, "field": flight.field, "status": status, "summary": summary,
+        "georef": georef, "report": report, "config": config, "unit": unit,
+        "has_preview": (results / "preview.png").is_file(),
+        "progress": flight.job.progress if flight.job else 1.0,
+        "error": flight.job.error if flight.job else None,
+    }, user=user)
+
+
+# --- the field report --------------------------------------------------------------------------
+
+
+def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> dict:
+    t = Translator(lang)
+    results = _results_dir(flight)
+    preview = results / "preview.png"
+    if pdf:
+        preview_src = rp.data_uri(preview)
+    else:
+        preview_src = f"/api/v1/flights/{flight.id}/results/preview.png" if preview.is_file() else None
+    css = (STATIC / "khet" / "report.css").read_text(encoding="utf-8")
+    return {"r": rp.build_report(flight, results, t), "preview_src": preview_src, "pdf": pdf,
+            "report_css": css, "flight": flight, "today": now().date().isoformat()}
+
+
+@router.get("/flights/{flight_id}/report", response_class=HTMLResponse)
+def report_page(flight_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        flight = get_flight(db, user, flight_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    if not _done(flight):
+        return RedirectResponse(f"/flights/{flight.id}", status_code=303)
+    ctx = _report_context(request, flight, _lang(request), pdf=False)
+    return _render(request, "report.html", ctx, user=user)
+
+
+@router.get("/flights/{flight_id}/report.pdf")
+def report_pdf(flight_id: int, request: Request, user: OptionalUser, db: DB,
+               lang: Annotated[str | None, Query(max_length=8)] = None) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        flight = get_flight(db, user, flight_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    if not _done(flight):
+        return RedirectResponse(f"/flights/{flight.id}", status_code=303)
+    language = pick_language(lang or request.cookies.get(LANG_COOKIE))
+    t = Translator(language)
+    ctx = {"request": request, "t": t, "lang": language, "dir": t.dir, "user": user,
+           **_report_context(request, flight, language, pdf=True)}
+    html_text = templates.get_template("report.html").render(ctx)
+    pdf = rp.render_pdf(html_text)
+    name = f"khet-flight-{flight.id}-{language}.pdf"
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# --- comparing two flights ---------------------------------------------------------------------
+
+
+@router.get("/fields/{field_id}/compare", response_class=HTMLResponse)
+def compare_page(field_id: int, request: Request, user: OptionalUser, db: DB,
+                 a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+                 b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
+    if user is None:
+        return _to_login(request)
+    try:
+        field = get_field(db, user, field_id)
+    except NotFoundError:
+        return _not_found(request, user)
+    t = Translator(_lang(request))
+    done = [f for f in db.scalars(select(Flight).where(Flight.field_id == field.id)
+                                  .order_by(Flight.id)) if _done(f)]
+    by_id = {f.id: f for f in done}
+    if len(done) >= 2:
+        a = a if a in by_id else done[-2].id
+        b = b if b in by_id else done[-1].id
+    pair = [by_id[a], by_id[b]] if a in by_id and b in by_id else []
+    rows, same_units, sides = [], True, []
+    if pair:
+        units = [(f.summary or {}).get("area_unit") or "ha" for f in pair]
+        same_units = units[0] == units[1] == "ha"
+        names: list[str] = []
+        per = []
+        for f in pair:
+            d = {c.get("name"): c for c in (f.summary or {}).get("classes") or []
+                 if isinstance(c, dict)}
+            per.append(d)
+            names += [n for n in d if n not in names]
+        for n in names:
+            ca, cb = per[0].get(n) or {}, per[1].get(n) or {}
+            if same_units:
+                va, vb = float(ca.get("area_ha") or 0), float(cb.get("area_ha") or 0)
+                delta = round(vb - va, 6)
+                fa, fb = rp.fmt_area(va, "ha", t), rp.fmt_area(vb, "ha", t)
+                fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.fmt_area(abs(delta), "ha", t)
+            else:
+                va, vb = float(ca.get("share") or 0), float(cb.get("share") or 0)
+                delta = round(vb - va, 6)
+                fa, fb = rp.pct(va), rp.pct(vb)
+                fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.pct(abs(delta))
+            color = ca.get("color") or cb.get("color") or "#888"
+            rows.append({"name": n, "label": t.name("cls", n), "color": color, "a": fa,
+                         "b": fb, "delta": fd, "up": delta > 0, "down": delta < 0})
+        for f in pair:
+            results = _results_dir(f)
+            unit = (f.summary or {}).get("area_unit") or "ha"
+            sides.append({"flight": f, "date": rp.flight_date(f),
+                          "georef": unit == "ha" and (results / "classes.tif").is_file(),
+                          "imagery": bool((f.imagery or {}).get("tileable"))})
+    config = {"sides": [{"flight": s["flight"].id, "georeferenced": s["georef"],
+                         "imagery": s["imagery"]} for s in sides]}
+    return _render(request, "compare.html", {
+        "field": field, "done": done, "a": a, "b": b, "pair": pair, "rows": rows,
+        "same_units": same_units, "sides": sides, "config": config,
+        "legend": map_layers(pair[1], t)[0]["legend"] if pair else [],
+    }, user=user)
