@@ -1,0 +1,52 @@
+"""Shared by the service benchmarks: a real `khet serve` process on loopback, a user, a token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, env_extra: dict | None = None, worker: bool = False):
+    """Start `python -m khet.service serve` and return (process, base_url, token)."""
+    env = {**os.environ, "KHET_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    env.pop("KHET_DATABASE_URL", None)
+    py = [sys.executable, "-m", "khet.service"]
+    subprocess.run([*py, "user", "add", "bench@example.org", "--password", "bench password"],
+                   env=env, check=True, capture_output=True)
+    token = subprocess.run([*py, "token", "create", "bench@example.org"], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    port = free_port()
+    cmd = [*py, "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise SystemExit("the server did not start")
+    return proc, base, token
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

@@ -1,0 +1,110 @@
+"""Map tile latency under concurrent clients, against a real uvicorn process on loopback.
+
+    python bench/service_tiles.py [--size 4096] [--clients 8] [--seconds 20]
+
+Builds a georeferenced RGB orthomosaic, analyses it with a tiny test bundle (the model does not
+matter here, the COGs do), then 8 clients fetch random tiles of every layer at every zoom where
+the map has data. The COGs are read once first (page cache warm). Goal: p95 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.service_common import start_server  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=4096, help="orthomosaic width/height in pixels")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--cache", type=int, default=1024, help="KHET_TILE_CACHE for the server; 0 = render every tile")
+    args = ap.parse_args()
+
+    import morecantile
+
+    from tests.bundles import make_bundle
+    from tests.service.rasters import bounds_lonlat, make_geotiff
+
+    work = Path(tempfile.mkdtemp(prefix="khet-bench-tiles-"))
+    models = work / "models"
+    make_bundle(models / "rgb.onnx", bands=("red", "green", "blue"), name="bench-rgb")
+    image = make_geotiff(work / "ortho.tif", size=args.size, bands=("red", "green", "blue"))
+    env = {"KHET_MODELS_DIR": str(models), "KHET_TILE_CACHE": str(args.cache)}
+    proc, base, token = start_server(work / "data", env, worker=True)
+    h = {"Authorization": f"Bearer {token}"}
+    try:
+        c = httpx.Client(base_url=base, headers=h, timeout=60)
+        farm = c.post("/api/v1/farms", json={"name": "bench"}).json()["id"]
+        field = c.post(f"/api/v1/farms/{farm}/fields", json={"name": "f"}).json()["id"]
+        with image.open("rb") as f:
+            flight = c.post(f"/api/v1/fields/{field}/flights/upload",
+                            files=[("files", ("ortho.tif", f, "image/tiff"))]).json()
+        t0 = time.time()
+        while True:
+            st = c.get(f"/api/v1/flights/{flight['id']}").json()
+            if st["status"] in ("done", "failed"):
+                break
+            time.sleep(0.5)
+        assert st["status"] == "done", st
+        print(f"analysis of {args.size}x{args.size} px: {time.time() - t0:.1f} s (embedded worker)")
+        layers = ["imagery", "classes", "vigour"] + sorted(st["summary"]["indices"])[:1]
+        w, s, e, n = bounds_lonlat(args.size)
+        tms = morecantile.tms.get("WebMercatorQuad")
+        tj = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes").json()
+        urls = []
+        for z in range(tj["maxzoom"] - 4, tj["maxzoom"] + 1):
+            for t in tms.tiles(w, s, e, n, [z]):
+                for layer in layers:
+                    urls.append(f"/api/v1/flights/{flight['id']}/tiles/{layer}/{z}/{t.x}/{t.y}.png")
+        print(f"{len(urls)} distinct tiles over layers {layers}, zooms {tj['maxzoom'] - 4}-{tj['maxzoom']}")
+        for u in urls:  # warm the page cache and check every tile answers
+            r = c.get(u)
+            assert r.status_code in (200, 404), (u, r.status_code, r.text[:200])
+
+        lat: list[float] = []
+        errors = [0]
+        stop = time.monotonic() + args.seconds
+
+        def client(seed: int) -> None:
+            rnd = random.Random(seed)
+            with httpx.Client(base_url=base, headers=h, timeout=30) as cc:
+                while time.monotonic() < stop:
+                    u = rnd.choice(urls)
+                    t = time.perf_counter()
+                    r = cc.get(u)
+                    dt = (time.perf_counter() - t) * 1000
+                    if r.status_code >= 500:
+                        errors[0] += 1
+                    lat.append(dt)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        lat.sort()
+        q = statistics.quantiles(lat, n=100)
+        print(f"tile cache: {args.cache} tiles; {args.clients} concurrent clients, {len(lat)} tiles in {args.seconds:.0f} s "
+              f"({len(lat) / args.seconds:.0f} tiles/s), server errors: {errors[0]}")
+        print(f"tile latency: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, max {lat[-1]:.1f} ms "
+              f"(goal p95 < 50 ms: {'met' if q[94] < 50 else 'NOT met'})")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
