@@ -163,6 +163,7 @@ class EdgeRunner:
         resources.apply_process_limits(self.plan)
         self.settings = self.plan.settings(base)
         self.peak_mb = resources.rss_mb()
+        self.last_peak_mb = self.peak_mb
         self._recover()
 
     def close(self) -> None:
@@ -233,7 +234,7 @@ class EdgeRunner:
         guard = resources.MemoryGuard(self.plan.max_memory_mb, progress)
         single = self.bundles[0].path if len(self.bundles) == 1 else None
         try:
-            with _models_dir(self.state_dir / "models"):
+            with guard, _models_dir(self.state_dir / "models"):
                 summary = analyze(
                     cap.files,
                     dest,
@@ -243,7 +244,11 @@ class EdgeRunner:
                     settings=self.settings,
                     title=name,
                 )
-            guard(0, 0)
+            if self.plan.max_memory_mb and guard.peak_mb > self.plan.max_memory_mb:
+                self.log(
+                    f"{name}: warning: memory peaked at {guard.peak_mb:.0f} MB while "
+                    f"writing the outputs, over --max-memory {self.plan.max_memory_mb}"
+                )
             entry = outbox.stage(
                 self.out, name, dest, cap.files if self.options.with_imagery else [], summary
             )
@@ -257,7 +262,9 @@ class EdgeRunner:
             self.log(f"{name}: failed: {msg}")
             return False
         finally:
+            self.last_peak_mb = guard.peak_mb
             self.peak_mb = max(self.peak_mb, guard.peak_mb, resources.peak_rss_mb())
+            resources.release_free_memory()
         self.journal.finish(cap.key, entry)
         self.log(_one_line(summary, dest))
         return True
@@ -290,12 +297,13 @@ class EdgeRunner:
     ) -> dict[str, int]:
         """Poll `folder`; analyze each capture once its files have not changed for `settle` s.
 
-        `sync` (when the watcher was given a server) is tried every `sync_every` seconds; a sync
-        that fails (no network) is simply tried again later.
+        `sync` (when the watcher was given a server) is tried when new results are ready and
+        every `sync_every` seconds; a sync that fails (no network) is simply tried again later.
         """
         counts = {"done": 0, "failed": 0}
         seen: dict[str, tuple[str, float]] = {}
         next_sync = 0.0
+        fresh = False  # new results since the last sync: try to send them now
         folder = Path(folder)
         while True:
             now = time.monotonic()
@@ -314,9 +322,12 @@ class EdgeRunner:
                     continue
                 if now - prev[1] < settle:
                     continue
-                counts["done" if self.process(cap, fp) else "failed"] += 1
+                ok = self.process(cap, fp)
+                counts["done" if ok else "failed"] += 1
+                fresh = fresh or ok
                 seen.pop(key, None)
-            if sync is not None and time.monotonic() >= next_sync:
+            if sync is not None and (fresh or time.monotonic() >= next_sync):
+                fresh = False
                 try:
                     sync()
                 except KhetError as e:

@@ -171,3 +171,21 @@ def test_network_down_is_one_line(outbox, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "results stay in the outbox" in err[0]
+
+
+def test_watch_syncs_when_the_network_is_there(tmp_path, use_test_models, fake, capsys):
+    card = tmp_path / "card"
+    card.mkdir()
+    write_geotiff(card / "west.tif", field_rgb(128, 128))
+    out = tmp_path / "out"
+    # No network: the capture is analyzed, the result waits in the outbox, the watcher goes on.
+    args = ["edge", "watch", str(card), "-o", str(out), "--once", "--settle", "0.2",
+            "--field", "1", "--token", "t0ken"]
+    assert main([*args, "--server", "http://127.0.0.1:9"]) == 0
+    assert "sync: Cannot reach the server" in capsys.readouterr().out
+    with Journal(out) as j:
+        assert [i["state"] for i in j.outbox_items()] == ["pending"]
+    # Network back: the next watcher run sends it (and analyzes nothing again).
+    assert main([*args, "--server", fake.url]) == 0
+    assert "west: sent as flight 1 of field 1" in capsys.readouterr().out
+    assert list(fake.flights) == [("1", next(iter(fake.flights.values()))["client_id"])]
