@@ -60,7 +60,6 @@ def _setup_logging() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-
     from khet.service.db import migrate
     from khet.service.main import create_app
 
@@ -109,9 +108,8 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _user_list(_: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from khet.service.db import User, migrate, session_scope
+    from sqlalchemy import select
 
     migrate()
     with session_scope() as db:
@@ -121,10 +119,10 @@ def _user_list(_: argparse.Namespace) -> int:
 
 
 def _find_user(db, email: str):
+    from khet.service.db import User
     from sqlalchemy import select
 
     from khet.errors import NotFoundError
-    from khet.service.db import User
 
     user = db.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
@@ -133,8 +131,9 @@ def _find_user(db, email: str):
 
 
 def _user_assign(args: argparse.Namespace) -> int:
-    from khet.errors import InputError, NotFoundError
     from khet.service.db import Assignment, Farm, migrate, session_scope
+
+    from khet.errors import InputError, NotFoundError
 
     migrate()
     with session_scope() as db:

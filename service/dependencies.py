@@ -11,12 +11,21 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from khet.service import security
+from khet.service.db import (
+    ApiToken,
+    Assignment,
+    Farm,
+    Field,
+    Flight,
+    Upload,
+    User,
+    sessionmaker_for,
+)
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from khet.errors import AuthError, KhetError, NotFoundError
-from khet.service import security
-from khet.service.db import ApiToken, Assignment, Farm, Field, Flight, Upload, User, now, sessionmaker_for
 
 MAX_ID = 2**31 - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

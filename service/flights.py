@@ -12,14 +12,14 @@ import logging
 import os
 from pathlib import Path
 
+from khet.service import storage
+from khet.service.db import Field, Flight, Job, User, now
+from khet.service.schemas import FlightOut, JobOut
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from khet.errors import InputError, KhetError
-from khet.service import storage
-from khet.service.db import Field, Flight, Job, User, now
-from khet.service.schemas import FlightOut, JobOut
 
 log = logging.getLogger("khet.service.flights")
 

@@ -116,6 +116,7 @@ EN: dict[str, str] = {
     "level": "Level",
     "class_share_chart": "Share of the field by class",
     "histogram": "{index} across the field",
+    "median": "median",
     "histogram_note": "How many pixels have each {index} value; higher means greener, denser "
                       "plants.",
     "next_steps": "What to do next",
@@ -268,6 +269,7 @@ UR: dict[str, str] = {
     "level": "درجہ",
     "class_share_chart": "کھیت میں ہر قسم کا حصہ",
     "histogram": "کھیت میں {index}",
+    "median": "درمیانی قدر",
     "histogram_note": "ہر {index} قدر والے پکسلز کی تعداد؛ زیادہ قدر کا مطلب زیادہ سبز اور گھنے "
                       "پودے۔",
     "next_steps": "آگے کیا کریں",

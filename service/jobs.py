@@ -14,16 +14,15 @@ import logging
 import os
 import socket
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
-
-from khet.errors import KhetError
 from khet.service import storage
 from khet.service.config import ServiceSettings, service_settings
 from khet.service.db import Flight, Job, now, session_scope
+from sqlalchemy import or_, select, update
+
+from khet.errors import KhetError
 from khet.settings import Settings, get_settings
 
 log = logging.getLogger("khet.service.jobs")
@@ -226,7 +225,6 @@ class Reaper(threading.Thread):
 def run_worker(workers: int = 1) -> None:
     """The consumer loop of `khet worker` (and of the worker `khet serve` starts)."""
     from huey.consumer import Consumer
-
     from khet.service.db import migrate
 
     migrate()

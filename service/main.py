@@ -42,6 +42,7 @@ def _problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
 def create_app(*, migrate: bool = True) -> FastAPI:
     """The app. `migrate` brings the database schema up to date first (idempotent)."""
     from khet.service.db import migrate as run_migrations
+
     from khet.settings import apply_gdal_env
 
     apply_gdal_env()

@@ -213,9 +213,10 @@ def _esc(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def share_chart(rows: list[dict], title: str, rtl: bool = False) -> str:
-    """A horizontal bar per class, in the class colours, with its share written next to it."""
-    bar_h, gap, label_w, width = 22, 10, 110, 460
+def share_chart(rows: list[dict], title: str) -> str:
+    """A horizontal bar per class, in the class colours, with its share written next to it.
+    Always drawn left to right (numbers and bars read the same way in Urdu reports)."""
+    bar_h, gap, label_w, width = 24, 10, 130, 460
     height = len(rows) * (bar_h + gap) + gap
     plot_w = width - label_w - 60
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
@@ -224,17 +225,14 @@ def share_chart(rows: list[dict], title: str, rtl: bool = False) -> str:
     for i, r in enumerate(rows):
         y = gap + i * (bar_h + gap)
         w = max(0.0, min(1.0, float(r.get("share") or 0))) * plot_w
-        if rtl:
-            lx, anchor, bx, vx, vanchor = width - 4, "end", width - label_w - w, width - label_w - w - 6, "end"
-        else:
-            lx, anchor, bx, vx, vanchor = label_w - 8, "end", label_w, label_w + w + 6, "start"
+        ty = y + bar_h * 0.72
         parts.append(
-            f'<text x="{lx}" y="{y + bar_h * 0.72:.1f}" text-anchor="{anchor}" '
+            f'<text x="{label_w - 8}" y="{ty:.1f}" text-anchor="end" '
             f'class="chart-label">{_esc(r["label"])}</text>'
-            f'<rect x="{bx:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" '
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" '
             f'fill="{_esc(r["color"])}"/>'
-            f'<text x="{vx:.1f}" y="{y + bar_h * 0.72:.1f}" text-anchor="{vanchor}" '
-            f'class="chart-value">{_esc(pct(r.get("share")))}</text>'
+            f'<text x="{label_w + w + 6:.1f}" y="{ty:.1f}" class="chart-value">'
+            f'{_esc(pct(r.get("share")))}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -245,7 +243,7 @@ def _index_color(frac: float) -> str:
     return INDEX_COLORS[min(len(INDEX_COLORS) - 1, int(frac * len(INDEX_COLORS)))]
 
 
-def histogram_chart(stats: dict, title: str) -> str | None:
+def histogram_chart(stats: dict, title: str, median_label: str = "median") -> str | None:
     """Bars of an index histogram, coloured like the map's index layer, with p10/median/p90."""
     hist = (stats or {}).get("histogram") or {}
     edges, counts = hist.get("edges") or [], hist.get("counts") or []
@@ -261,7 +259,9 @@ def histogram_chart(stats: dict, title: str) -> str | None:
     span = (hi - lo) or 1.0
     top = max(counts)
     p10, p90 = stats.get("p10"), stats.get("p90")
-    cl, ch = (p10, p90) if isinstance(p10, int | float) and isinstance(p90, int | float) and p90 > p10 else (lo, hi)
+    cl, ch = lo, hi
+    if isinstance(p10, int | float) and isinstance(p90, int | float) and p90 > p10:
+        cl, ch = p10, p90
     bw = plot_w / len(counts)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
              f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -283,7 +283,7 @@ def histogram_chart(stats: dict, title: str) -> str | None:
         x = pad_l + (med - lo) / span * plot_w
         parts.append(f'<line x1="{x:.1f}" y1="{pad_t}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
                      f'class="median"/><text x="{x + 4:.1f}" y="{pad_t + 12}" '
-                     f'class="chart-tick">median {med:.2f}</text>')
+                     f'class="chart-tick median-label">{_esc(median_label)} {med:.2f}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -357,7 +357,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
     for name in [n for n in order if n and isinstance(indices.get(n), dict)][:2]:
         st = indices[name]
         label = st.get("title") or name.upper()
-        svg = histogram_chart(st, t("histogram", index=label))
+        svg = histogram_chart(st, t("histogram", index=label), t("median"))
         if svg:
             hists.append({"name": name, "title": t("histogram", index=label),
                           "note": t("histogram_note", index=label), "svg": svg,
@@ -373,7 +373,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         farm_name=field_.farm.name, crop=field_.crop, flight_id=flight.id,
         date=flight_date(flight), location=summary.get("location"), unit=unit, total=total,
         classes=classes, vigour=levels, vigour_rule=vig.get("rule") if levels else None,
-        class_chart=share_chart(classes, t("class_share_chart"), rtl=t.dir == "rtl"),
+        class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
         advice=advice(summary, load_zones(results), field_.boundary, t),
         model={"name": model.get("name", "?"), "version": model.get("version", "?"),

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from khet.errors import KhetError, NotFoundError
 from khet.service import storage
 from khet.service.db import Flight
+
+from khet.errors import KhetError, NotFoundError
 
 INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 INDEX_COLORMAP = "rdylgn"

@@ -8,8 +8,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from khet.errors import TooLargeError
 from khet.service import storage
+
+from khet.errors import TooLargeError
 
 # Running hashes of chunked uploads, so each chunk is hashed once as it streams by. A process that
 # restarts (or another server process) re-hashes the stored prefix from disk once, in chunks.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
+from khet.service.db import Base
 from sqlalchemy import create_engine
 
-from khet.service.db import Base
 from khet.settings import get_settings
 
 target_metadata = Base.metadata

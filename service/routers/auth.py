@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
-
-from khet.errors import AuthError, ConflictError, InputError, NotFoundError
 from khet.service import security
 from khet.service.config import service_settings
 from khet.service.db import ApiToken, Assignment, Farm, User
 from khet.service.dependencies import DB, Admin, CurrentUser, IdPath
 from khet.service.schemas import AssignmentIn, SessionIn, TokenIn, TokenOut, UserIn, UserOut
+from sqlalchemy import select
+
+from khet.errors import AuthError, ConflictError, InputError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

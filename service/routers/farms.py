@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from khet.service import storage
+from khet.service.db import Farm, Field, User
+from khet.service.dependencies import (
+    DB,
+    CurrentUser,
+    ForbiddenError,
+    IdPath,
+    can_edit,
+    get_farm,
+    get_field,
+    visible_farms,
+)
+from khet.service.geometry import validate_boundary
+from khet.service.schemas import FarmIn, FarmOut, FieldIn, FieldOut, FieldPatch
 from sqlalchemy import select
 
 from khet.errors import InputError, NotFoundError
-from khet.service import storage
-from khet.service.db import Farm, Field, User
-from khet.service.dependencies import DB, CurrentUser, ForbiddenError, IdPath, can_edit, get_farm, get_field, visible_farms
-from khet.service.geometry import validate_boundary
-from khet.service.schemas import FarmIn, FarmOut, FieldIn, FieldOut, FieldPatch
 
 router = APIRouter(prefix="/api/v1", tags=["farms and fields"])
 

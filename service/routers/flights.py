@@ -6,13 +6,10 @@ import shutil
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path as PathParam, Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import select
-from starlette.requests import ClientDisconnect
-
-from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 from khet.service import storage
 from khet.service.db import Flight, now
 from khet.service.dependencies import (
@@ -28,6 +25,10 @@ from khet.service.dependencies import (
 from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.uploads import MultipartSink
+from sqlalchemy import select
+from starlette.requests import ClientDisconnect
+
+from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["flights"])
 MEDIA = {".tif": "image/tiff", ".png": "image/png", ".json": "application/json",

@@ -17,11 +17,6 @@ from urllib.parse import quote, urlparse
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from khet import __version__
-from khet.errors import NotFoundError
 from khet.service import report as rp
 from khet.service import security, storage
 from khet.service.config import service_settings
@@ -34,6 +29,11 @@ from khet.service.dependencies import (
     visible_farms,
 )
 from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from khet import __version__
+from khet.errors import NotFoundError
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -315,7 +315,8 @@ def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> d
     if pdf:
         preview_src = rp.data_uri(preview)
     else:
-        preview_src = f"/api/v1/flights/{flight.id}/results/preview.png" if preview.is_file() else None
+        preview_src = (f"/api/v1/flights/{flight.id}/results/preview.png"
+                       if preview.is_file() else None)
     css = (STATIC / "khet" / "report.css").read_text(encoding="utf-8")
     return {"r": rp.build_report(flight, results, t), "preview_src": preview_src, "pdf": pdf,
             "report_css": css, "flight": flight, "today": now().date().isoformat()}
@@ -395,15 +396,18 @@ def compare_page(field_id: int, request: Request, user: OptionalUser, db: DB,
                 va, vb = float(ca.get("area_ha") or 0), float(cb.get("area_ha") or 0)
                 delta = round(vb - va, 6)
                 fa, fb = rp.fmt_area(va, "ha", t), rp.fmt_area(vb, "ha", t)
-                fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.fmt_area(abs(delta), "ha", t)
+                sign = "+" if delta > 0 else "−" if delta < 0 else ""
+                fd = sign + rp.fmt_area(abs(delta), "ha", t)
             else:
                 va, vb = float(ca.get("share") or 0), float(cb.get("share") or 0)
                 delta = round(vb - va, 6)
                 fa, fb = rp.pct(va), rp.pct(vb)
                 fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.pct(abs(delta))
             color = ca.get("color") or cb.get("color") or "#888"
+            # More weeds is worse, more crop is better; other classes are neither.
+            sign = {"weed": -1, "crop": 1}.get(n, 0) * (1 if delta > 0 else -1 if delta < 0 else 0)
             rows.append({"name": n, "label": t.name("cls", n), "color": color, "a": fa,
-                         "b": fb, "delta": fd, "up": delta > 0, "down": delta < 0})
+                         "b": fb, "delta": fd, "better": sign > 0, "worse": sign < 0})
         for f in pair:
             results = _results_dir(f)
             unit = (f.summary or {}).get("area_unit") or "ha"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-
-from khet.errors import NotFoundError
 from khet.service import storage
 from khet.service.dependencies import DB, CurrentUser, IdPath, get_flight
 from khet.service.schemas import Problem
 from khet.service.tiles import NotGeoreferenced, layer_source, point_values, render_tile, tilejson
+
+from khet.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1/flights", tags=["map tiles"])
 Layer = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,32}$",

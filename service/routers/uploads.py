@@ -24,15 +24,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
-from starlette.requests import ClientDisconnect
-
-from khet.errors import ConflictError, InputError, KhetError
 from khet.service import storage
 from khet.service import uploads as up_io
 from khet.service.db import Upload, now
 from khet.service.dependencies import DB, CurrentUser, get_upload
 from khet.service.schemas import ChunkOut, Problem, UploadIn, UploadOut
+from sqlalchemy import select
+from starlette.requests import ClientDisconnect
+
+from khet.errors import ConflictError, InputError, KhetError
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 UploadIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]

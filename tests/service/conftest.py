@@ -34,6 +34,7 @@ def reset_postgres(url: str) -> None:
 def database(request, monkeypatch, tmp_path) -> Iterator[str]:
     """The database backend of this test, migrated from empty."""
     from khet.service.db import dispose_engines
+
     from khet.settings import get_settings
 
     dispose_engines()
@@ -51,6 +52,7 @@ def database(request, monkeypatch, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_only(monkeypatch, tmp_path) -> Iterator[str]:
     from khet.service.db import dispose_engines
+
     from khet.settings import get_settings
 
     dispose_engines()
@@ -112,7 +114,6 @@ class Api:
 @pytest.fixture
 def api(database) -> Iterator[Api]:
     from fastapi.testclient import TestClient
-
     from khet.service.main import create_app
 
     with TestClient(create_app()) as client:
@@ -126,10 +127,9 @@ def geotiff(tmp_path) -> Path:
 
 def run_queued_jobs() -> list[int]:
     """Run every queued job in this process (what a worker would do)."""
-    from sqlalchemy import select
-
     from khet.service.db import Job, session_scope
     from khet.service.jobs import run_job
+    from sqlalchemy import select
 
     with session_scope() as db:
         ids = list(db.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))

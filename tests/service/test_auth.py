@@ -39,9 +39,8 @@ def test_tokens_for_devices(api):
     assert r.status_code == 201
     token = r.json()["token"]
     assert c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["id"] == alice["id"]
-    from sqlalchemy import select
-
     from khet.service.db import ApiToken, session_scope
+    from sqlalchemy import select
 
     with session_scope() as db:
         stored = list(db.scalars(select(ApiToken.token_hash)))

@@ -20,6 +20,7 @@ EXAMPLES = int(os.environ.get("KHET_FUZZ_EXAMPLES", "12"))
 def fuzz_app(tmp_path_factory, test_models):
     from khet.service.db import dispose_engines
     from khet.service.main import create_app
+
     from khet.settings import get_settings
 
     root = tmp_path_factory.mktemp("fuzz")

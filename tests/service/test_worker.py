@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _job(flight_id: int) -> dict:
-    from sqlalchemy import select
-
     from khet.service.db import Job, session_scope
+    from sqlalchemy import select
 
     with session_scope() as db:
         job = db.scalar(select(Job).where(Job.flight_id == flight_id))
@@ -53,9 +52,9 @@ def _wait(pred, timeout: float, what: str, log: Path):
 @pytest.mark.parametrize("backend", ["sqlite+sqlitehuey", "postgres+redis"])
 def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test_models):
     from fastapi.testclient import TestClient
-
     from khet.service.db import dispose_engines
     from khet.service.main import create_app
+
     from khet.settings import get_settings
     from tests.service.conftest import Api
 

@@ -41,19 +41,24 @@
     }, function () { throw new Retry(); });
   }
 
-  /* Retry a request while the network (or the server) is away, telling the user. */
-  async function patiently(fn) {
-    var delay = 1000;
+  /* Tell the user the connection is away and wait (cut short when the browser comes online). */
+  async function countdown(ms) {
+    for (var s = Math.max(1, Math.round(ms / 1000)); s > 0; s--) {
+      say(fmt(T.offline_retry, "s", s), "info");
+      await Promise.race([sleep(1000), new Promise(function (r) {
+        window.addEventListener("online", r, { once: true }); })]);
+      if (navigator.onLine === false) s = Math.max(s, 2);
+    }
+  }
+
+  /* Retry a request while the network (or the server) is away. */
+  async function patiently(fn, delay) {
+    delay = delay || 1000;
     for (;;) {
       try { var v = await fn(); say(""); return v; }
       catch (e) {
         if (!(e instanceof Retry)) throw e;
-        for (var s = Math.round(delay / 1000); s > 0; s--) {
-          say(fmt(T.offline_retry, "s", s), "info");
-          await Promise.race([sleep(1000), new Promise(function (r) {
-            window.addEventListener("online", r, { once: true }); })]);
-          if (navigator.onLine === false) s = Math.max(s, 2);
-        }
+        await countdown(delay);
         delay = Math.min(delay * 2, 16000);
       }
     }
@@ -104,8 +109,9 @@
         throw new UploadError(r.json.detail || ("HTTP " + r.status));
       } catch (e) {
         if (!(e instanceof Retry)) throw e;
-        /* The connection dropped: ask where the upload stands and go on from there. */
-        var s = await patiently(function () { return api("GET", "/api/v1/uploads/" + up.id); });
+        /* The connection dropped: wait, ask where the upload stands and go on from there. */
+        await countdown(1000);
+        var s = await patiently(function () { return api("GET", "/api/v1/uploads/" + up.id); }, 2000);
         offset = s.offset; complete = s.complete;
         onProgress(offset);
       }
