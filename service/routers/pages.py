@@ -405,9 +405,9 @@ def compare_page(field_id: int, request: Request, user: OptionalUser, db: DB,
                 fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.pct(abs(delta))
             color = ca.get("color") or cb.get("color") or "#888"
             # More weeds is worse, more crop is better; other classes are neither.
-            sign = {"weed": -1, "crop": 1}.get(n, 0) * (1 if delta > 0 else -1 if delta < 0 else 0)
+            trend = {"weed": -1, "crop": 1}.get(n, 0) * (1 if delta > 0 else -1 if delta < 0 else 0)
             rows.append({"name": n, "label": t.name("cls", n), "color": color, "a": fa,
-                         "b": fb, "delta": fd, "better": sign > 0, "worse": sign < 0})
+                         "b": fb, "delta": fd, "better": trend > 0, "worse": trend < 0})
         for f in pair:
             results = _results_dir(f)
             unit = (f.summary or {}).get("area_unit") or "ha"

@@ -18,7 +18,8 @@ ORIGIN = (380000.0, 3420000.0)
 CRS = "EPSG:32643"
 
 
-def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1) -> Path:
+def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1,
+               weeds: str = "north-east") -> Path:
     rng = np.random.default_rng(seed)
     red = np.full((size, size), 45, np.int32)
     green = np.full((size, size), 170, np.int32)
@@ -31,9 +32,11 @@ def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1) ->
     s = slice(int(size * 0.75), size)
     red[s, size // 5:] = 95
     green[s, size // 5:] = 140
-    # A weed patch in the north-east corner.
-    w = slice(0, size // 4)
-    e = slice(int(size * 0.7), size)
+    # A weed patch in one corner.
+    if weeds == "north-east":
+        w, e = slice(0, size // 4), slice(int(size * 0.7), size)
+    else:
+        w, e = slice(int(size * 0.55), int(size * 0.8)), slice(size // 5, int(size * 0.45))
     red[w, e] = 90
     green[w, e] = 100
     blue[w, e] = 250

@@ -1,0 +1,248 @@
+"""Pages and report without a browser (TestClient): access, languages, no external URLs, the
+report's advice and charts, the PDF, contrast of the palette, the messages tables."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from khet.service.i18n import EN, MESSAGES, Translator
+from khet.service.report import advice, direction, histogram_chart, largest_patch, share_chart
+
+from tests.pages.rasters import boundary_lonlat, make_field
+
+STATIC = Path(__file__).resolve().parents[2] / "service" / "static" / "khet"
+PASSWORD = "field-secret-1"
+
+
+@pytest.fixture
+def app(monkeypatch, use_test_models):
+    from fastapi.testclient import TestClient
+    from khet.service.db import dispose_engines
+    from khet.service.main import create_app
+
+    from khet.settings import get_settings
+
+    dispose_engines()
+    monkeypatch.delenv("KHET_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        yield client
+    dispose_engines()
+
+
+def _user(role: str, email: str) -> None:
+    from khet.service.db import session_scope
+    from khet.service.routers.auth import add_user
+
+    with session_scope() as db:
+        add_user(db, email, PASSWORD, role)
+
+
+def _login(client, email: str) -> None:
+    r = client.post("/login", data={"email": email, "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+@pytest.fixture
+def flight(app, tmp_path):
+    """A farmer with one analysed, georeferenced flight (run in-process)."""
+    from tests.service.conftest import run_queued_jobs
+
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Chak 42"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={
+        "name": "North field", "crop": "wheat", "boundary": boundary_lonlat()}).json()
+    data = make_field(tmp_path / "f.tif").read_bytes()
+    up = app.post("/api/v1/uploads", json={"filename": "f.tif", "size": len(data),
+                                           "sha256": hashlib.sha256(data).hexdigest()}).json()
+    app.put(f"/api/v1/uploads/{up['id']}", content=data,
+            headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
+    fl = app.post(f"/api/v1/fields/{field['id']}/flights",
+                  json={"uploads": [up["id"]], "captured_at": "2026-06-12T09:00:00"}).json()
+    run_queued_jobs()
+    return {"farm": farm["id"], "field": field["id"], "flight": fl["id"]}
+
+
+def test_logged_out_pages_go_to_login(app):
+    for path in ("/", "/fields/1", "/flights/1", "/flights/1/report", "/flights/1/report.pdf",
+                 "/fields/1/compare", "/fields/1/upload"):
+        r = app.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+    r = app.get("/login")
+    assert r.status_code == 200 and '<html lang="en" dir="ltr">' in r.text
+    r = app.get("/login?lang=ur")
+    assert '<html lang="ur" dir="rtl">' in r.text and "لاگ ان" in r.text
+
+
+def test_login_refuses_bad_password_and_foreign_redirects(app):
+    _user("farmer", "a@example.org")
+    r = app.post("/login", data={"email": "a@example.org", "password": "nope-nope"})
+    assert r.status_code == 401 and "Wrong email or password." in r.text
+    r = app.post("/login", data={"email": "a@example.org", "password": PASSWORD,
+                                 "next": "//evil.example/steal"}, follow_redirects=False)
+    assert r.headers["location"] == "/"
+
+
+def test_pages_reference_nothing_outside_the_server(app, flight):
+    paths = ["/", f"/fields/{flight['field']}", f"/fields/{flight['field']}/upload",
+             f"/flights/{flight['flight']}", f"/flights/{flight['flight']}/report",
+             f"/flights/{flight['flight']}/report?lang=ur", f"/fields/{flight['field']}/compare"]
+    for path in paths:
+        r = app.get(path)
+        assert r.status_code == 200, path
+        # SVG's xmlns is a name, not a request.
+        text = r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert not re.search(r"https?://", text), (path, re.findall(r"https?://[^\s\"']+", text))
+    for f in STATIC.iterdir():
+        text = f.read_text(encoding="utf-8").replace("http://www.w3.org/2000/svg", "")
+        assert not re.search(r"https?://", text), f
+    assert app.get("/static/leaflet/leaflet.js").status_code == 200
+    assert app.get("/static/leaflet/leaflet.css").status_code == 200
+
+
+def test_another_farmers_flight_is_not_found(app, flight):
+    _user("farmer", "other@example.org")
+    _login(app, "other@example.org")
+    for path in (f"/flights/{flight['flight']}", f"/flights/{flight['flight']}/report",
+                 f"/flights/{flight['flight']}/report.pdf", f"/fields/{flight['field']}"):
+        r = app.get(path)
+        assert r.status_code == 404 and "Not found" in r.text, path
+
+
+def test_report_says_where_the_weeds_are_and_renders_a_pdf(app, flight):
+    r = app.get(f"/flights/{flight['flight']}/report")
+    assert r.status_code == 200
+    assert "weed patch in the north-east of the field" in r.text
+    assert "2026-06-12" in r.text and "test-rgb" in r.text and "indicative" in r.text
+    assert r.text.count("<svg") >= 2
+    r = app.get(f"/flights/{flight['flight']}/report.pdf?lang=en")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    assert r.headers["content-type"] == "application/pdf"
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-", "-"], input=r.content, capture_output=True,
+                              check=True).stdout.decode()
+        assert "North field" in text and "Chak 42" in text and "2026-06-12" in text
+        assert "Hectares" in text and "What to do next" in text
+    r = app.get(f"/flights/{flight['flight']}/report.pdf?lang=ur")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+
+
+def test_thresholds_are_stored_per_user(app, flight):
+    r = app.get("/")
+    assert "Needs a visit" in r.text  # weak crop above the default 25 %
+    r = app.post("/settings/visit", data={"weed": "50", "low": "90"}, follow_redirects=False)
+    assert r.status_code == 303
+    r = app.get("/")
+    assert 'value="50"' in r.text and 'value="90"' in r.text
+    assert "⚑" not in r.text
+    r = app.post("/settings/visit", data={"weed": "abc", "low": "-3"})
+    assert 'value="50"' in app.get("/").text  # nonsense is ignored, not stored
+
+
+def test_flight_without_georeference_shows_the_preview(app, flight, tmp_path):
+    """A flight without georeference says so and shows preview.png, never a broken map."""
+    from khet.service.db import Flight, session_scope
+
+    with session_scope() as db:
+        fl = db.get(Flight, flight["flight"])
+        fl.summary = {**fl.summary, "area_unit": "px", "area_total_px": 1000}
+    r = app.get(f"/flights/{flight['flight']}")
+    assert "no map coordinates" in r.text and "preview.png" in r.text
+    assert "leaflet.js" not in r.text
+
+
+# --- report logic --------------------------------------------------------------------------------
+
+
+def test_direction_words():
+    assert direction(10, 10, 20) == "ne"
+    assert direction(-10, -10, 20) == "sw"
+    assert direction(0, 15, 20) == "n"
+    assert direction(1, 1, 20) == "c"
+
+
+def _square(x0, y0, x1, y1):
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+
+def test_advice_for_a_pixel_map_uses_image_words():
+    zones = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": _square(0, 0, 100, 100),
+         "properties": {"class": "crop", "vigour": "medium", "area_px": 8000}},
+        {"type": "Feature", "geometry": _square(0, 80, 20, 100),
+         "properties": {"class": "weed", "area_px": 400}},
+        {"type": "Feature", "geometry": _square(90, 0, 100, 10),
+         "properties": {"class": "weed", "area_px": 100}},
+    ]}
+    summary = {"area_unit": "px", "area_total_px": 10000,
+               "classes": [{"name": "crop", "share": 0.8, "area_px": 8000},
+                           {"name": "weed", "share": 0.05, "area_px": 500}]}
+    assert largest_patch(zones, "px", "weed").area == 400
+    out = advice(summary, zones, None, Translator("en"))
+    assert "bottom left of the image" in out[0]  # rows grow downwards in image space
+    assert out[-1].startswith("The map is indicative")
+    ur = advice(summary, zones, None, Translator("ur"))
+    assert "نیچے بائیں" in ur[0]
+
+
+def test_advice_when_nothing_stands_out():
+    summary = {"area_unit": "ha", "area_total_ha": 1.0,
+               "classes": [{"name": "crop", "share": 1.0, "area_ha": 1.0}]}
+    out = advice(summary, {"features": []}, None, Translator("en"))
+    assert "Fly again" in out[0]
+
+
+def test_charts_are_plain_svg():
+    svg = share_chart([{"label": "Weeds", "color": "#e0452b", "share": 0.25}], "shares")
+    assert svg.startswith("<svg") and "25%" in svg and "#e0452b" in svg
+    hist = histogram_chart({"histogram": {"edges": [0, 0.5, 1], "counts": [3, 5]},
+                            "median": 0.6, "p10": 0.1, "p90": 0.9}, "VARI")
+    assert hist.count("<rect") == 2
+    assert histogram_chart({"histogram": {"edges": [0, 1], "counts": [0]}}, "x") is None
+
+
+# --- words and colours ---------------------------------------------------------------------
+
+
+def test_every_language_has_every_message():
+    for lang, table in MESSAGES.items():
+        missing = set(EN) - set(table)
+        assert not missing, (lang, sorted(missing))
+        for key, text in table.items():
+            assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", EN[key])), key
+
+
+def _luminance(hex_color: str) -> float:
+    rgb = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+@pytest.mark.parametrize(("fg", "bg", "what"), [
+    ("#1c2620", "#f5f4ef", "text on the page"),
+    ("#55615a", "#ffffff", "muted text on cards"),
+    ("#55615a", "#f5f4ef", "muted text on the page"),
+    ("#ffffff", "#1f6f3a", "header and primary buttons"),
+    ("#1f6f3a", "#ffffff", "links"),
+    ("#ffffff", "#b8321c", "needs-a-visit flag"),
+    ("#14512a", "#e6f2e8", "done badge"),
+    ("#7a5200", "#fff4d6", "running badge"),
+    ("#9b1c0c", "#fde3df", "failed badge"),
+    ("#8a1a0b", "#fde3df", "error alert"),
+    ("#5c3d00", "#fff4d6", "info alert"),
+])
+def test_contrast_meets_wcag_aa(fg, bg, what):
+    css = (STATIC / "app.css").read_text()
+    assert fg in css and bg in css, what
+    assert _contrast(fg, bg) >= 4.5, (what, round(_contrast(fg, bg), 2))
