@@ -52,7 +52,7 @@ def imagery_info(scene) -> dict:
     rescale = None
     if scene.dtype != "uint8":
         try:
-            st = scene.stretch
+            st = scene.stretch()
             rescale = [list(st[n]) for n in pick]
         except Exception:
             rescale = None

@@ -109,11 +109,33 @@ class Scene:
         return tuple(b for b in self.band_names if b != SKIP)
 
     @property
+    def alpha_is_band(self) -> bool:
+        """GDAL flags a band as alpha that Khet reads as a spectral band (see _band_layout)."""
+        return any(self.dataset.colorinterp[i - 1] == ColorInterp.alpha for i in self.band_indexes)
+
+    @property
     def has_mask(self) -> bool:
         if self._memfile is not None and self.kind == "capture":
             return True
         flags = self.dataset.mask_flag_enums
         return any(MaskFlags.all_valid not in f for f in flags)
+
+    def _valid(self, window: Window | None = None, out_shape=None) -> np.ndarray:
+        """Validity from GDAL's mask (nodata, alpha, internal mask), or from nodata alone when
+        GDAL's alpha band is really a spectral band."""
+        if self.alpha_is_band:
+            nd = self.dataset.nodata
+            shape = out_shape or (int(window.height), int(window.width))
+            if nd is None:
+                return np.ones(shape, bool)
+            data = self.dataset.read(
+                list(self.band_indexes), window=window, out_shape=(len(self.band_indexes), *shape)
+            )
+            return ~(data == nd).all(axis=0)
+        if not self.has_mask:
+            shape = out_shape or (int(window.height), int(window.width))
+            return np.ones(shape, bool)
+        return self.dataset.dataset_mask(window=window, out_shape=out_shape) > 0
 
     def describe(self) -> dict:
         d = {
@@ -165,10 +187,7 @@ class Scene:
         ih, iw = int(inner.height), int(inner.width)
         try:
             data[:, r0 : r0 + ih, c0 : c0 + iw] = self.dataset.read(idx, window=inner)
-            if self.has_mask:
-                valid[r0 : r0 + ih, c0 : c0 + iw] = self.dataset.dataset_mask(window=inner) > 0
-            else:
-                valid[r0 : r0 + ih, c0 : c0 + iw] = True
+            valid[r0 : r0 + ih, c0 : c0 + iw] = self._valid(inner)
         except RasterioError as e:
             raise InputError(
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
@@ -184,11 +203,7 @@ class Scene:
         idx = self.require(names, "The preview")
         try:
             data = self.dataset.read(idx, out_shape=(len(idx), oh, ow))
-            valid = (
-                self.dataset.dataset_mask(out_shape=(oh, ow)) > 0
-                if self.has_mask
-                else np.ones((oh, ow), bool)
-            )
+            valid = self._valid(None, out_shape=(oh, ow))
         except RasterioError as e:
             raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
         return data, valid
@@ -349,7 +364,17 @@ def _names_from_metadata(ds, facts: CameraFacts) -> list[str | None]:
 
 def _band_layout(ds, facts: CameraFacts, user: Sequence[str] | None, label: str, warn: list[str]):
     """(names, 1-based indexes) of the non-alpha bands, named by user > metadata > convention."""
-    indexes = [i + 1 for i in range(ds.count) if ds.colorinterp[i] != ColorInterp.alpha]
+    # A band GDAL calls alpha (any 4th band of an 8-bit GeoTIFF written without PHOTOMETRIC)
+    # is a spectral band when its description or the user says so.
+    described = [normalise_band_name(d) if d else None for d in ds.descriptions]
+    alpha = [
+        i
+        for i in range(ds.count)
+        if ds.colorinterp[i] == ColorInterp.alpha
+        and described[i] not in KNOWN_BANDS
+        and not (user and len(user) == ds.count)
+    ]
+    indexes = [i + 1 for i in range(ds.count) if i not in alpha]
     if user:
         names = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in user]
         if len(names) != len(indexes):

@@ -126,3 +126,23 @@ def test_folder_with_two_captures_is_refused(tmp_path):
             shutil.copy(f"{FIXTURE}/IMG_0001_{i}.tif", tmp_path / f"{prefix}_{i}.tif")
     with pytest.raises(InputError, match="2 captures"):
         open_scene(tmp_path)
+
+
+def test_fourth_band_described_as_nir_is_not_taken_for_alpha(tmp_path):
+    """GDAL calls the 4th band of an 8-bit GeoTIFF written without PHOTOMETRIC 'alpha'."""
+    import rasterio
+    from affine import Affine
+
+    data = np.random.default_rng(0).integers(1, 255, (4, 64, 64), dtype=np.uint8)
+    p = tmp_path / "rgbn.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint8",
+                       crs="EPSG:32643", transform=Affine(0.05, 0, 350000, 0, -0.05, 3500000)) as d:
+        d.write(data)
+        for i, n in enumerate(["red", "green", "blue", "nir"], 1):
+            d.set_band_description(i, n)
+    with rasterio.open(p) as d:
+        assert d.colorinterp[3].name == "alpha"
+    with open_scene(p) as s:
+        assert s.bands == ("red", "green", "blue", "nir")
+        got, valid = s.read(Window(0, 0, 64, 64), ["nir"])
+        assert valid.all() and (got[0] == data[3]).all()
