@@ -46,7 +46,8 @@ def test_georeferenced_field_map(tmp_path, field_tif):
         assert set(np.unique(grid)) <= {0, 1, 2, 255}
     with rasterio.open(out / "confidence.tif") as c:
         conf = c.read(1)
-        assert c.nodata == 255 and (conf[grid != 255] <= 100).all() and (conf[grid == 255] == 255).all()
+        assert c.nodata == 255 and (conf[grid != 255] <= 100).all()
+        assert (conf[grid == 255] == 255).all()
         assert conf[grid != 255].min() >= 33  # the top of 3 probabilities is at least 1/3
     # indices: float32 COGs with nodata, values in range, NaN where the image has none.
     for name in ("vari", "exg", "gli"):
