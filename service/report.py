@@ -53,6 +53,18 @@ def pct(share: float | None) -> str:
     return f"{p:.1f}%" if p < 10 else f"{p:.0f}%"
 
 
+def latlon(location: dict | None, t: Translator) -> str | None:
+    """'30.90681° N, 73.74478° E', marked approximate when it comes from the camera's GPS."""
+    try:
+        lat, lon = float(location["lat"]), float(location["lon"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    text = f"{abs(lat):.5f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.5f}° {'E' if lon >= 0 else 'W'}"
+    if "georeferenced" not in str(location.get("based_on") or ""):
+        text += f" ({t('approx_location')})"
+    return text
+
+
 def weed_share(summary: dict | None) -> float | None:
     for c in (summary or {}).get("classes") or []:
         if isinstance(c, dict) and c.get("name") == "weed":
@@ -301,9 +313,9 @@ class Report:
     crop: str | None
     flight_id: int
     date: str
-    location: dict | None
+    location: str | None
     unit: str
-    total: str
+    total: str | None
     classes: list[dict[str, Any]]
     vigour: list[dict[str, Any]]
     vigour_rule: str | None
@@ -366,12 +378,13 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         total = fmt_area(total_f, unit, t)
     else:
         approx = summary.get("area_total_ha_approx")
-        total = t("approx_ha", ha=f"{approx:.2f}") if isinstance(approx, int | float) else "–"
+        total = t("approx_ha", ha=f"{approx:.2f}") if isinstance(approx, int | float) else None
     model = summary.get("model") or {}
     return Report(
         lang=t.lang, dir=t.dir, title=t("report_title"), field_name=field_.name,
         farm_name=field_.farm.name, crop=field_.crop, flight_id=flight.id,
-        date=flight_date(flight), location=summary.get("location"), unit=unit, total=total,
+        date=flight_date(flight), location=latlon(summary.get("location"), t), unit=unit,
+        total=total,
         classes=classes, vigour=levels, vigour_rule=vig.get("rule") if levels else None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.pages.conftest import PASSWORD, offsite_guard
+from tests.pages.conftest import PASSWORD, ROOT, offsite_guard
 
 pytestmark = pytest.mark.slow
 
@@ -197,9 +197,11 @@ def test_worker_flags_thresholds_and_compare(server, browser, shots):
     page.wait_for_selector("#delta-table")
     rows = page.locator("#delta-table tbody tr").all_inner_texts()
     assert len(rows) == 3 and all("ha" in r for r in rows), rows
-    page.wait_for_function("""() => ['#map-0', '#map-1'].every(
-        m => document.querySelectorAll(m + ' img.leaflet-tile-loaded').length > 0)""",
-                           timeout=30000)
+    page.wait_for_function("""() => ['#map-0', '#map-1'].every(m => {
+        const t = Array.from(document.querySelectorAll(m + ' img.leaflet-tile'));
+        return t.length > 0 && t.every(i => i.complete && i.naturalWidth > 0);
+    })""", timeout=30000)
+    page.wait_for_timeout(300)  # Leaflet's fade-in
     assert tile_status and all(s == 200 for _, s in tile_status), tile_status
     page.screenshot(path=shots / "11-compare.png", full_page=True)
 
@@ -207,6 +209,25 @@ def test_worker_flags_thresholds_and_compare(server, browser, shots):
     page.goto(f"{server.url}/fields/{server.field_id + 100}")
     assert page.get_by_role("heading", name="Not found").is_visible()
     assert offsite == [], offsite
+    ctx.close()
+
+
+def test_flight_without_georeference(server, browser, shots):
+    """MicaSense band files have GPS in EXIF but no map coordinates: the page says so in plain
+    words and shows the analysed image instead of a map; the report gives shares, not ha."""
+    bands = sorted((ROOT / "tests" / "fixtures" / "micasense_crop").glob("IMG_0001_*.tif"))
+    fid = _api_flight(server, bands, "2026-03-05T10:00:00", field_id=server.field_id + 1)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    _login(page, server, "farmer@example.org")
+    page.goto(f"{server.url}/flights/{fid}")
+    assert "no map coordinates" in page.locator("#no-georef").inner_text()
+    page.wait_for_function("document.querySelector('img.preview').naturalWidth > 0")
+    assert page.locator("#map").count() == 0
+    page.screenshot(path=shots / "15-no-georeference.png", full_page=True)
+    page.goto(f"{server.url}/flights/{fid}/report")
+    assert "shares of the image, not hectares" in page.locator("main").inner_text()
+    page.screenshot(path=shots / "16-report-no-georeference.png", full_page=True)
     ctx.close()
 
 
@@ -229,20 +250,24 @@ def test_phone_screen(server, browser, shots):
     ctx.close()
 
 
-def _api_flight(server, image, captured_at: str) -> int:
+def _api_flight(server, images, captured_at: str, field_id: int | None = None) -> int:
     """Upload with the chunk protocol as a script would, then wait for the analysis."""
     import hashlib
     import time
 
-    data = image.read_bytes()
+    ids = []
     with server.client("farmer@example.org") as c:
-        up = c.post("/api/v1/uploads", json={"filename": image.name, "size": len(data),
-                                             "sha256": hashlib.sha256(data).hexdigest()}).json()
-        r = c.put(f"/api/v1/uploads/{up['id']}", content=data,
-                  headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
-        assert r.status_code == 200, r.text
-        r = c.post(f"/api/v1/fields/{server.field_id}/flights",
-                   json={"uploads": [up["id"]], "captured_at": captured_at})
+        for image in images if isinstance(images, list) else [images]:
+            data = image.read_bytes()
+            up = c.post("/api/v1/uploads", json={
+                "filename": image.name, "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}).json()
+            r = c.put(f"/api/v1/uploads/{up['id']}", content=data,
+                      headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
+            assert r.status_code == 200, r.text
+            ids.append(up["id"])
+        r = c.post(f"/api/v1/fields/{field_id or server.field_id}/flights",
+                   json={"uploads": ids, "captured_at": captured_at})
         assert r.status_code == 201, r.text
         fid = r.json()["id"]
         end = time.monotonic() + 60

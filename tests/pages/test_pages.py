@@ -246,3 +246,14 @@ def test_contrast_meets_wcag_aa(fg, bg, what):
     css = (STATIC / "app.css").read_text()
     assert fg in css and bg in css, what
     assert _contrast(fg, bg) >= 4.5, (what, round(_contrast(fg, bg), 2))
+
+
+def test_location_words():
+    from khet.service.report import latlon
+
+    t = Translator("en")
+    assert latlon({"lat": 30.9, "lon": 73.7, "based_on": "georeferenced image"}, t) == \
+        "30.90000° N, 73.70000° E"
+    gps = latlon({"lat": 36.5, "lon": -119.4, "based_on": "camera GPS (EXIF)"}, t)
+    assert gps.startswith("36.50000° N, 119.40000° W") and "approximate" in gps
+    assert latlon(None, t) is None

@@ -25,20 +25,22 @@
   if (!cfg.georeferenced || !window.L) return;
 
   var T = cfg.text;
-  var map = L.map("map", { attributionControl: false, zoomSnap: 0.25 });
+  var map = L.map("map", { attributionControl: false });
   var legend = document.getElementById("legend");
   var inspect = document.getElementById("inspect");
   var opacity = document.getElementById("opacity");
   var opacityOut = document.getElementById("opacity-out");
-  var overlay = null, bounds = null, tj = null;
+  var overlay = null, bounds = null, tj = null, native = 18;
   var layers = {};
   cfg.layers.forEach(function (l) { layers[l.id] = l; });
 
   function tileUrl(layer) { return "/api/v1/flights/" + cfg.flight + "/tiles/" + layer + "/{z}/{x}/{y}.png"; }
   function tileLayer(layer, op) {
+    /* The server renders any zoom (nearest-neighbour for class maps), so every layer is asked
+       for tiles up to the imagery's full resolution: crisp cell edges, aligned layers. */
     return L.tileLayer(tileUrl(layer), {
-      bounds: bounds, minZoom: Math.max(0, tj.minzoom), maxZoom: tj.maxzoom + 2,
-      maxNativeZoom: tj.maxzoom, opacity: op, className: "khet-" + layer, keepBuffer: 1
+      bounds: bounds, minZoom: Math.max(0, tj.minzoom), maxZoom: native + 1,
+      maxNativeZoom: native, opacity: op, className: "khet-" + layer, keepBuffer: 1
     });
   }
   function el(tag, cls, text) {
@@ -77,10 +79,15 @@
     drawLegend(id);
   }
 
-  fetch("/api/v1/flights/" + cfg.flight + "/tilejson.json?layer=classes", { credentials: "same-origin" })
-    .then(function (r) { return r.json(); })
-    .then(function (j) {
+  function tilejson(layer) {
+    return fetch("/api/v1/flights/" + cfg.flight + "/tilejson.json?layer=" + layer,
+                 { credentials: "same-origin" }).then(function (r) { return r.json(); });
+  }
+  Promise.all([tilejson("classes"), cfg.imagery ? tilejson("imagery") : null])
+    .then(function (js) {
+      var j = js[0];
       tj = j;
+      native = Math.min(22, Math.max(j.maxzoom, js[1] && js[1].tiles.length ? js[1].maxzoom : 0));
       var b = j.bounds;
       bounds = L.latLngBounds([b[1], b[0]], [b[3], b[2]]);
       map.fitBounds(bounds, { padding: [12, 12] });
