@@ -129,6 +129,22 @@ def _models_dir(path: Path) -> Iterator[None]:
         get_settings.cache_clear()
 
 
+def _lock(path: Path):
+    """One runner per output folder: two would analyze the same capture twice."""
+    import fcntl
+
+    f = open(path, "a")  # noqa: SIM115 - held open for the runner's life, closed in close()
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise KhetError(
+            f"Another `khet edge run` or `watch` is already using {path.parent.parent}; "
+            "wait for it to finish or stop it."
+        ) from None
+    return f
+
+
 class EdgeRunner:
     """Analyzes captures into one output folder; see the module note for the guarantees."""
 
@@ -141,6 +157,18 @@ class EdgeRunner:
         base = settings or get_settings()
         self.journal = Journal(self.out)
         self.state_dir = self.out / STATE_DIR
+        try:
+            self._lock = _lock(self.state_dir / "runner.lock")
+        except BaseException:
+            self.journal.close()
+            raise
+        try:
+            self._setup(options, base)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, options: EdgeOptions, base: Settings) -> None:
         self.bundles = edge_bundles.select(
             options.models_dir or base.models_dir,
             self.state_dir / "models",
@@ -168,6 +196,7 @@ class EdgeRunner:
 
     def close(self) -> None:
         self.journal.close()
+        self._lock.close()
 
     def __enter__(self) -> EdgeRunner:
         return self

@@ -246,3 +246,12 @@ def _band(card: Path, b: int) -> None:
     from tests.edge.conftest import MICASENSE
 
     shutil.copy(MICASENSE / f"IMG_0001_{b}.tif", card / f"IMG_0001_{b}.tif")
+
+
+def test_one_runner_per_output_folder(tmp_path, edge_env):
+    out = tmp_path / "out"
+    with EdgeRunner(EdgeOptions(out=out), log=lambda m: None):
+        with pytest.raises(KhetError, match="already using"):
+            EdgeRunner(EdgeOptions(out=out), log=lambda m: None)
+    with EdgeRunner(EdgeOptions(out=out), log=lambda m: None):  # free again once closed
+        pass

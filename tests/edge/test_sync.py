@@ -179,8 +179,20 @@ def test_watch_syncs_when_the_network_is_there(tmp_path, use_test_models, fake, 
     write_geotiff(card / "west.tif", field_rgb(128, 128))
     out = tmp_path / "out"
     # No network: the capture is analyzed, the result waits in the outbox, the watcher goes on.
-    args = ["edge", "watch", str(card), "-o", str(out), "--once", "--settle", "0.2",
-            "--field", "1", "--token", "t0ken"]
+    args = [
+        "edge",
+        "watch",
+        str(card),
+        "-o",
+        str(out),
+        "--once",
+        "--settle",
+        "0.2",
+        "--field",
+        "1",
+        "--token",
+        "t0ken",
+    ]
     assert main([*args, "--server", "http://127.0.0.1:9"]) == 0
     assert "sync: Cannot reach the server" in capsys.readouterr().out
     with Journal(out) as j:
