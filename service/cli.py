@@ -70,6 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
         # A separate process: analysis is CPU-heavy and must not slow the API's event loop.
         worker = subprocess.Popen([sys.executable, "-m", "khet.service", "worker",
                                    "--workers", str(args.workers)])
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler that
+    # kills this process before `finally` stops the worker, leaving it orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(migrate=False), host=args.host, port=args.port,
                     log_level="info", proxy_headers=True)
