@@ -8,8 +8,10 @@ download needs the internet, which CI and field offices do not have.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,7 +87,8 @@ def server(tmp_path_factory) -> Iterator[Server]:
     srv.cli("user", "add", "other@example.org", "--role", "farmer", "--password", PASSWORD)
     proc = subprocess.Popen(
         [sys.executable, "-m", "khet.service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)  # its own process group: the worker goes with it at the end
     try:
         end = time.monotonic() + 60
         while True:
@@ -113,6 +116,8 @@ def server(tmp_path_factory) -> Iterator[Server]:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of this server's group still alive
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,12 @@ def flight(app, tmp_path):
     """A farmer with one analysed, georeferenced flight (run in-process)."""
     from tests.service.conftest import run_queued_jobs
 
+    out = _queued_flight(app, tmp_path)
+    run_queued_jobs()
+    return out
+
+
+def _queued_flight(app, tmp_path) -> dict:
     _user("farmer", "farmer@example.org")
     _login(app, "farmer@example.org")
     farm = app.post("/api/v1/farms", json={"name": "Chak 42"}).json()
@@ -65,8 +71,17 @@ def flight(app, tmp_path):
             headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
     fl = app.post(f"/api/v1/fields/{field['id']}/flights",
                   json={"uploads": [up["id"]], "captured_at": "2026-06-12T09:00:00"}).json()
-    run_queued_jobs()
     return {"farm": farm["id"], "field": field["id"], "flight": fl["id"]}
+
+
+def test_a_flight_being_analysed_shows_its_progress(app, tmp_path):
+    fl = _queued_flight(app, tmp_path)
+    r = app.get(f"/flights/{fl['flight']}")
+    assert r.status_code == 200
+    assert 'id="job-bar"' in r.text and "Waiting in the queue" in r.text
+    r = app.get(f"/flights/{fl['flight']}/report", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/flights/{fl['flight']}"
+    assert "Waiting in the queue" in app.get("/").text
 
 
 def test_logged_out_pages_go_to_login(app):
