@@ -1,0 +1,73 @@
+"""Splits by image: all tiles of one image fall on one side, so test scores measure new images.
+
+Images are stratified by a label per image (e.g. which plant class dominates it) and dealt out
+systematically inside each stratum after a seeded shuffle, so each side gets a similar mix.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from khet.datasets.tiles import CROP, WEED, TileSet
+
+
+def split_images(
+    ids: Sequence[str],
+    fractions: Mapping[str, float],
+    seed: int = 0,
+    strata: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Assign each image id to one side; ``fractions`` like {"train": .7, "val": .1, "test": .2}.
+
+    Ids are ordered by stratum then by a seeded shuffle, and each goes to the side furthest below
+    its quota, which spreads every stratum over the sides in proportion. Every side with a
+    positive fraction gets at least one image when there are enough images.
+    """
+    ids = sorted(set(ids))
+    names = list(fractions)
+    total = float(sum(fractions.values()))
+    if total <= 0 or any(f < 0 for f in fractions.values()):
+        raise ValueError("fractions must be >= 0 and sum to > 0")
+    share = {k: fractions[k] / total for k in names}
+    rng = random.Random(seed)
+    keys = {i: rng.random() for i in ids}
+    strata = strata or {}
+    order = sorted(ids, key=lambda i: (str(strata.get(i, "")), keys[i]))
+    out: dict[str, list[str]] = {k: [] for k in names}
+    # Small sides first: guarantee one image each where possible.
+    need = [k for k in sorted(names, key=lambda k: share[k]) if share[k] > 0]
+    for n, i in enumerate(order):
+        deficit = {k: share[k] * (n + 1) - len(out[k]) for k in names}
+        empty = [k for k in need if not out[k]]
+        if empty and len(order) - n <= len(empty):
+            side = empty[0]
+        else:
+            side = max(names, key=lambda k: (deficit[k], share[k]))
+        out[side].append(i)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def image_strata(tiles: TileSet, bins: int = 3) -> dict[str, str]:
+    """A stratum per image: the weed share of its plant tiles, in ``bins`` quantile bins."""
+    ids = sorted(set(tiles.image_ids.tolist()))
+    share = {}
+    for i in ids:
+        lab = tiles.labels[tiles.image_ids == i]
+        plant = int(np.sum(lab == CROP) + np.sum(lab == WEED))
+        share[i] = float(np.sum(lab == WEED)) / plant if plant else -1.0
+    values = np.array([share[i] for i in ids])
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if len(ids) >= bins else []
+    return {i: f"w{int(np.searchsorted(edges, share[i], side='right'))}" for i in ids}
+
+
+def assert_disjoint(split: Mapping[str, Sequence[str]]) -> None:
+    """Raise if any image id appears on two sides."""
+    seen: dict[str, str] = {}
+    for side, ids in split.items():
+        for i in ids:
+            if i in seen and seen[i] != side:
+                raise ValueError(f"image {i} is on both {seen[i]} and {side}")
+            seen[i] = side

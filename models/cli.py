@@ -1,0 +1,166 @@
+"""`khet train`, `khet export`, `khet evaluate`.
+
+torch is imported inside the handlers only, so `khet --help` works without the train extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from khet.errors import InputError, KhetError, ModelError
+
+_DATASETS = ("cwfid", "carrot_weed", "geotiff")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise KhetError(
+            "Training needs the train extra: pip install 'khet[train]' (torch, torchvision, onnx)."
+        ) from e
+
+
+def _config(args: argparse.Namespace):  # -> TrainConfig
+    from khet.models.train import TrainConfig
+
+    bands = tuple(b.strip() for b in args.bands.split(",")) if args.bands else None
+    return TrainConfig(
+        dataset=args.dataset,
+        data=Path(args.data),
+        arch=args.arch,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        scale=args.scale,
+        plant_min=args.plant_min,
+        epochs=args.epochs,
+        patience=args.patience,
+        epoch_tiles=args.epoch_tiles,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        max_images=args.max_images,
+        bands=bands,
+        extra={"command": "khet " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+    )
+
+
+def _check_geometry(args: argparse.Namespace) -> None:
+    stride = args.tile_size - args.overlap
+    if args.tile_size > 224 or stride <= 0 or stride % 16 or args.overlap % 2:
+        raise InputError(
+            "Tile size must be <= 224 and tile size minus overlap (the stride) a positive "
+            "multiple of 16, with an even overlap (e.g. --tile-size 128 --overlap 32)."
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    _need_torch()
+    _check_geometry(args)
+    from khet.models.train import run
+
+    path = run(_config(args), Path(args.output), Path(args.work_dir) if args.work_dir else None, _log)
+    _log(f"bundle: {path}\ncard:   {path.with_suffix('.md')}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Re-export a training checkpoint (written by `khet train --checkpoint`) to ONNX, and
+    optionally build the static INT8 variant."""
+    _need_torch()
+    import json
+
+    import torch
+
+    from khet.models.export import export_onnx, quantize_int8
+    from khet.models.nets import TileClassifier
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise InputError(f"Checkpoint {ckpt} does not exist.")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    meta = state["metadata"]
+    model = TileClassifier(state["arch"], state["bands"], state["classes"])
+    model.load_state_dict(state["state_dict"])
+    out = Path(args.output)
+    export_onnx(model, out, meta)
+    _log(f"wrote {out}")
+    if args.int8:
+        if not args.calibration:
+            raise InputError("--int8 needs --calibration tiles.npy (N x bands x tile x tile uint8).")
+        import numpy as np
+
+        calib = np.load(args.calibration)
+        q = quantize_int8(out, out.with_name(out.stem + ".int8.onnx"), calib)
+        _log(f"wrote {q}")
+    del json
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from khet.models.evaluate import evaluate_bundle
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise ModelError(f"Model file {model} does not exist.")
+    evaluate_bundle(
+        model, args.dataset, Path(args.data), Path(args.card) if args.card else None,
+        args.threads, _log,
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a tile classifier on labeled real data, export and evaluate it",
+        description="Train on labeled tiles (split by image), export an ONNX bundle, compare "
+        "fp32 and static INT8, ship the better one and write its model card.",
+    )
+    p.add_argument("--dataset", choices=_DATASETS, required=True)
+    p.add_argument("--data", required=True, help="dataset folder, e.g. ../shared/data/cwfid")
+    p.add_argument("-o", "--output", default="models/bundles", help="folder for bundle + card")
+    p.add_argument("--work-dir", help="folder for candidates (default out/train)")
+    p.add_argument("--arch", default="mobilenet_v3_small",
+                   choices=("mobilenet_v3_small", "efficientnet_b0", "resnet18"))
+    p.add_argument("--tile-size", type=int, default=128)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--scale", type=float, default=None,
+                   help="resample images before tiling (default: 0.5 carrot_weed, else 1)")
+    p.add_argument("--plant-min", type=float, default=0.05,
+                   help="plant share of a cell below which it is soil")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--epoch-tiles", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-images", type=int, default=None, help="reduced run: N images per side")
+    p.add_argument("--bands", help="geotiff: band names in order, e.g. red,green,blue")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser("export", help="export a training checkpoint to an ONNX bundle")
+    e.add_argument("checkpoint")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--int8", action="store_true", help="also write a static INT8 variant")
+    e.add_argument("--calibration", help=".npy of real uint8 tiles for INT8 calibration")
+    e.set_defaults(func=_export)
+
+    v = subparsers.add_parser(
+        "evaluate", help="score a bundle on its held-out test images and write its model card"
+    )
+    v.add_argument("model", help="bundle .onnx")
+    v.add_argument("--dataset", choices=("cwfid", "carrot_weed"), required=True)
+    v.add_argument("--data", required=True)
+    v.add_argument("--card", help="card path (default: beside the bundle, .md)")
+    v.add_argument("--threads", type=int, default=2)
+    v.set_defaults(func=_evaluate)

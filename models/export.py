@@ -1,0 +1,149 @@
+"""ONNX export of a trained TileClassifier, bundle metadata, and static INT8 quantization.
+
+A bundle is one self-contained .onnx file (no external data): input ``tiles`` uint8 NCHW with a
+dynamic batch axis, output ``probs``; the uint8 -> float cast and normalisation are in the graph.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from khet.errors import ModelError, OutputError
+from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME
+
+OPSET = 17
+
+
+def _tmp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def set_metadata(model_proto: object, meta: Mapping[str, str]) -> None:
+    """Replace the keys of ``meta`` in an ``onnx.ModelProto``'s metadata_props."""
+    props = model_proto.metadata_props  # type: ignore[attr-defined]
+    keep = [(p.key, p.value) for p in props if p.key not in meta]
+    del props[:]
+    for k, v in [*keep, *meta.items()]:
+        entry = props.add()
+        entry.key, entry.value = str(k), str(v)
+
+
+def save_model(model_proto: object, path: Path) -> Path:
+    """Write one .onnx file (no external data) atomically."""
+    import onnx
+
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        onnx.save_model(model_proto, str(tmp), save_as_external_data=False)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write {path} ({e.strerror}).") from e
+    return path
+
+
+def update_metadata(path: Path, meta: Mapping[str, str]) -> None:
+    import onnx
+
+    m = onnx.load_model(str(path))
+    set_metadata(m, meta)
+    save_model(m, path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    try:
+        m = onnx.load_model(str(path), load_external_data=False)
+    except Exception as e:
+        raise ModelError(f"{path} is not an ONNX model ({e}).") from e
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def export_onnx(model: object, path: Path, meta: Mapping[str, str]) -> Path:
+    """Export a ``TileClassifier`` (eval mode, CPU) to a single-file ONNX bundle."""
+    import onnx
+    import torch
+
+    model = model.eval()  # type: ignore[attr-defined]
+    bands = int(model.scale.shape[1])  # type: ignore[attr-defined]
+    size = int(meta["tile_size"])
+    example = torch.zeros((2, bands, size, size), dtype=torch.uint8)
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        proto = onnx.load_model(str(tmp))
+        onnx.checker.check_model(proto)
+        set_metadata(proto, meta)
+        save_model(proto, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class _TileReader:
+    """Feeds calibration tiles to onnxruntime.quantization in small batches."""
+
+    def __init__(self, tiles: np.ndarray, batch: int = 32) -> None:
+        self._batches = [tiles[i : i + batch] for i in range(0, len(tiles), batch)]
+        self._it = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        b = next(self._it, None)
+        return None if b is None else {INPUT_NAME: np.ascontiguousarray(b)}
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration_tiles: np.ndarray) -> Path:
+    """Static INT8 (QDQ, per-channel weights) calibrated on real training tiles."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    meta = read_metadata(fp32_path)
+    int8_path = Path(int8_path)
+    with tempfile.TemporaryDirectory() as d:
+        pre = Path(d) / "pre.onnx"
+        out = Path(d) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out),
+            _TileReader(calibration_tiles),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        proto = onnx.load_model(str(out))
+        set_metadata(proto, {**meta, "precision": "int8"})
+        save_model(proto, int8_path)
+    return int8_path

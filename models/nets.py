@@ -1,0 +1,73 @@
+"""Architectures: torchvision classifiers trained from scratch, first conv sized to the bands.
+
+Every model is wrapped in ``TileClassifier``, which takes raw uint8 NCHW tiles, scales them to
+[0, 1], normalises per band and returns softmax probabilities: exactly the graph a bundle
+carries, so the pipeline never re-implements preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from khet.models import compat  # noqa: F401  (must precede torchvision)
+import torchvision.models as tvm  # noqa: E402
+
+ARCHITECTURES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18")
+
+
+def _replace_first_conv(conv: nn.Conv2d, bands: int) -> nn.Conv2d:
+    return nn.Conv2d(
+        bands,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        bias=conv.bias is not None,
+    )
+
+
+def backbone(arch: str, bands: int, num_classes: int) -> nn.Module:
+    """A torchvision classifier with random weights (never downloaded), ``bands`` input channels."""
+    if arch == "mobilenet_v3_small":
+        m = tvm.mobilenet_v3_small(weights=None, num_classes=num_classes)
+        m.features[0][0] = _replace_first_conv(m.features[0][0], bands)
+    elif arch == "efficientnet_b0":
+        m = tvm.efficientnet_b0(weights=None, num_classes=num_classes)
+        m.features[0][0] = _replace_first_conv(m.features[0][0], bands)
+    elif arch == "resnet18":
+        m = tvm.resnet18(weights=None, num_classes=num_classes)
+        m.conv1 = _replace_first_conv(m.conv1, bands)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    return m
+
+
+class TileClassifier(nn.Module):
+    """uint8 tiles -> class probabilities (or logits for training)."""
+
+    def __init__(
+        self,
+        arch: str,
+        bands: int,
+        num_classes: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        mean_t = torch.tensor(list(mean) if mean is not None else [0.5] * bands)
+        std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
+        # Fold /255 and (x - mean) / std into one multiply-add: x * scale + shift.
+        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
+        self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
+        self.net = backbone(arch, bands, num_classes)
+
+    def logits(self, tiles: torch.Tensor) -> torch.Tensor:
+        x = tiles.to(torch.float32) * self.scale + self.shift
+        return self.net(x)
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(tiles), dim=1)

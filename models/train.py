@@ -1,0 +1,377 @@
+"""Training: real labeled tiles -> a TileClassifier, with a seed, class balancing, early stopping.
+
+``run`` is what ``khet train`` calls: prepare tiles (split by image), train with early stopping on
+the validation images, export fp32 ONNX, build a static INT8 candidate, evaluate both on the
+held-out test images, ship the better one to ``<out>/<name>.onnx`` and write the model card.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from khet.datasets.tiles import CLASS_COLORS, CLASS_NAMES, MIN_VALID, PLANT_MIN, TileSet
+from khet.errors import InputError
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str  # "cwfid", "carrot_weed" or "geotiff"
+    data: Path
+    arch: str = "mobilenet_v3_small"
+    tile_size: int = 128
+    overlap: int = 32
+    scale: float | None = None  # image resampling before tiling; None = the dataset's default
+    plant_min: float = PLANT_MIN
+    epochs: int = 30
+    patience: int = 6
+    epoch_tiles: int = 3000  # tiles drawn (class-balanced, with replacement) per epoch
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25  # only where the dataset has no official split
+    max_images: int | None = None  # reduced runs (tests): first N images per side
+    bands: tuple[str, ...] | None = None  # geotiff only
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """Tiles per side plus what the card needs to say about them."""
+
+    train: TileSet
+    val: TileSet
+    test: TileSet
+    split: dict[str, list[str]]
+    bands: tuple[str, ...]
+    name: str
+    scale: float
+    gsd_m: float | None
+    licence: str
+    split_note: str
+    baseline: Callable[[list[str]], dict[str, Any]] | None = None
+    baseline_name: str = ""
+
+
+# --- data ------------------------------------------------------------------------------------
+
+#: Estimated ground sample distance at scale 1 (metres per pixel); not stated in the data files.
+_GSD = {"cwfid": 0.0002, "carrot_weed": 0.0002}
+_DEFAULT_SCALE = {"cwfid": 1.0, "carrot_weed": 0.5, "geotiff": 1.0}
+
+
+def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
+    from khet.datasets import splits
+
+    data = Path(cfg.data)
+    if not data.is_dir():
+        raise InputError(f"Data folder {data} does not exist.")
+    scale = cfg.scale if cfg.scale is not None else _DEFAULT_SCALE.get(cfg.dataset, 1.0)
+    rule = {"plant_min": cfg.plant_min}
+    stride = cfg.tile_size - cfg.overlap
+    t0 = time.perf_counter()
+    if cfg.dataset == "cwfid":
+        from khet.datasets import cwfid
+        from khet.models.evaluate import index_baseline, ndvi
+
+        off = cwfid.official_split(data)
+        train_ids, test_ids = off["train"], off["test"]
+        if cfg.max_images:
+            train_ids, test_ids = train_ids[: cfg.max_images], test_ids[: cfg.max_images]
+        log(f"reading CWFID: {len(train_ids)} train + {len(test_ids)} test images")
+        alltrain = cwfid.load_tiles(data, train_ids, cfg.tile_size, cfg.overlap, **rule)
+        test = cwfid.load_tiles(data, test_ids, cfg.tile_size, cfg.overlap, **rule)
+        strata = splits.image_strata(alltrain)
+        tv = splits.split_images(
+            list(strata),
+            {"train": 1 - cfg.val_fraction, "val": cfg.val_fraction},
+            cfg.seed,
+            strata,
+        )
+        split = {**tv, "test": sorted(set(test.image_ids.tolist()))}
+        train, val = alltrain.select_images(tv["train"]), alltrain.select_images(tv["val"])
+
+        def baseline(ids: list[str]) -> dict[str, Any]:
+            nums = [int(i.split("-")[1]) for i in ids]
+            pairs = ((cwfid.read_image(data, i), cwfid.read_mask(data, i)) for i in nums)
+            return index_baseline(pairs, ndvi, stride, cfg.plant_min)
+
+        prep = Prepared(
+            train, val, test, split, cwfid.BANDS, "khet-rednir-cwfid", scale,
+            _GSD["cwfid"] / scale, cwfid.LICENCE,
+            "Official CWFID test split (20 images). Image 28 is listed on both sides of the "
+            "official split; it is kept in train only. Validation images for early stopping "
+            "are carved from the official train images (stratified by weed share, seeded).",
+            baseline, "NDVI",
+        )
+    elif cfg.dataset == "carrot_weed":
+        from khet.datasets import carrot_weed
+        from khet.models.evaluate import exg, index_baseline
+
+        stems = carrot_weed.image_ids(data)
+        if cfg.max_images:
+            stems = stems[: cfg.max_images]
+        log(f"reading Carrot-Weed: {len(stems)} images at scale {scale}")
+        alltiles = carrot_weed.load_tiles(data, stems, cfg.tile_size, cfg.overlap, scale, **rule)
+        strata = splits.image_strata(alltiles)
+        fr = {
+            "train": 1 - cfg.val_fraction - cfg.test_fraction,
+            "val": cfg.val_fraction,
+            "test": cfg.test_fraction,
+        }
+        split = splits.split_images(stems, fr, cfg.seed, strata)
+        train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
+
+        def baseline(ids: list[str]) -> dict[str, Any]:
+            pairs = (
+                (carrot_weed.read_image(data, s, scale), carrot_weed.read_mask(data, s, scale))
+                for s in ids
+            )
+            return index_baseline(pairs, exg, stride, cfg.plant_min)
+
+        prep = Prepared(
+            train, val, test, split, carrot_weed.BANDS, "khet-rgb-carrotweed", scale,
+            _GSD["carrot_weed"] / scale, carrot_weed.LICENCE,
+            f"Carrot-Weed has no official split: images split {fr} by image with seed "
+            f"{cfg.seed}, stratified by each image's weed share of plant tiles; no image has "
+            "tiles on two sides.",
+            baseline, "ExG",
+        )
+    elif cfg.dataset == "geotiff":
+        from khet.datasets import geotiff
+
+        if not cfg.bands:
+            raise InputError("Name the bands of your GeoTIFFs with --bands, e.g. red,green,blue.")
+        pairs = geotiff.find_pairs(data)
+        if len(pairs) < 3:
+            raise InputError(
+                f"{data} needs at least 3 labeled images (image.tif with image.labels.tif or "
+                "image.geojson beside it) to split into train, validation and test."
+            )
+        alltiles = TileSet.concat(
+            [
+                geotiff.load_tiles(img, lab, cfg.tile_size, cfg.overlap, cfg.bands, **rule)
+                for img, lab in pairs
+            ]
+        )
+        strata = splits.image_strata(alltiles)
+        fr = {
+            "train": 1 - cfg.val_fraction - cfg.test_fraction,
+            "val": cfg.val_fraction,
+            "test": cfg.test_fraction,
+        }
+        split = splits.split_images(sorted(strata), fr, cfg.seed, strata)
+        train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
+        gsd = geotiff.pixel_size_m(pairs[0][0])
+        prep = Prepared(
+            train, val, test, split, tuple(cfg.bands), f"khet-{'-'.join(cfg.bands)}-custom",
+            1.0, gsd, f"User data from {data}.",
+            f"Images split {fr} by image with seed {cfg.seed}.",
+        )
+    else:
+        raise InputError(f"Unknown dataset {cfg.dataset!r}: use cwfid, carrot_weed or geotiff.")
+    splits.assert_disjoint(prep.split)
+    for side in ("train", "val", "test"):
+        ts: TileSet = getattr(prep, side)
+        if len(ts) == 0:
+            raise InputError(f"No {side} tiles: too few labeled images.")
+        log(
+            f"  {side}: {len(prep.split[side])} images, {len(ts)} tiles, "
+            + ", ".join(f"{n} {c}" for n, c in zip(CLASS_NAMES, ts.class_counts(), strict=True))
+        )
+    log(f"  tiles ready in {time.perf_counter() - t0:.0f}s")
+    return prep
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def _band_stats(tiles: np.ndarray, seed: int) -> tuple[list[float], list[float]]:
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(tiles), size=min(len(tiles), 1000), replace=False)
+    x = tiles[np.sort(idx)].astype(np.float32) / 255.0
+    mean = x.mean(axis=(0, 2, 3))
+    std = x.std(axis=(0, 2, 3)) + 1e-3
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def predict_torch(model: Any, tiles: np.ndarray, batch: int = 256) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(tiles), batch):
+            out.append(model(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch]))).numpy())
+    return np.concatenate(out)
+
+
+def _augment_batch(x: Any, tf: Any, groups: int) -> Any:
+    """Augment a batch in ``groups`` chunks (each chunk shares random parameters): per-tile v2
+    calls cost more than the training step on 2 cores, per-chunk calls keep variety cheap."""
+    import torch
+
+    return torch.cat([tf(c) for c in x.chunk(groups)])
+
+
+def train_model(cfg: TrainConfig, prep: Prepared, log: Log = _stderr) -> tuple[Any, dict[str, Any]]:
+    """Train with class-balanced sampling + class-weighted loss; keep the best epoch on val."""
+    import torch
+
+    from khet.datasets.augment import train_transform
+    from khet.models.evaluate import scores
+    from khet.models.nets import TileClassifier
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    n_cls = len(CLASS_NAMES)
+    mean, std = _band_stats(prep.train.tiles, cfg.seed)
+    model = TileClassifier(cfg.arch, len(prep.bands), n_cls, mean, std)
+    counts = np.maximum(prep.train.class_counts(n_cls), 1).astype(np.float64)
+    # Half the rebalancing in the sampler, half in the loss: together inverse frequency.
+    inv_sqrt = counts**-0.5
+    sample_w = torch.from_numpy(inv_sqrt[prep.train.labels])
+    loss_w = torch.tensor(inv_sqrt / inv_sqrt.mean(), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=loss_w, label_smoothing=0.05)
+    tiles = torch.from_numpy(prep.train.tiles)
+    labels = torch.from_numpy(prep.train.labels)
+    tf = train_transform()
+    epoch_tiles = min(cfg.epoch_tiles, max(len(labels), cfg.batch_size))
+    steps = -(-epoch_tiles // cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, best_epoch, history = -1.0, None, 0, []
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        idx = torch.multinomial(sample_w, epoch_tiles, replacement=True, generator=gen)
+        total, n = 0.0, 0
+        for b in idx.split(cfg.batch_size):
+            x = _augment_batch(tiles[b], tf, groups=8)
+            loss = loss_fn(model.logits(x), labels[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(b)
+            n += len(b)
+        pred = predict_torch(model, prep.val.tiles).argmax(1)
+        val = scores(prep.val.labels, pred)
+        improved = val["macro_f1"] > best
+        if improved:
+            best, best_epoch = val["macro_f1"], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        history.append({"epoch": epoch, "loss": round(total / n, 4), "val_macro_f1": val["macro_f1"]})
+        log(
+            f"epoch {epoch:2d}/{cfg.epochs}  loss {total / n:.3f}  val macro-F1 "
+            f"{val['macro_f1']:.3f}{'  *best' if improved else ''}  "
+            f"[{time.perf_counter() - t0:.0f}s]"
+        )
+        if epoch - best_epoch >= cfg.patience:
+            log(f"early stop: no val improvement for {cfg.patience} epochs")
+            break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    info = {
+        "best_epoch": best_epoch,
+        "best_val_macro_f1": best,
+        "epochs_run": len(history),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "history": history,
+        "mean": mean,
+        "std": std,
+    }
+    return model, info
+
+
+# --- the whole command -----------------------------------------------------------------------
+
+
+def bundle_metadata(cfg: TrainConfig, prep: Prepared, info: dict[str, Any]) -> dict[str, str]:
+    from khet.datasets.tiles import label_rule_text
+    from khet.vision.bundle import BundleInfo, ClassInfo
+
+    bands = ",".join(prep.bands)
+    scale_note = (
+        f" Images were resampled by {prep.scale} before tiling." if prep.scale != 1.0 else ""
+    )
+    desc = (
+        f"Classifies {cfg.tile_size} px tiles of top-down {bands} imagery into soil, crop and "
+        f"weed ({cfg.arch}, trained from scratch on {prep.licence.split(' (')[0]}).{scale_note} "
+        "Trained at close range (millimetres per pixel): on drone imagery at centimetres per "
+        "pixel treat it as unvalidated."
+    )
+    bi = BundleInfo(
+        name=prep.name,
+        version="1.0.0",
+        classes=tuple(ClassInfo(n, c) for n, c in zip(CLASS_NAMES, CLASS_COLORS, strict=True)),
+        bands=prep.bands,
+        tile_size=cfg.tile_size,
+        overlap=cfg.overlap,
+        gsd_m=prep.gsd_m,
+        label_rule=label_rule_text(cfg.plant_min, MIN_VALID),
+        training_data=prep.licence + " " + prep.split_note,
+        description=desc,
+        precision="fp32",
+        metrics={},
+    )
+    meta = bi.to_metadata()
+    train_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    train_cfg.pop("data", None)
+    meta["khet_split"] = json.dumps(prep.split)
+    meta["khet_train"] = json.dumps(
+        {
+            **train_cfg,
+            "scale": prep.scale,
+            "best_epoch": info.get("best_epoch"),
+            "best_val_macro_f1": info.get("best_val_macro_f1"),
+            "train_seconds": info.get("seconds"),
+        }
+    )
+    return meta
+
+
+def run(cfg: TrainConfig, out_dir: Path, work_dir: Path | None = None, log: Log = _stderr) -> Path:
+    """Train, export, quantize, evaluate, choose fp32 or int8, write bundle + card."""
+    from khet.models import evaluate as ev
+    from khet.models.export import export_onnx
+
+    out_dir = Path(out_dir)
+    prep = prepare(cfg, log)
+    model, info = train_model(cfg, prep, log)
+    log(f"best epoch {info['best_epoch']} (val macro-F1 {info['best_val_macro_f1']:.3f})")
+    work = Path(work_dir) if work_dir else Path("out") / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    meta = bundle_metadata(cfg, prep, info)
+    fp32 = export_onnx(model, work / f"{prep.name}.fp32.onnx", meta)
+    log(f"exported {fp32}")
+    report = ev.evaluate_and_choose(fp32, prep, cfg, info, out_dir, work, log)
+    return report
+
+
+def describe_env() -> str:
+    return f"Python {platform.python_version()}, {platform.machine()}"
