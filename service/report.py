@@ -265,7 +265,7 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
     nz = [i for i, c in enumerate(counts) if c > 0]
     a, b = max(0, nz[0] - 1), min(len(counts), nz[-1] + 2)
     edges, counts = edges[a:b + 1], counts[a:b]
-    width, height, pad_l, pad_b, pad_t = 460, 180, 10, 34, 10
+    width, height, pad_l, pad_b, pad_t = 460, 190, 26, 34, 20
     plot_w, plot_h = width - 2 * pad_l, height - pad_b - pad_t
     lo, hi = float(edges[0]), float(edges[-1])
     span = (hi - lo) or 1.0
@@ -293,8 +293,10 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
     med = stats.get("median")
     if isinstance(med, int | float) and lo <= med <= hi:
         x = pad_l + (med - lo) / span * plot_w
-        parts.append(f'<line x1="{x:.1f}" y1="{pad_t}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
-                     f'class="median"/><text x="{x + 4:.1f}" y="{pad_t + 12}" '
+        right = x > width * 0.6  # keep the label inside the chart
+        parts.append(f'<line x1="{x:.1f}" y1="{pad_t - 8}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
+                     f'class="median"/><text x="{x - 5 if right else x + 5:.1f}" y="{pad_t - 6}" '
+                     f'text-anchor="{"end" if right else "start"}" '
                      f'class="chart-tick median-label">{_esc(median_label)} {med:.2f}</text>')
     parts.append("</svg>")
     return "".join(parts)
