@@ -17,6 +17,7 @@ class ServiceSettings(BaseSettings):
     queue_name: str = Field("khet", description="Huey queue name (one per deployment)")
     session_days: int = Field(14, ge=1, description="How long a web session lasts")
     cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only")
+    tile_cache: int = Field(1024, ge=0, description="Rendered map tiles kept in memory; 0 = off")
     max_attempts: int = Field(3, ge=1, description="A job re-queued after a dead worker this often, then failed")
 
 

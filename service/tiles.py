@@ -79,11 +79,12 @@ class _TileCache:
     0 turns it off."""
 
     def __init__(self) -> None:
-        import os
         import threading
         from collections import OrderedDict
 
-        self.size = int(os.environ.get("KHET_TILE_CACHE", "1024"))
+        from khet.service.config import service_settings
+
+        self.size = service_settings().tile_cache
         self.items: OrderedDict[tuple, bytes] = OrderedDict()
         self.lock = threading.Lock()
 
