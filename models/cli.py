@@ -137,9 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="resample images before tiling (default: 0.5 carrot_weed, else 1)")
     p.add_argument("--plant-min", type=float, default=0.05,
                    help="plant share of a cell below which it is soil")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--patience", type=int, default=6)
-    p.add_argument("--epoch-tiles", type=int, default=3000)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--epoch-tiles", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

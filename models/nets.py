@@ -42,6 +42,12 @@ def backbone(arch: str, bands: int, num_classes: int) -> nn.Module:
         m.conv1 = _replace_first_conv(m.conv1, bands)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    # torchvision's MobileNetV3/EfficientNet use BatchNorm momentum 0.01, tuned for long
+    # ImageNet schedules; a short from-scratch run never settles the running statistics, and
+    # eval-mode outputs collapse. 0.1 (PyTorch's default) tracks them within an epoch.
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.momentum = 0.1
     return m
 
 
