@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
 
 
 def register(subparsers) -> None:
@@ -68,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     worker = None
     if not args.no_worker:
         # A separate process: analysis is CPU-heavy and must not slow the API's event loop.
-        worker = subprocess.Popen([sys.executable, "-m", "khet.service", "worker",
+        worker = subprocess.Popen([sys.executable, "-m", "khet.cli", "worker",
                                    "--workers", str(args.workers)])
     # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler that
     # kills this process before `finally` stops the worker, leaving it orphaned.
@@ -160,19 +159,3 @@ def _token_create(args: argparse.Namespace) -> int:
         token, _ = make_token(db, _find_user(db, args.email), args.name)
     print(token)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (`python -m khet.service ...`), same commands and error handling as khet."""
-    from khet.errors import KhetError
-
-    parser = argparse.ArgumentParser(prog="khet")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KhetError as e:
-        print(f"khet: {e.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

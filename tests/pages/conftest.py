@@ -51,7 +51,7 @@ class Server:
     users: dict[str, str] = field(default_factory=dict)
 
     def cli(self, *args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "khet.service", *args], cwd=ROOT, env=self.env,
+        r = subprocess.run([sys.executable, "-m", "khet.cli", *args], cwd=ROOT, env=self.env,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout
@@ -86,7 +86,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
             "--name", "Imran (extension)")
     srv.cli("user", "add", "other@example.org", "--role", "farmer", "--password", PASSWORD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "khet.service", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "khet.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)  # its own process group: the worker goes with it at the end
     try:

@@ -34,7 +34,7 @@ def _job(flight_id: int) -> dict:
 
 
 def _start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "khet.service", "worker"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "khet.cli", "worker"], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
