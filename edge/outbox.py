@@ -105,6 +105,10 @@ class SyncReport:
         return "sync: " + ", ".join(parts)
 
 
+class Unreachable(KhetError):
+    """No network, or the server failing: everything waits for the next sync."""
+
+
 class _Client:
     """The service's upload and flight endpoints; errors become `KhetError`s."""
 
@@ -128,7 +132,7 @@ class _Client:
         try:
             r = self.http.request(method, API + url, **kw)
         except httpx.HTTPError as e:
-            raise KhetError(
+            raise Unreachable(
                 f"Cannot reach the server at {self.server} ({type(e).__name__}); the results stay "
                 "in the outbox: run `khet edge sync` again when the network is back."
             ) from e
@@ -153,6 +157,11 @@ class _Client:
                 raise NotFoundError(f"The server has no {url.split('/')[1][:-1]} {url} ({detail}).")
             if r.status_code == 413:
                 raise TooLargeError(f"The server refused a file as too large ({detail}).")
+            if r.status_code >= 500:
+                raise Unreachable(
+                    f"The server has a problem ({r.status_code}: {detail}); the results stay in "
+                    "the outbox: run `khet edge sync` again later."
+                )
             raise KhetError(f"The server answered {r.status_code} to {method} {url}: {detail}.")
         return r.status_code, body
 
@@ -243,7 +252,9 @@ def sync(
                 journal.set_outbox(name, field=str(fld))
             try:
                 flight = _send(client, journal, out_dir, item, str(fld), chunk)
-            except (NotFoundError, TooLargeError) as e:  # this entry's problem; others may go
+            except (Unreachable, AuthError):  # nothing can be sent now
+                raise
+            except KhetError as e:  # this entry's problem (refused, missing): the others may go
                 journal.set_outbox(name, message=e.message)
                 report.failed[name] = e.message
                 if log:

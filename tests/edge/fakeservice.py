@@ -117,6 +117,7 @@ class FakeService:
         self.requests: list[tuple[str, str]] = []
         self.appended = 0
         self.fields = {"1", "7"}
+        self.reject: set[str] = set()  # client_ids whose flight is refused (422)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -186,6 +187,8 @@ class FakeService:
                 if m:
                     if m.group(1) not in fake.fields:
                         return self._send(404, {"error": "not_found", "message": "no such field"})
+                    if body["client_id"] in fake.reject:
+                        return self._send(422, {"error": "bad_input", "message": "bad summary"})
                     k = (m.group(1), body["client_id"])
                     if k in fake.flights:
                         return self._send(200, fake.flights[k])

@@ -201,3 +201,21 @@ def test_watch_syncs_when_the_network_is_there(tmp_path, use_test_models, fake, 
     assert main([*args, "--server", fake.url]) == 0
     assert "west: sent as flight 1 of field 1" in capsys.readouterr().out
     assert list(fake.flights) == [("1", next(iter(fake.flights.values()))["client_id"])]
+
+
+def test_a_refused_capture_does_not_block_the_others(outbox, fake, capsys):
+    with Journal(outbox) as j:
+        first = j.pending()[0]
+    fake.reject.add(first["client_id"])
+    assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]) == 2
+    captured = capsys.readouterr()
+    assert "1 flight(s) sent" in captured.out
+    assert f"khet: {first['capture']}: The server answered 422" in captured.err
+    with Journal(outbox) as j:
+        assert [p["capture"] for p in j.pending()] == [first["capture"]]  # kept, with its message
+        assert (
+            "bad summary" in next(i for i in j.outbox_items() if i["state"] == "pending")["message"]
+        )
+    fake.reject.clear()  # fixed on the server: the next sync sends it, and only it
+    assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]) == 0
+    _check(fake, outbox)
