@@ -54,6 +54,8 @@ def mount(app) -> None:
     import xstatic.pkg.leaflet as leaflet
     from fastapi.staticfiles import StaticFiles
 
+    app.add_exception_handler(_LoginRequired, lambda request, exc: _to_login(request))
+    app.add_exception_handler(_PageNotFound, lambda request, exc: _not_found(request, exc.user))
     app.mount("/static/khet", StaticFiles(directory=str(STATIC / "khet")), name="khet-static")
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
 
@@ -83,6 +85,44 @@ def _to_login(request: Request) -> RedirectResponse:
 
 def _not_found(request: Request, user: User | None) -> HTMLResponse:
     return _render(request, "error.html", {}, status=404, user=user)
+
+
+class _LoginRequired(Exception):
+    """A page asked for by someone not logged in: answered with a redirect to /login."""
+
+
+class _PageNotFound(Exception):
+    """Not there or not theirs: the HTML twin of the API's 404 (ids cannot be probed)."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+
+def page_user(user: OptionalUser) -> User:
+    if user is None:
+        raise _LoginRequired()
+    return user
+
+
+PageUser = Annotated[User, Depends(page_user)]
+
+
+def page_field(field_id: int, user: PageUser, db: DB) -> Field:
+    try:
+        return get_field(db, user, field_id)
+    except NotFoundError:
+        raise _PageNotFound(user) from None
+
+
+def page_flight(flight_id: int, user: PageUser, db: DB) -> Flight:
+    try:
+        return get_flight(db, user, flight_id)
+    except NotFoundError:
+        raise _PageNotFound(user) from None
+
+
+PageField = Annotated[Field, Depends(page_field)]
+PageFlight = Annotated[Flight, Depends(page_flight)]
 
 
 def _safe_next(target: str | None) -> str:
@@ -163,9 +203,7 @@ def logout() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
+def dashboard(request: Request, user: PageUser, db: DB) -> Response:
     limits = thresholds(db, user)
     farms = []
     for farm in db.scalars(visible_farms(user).order_by(Farm.name, Farm.id)):
@@ -179,9 +217,7 @@ def dashboard(request: Request, user: OptionalUser, db: DB) -> Response:
 
 
 @router.post("/settings/visit")
-async def save_thresholds(request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
+async def save_thresholds(request: Request, user: PageUser, db: DB) -> Response:
     form = await request.form()
     limits = thresholds(db, user)
     for key, name in (("weed_share", "weed"), ("low_vigour_share", "low")):
@@ -209,13 +245,7 @@ def _done(flight: Flight) -> bool:
 
 
 @router.get("/fields/{field_id}", response_class=HTMLResponse)
-def field_page(field_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        field = get_field(db, user, field_id)
-    except NotFoundError:
-        return _not_found(request, user)
+def field_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
     flights = list(db.scalars(select(Flight).where(Flight.field_id == field.id)
                               .order_by(Flight.id.desc())))
     rows = [{"flight": f, "status": _status(f), "date": rp.flight_date(f),
@@ -229,13 +259,7 @@ def field_page(field_id: int, request: Request, user: OptionalUser, db: DB) -> R
 
 
 @router.get("/fields/{field_id}/upload", response_class=HTMLResponse)
-def upload_page(field_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        field = get_field(db, user, field_id)
-    except NotFoundError:
-        return _not_found(request, user)
+def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
     return _render(request, "upload.html", {"field": field}, user=user)
 
 
@@ -272,13 +296,7 @@ def _results_dir(flight: Flight) -> Path:
 
 
 @router.get("/flights/{flight_id}", response_class=HTMLResponse)
-def flight_page(flight_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        flight = get_flight(db, user, flight_id)
-    except NotFoundError:
-        return _not_found(request, user)
+def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     t = Translator(_lang(request))
     status = _status(flight)
     summary = flight.summary or {}
@@ -323,13 +341,7 @@ def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> d
 
 
 @router.get("/flights/{flight_id}/report", response_class=HTMLResponse)
-def report_page(flight_id: int, request: Request, user: OptionalUser, db: DB) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        flight = get_flight(db, user, flight_id)
-    except NotFoundError:
-        return _not_found(request, user)
+def report_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     if not _done(flight):
         return RedirectResponse(f"/flights/{flight.id}", status_code=303)
     ctx = _report_context(request, flight, _lang(request), pdf=False)
@@ -337,14 +349,8 @@ def report_page(flight_id: int, request: Request, user: OptionalUser, db: DB) ->
 
 
 @router.get("/flights/{flight_id}/report.pdf")
-def report_pdf(flight_id: int, request: Request, user: OptionalUser, db: DB,
+def report_pdf(flight: PageFlight, request: Request, user: PageUser, db: DB,
                lang: Annotated[str | None, Query(max_length=8)] = None) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        flight = get_flight(db, user, flight_id)
-    except NotFoundError:
-        return _not_found(request, user)
     if not _done(flight):
         return RedirectResponse(f"/flights/{flight.id}", status_code=303)
     language = pick_language(lang or request.cookies.get(LANG_COOKIE))
@@ -362,15 +368,9 @@ def report_pdf(flight_id: int, request: Request, user: OptionalUser, db: DB,
 
 
 @router.get("/fields/{field_id}/compare", response_class=HTMLResponse)
-def compare_page(field_id: int, request: Request, user: OptionalUser, db: DB,
+def compare_page(field: PageField, request: Request, user: PageUser, db: DB,
                  a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
                  b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
-    if user is None:
-        return _to_login(request)
-    try:
-        field = get_field(db, user, field_id)
-    except NotFoundError:
-        return _not_found(request, user)
     t = Translator(_lang(request))
     done = [f for f in db.scalars(select(Flight).where(Flight.field_id == field.id)
                                   .order_by(Flight.id)) if _done(f)]
