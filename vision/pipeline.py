@@ -355,17 +355,17 @@ def _read_strip(
     s, m, tile = grid.stride, grid.margin, grid.tile
     win = Window(c0 * s - m, r * s - m, n * s + grid.overlap, tile)
     data, valid = scene.read(win, read_bands)
-    model_data = to_model(data[pos_model])
+    model_data = to_model(_take(data, pos_model))
     # Tiles: n windows of `tile` px, `s` apart, along the strip.
     tiles = np.stack([model_data[:, :, k * s : k * s + tile] for k in range(n)])
     core = valid[m : m + s, m : m + n * s]
-    share = core.reshape(s, n, s).mean(axis=(0, 2))
+    share = core.reshape(s, n, s).sum(axis=(0, 2), dtype=np.int32) / float(s * s)
     if clip_cells is not None:
         share = np.where(clip_cells[r, c0 : c0 + n], share, 0.0)
     means = np.full((n, max(len(index_list), 1)), np.nan, np.float32)
     if index_list:
         # Index pixels of the cells' cores only, at 1/step resolution.
-        core_bands = data[pos_idx][:, m : m + s, m : m + n * s]
+        core_bands = _take(data, pos_idx)[:, m : m + s, m : m + n * s]
         core_valid = core.copy()
         if clip_cells is not None:
             for k in np.flatnonzero(~clip_cells[r, c0 : c0 + n]):
@@ -379,7 +379,9 @@ def _read_strip(
             hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
             core_bands = np.stack(
                 [
-                    cv2.resize(b.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
+                    # Average in the sensor's own integer type (cv2 does uint8/uint16), then
+                    # convert the step^2-times smaller result to float.
+                    cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA).astype(np.float32)
                     for b in core_bands
                 ]
             )
@@ -403,3 +405,10 @@ def _read_strip(
         out = np.where(np.isfinite(values), values, vi.NODATA).astype(np.float32)
         scratch.write(out, window=Window(c0 * s // step, r * s // step, out.shape[2], out.shape[1]))
     return Strip(r, c0, tiles, share, means)
+
+
+def _take(data: np.ndarray, positions: list[int]) -> np.ndarray:
+    """Bands at `positions`: a view when they are consecutive (the usual case), else a copy."""
+    if positions and positions == list(range(positions[0], positions[0] + len(positions))):
+        return data[positions[0] : positions[0] + len(positions)]
+    return data[positions]
