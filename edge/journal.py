@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     field TEXT,
     client_id TEXT NOT NULL,
     captured_at TEXT,
+    bands TEXT,                    -- JSON list given with --bands, sent with the imagery
     state TEXT NOT NULL,           -- pending, synced
     flight_id TEXT,
     message TEXT,
@@ -89,6 +90,9 @@ class Journal:
             self._db = sqlite3.connect(self.state_dir / DB_NAME, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            if "bands" not in cols:  # a state file from before the column
+                self._db.execute("ALTER TABLE outbox ADD COLUMN bands TEXT")
         except (OSError, sqlite3.Error) as e:
             raise OutputError(f"Cannot keep the edge state in {self.state_dir} ({e}).") from e
         self._db.row_factory = sqlite3.Row
@@ -179,13 +183,14 @@ class Journal:
             if outbox is not None:
                 db.execute("DELETE FROM outbox_files WHERE capture = ?", (rec.name,))
                 db.execute(
-                    "INSERT OR REPLACE INTO outbox (capture, field, client_id, captured_at, state,"
-                    " updated) VALUES (?, ?, ?, ?, 'pending', ?)",
+                    "INSERT OR REPLACE INTO outbox (capture, field, client_id, captured_at,"
+                    " bands, state, updated) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
                     (
                         rec.name,
                         rec.field,
                         outbox["client_id"],
                         outbox.get("captured_at"),
+                        json.dumps(outbox["bands"]) if outbox.get("bands") else None,
                         time.time(),
                     ),
                 )

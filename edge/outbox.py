@@ -22,6 +22,7 @@ second flight; the field is recorded before the flight is posted, so a retry goe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -296,6 +297,8 @@ def _send(
     body: dict[str, Any] = {"uploads": imagery, "client_id": item["client_id"], "results": ids}
     if item.get("captured_at"):
         body["captured_at"] = item["captured_at"]
+    if imagery and item.get("bands"):
+        body["bands"] = json.loads(item["bands"])
     _, flight = client.call("POST", f"/fields/{fld}/flights", json=body)
     return str(flight.get("id", ""))
 

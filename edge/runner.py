@@ -281,6 +281,7 @@ class EdgeRunner:
             entry = outbox.stage(
                 self.out, name, dest, cap.files if self.options.with_imagery else [], summary
             )
+            entry["bands"] = self.options.bands
         except KhetError as e:
             self.journal.fail(cap.key, e.message)
             self.log(f"{name}: failed: {e.message}")

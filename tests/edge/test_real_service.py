@@ -128,7 +128,21 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
     write_geotiff(src / "plot2.tif", field_rgb(192, 256, seed=6))
     out = tmp_path / "out"
     assert (
-        main(["edge", "run", str(src), "-o", str(out), "--field", field_id, "--with-imagery"]) == 0
+        main(
+            [
+                "edge",
+                "run",
+                str(src),
+                "-o",
+                str(out),
+                "--field",
+                field_id,
+                "--with-imagery",
+                "--bands",
+                "red,green,blue",
+            ]
+        )
+        == 0
     )
     with Journal(out) as j:
         local = {
@@ -150,7 +164,7 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
     def lose_flight_reply(self, method, path, **kw):
         answer = real_call(self, method, path, **kw)
         if path.endswith("/flights"):
-            raise KhetError("Cannot reach the server (reply lost)")
+            raise outbox.Unreachable("Cannot reach the server (reply lost)")
         return answer
 
     auth = {"Authorization": f"Bearer {token}"}
@@ -172,6 +186,7 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
         flight = by_client[files["summary.json"]]  # client_id is the summary's sha256
         assert flight["source"] == "edge"
         assert flight["inputs"] == [f"{name}.tif"]
+        assert flight["bands"] == ["red", "green", "blue"]
         for result in ("summary.json", "zones.geojson", "classes.tif"):
             r = httpx.get(f"{url}/api/v1/flights/{flight['id']}/results/{result}", headers=auth)
             assert r.status_code == 200, r.text
