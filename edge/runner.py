@@ -14,8 +14,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,22 +112,6 @@ def fingerprint(files: Sequence[Path]) -> str:
     return "|".join(parts)
 
 
-@contextmanager
-def _models_dir(path: Path) -> Iterator[None]:
-    """Point the pipeline's bundle choice at the verified copies (process-wide; restored)."""
-    old = os.environ.get("KHET_MODELS_DIR")
-    os.environ["KHET_MODELS_DIR"] = str(path)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("KHET_MODELS_DIR", None)
-        else:
-            os.environ["KHET_MODELS_DIR"] = old
-        get_settings.cache_clear()
-
-
 def _lock(path: Path):
     """One runner per output folder: two would analyze the same capture twice."""
     import fcntl
@@ -189,7 +172,10 @@ class EdgeRunner:
             bands=nb,
         )
         resources.apply_process_limits(self.plan)
-        self.settings = self.plan.settings(base)
+        # The pipeline chooses among the verified copies, not the folder they came from.
+        self.settings = self.plan.settings(base).model_copy(
+            update={"models_dir": self.state_dir / "models"}
+        )
         self.peak_mb = resources.rss_mb()
         self.last_peak_mb = self.peak_mb
         self._recover()
@@ -263,7 +249,7 @@ class EdgeRunner:
         guard = resources.MemoryGuard(self.plan.max_memory_mb, progress)
         single = self.bundles[0].path if len(self.bundles) == 1 else None
         try:
-            with guard, _models_dir(self.state_dir / "models"):
+            with guard:
                 summary = analyze(
                     cap.files,
                     dest,

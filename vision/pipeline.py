@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
-from khet.vision import maps
+from khet.vision import maps, memory
 from khet.vision.bundle import Bundle, choose_bundle
 from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import Scene, open_scene
@@ -100,10 +100,13 @@ def analyze(
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
+    memory.tune_once()
     started = time.perf_counter()
     scene = open_scene(inputs, bands=bands, settings=settings)
     with scene:
-        bundle = choose_bundle(scene.bands, model=model, threads=settings.threads)
+        bundle = choose_bundle(
+            scene.bands, model=model, models_dir=settings.models_dir, threads=settings.threads
+        )
         info = bundle.info
         tile = tile_size or info.tile_size
         ov = info.overlap if overlap is None else overlap
