@@ -144,9 +144,12 @@ def run_job(job_id: int) -> None:
     try:
         summary = analyze(inputs if len(inputs) > 1 else inputs[0], work, bands=bands, clip=clip,
                           progress=progress, title=title)
-        results = fdir / "results"
-        storage.remove_tree(results)
+        # Swap by renames: a crash in between leaves the old results in .old-*, never nothing.
+        results, previous = fdir / "results", fdir / f".old-results-{job_id}"
+        if results.exists():
+            os.replace(results, previous)
         os.replace(work, results)
+        storage.remove_tree(previous)
     except KhetError as e:
         beat.stop.set()
         storage.remove_tree(work)
