@@ -73,11 +73,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Re-export a training checkpoint (written by `khet train --checkpoint`) to ONNX, and
-    optionally build the static INT8 variant."""
+    """Re-export a training checkpoint (`khet train` writes <work-dir>/<name>.pt) to an ONNX
+    bundle, and optionally its static INT8 variant calibrated on the checkpoint's real tiles."""
     _need_torch()
-    import json
-
     import torch
 
     from khet.models.export import export_onnx, quantize_int8
@@ -94,14 +92,8 @@ def _export(args: argparse.Namespace) -> int:
     export_onnx(model, out, meta)
     _log(f"wrote {out}")
     if args.int8:
-        if not args.calibration:
-            raise InputError("--int8 needs --calibration tiles.npy (N x bands x tile x tile uint8).")
-        import numpy as np
-
-        calib = np.load(args.calibration)
-        q = quantize_int8(out, out.with_name(out.stem + ".int8.onnx"), calib)
+        q = quantize_int8(out, out.with_name(out.stem + ".int8.onnx"), state["calibration"])
         _log(f"wrote {q}")
-    del json
     return 0
 
 
@@ -148,11 +140,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bands", help="geotiff: band names in order, e.g. red,green,blue")
     p.set_defaults(func=_train)
 
-    e = subparsers.add_parser("export", help="export a training checkpoint to an ONNX bundle")
+    e = subparsers.add_parser(
+        "export", help="export a training checkpoint (out/train/<name>.pt) to an ONNX bundle"
+    )
     e.add_argument("checkpoint")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--int8", action="store_true", help="also write a static INT8 variant")
-    e.add_argument("--calibration", help=".npy of real uint8 tiles for INT8 calibration")
     e.set_defaults(func=_export)
 
     v = subparsers.add_parser(

@@ -395,10 +395,38 @@ def run(cfg: TrainConfig, out_dir: Path, work_dir: Path | None = None, log: Log 
     work = Path(work_dir) if work_dir else Path("out") / "train"
     work.mkdir(parents=True, exist_ok=True)
     meta = bundle_metadata(cfg, prep, info)
+    save_checkpoint(work / f"{prep.name}.pt", model, cfg, prep, meta)
     fp32 = export_onnx(model, work / f"{prep.name}.fp32.onnx", meta)
     log(f"exported {fp32}")
     report = ev.evaluate_and_choose(fp32, prep, cfg, info, out_dir, work, log)
     return report
+
+
+def calibration_tiles(prep: Prepared, seed: int, n: int = 512) -> np.ndarray:
+    """Real training tiles (natural class mix) for static INT8 calibration."""
+    rng = np.random.default_rng(seed)
+    return prep.train.tiles[np.sort(rng.choice(len(prep.train), min(n, len(prep.train)), False))]
+
+
+def save_checkpoint(
+    path: Path, model: Any, cfg: TrainConfig, prep: Prepared, meta: dict[str, str]
+) -> Path:
+    """Weights + everything `khet export` needs to rebuild the bundle (incl. calibration tiles)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "arch": cfg.arch,
+            "bands": len(prep.bands),
+            "classes": len(CLASS_NAMES),
+            "state_dict": model.state_dict(),
+            "metadata": meta,
+            "calibration": calibration_tiles(prep, cfg.seed),
+        },
+        path,
+    )
+    return path
 
 
 def describe_env() -> str:

@@ -13,8 +13,16 @@ import pytest
 
 from khet.datasets.tiles import SOIL
 from khet.models.evaluate import onnx_predict, onnx_session, scores, soil_vs_plant
-from khet.models.export import export_onnx, quantize_int8, read_metadata
-from khet.models.train import TrainConfig, bundle_metadata, predict_torch, prepare, train_model
+from khet.cli import main
+from khet.models.export import export_onnx, read_metadata
+from khet.models.train import (
+    TrainConfig,
+    bundle_metadata,
+    predict_torch,
+    prepare,
+    save_checkpoint,
+    train_model,
+)
 from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME, BundleInfo
 
 
@@ -64,7 +72,18 @@ def test_onnx_matches_torch_on_real_tiles(trained, tmp_path):
     assert info_back.tile_size == 128 and info_back.overlap == 32
     assert "central" in info_back.label_rule
 
-    q = quantize_int8(path, tmp_path / "b.int8.onnx", prep.train.tiles[:64])
+
+
+def test_export_command_rebuilds_bundle_and_int8(trained, tmp_path):
+    cfg, prep, model, info = trained
+    meta = bundle_metadata(cfg, prep, info)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, cfg, prep, meta)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(ckpt), "-o", str(out), "--int8"]) == 0
+    tiles = prep.test.tiles[:64]
+    ref = predict_torch(model, tiles)
+    assert np.abs(onnx_predict(onnx_session(out), tiles) - ref).max() < 1e-4
+    q = out.with_name("m.int8.onnx")
     qmeta = read_metadata(q)
     assert qmeta["precision"] == "int8" and qmeta["bands"] == "red,nir"
     qp = onnx_predict(onnx_session(q), tiles)

@@ -1,0 +1,52 @@
+"""The committed bundles follow the contract the pipeline reads (vision/bundle.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from khet.vision.bundle import Bundle, choose_bundle
+
+BUNDLES = Path(__file__).resolve().parents[2] / "models" / "bundles"
+EXPECTED = {
+    "khet-rgb-carrotweed": ("red", "green", "blue"),
+    "khet-rednir-cwfid": ("red", "nir"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bundle_contract(name):
+    path = BUNDLES / f"{name}.onnx"
+    assert path.is_file(), f"{path} missing: train it with khet train"
+    assert path.stat().st_size < 10e6
+    b = Bundle(path, threads=1)
+    info = b.info
+    assert info.name == name and info.bands == EXPECTED[name]
+    assert [(c.name, c.color) for c in info.classes] == [
+        ("soil", "#8b6b4a"), ("crop", "#2e9e44"), ("weed", "#e0452b")
+    ]
+    assert info.dtype == "uint8" and info.precision in ("fp32", "int8")
+    stride = info.tile_size - info.overlap
+    assert info.tile_size <= 224 and stride % 16 == 0
+    assert "central" in info.label_rule and "non-commercial" in info.training_data
+    assert 0 < info.gsd_m < 0.01
+    assert {"macro_f1", "per_class", "baseline"} <= set(info.metrics)
+    x = np.zeros((3, len(info.bands), info.tile_size, info.tile_size), np.uint8)
+    p = b.predict(x)
+    assert p.shape == (3, 3) and np.allclose(p.sum(1), 1, atol=1e-4)
+    card = (BUNDLES / f"{name}.md").read_text()
+    assert "non-commercial research only" in card and "Confusion matrix" in card
+    assert f"{info.metrics['macro_f1']:.3f}" in card
+    assert json.loads(json.dumps(info.metrics))  # plain JSON
+
+
+def test_pipeline_picks_by_bands():
+    assert choose_bundle(["red", "green", "blue"], models_dir=BUNDLES).info.name == (
+        "khet-rgb-carrotweed"
+    )
+    assert choose_bundle(["red", "green", "blue", "nir"], models_dir=BUNDLES).info.name == (
+        "khet-rednir-cwfid"
+    )

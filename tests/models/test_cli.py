@@ -1,0 +1,42 @@
+"""The train/export/evaluate commands: registered, lazy about torch, one-line user errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from khet.cli import build_parser, main
+
+
+def test_commands_registered():
+    parser = build_parser()
+    args = parser.parse_args(["train", "--dataset", "cwfid", "--data", "x"])
+    assert args.func.__name__ == "_train" and args.tile_size == 128 and args.overlap == 32
+    assert parser.parse_args(["evaluate", "m.onnx", "--dataset", "cwfid", "--data", "x"]).func
+    assert parser.parse_args(["export", "c.pt", "-o", "m.onnx"]).func
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom khet.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_data_folder_is_a_user_error(tmp_path, capsys):
+    rc = main(["train", "--dataset", "cwfid", "--data", str(tmp_path / "nope"), "-o", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("khet: ") and len(err.splitlines()) == 1
+
+
+def test_bad_tile_geometry_is_a_user_error(tmp_path, capsys):
+    rc = main(["train", "--dataset", "cwfid", "--data", str(tmp_path), "--overlap", "20"])
+    assert rc == 2 and "multiple of 16" in capsys.readouterr().err
+
+
+def test_evaluate_missing_model(tmp_path, capsys):
+    rc = main(["evaluate", str(tmp_path / "m.onnx"), "--dataset", "cwfid", "--data", str(tmp_path)])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
