@@ -246,6 +246,10 @@ def write_field_map(
     write_preview(st.file("preview.png"), scene, grid, classes, info, areas, unit, title)
 
     analysed = int((classes != NODATA_CLASS).sum())
+    # Shares are of area (cells at the image edge count only their part inside the image), so
+    # the summary, the preview legend and the zones agree.
+    total_area = sum(areas["class"].values())
+    crop_area = sum(areas["vigour"].values())
     class_rows = []
     for i, c in enumerate(info.classes):
         sel = classes == i
@@ -255,14 +259,15 @@ def write_field_map(
                 "name": c.name,
                 "color": c.color,
                 "cells": n,
-                "share": round(n / analysed, 4) if analysed else 0.0,
+                "share": round(areas["class"].get(c.name, 0.0) / total_area, 4)
+                if total_area
+                else 0.0,
                 f"area_{unit}": round(areas["class"].get(c.name, 0.0), 6 if unit == "ha" else 0),
                 "mean_confidence": round(float(probs[sel][:, i].astype(np.float32).mean()), 3)
                 if n
                 else None,
             }
         )
-    crop_cells = int((vigour != NODATA_CLASS).sum())
     vig_rows = []
     for lvl_i, lvl in enumerate(VIGOUR_LEVELS):
         n = int((vigour == lvl_i).sum())
@@ -271,7 +276,9 @@ def write_field_map(
                 "name": lvl,
                 "color": VIGOUR_COLORS[lvl_i],
                 "cells": n,
-                "share_of_crop": round(n / crop_cells, 4) if crop_cells else 0.0,
+                "share_of_crop": round(areas["vigour"].get(lvl, 0.0) / crop_area, 4)
+                if crop_area
+                else 0.0,
                 f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 6 if unit == "ha" else 0),
             }
         )
