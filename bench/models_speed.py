@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from khet.datasets import carrot_weed, cwfid
 from khet.models.evaluate import onnx_session, tiles_per_second
 from khet.models.export import quantize_int8
@@ -40,7 +39,9 @@ def main() -> None:
             q = quantize_int8(path, Path(d) / "q.onnx", tiles[:512])
             f32 = tiles_per_second(onnx_session(path, a.threads), tiles, seconds=a.seconds)
             i8 = tiles_per_second(onnx_session(q, a.threads), tiles, seconds=a.seconds)
-        print(f"{path.stem}: fp32 {f32:.0f} tiles/s, int8 {i8:.0f} tiles/s, int8/fp32 {i8 / f32:.2f}")
+        print(
+            f"{path.stem}: fp32 {f32:.0f} tiles/s, int8 {i8:.0f} tiles/s, int8/fp32 {i8 / f32:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
 from khet.models import compat  # noqa: F401  (torchvision op schemas before torchvision)
-from torchvision.transforms import v2  # noqa: E402
+
+# isort: split
+from torchvision.transforms import v2
 
 
 class RandomRot90(v2.Transform):

@@ -6,7 +6,8 @@ Measured here (and checked by a test on the real data): the masks match the EXIF
 image, not the raw pixel array: plant pixels by an excess-green threshold overlap the mask with
 IoU 0.85-0.93 after applying the orientation and 0.00-0.16 without it. So the raw array is
 decoded (``IMREAD_IGNORE_ORIENTATION``, independent of the decoder's EXIF handling) and the EXIF
-orientation is then applied explicitly. There is no official split (see ``splits.py``). Licence: free for non-commercial use; cite Lameski et al., ICT Innovations 2017.
+orientation is then applied explicitly. There is no official split (see ``splits.py``).
+Licence: free for non-commercial use; cite Lameski et al., ICT Innovations 2017.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from khet.datasets.tiles import CROP, SOIL, WEED, TileSet, cut_tiles
+
 from khet.errors import InputError
 
 BANDS: tuple[str, ...] = ("red", "green", "blue")

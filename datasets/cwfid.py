@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-
 from khet.datasets.tiles import CROP, SOIL, WEED, TileSet, cut_tiles
+
 from khet.errors import InputError
 
 BANDS: tuple[str, ...] = ("red", "nir")

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from khet.datasets.tiles import CLASS_NAMES, IGNORE, TileSet, cut_tiles
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.warp import reproject, transform_geom
 
-from khet.datasets.tiles import CLASS_NAMES, IGNORE, TileSet, cut_tiles
 from khet.errors import InputError
 
 _CLASS_INDEX = {n: i for i, n in enumerate(CLASS_NAMES)}
@@ -101,9 +101,7 @@ def rasterize_geojson(path: Path, profile: dict) -> np.ndarray:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"Cannot read {path} as GeoJSON ({e}).") from e
-    src_crs = CRS.from_user_input(
-        doc.get("crs", {}).get("properties", {}).get("name", "EPSG:4326")
-    )
+    src_crs = CRS.from_user_input(doc.get("crs", {}).get("properties", {}).get("name", "EPSG:4326"))
     dst_crs = profile.get("crs")
     shapes = []
     for f in doc.get("features", []):

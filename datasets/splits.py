@@ -10,7 +10,6 @@ import random
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 from khet.datasets.tiles import CROP, WEED, TileSet
 
 

@@ -45,6 +45,7 @@ def _config(args: argparse.Namespace):  # -> TrainConfig
         epoch_tiles=args.epoch_tiles,
         batch_size=args.batch_size,
         lr=args.lr,
+        balance=args.balance,
         seed=args.seed,
         threads=args.threads,
         max_images=args.max_images,
@@ -67,7 +68,9 @@ def _train(args: argparse.Namespace) -> int:
     _check_geometry(args)
     from khet.models.train import run
 
-    path = run(_config(args), Path(args.output), Path(args.work_dir) if args.work_dir else None, _log)
+    path = run(
+        _config(args), Path(args.output), Path(args.work_dir) if args.work_dir else None, _log
+    )
     _log(f"bundle: {path}\ncard:   {path.with_suffix('.md')}")
     return 0
 
@@ -77,7 +80,6 @@ def _export(args: argparse.Namespace) -> int:
     bundle, and optionally its static INT8 variant calibrated on the checkpoint's real tiles."""
     _need_torch()
     import torch
-
     from khet.models.export import export_onnx, quantize_int8
     from khet.models.nets import TileClassifier
 
@@ -104,8 +106,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not model.is_file():
         raise ModelError(f"Model file {model} does not exist.")
     evaluate_bundle(
-        model, args.dataset, Path(args.data), Path(args.card) if args.card else None,
-        args.threads, _log,
+        model,
+        args.dataset,
+        Path(args.data),
+        Path(args.card) if args.card else None,
+        args.threads,
+        _log,
     )
     return 0
 
@@ -121,19 +127,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset folder, e.g. ../shared/data/cwfid")
     p.add_argument("-o", "--output", default="models/bundles", help="folder for bundle + card")
     p.add_argument("--work-dir", help="folder for candidates (default out/train)")
-    p.add_argument("--arch", default="mobilenet_v3_small",
-                   choices=("mobilenet_v3_small", "efficientnet_b0", "resnet18"))
+    p.add_argument(
+        "--arch",
+        default="mobilenet_v3_small",
+        choices=("mobilenet_v3_small", "efficientnet_b0", "resnet18"),
+    )
     p.add_argument("--tile-size", type=int, default=128)
     p.add_argument("--overlap", type=int, default=32)
-    p.add_argument("--scale", type=float, default=None,
-                   help="resample images before tiling (default: 0.5 carrot_weed, else 1)")
-    p.add_argument("--plant-min", type=float, default=0.05,
-                   help="plant share of a cell below which it is soil")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="resample images before tiling (default: 0.5 carrot_weed, else 1)",
+    )
+    p.add_argument(
+        "--plant-min", type=float, default=0.05, help="plant share of a cell below which it is soil"
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--epoch-tiles", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--balance",
+        choices=("sqrt", "full"),
+        default="sqrt",
+        help="class rebalancing: sampler ~1/sqrt(count), or that plus a loss weight",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-images", type=int, default=None, help="reduced run: N images per side")

@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-
 from khet.datasets.tiles import CLASS_NAMES, SOIL, TileSet, label_cell
 
 
@@ -134,7 +133,9 @@ def onnx_predict(session: Any, tiles: np.ndarray, batch: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
-def tiles_per_second(session: Any, tiles: np.ndarray, batch: int = 64, seconds: float = 3.0) -> float:
+def tiles_per_second(
+    session: Any, tiles: np.ndarray, batch: int = 64, seconds: float = 3.0
+) -> float:
     """Steady-state throughput on real tiles (after one warm-up batch)."""
     x = np.ascontiguousarray(tiles[:batch])
     if len(x) < batch:
@@ -152,7 +153,9 @@ def evaluate_tiles(path: Path, tiles: TileSet, threads: int = 2) -> dict[str, An
     sess = onnx_session(path, threads)
     pred = onnx_predict(sess, tiles.tiles).argmax(1)
     out = scores(tiles.labels, pred)
-    out["soil_vs_plant"] = scores(soil_vs_plant(tiles.labels), soil_vs_plant(pred), ("soil", "plant"))
+    out["soil_vs_plant"] = scores(
+        soil_vs_plant(tiles.labels), soil_vs_plant(pred), ("soil", "plant")
+    )
     return out
 
 
@@ -230,9 +233,7 @@ def model_card(meta: dict[str, str], report: dict[str, Any]) -> str:
         for k in ("fp32", "int8"):
             if k in q:
                 v = q[k]
-                L.append(
-                    f"| {k} | {v['macro_f1']:.3f} | {v['tiles_per_s']:.0f} | {v['mb']:.1f} |"
-                )
+                L.append(f"| {k} | {v['macro_f1']:.3f} | {v['tiles_per_s']:.0f} | {v['mb']:.1f} |")
         L += ["", q.get("decision", ""), ""]
     tr = report.get("training", {})
     if tr:
@@ -377,9 +378,11 @@ def evaluate_bundle(
             "recipe": (
                 f"{cfg.get('arch')} from scratch, AdamW lr {cfg.get('lr')} one-cycle, batch "
                 f"{cfg.get('batch_size')}, {cfg.get('epoch_tiles')} class-balanced tiles per "
-                f"epoch (sampler ~ 1/sqrt(count), loss weight ~ 1/sqrt(count)), label "
-                f"smoothing 0.05, augmentation: flips, 90-degree rotations, scale jitter "
-                f"0.8-1.25, brightness/contrast +-25 %"
+                f"epoch (sampler ~ 1/sqrt(count)"
+                + (", loss weight ~ 1/sqrt(count)" if cfg.get("balance") == "full" else "")
+                + "), label "
+                "smoothing 0.05, augmentation: flips, 90-degree rotations, scale jitter "
+                "0.8-1.25, brightness/contrast +-25 %"
             ),
             "early stopping": (
                 f"best validation macro-F1 {cfg.get('best_val_macro_f1')} at epoch "
@@ -438,7 +441,9 @@ def evaluate_and_choose(
         }
         log(f"  {name}: val macro-F1 {q[name]['val_macro_f1']:.3f}, {speed:.0f} tiles/s")
     f, i = q["fp32"], q["int8"]
-    use_int8 = i["val_macro_f1"] >= f["val_macro_f1"] - 0.01 and i["tiles_per_s"] > 1.1 * f["tiles_per_s"]
+    use_int8 = (
+        i["val_macro_f1"] >= f["val_macro_f1"] - 0.01 and i["tiles_per_s"] > 1.1 * f["tiles_per_s"]
+    )
     chosen = "int8" if use_int8 else "fp32"
     why = (
         "INT8 is shipped: it keeps validation macro-F1 within 0.01 of fp32 and runs "

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME
 
 from khet.errors import ModelError, OutputError
-from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME
 
 OPSET = 17
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from khet.models import compat  # noqa: F401  (must precede torchvision)
 from torch import nn
 
-from khet.models import compat  # noqa: F401  (must precede torchvision)
-import torchvision.models as tvm  # noqa: E402
+# isort: split
+import torchvision.models as tvm
 
 ARCHITECTURES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from khet.datasets.tiles import CLASS_COLORS, CLASS_NAMES, MIN_VALID, PLANT_MIN, TileSet
+
 from khet.errors import InputError
 
 Log = Callable[[str], None]
@@ -44,6 +44,9 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    # "sqrt": sampler draws ~ 1/sqrt(class count) (partial rebalancing); "full": that plus a
+    # 1/sqrt loss weight, i.e. inverse frequency. Full balancing over-predicts the rare classes.
+    balance: str = "sqrt"
     seed: int = 0
     threads: int = 2
     val_fraction: float = 0.15
@@ -115,12 +118,20 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             return index_baseline(pairs, ndvi, stride, cfg.plant_min)
 
         prep = Prepared(
-            train, val, test, split, cwfid.BANDS, "khet-rednir-cwfid", scale,
-            _GSD["cwfid"] / scale, cwfid.LICENCE,
+            train,
+            val,
+            test,
+            split,
+            cwfid.BANDS,
+            "khet-rednir-cwfid",
+            scale,
+            _GSD["cwfid"] / scale,
+            cwfid.LICENCE,
             "Official CWFID test split (20 images). Image 28 is listed on both sides of the "
             "official split; it is kept in train only. Validation images for early stopping "
             "are carved from the official train images (stratified by weed share, seeded).",
-            baseline, "NDVI",
+            baseline,
+            "NDVI",
         )
     elif cfg.dataset == "carrot_weed":
         from khet.datasets import carrot_weed
@@ -148,12 +159,20 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             return index_baseline(pairs, exg, stride, cfg.plant_min)
 
         prep = Prepared(
-            train, val, test, split, carrot_weed.BANDS, "khet-rgb-carrotweed", scale,
-            _GSD["carrot_weed"] / scale, carrot_weed.LICENCE,
+            train,
+            val,
+            test,
+            split,
+            carrot_weed.BANDS,
+            "khet-rgb-carrotweed",
+            scale,
+            _GSD["carrot_weed"] / scale,
+            carrot_weed.LICENCE,
             f"Carrot-Weed has no official split: images split {fr} by image with seed "
             f"{cfg.seed}, stratified by each image's weed share of plant tiles; no image has "
             "tiles on two sides.",
-            baseline, "ExG",
+            baseline,
+            "ExG",
         )
     elif cfg.dataset == "geotiff":
         from khet.datasets import geotiff
@@ -182,8 +201,15 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
         train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
         gsd = geotiff.pixel_size_m(pairs[0][0])
         prep = Prepared(
-            train, val, test, split, tuple(cfg.bands), f"khet-{'-'.join(cfg.bands)}-custom",
-            1.0, gsd, f"User data from {data}.",
+            train,
+            val,
+            test,
+            split,
+            tuple(cfg.bands),
+            f"khet-{'-'.join(cfg.bands)}-custom",
+            1.0,
+            gsd,
+            f"User data from {data}.",
             f"Images split {fr} by image with seed {cfg.seed}.",
         )
     else:
@@ -224,7 +250,9 @@ def predict_torch(model: Any, tiles: np.ndarray, batch: int = 256) -> np.ndarray
     return np.concatenate(out)
 
 
-def recalibrate_bn(model: Any, tiles: np.ndarray, n: int = 1024, batch: int = 128, seed: int = 0) -> None:
+def recalibrate_bn(
+    model: Any, tiles: np.ndarray, n: int = 1024, batch: int = 128, seed: int = 0
+) -> None:
     """Recompute BatchNorm running statistics on un-augmented training tiles.
 
     Running averages lag far behind the weights early in a short from-scratch run, and eval-mode
@@ -260,7 +288,6 @@ def _augment_batch(x: Any, tf: Any, groups: int) -> Any:
 def train_model(cfg: TrainConfig, prep: Prepared, log: Log = _stderr) -> tuple[Any, dict[str, Any]]:
     """Train with class-balanced sampling + class-weighted loss; keep the best epoch on val."""
     import torch
-
     from khet.datasets.augment import train_transform
     from khet.models.evaluate import scores
     from khet.models.nets import TileClassifier
@@ -275,10 +302,14 @@ def train_model(cfg: TrainConfig, prep: Prepared, log: Log = _stderr) -> tuple[A
     mean, std = _band_stats(prep.train.tiles, cfg.seed)
     model = TileClassifier(cfg.arch, len(prep.bands), n_cls, mean, std)
     counts = np.maximum(prep.train.class_counts(n_cls), 1).astype(np.float64)
-    # Half the rebalancing in the sampler, half in the loss: together inverse frequency.
+    # The sampler draws ~ 1/sqrt(count); with balance="full" the loss adds another 1/sqrt(count).
     inv_sqrt = counts**-0.5
     sample_w = torch.from_numpy(inv_sqrt[prep.train.labels])
-    loss_w = torch.tensor(inv_sqrt / inv_sqrt.mean(), dtype=torch.float32)
+    loss_w = (
+        torch.tensor(inv_sqrt / inv_sqrt.mean(), dtype=torch.float32)
+        if cfg.balance == "full"
+        else None
+    )
     loss_fn = torch.nn.CrossEntropyLoss(weight=loss_w, label_smoothing=0.05)
     tiles = torch.from_numpy(prep.train.tiles)
     labels = torch.from_numpy(prep.train.labels)
@@ -312,7 +343,9 @@ def train_model(cfg: TrainConfig, prep: Prepared, log: Log = _stderr) -> tuple[A
         if improved:
             best, best_epoch = val["macro_f1"], epoch
             best_state = copy.deepcopy(model.state_dict())
-        history.append({"epoch": epoch, "loss": round(total / n, 4), "val_macro_f1": val["macro_f1"]})
+        history.append(
+            {"epoch": epoch, "loss": round(total / n, 4), "val_macro_f1": val["macro_f1"]}
+        )
         log(
             f"epoch {epoch:2d}/{cfg.epochs}  loss {total / n:.3f}  val macro-F1 "
             f"{val['macro_f1']:.3f}{'  *best' if improved else ''}  "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from khet.datasets.augment import BandJitter, RandomRot90, train_transform
 
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from khet.datasets import carrot_weed
 from khet.datasets.tiles import CROP, SOIL, WEED
+from PIL import Image
 
 
 def _fake(root: Path, orientation: int = 3) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from khet.datasets import cwfid
 from khet.datasets.tiles import CROP, SOIL, WEED
+
 from khet.errors import InputError
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
-
 from khet.datasets import geotiff
 from khet.datasets.tiles import CROP, IGNORE, SOIL, WEED
+from rasterio.transform import from_origin
+
 from khet.errors import InputError
 
 # A 64 x 64 px image at 5 cm in UTM 33N.
@@ -22,8 +22,15 @@ TRANSFORM = from_origin(X0, Y0, RES, RES)
 def _image(path: Path, dtype=np.uint8, bands: int = 3) -> Path:
     data = np.full((bands, 64, 64), 100, dtype=dtype)
     with rasterio.open(
-        path, "w", driver="GTiff", width=64, height=64, count=bands, dtype=dtype,
-        crs="EPSG:32633", transform=TRANSFORM,
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=bands,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=TRANSFORM,
     ) as dst:
         dst.write(data)
     return path
@@ -36,8 +43,16 @@ def _labels(path: Path, transform=TRANSFORM, size: int = 64) -> Path:
     lab[:h, h:] = 1
     lab[h:, :h] = 2
     with rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
-        crs="EPSG:32633", transform=transform, nodata=9,
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=transform,
+        nodata=9,
     ) as dst:
         dst.write(lab, 1)
     return path
@@ -54,7 +69,7 @@ def test_label_raster_same_grid(tmp_path):
     img = _image(tmp_path / "f.tif")
     lab = _labels(tmp_path / "f.labels.tif")
     ts = geotiff.load_tiles(img, lab, tile_size=32, overlap=0)
-    got = {tuple(c): int(l) for c, l in zip(ts.cells.tolist(), ts.labels, strict=True)}
+    got = {tuple(c): int(lab) for c, lab in zip(ts.cells.tolist(), ts.labels, strict=True)}
     assert got == {(0, 0): SOIL, (0, 1): CROP, (1, 0): WEED}  # (1, 1) unlabeled: dropped
     assert ts.tiles.shape == (3, 3, 32, 32)
 
@@ -74,18 +89,27 @@ def test_geojson_polygons_in_image_crs(tmp_path):
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": "EPSG:32633"}},
         "features": [
-            {"type": "Feature", "properties": {"class": "weed"},
-             "geometry": _square(X0, Y0, 32 * RES)},
-            {"type": "Feature", "properties": {"class": "crop"},
-             "geometry": _square(X0 + 32 * RES, Y0 - 32 * RES, 32 * RES)},
-            {"type": "Feature", "properties": {"class": "tree"},
-             "geometry": _square(X0, Y0 - 32 * RES, 32 * RES)},
+            {
+                "type": "Feature",
+                "properties": {"class": "weed"},
+                "geometry": _square(X0, Y0, 32 * RES),
+            },
+            {
+                "type": "Feature",
+                "properties": {"class": "crop"},
+                "geometry": _square(X0 + 32 * RES, Y0 - 32 * RES, 32 * RES),
+            },
+            {
+                "type": "Feature",
+                "properties": {"class": "tree"},
+                "geometry": _square(X0, Y0 - 32 * RES, 32 * RES),
+            },
         ],
     }
     path = tmp_path / "f.geojson"
     path.write_text(json.dumps(gj))
     ts = geotiff.load_tiles(img, path, tile_size=32, overlap=0)
-    got = {tuple(c): int(l) for c, l in zip(ts.cells.tolist(), ts.labels, strict=True)}
+    got = {tuple(c): int(lab) for c, lab in zip(ts.cells.tolist(), ts.labels, strict=True)}
     assert got == {(0, 0): WEED, (1, 1): CROP}
 
 
@@ -95,8 +119,14 @@ def test_geojson_wgs84_is_reprojected(tmp_path):
     img = _image(tmp_path / "f.tif")
     geom = transform_geom("EPSG:32633", "EPSG:4326", _square(X0, Y0, 64 * RES))
     path = tmp_path / "f.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"class": 1}, "geometry": geom}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {"class": 1}, "geometry": geom}],
+            }
+        )
+    )
     _, profile = geotiff.read_image(img)
     m = geotiff.rasterize_geojson(path, profile)
     assert (m[2:-2, 2:-2] == CROP).all()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from khet.datasets import carrot_weed, splits
 from khet.datasets.tiles import CROP, SOIL, WEED, TileSet
 
@@ -45,8 +44,13 @@ def test_assert_disjoint_catches_overlap():
 def test_image_strata_from_tiles():
     labels = np.array([CROP, CROP, SOIL, WEED, WEED, WEED, SOIL, SOIL, CROP, WEED])
     ids = np.array(list("aaabbbccdd"))
-    ts = TileSet(np.zeros((10, 1, 2, 2), np.uint8), labels, ids, np.zeros(10, np.float32),
-                 np.zeros((10, 2), np.int32))
+    ts = TileSet(
+        np.zeros((10, 1, 2, 2), np.uint8),
+        labels,
+        ids,
+        np.zeros(10, np.float32),
+        np.zeros((10, 2), np.int32),
+    )
     st = splits.image_strata(ts, bins=2)
     assert st["b"] != st["a"]  # all-weed vs all-crop images fall in different strata
 

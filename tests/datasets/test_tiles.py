@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from khet.datasets.tiles import (
     CROP,
     IGNORE,
@@ -74,7 +73,9 @@ def test_tiles_are_centred_on_cells_with_zero_padding():
     assert ts.labels[k[(0, 0)]] == SOIL and ts.labels[k[(1, 2)]] == SOIL
     # Tile of cell (1, 1) starts overlap/2 before the cell.
     half = overlap // 2
-    np.testing.assert_array_equal(ts.tiles[k[(1, 1)], 0], image[16 - half : 16 - half + tile, 16 - half : 16 - half + tile, 0])
+    np.testing.assert_array_equal(
+        ts.tiles[k[(1, 1)], 0], image[16 - half : 16 - half + tile, 16 - half : 16 - half + tile, 0]
+    )
     # Tile of cell (0, 0) is zero padded on the top and left.
     t00 = ts.tiles[k[(0, 0)], 0]
     assert (t00[:half] == 0).all() and (t00[:, :half] == 0).all() and (t00[half:, half:] > 0).all()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from khet.vision.bundle import Bundle, choose_bundle
 
 BUNDLES = Path(__file__).resolve().parents[2] / "models" / "bundles"
@@ -26,7 +25,9 @@ def test_bundle_contract(name):
     info = b.info
     assert info.name == name and info.bands == EXPECTED[name]
     assert [(c.name, c.color) for c in info.classes] == [
-        ("soil", "#8b6b4a"), ("crop", "#2e9e44"), ("weed", "#e0452b")
+        ("soil", "#8b6b4a"),
+        ("crop", "#2e9e44"),
+        ("weed", "#e0452b"),
     ]
     assert info.dtype == "uint8" and info.precision in ("fp32", "int8")
     stride = info.tile_size - info.overlap

@@ -26,7 +26,9 @@ def test_help_does_not_import_torch():
 
 
 def test_missing_data_folder_is_a_user_error(tmp_path, capsys):
-    rc = main(["train", "--dataset", "cwfid", "--data", str(tmp_path / "nope"), "-o", str(tmp_path)])
+    rc = main(
+        ["train", "--dataset", "cwfid", "--data", str(tmp_path / "nope"), "-o", str(tmp_path)]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("khet: ") and len(err.splitlines()) == 1

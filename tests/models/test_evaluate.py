@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from khet.datasets.tiles import CROP, SOIL, WEED
 from khet.models import evaluate as ev
 
@@ -47,21 +46,45 @@ def test_ndvi_sign():
 
 def test_card_has_required_sections():
     meta = {
-        "name": "khet-x", "version": "1.0.0", "bands": "red,nir", "tile_size": "128",
-        "overlap": "32", "precision": "fp32", "label_rule": "rule", "training_data": "data",
+        "name": "khet-x",
+        "version": "1.0.0",
+        "bands": "red,nir",
+        "tile_size": "128",
+        "overlap": "32",
+        "precision": "fp32",
+        "label_rule": "rule",
+        "training_data": "data",
         "description": "desc",
         "classes": json.dumps([{"name": n, "color": "#000000"} for n in ("soil", "crop", "weed")]),
     }
     s = ev.scores(np.array([0, 1, 2, 0]), np.array([0, 1, 2, 1]))
     s["soil_vs_plant"] = ev.scores(np.array([0, 1]), np.array([0, 1]), ("soil", "plant"))
     base = ev.scores(np.array([0, 1]), np.array([0, 0]), ("soil", "plant"))
-    card = ev.model_card(meta, {
-        "test": s, "baseline": base, "baseline_name": "NDVI", "gsd_note": "0.2 mm",
-        "limits": ["close range"], "quantization": {
-            "fp32": {"macro_f1": 0.9, "tiles_per_s": 100, "mb": 6},
-            "int8": {"macro_f1": 0.89, "tiles_per_s": 80, "mb": 2}, "decision": "fp32 shipped"},
-    })
-    for needle in ("precision", "recall", "Confusion matrix", "macro", "NDVI + Otsu",
-                   "non-commercial research only", "Ground sample distance", "Known limits",
-                   "fp32 shipped", "| int8 |"):
+    card = ev.model_card(
+        meta,
+        {
+            "test": s,
+            "baseline": base,
+            "baseline_name": "NDVI",
+            "gsd_note": "0.2 mm",
+            "limits": ["close range"],
+            "quantization": {
+                "fp32": {"macro_f1": 0.9, "tiles_per_s": 100, "mb": 6},
+                "int8": {"macro_f1": 0.89, "tiles_per_s": 80, "mb": 2},
+                "decision": "fp32 shipped",
+            },
+        },
+    )
+    for needle in (
+        "precision",
+        "recall",
+        "Confusion matrix",
+        "macro",
+        "NDVI + Otsu",
+        "non-commercial research only",
+        "Ground sample distance",
+        "Known limits",
+        "fp32 shipped",
+        "| int8 |",
+    ):
         assert needle in card, needle

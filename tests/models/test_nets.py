@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from khet.models.nets import ARCHITECTURES, TileClassifier
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from khet.datasets.tiles import SOIL
 from khet.models.evaluate import onnx_predict, onnx_session, scores, soil_vs_plant
-from khet.cli import main
 from khet.models.export import export_onnx, read_metadata
 from khet.models.train import (
     TrainConfig,
@@ -25,12 +23,22 @@ from khet.models.train import (
 )
 from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME, BundleInfo
 
+from khet.cli import main
+
 
 @pytest.fixture(scope="module")
 def trained(cwfid_root):
     cfg = TrainConfig(
-        dataset="cwfid", data=cwfid_root, max_images=8, epochs=4, patience=4,
-        epoch_tiles=768, batch_size=64, lr=3e-3, seed=0, val_fraction=0.25,
+        dataset="cwfid",
+        data=cwfid_root,
+        max_images=8,
+        epochs=4,
+        patience=4,
+        epoch_tiles=768,
+        batch_size=64,
+        lr=3e-3,
+        seed=0,
+        val_fraction=0.25,
     )
     prep = prepare(cfg, log=lambda m: None)
     model, info = train_model(cfg, prep, log=lambda m: None)
@@ -71,7 +79,6 @@ def test_onnx_matches_torch_on_real_tiles(trained, tmp_path):
     assert [c.color for c in info_back.classes] == ["#8b6b4a", "#2e9e44", "#e0452b"]
     assert info_back.tile_size == 128 and info_back.overlap == 32
     assert "central" in info_back.label_rule
-
 
 
 def test_export_command_rebuilds_bundle_and_int8(trained, tmp_path):
