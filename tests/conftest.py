@@ -67,3 +67,15 @@ def use_test_models(monkeypatch, test_models) -> Path:
     monkeypatch.setenv("KHET_MODELS_DIR", str(test_models))
     get_settings.cache_clear()
     return test_models
+
+
+@pytest.fixture(autouse=True)
+def _restore_float_state():
+    """Training flushes subnormal floats (process-wide CPU state); later tests must not inherit
+    it (hypothesis, used by schemathesis, refuses to run without subnormals)."""
+    yield
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
