@@ -172,7 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="score a bundle on its held-out test images and write its model card"
     )
     v.add_argument("model", help="bundle .onnx")
-    v.add_argument("--dataset", choices=("cwfid", "carrot_weed"), required=True)
+    v.add_argument("--dataset", choices=_DATASETS, required=True)
     v.add_argument("--data", required=True)
     v.add_argument("--card", help="card path (default: beside the bundle, .md)")
     v.add_argument("--threads", type=int, default=2)

@@ -319,7 +319,41 @@ def load_test_tiles(dataset: str, data: Path, meta: dict[str, str]) -> tuple[Til
             return index_baseline(pairs, exg, stride, plant_min)
 
         return tiles, base, "ExG"
-    raise InputError(f"khet evaluate knows cwfid and carrot_weed, not {dataset!r}.")
+    if dataset == "geotiff":
+        from khet.datasets import geotiff
+
+        bands = tuple(meta["bands"].split(","))
+        pairs = [p for p in geotiff.find_pairs(data) if p[0].stem in set(ids)]
+        if not pairs:
+            raise InputError(f"None of the bundle's test images ({', '.join(ids)}) are in {data}.")
+        tiles = TileSet.concat(
+            [
+                geotiff.load_tiles(i, lab, tile, overlap, bands, plant_min=plant_min)
+                for i, lab in pairs
+            ]
+        )
+        if {"red", "nir"} <= set(bands):
+            index, name = (lambda a: ndvi(a[..., [bands.index("red"), bands.index("nir")]])), "NDVI"
+        elif {"red", "green", "blue"} <= set(bands):
+            order = [bands.index(b) for b in ("red", "green", "blue")]
+            index, name = (lambda a: exg(a[..., order])), "ExG"
+        else:
+            return tiles, None, ""
+
+        def base_g() -> dict[str, Any]:
+            out = []
+            for img, lab in pairs:
+                arr, profile = geotiff.read_image(img, len(bands))
+                mask = (
+                    geotiff.rasterize_geojson(lab, profile)
+                    if lab.suffix in (".geojson", ".json")
+                    else geotiff.read_label_raster(lab, profile)
+                )
+                out.append((arr, mask))
+            return index_baseline(out, index, stride, plant_min)
+
+        return tiles, base_g, name
+    raise InputError(f"khet evaluate knows cwfid, carrot_weed and geotiff, not {dataset!r}.")
 
 
 def evaluate_bundle(
@@ -343,8 +377,9 @@ def evaluate_bundle(
     tiles, base, base_name = load_test_tiles(dataset, data, meta)
     test = evaluate_tiles(bundle, tiles, threads)
     log(f"  test macro-F1 {test['macro_f1']:.3f} on {test['n_tiles']} tiles")
-    baseline = base()
-    log(f"  {base_name}+Otsu soil-vs-plant macro-F1 {baseline['macro_f1']:.3f}")
+    baseline = base() if base else None
+    if baseline:
+        log(f"  {base_name}+Otsu soil-vs-plant macro-F1 {baseline['macro_f1']:.3f}")
     cfg = json.loads(meta.get("khet_train", "{}"))
     q = json.loads(meta.get("khet_quantization", "{}"))
     metrics = {
@@ -353,7 +388,11 @@ def evaluate_bundle(
         "confusion": test["confusion"],
         "n_tiles": test["n_tiles"],
         "soil_vs_plant_macro_f1": test["soil_vs_plant"]["macro_f1"],
-        "baseline": {"name": f"{base_name}+Otsu", "soil_vs_plant_macro_f1": baseline["macro_f1"]},
+        "baseline": (
+            {"name": f"{base_name}+Otsu", "soil_vs_plant_macro_f1": baseline["macro_f1"]}
+            if baseline
+            else None
+        ),
         "test_images": len(json.loads(meta["khet_split"])["test"]),
     }
     update_metadata(bundle, {"metrics": json.dumps(metrics)})
