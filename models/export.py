@@ -23,6 +23,7 @@ def _tmp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".onnx.tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(name, 0o644)  # mkstemp makes 0600; bundles and cards are meant to be shared
     return Path(name)
 
 
