@@ -170,8 +170,11 @@ def cog_from(src, path: Path, *, resampling: str, nodata: float | int | None) ->
     sensor can tell apart, three times smaller and faster to write than lossless DEFLATE.
     Class grids use lossless DEFLATE.
     """
-    opts: dict[str, Any] = {"BLOCKSIZE": 256 if max(src.width, src.height) >= 256 else 128,
-                            "OVERVIEW_RESAMPLING": resampling.upper(), "BIGTIFF": "IF_SAFER"}
+    opts: dict[str, Any] = {
+        "BLOCKSIZE": 256 if max(src.width, src.height) >= 256 else 128,
+        "OVERVIEW_RESAMPLING": resampling.upper(),
+        "BIGTIFF": "IF_SAFER",
+    }
     if src.dtypes[0].startswith("float"):
         opts.update(COMPRESS="LERC_ZSTD", MAX_Z_ERROR=0.001)
     else:

@@ -181,9 +181,11 @@ def _classify(
 
     model_bands = list(info.bands)
     idx_bands = vi.needed_bands(index_list)
-    read_bands = model_bands + [b for b in idx_bands if b not in model_bands]
+    preview = maps.PreviewCanvas(scene)
+    read_bands = list(dict.fromkeys(model_bands + idx_bands + preview.bands))
     pos_model = [read_bands.index(b) for b in model_bands]
     pos_idx = [read_bands.index(b) for b in idx_bands]
+    pos_show = [read_bands.index(b) for b in preview.bands]
     to_model = _model_converter(scene, model_bands, info.dtype)
 
     scratch = None
@@ -224,6 +226,8 @@ def _classify(
                             read_bands,
                             pos_model,
                             pos_idx,
+                            pos_show,
+                            preview,
                             idx_bands,
                             index_list,
                             to_model,
@@ -280,13 +284,20 @@ def _classify(
 
     index_paths: dict[str, Path] = {}
     if index_list:
+        from concurrent.futures import ThreadPoolExecutor
+
         import rasterio
 
         with rasterio.open(scratch_path) as src:
-            for i, idx in enumerate(index_list, start=1):
-                dest = st.file(f"indices/{idx.name}.tif")
-                _single_band_cog(src, i, dest, idx)
-                index_paths[idx.name] = dest
+            index_paths = {idx.name: st.file(f"indices/{idx.name}.tif") for idx in index_list}
+            # GDAL releases the GIL: compressing two index maps at once uses both cores.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                jobs = [
+                    pool.submit(_single_band_cog, src, i, index_paths[idx.name], idx)
+                    for i, idx in enumerate(index_list, start=1)
+                ]
+                for j in jobs:
+                    j.result()
         scratch_path.unlink()
     return {
         "classes": classes,
@@ -297,6 +308,7 @@ def _classify(
         "index_stats": stats,
         "index_step": step,
         "index_paths": index_paths,
+        "preview": preview,
         "inference_seconds": infer_s,
     }
 
@@ -347,6 +359,8 @@ def _read_strip(
     read_bands: list[str],
     pos_model: list[int],
     pos_idx: list[int],
+    pos_show: list[int],
+    preview: maps.PreviewCanvas,
     idx_bands: list[str],
     index_list: list[vi.Index],
     to_model: Callable[[np.ndarray], np.ndarray],
@@ -363,6 +377,12 @@ def _read_strip(
     tiles = np.stack([model_data[:, :, k * s : k * s + tile] for k in range(n)])
     core = valid[m : m + s, m : m + n * s]
     share = core.reshape(s, n, s).sum(axis=(0, 2), dtype=np.int32) / float(s * s)
+    # Rows/cols past the image edge are padding, not data.
+    h_img = min(s, scene.height - r * s)
+    w_img = min(n * s, scene.width - c0 * s)
+    preview.add(
+        _take(data, pos_show)[:, m : m + h_img, m : m + w_img], core[:h_img, :w_img], r * s, c0 * s
+    )
     if clip_cells is not None:
         share = np.where(clip_cells[r, c0 : c0 + n], share, 0.0)
     means = np.full((n, max(len(index_list), 1)), np.nan, np.float32)
@@ -373,9 +393,6 @@ def _read_strip(
         if clip_cells is not None:
             for k in np.flatnonzero(~clip_cells[r, c0 : c0 + n]):
                 core_valid[:, k * s : (k + 1) * s] = False
-        # Rows/cols past the image edge are padding, not data.
-        h_img = min(s, scene.height - r * s)
-        w_img = min(n * s, scene.width - c0 * s)
         core_bands = core_bands[:, :h_img, :w_img]
         core_valid = core_valid[:h_img, :w_img]
         if step > 1:
