@@ -366,34 +366,35 @@ def _zones(scene, grid, classes, vigour, names):
         # Always measure in the local UTM zone: a projected CRS in metres is not necessarily
         # equal-area (Web Mercator inflates areas by 1/cos^2(latitude): +38% in Punjab).
         utm = _utm_for(lon, lat)
+    zones: list[tuple[int, Any]] = []
+    for geom, value in features.shapes(code, mask=code != 255, transform=gt, connectivity=4):
+        poly = shape(geom).intersection(footprint)
+        if not poly.is_empty:
+            zones.append((int(value), poly))
+    zones.sort(key=lambda z: z[0])
+    geoms = [mapping(p) for _, p in zones]
+    if utm is not None and geoms:
+        # One reprojection call for all zones: per-polygon calls cost more than the model on
+        # large maps.
+        area_list = [shape(g).area / 1e4 for g in transform_geom(crs, utm, geoms)]
+        out_geoms = transform_geom(crs, "EPSG:4326", geoms, precision=7)
+    else:
+        area_list = [p.area for _, p in zones]
+        out_geoms = geoms
     feats = []
     areas: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
-    groups: dict[int, list] = {}
-    for geom, value in features.shapes(code, mask=code != 255, transform=gt, connectivity=4):
-        groups.setdefault(int(value), []).append(shape(geom))
-    for value, polys in sorted(groups.items()):
+    for (value, _), area, out_geom in zip(zones, area_list, out_geoms, strict=True):
         cls_i, lvl = divmod(value, 4)
-        for poly in polys:
-            poly = poly.intersection(footprint)
-            if poly.is_empty:
-                continue
-            if utm is not None:
-                local = shape(transform_geom(crs, utm, mapping(poly)))
-                area = local.area / 1e4
-                out_geom = transform_geom(crs, "EPSG:4326", mapping(poly), precision=7)
-            else:
-                area = poly.area
-                out_geom = mapping(poly)
-            props: dict[str, Any] = {"class": names[cls_i]}
-            if lvl < 3:
-                props["vigour"] = VIGOUR_LEVELS[lvl]
-            props[f"area_{unit}"] = round(area, 5 if unit == "ha" else 0)
-            feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
-            areas["class"][names[cls_i]] = areas["class"].get(names[cls_i], 0.0) + area
-            if lvl < 3:
-                areas["vigour"][VIGOUR_LEVELS[lvl]] = (
-                    areas["vigour"].get(VIGOUR_LEVELS[lvl], 0.0) + area
-                )
+        props: dict[str, Any] = {"class": names[cls_i]}
+        if lvl < 3:
+            props["vigour"] = VIGOUR_LEVELS[lvl]
+        props[f"area_{unit}"] = round(area, 5 if unit == "ha" else 0)
+        feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
+        areas["class"][names[cls_i]] = areas["class"].get(names[cls_i], 0.0) + area
+        if lvl < 3:
+            areas["vigour"][VIGOUR_LEVELS[lvl]] = (
+                areas["vigour"].get(VIGOUR_LEVELS[lvl], 0.0) + area
+            )
     return feats, areas, unit
 
 

@@ -210,6 +210,7 @@ def _classify(
     stop = threading.Event()
 
     def reader() -> None:
+        _lower_priority()
         try:
             for r in range(rows):
                 for c0 in range(0, cols, batch):
@@ -432,3 +433,14 @@ def _take(data: np.ndarray, positions: list[int]) -> np.ndarray:
     if positions and positions == list(range(positions[0], positions[0] + len(positions))):
         return data[positions[0] : positions[0] + len(positions)]
     return data[positions]
+
+
+def _lower_priority() -> None:
+    """Let the model's threads preempt the reader: it then works in their gaps (Linux nice is
+    per thread). The queue keeps the model fed; measured +X% end-to-end on 2 cores."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
