@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
     max_decoded_mb: int = Field(1024, description="Largest JPEG/PNG decoded whole into memory")
     index_max_size: int = Field(
-        4096, ge=256, description="Index maps are written at input resolution up to this many px"
+        2048, ge=256, description="Index maps are written at input resolution up to this many px"
     )
 
     max_upload_mb: int = Field(4096, ge=1, description="Largest upload accepted")
