@@ -32,6 +32,22 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cwfid_root(shared_data: Path) -> Path:
+    root = shared_data / "cwfid"
+    if not (root / "train_test_split.yaml").is_file():
+        pytest.fail(f"CWFID not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def carrot_weed_root(shared_data: Path) -> Path:
+    root = shared_data / "carrot_weed"
+    if not (root / "masks").is_dir():
+        pytest.fail(f"Carrot-Weed not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
 def test_models(tmp_path_factory) -> Path:
     """A folder with tiny RGB and red+NIR bundles (built in code, no torch)."""
     d = tmp_path_factory.mktemp("models")
