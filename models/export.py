@@ -46,10 +46,29 @@ def save_model(model_proto: object, path: Path) -> Path:
     try:
         onnx.save_model(model_proto, str(tmp), save_as_external_data=False)  # type: ignore[arg-type]
         os.replace(tmp, path)
+        record_in_manifest(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"Cannot write {path} ({e.strerror}).") from e
     return path
+
+
+def record_in_manifest(path: Path) -> None:
+    """Keep `manifest.json` beside the bundles: the checksums a field device verifies against."""
+    import json
+
+    from khet.vision.bundle import file_sha256
+
+    manifest = path.parent / "manifest.json"
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    bundles = data.setdefault("bundles", {})
+    bundles[path.name] = {"sha256": file_sha256(path)}
+    for name in list(bundles):  # forget bundles that are gone
+        if not (path.parent / name).is_file():
+            del bundles[name]
+    tmp = manifest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, manifest)
 
 
 def update_metadata(path: Path, meta: Mapping[str, str]) -> None:

@@ -51,3 +51,16 @@ def test_pipeline_picks_by_bands():
     assert choose_bundle(["red", "green", "blue", "nir"], models_dir=BUNDLES).info.name == (
         "khet-rednir-cwfid"
     )
+
+
+def test_manifest_lists_every_shipped_bundle_with_its_checksum():
+    """Field devices verify bundles against models/bundles/manifest.json before use."""
+    from khet.edge.bundles import expected_sha256
+    from khet.vision.bundle import file_sha256
+
+    folder = Path(__file__).resolve().parents[2] / "models" / "bundles"
+    listed = json.loads((folder / "manifest.json").read_text())["bundles"]
+    shipped = sorted(p.name for p in folder.glob("*.onnx"))
+    assert sorted(listed) == shipped
+    for name in shipped:
+        assert expected_sha256(folder / name) == file_sha256(folder / name)
