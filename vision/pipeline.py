@@ -7,17 +7,17 @@
 
 The image is cut into a grid of square cells of `stride = tile_size - overlap` pixels; each cell
 is classified from the `tile_size` window centred on it (so a cell sees `overlap/2` pixels of
-context on each side; edges are padded with zeros). A reader thread reads one strip of up to
-`batch_size` tiles at a time, computes the vegetation indices of those cells and writes them to a
-scratch raster, while the main thread runs the model: reading, index work and inference overlap
-and memory is bounded by one strip, whatever the raster size.
+context on each side; edges are padded with zeros). One worker per core takes the next strip of
+up to `batch_size` tiles, computes the vegetation indices of its cells (written to a scratch
+raster) and the preview, then runs the model on it while another worker reads: reading, index
+work and inference overlap, and memory is bounded by a strip per worker, whatever the raster
+size.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -73,7 +73,7 @@ class Grid:
 
 @dataclass
 class Strip:
-    """One batch of tiles from one row of cells, with what the reader computed for them."""
+    """One batch of tiles from one row of cells, with what was computed while reading them."""
 
     row: int
     col0: int
@@ -210,111 +210,66 @@ def _classify(
 
     batch = max(1, settings.batch_size)
     total = rows * cols
-    q: queue.Queue[Strip | BaseException | None] = queue.Queue(maxsize=3)
-    stop = threading.Event()
-
-    def reader() -> None:
-        try:
-            for r in range(rows):
-                for c0 in range(0, cols, batch):
-                    if stop.is_set():
-                        return
-                    n = min(batch, cols - c0)
-                    q.put(
-                        _read_strip(
-                            scene,
-                            grid,
-                            r,
-                            c0,
-                            n,
-                            read_bands,
-                            pos_model,
-                            pos_idx,
-                            pos_show,
-                            preview,
-                            idx_bands,
-                            index_list,
-                            to_model,
-                            scratch,
-                            step,
-                            stats,
-                            clip_cells,
-                        )
-                    )
-            q.put(None)
-        except BaseException as e:  # handed to the main thread, which raises it
-            q.put(e)
-
-    t = threading.Thread(target=reader, name="khet-reader", daemon=True)
-    t.start()
-    lock = threading.Lock()
+    strips = iter(
+        [(r, c0, min(batch, cols - c0)) for r in range(rows) for c0 in range(0, cols, batch)]
+    )
+    read_lock = threading.Lock()  # the dataset, scratch raster, stats and preview: one at a time
+    tally_lock = threading.Lock()
     tally = {"analysed": 0, "done": 0, "infer_s": 0.0}
     errors: list[BaseException] = []
 
-    def infer() -> None:
-        """Take strips until the end; several of these run side by side (see `n_infer`)."""
-        while not errors:
-            item = q.get()
-            if item is None or isinstance(item, BaseException):
-                if isinstance(item, BaseException):
-                    errors.append(item)
-                q.put(None)  # wake the other inference threads
-                return
-            s: Strip = item
-            n = len(s.valid_share)
-            keep = np.flatnonzero(s.valid_share >= MIN_VALID)
-            t0 = time.perf_counter()
-            if keep.size:
-                batch_tiles = s.tiles if keep.size == n else s.tiles[keep]  # no copy when full
-                try:
-                    p = bundle.predict(batch_tiles)
-                except BaseException as e:
-                    errors.append(e)
-                    return
-                cols_k = s.col0 + keep
-                classes[s.row, cols_k] = p.argmax(axis=1).astype(np.uint8)
-                probs[s.row, cols_k] = p.astype(np.float16)
-            if index_list:
-                cell_index[s.row, s.col0 : s.col0 + n] = s.index_means
-            with lock:
-                tally["infer_s"] += time.perf_counter() - t0
-                tally["analysed"] += int(keep.size)
-                tally["done"] += n
-                if progress:
-                    progress(tally["done"], total)
+    def work() -> None:
+        """Read the next strip (in order, under the lock), then run the model on it.
 
-    # Batches run side by side, one ONNX Runtime thread each: a reader that takes a core for a
-    # moment then delays one batch, not every operator of every batch (measured on 2 cores).
-    extra = [
-        threading.Thread(target=infer, name=f"khet-infer-{i}", daemon=True)
+        `n_infer` of these run side by side, each with a single-threaded ONNX Runtime call:
+        while one runs the model the other reads, so reading and index work fill the cores'
+        gaps instead of interrupting a multi-threaded model run (measured on 2 cores).
+        """
+        try:
+            while not errors:
+                with read_lock:
+                    nxt = next(strips, None)
+                    if nxt is None:
+                        return
+                    r, c0, n = nxt
+                    s = _read_strip(
+                        scene, grid, r, c0, n, read_bands, pos_model, pos_idx, pos_show, preview,
+                        idx_bands, index_list, to_model, scratch, step, stats, clip_cells,
+                    )  # fmt: skip
+                keep = np.flatnonzero(s.valid_share >= MIN_VALID)
+                t0 = time.perf_counter()
+                if keep.size:
+                    batch_tiles = s.tiles if keep.size == n else s.tiles[keep]  # no copy if full
+                    p = bundle.predict(batch_tiles)
+                    cols_k = s.col0 + keep
+                    classes[s.row, cols_k] = p.argmax(axis=1).astype(np.uint8)
+                    probs[s.row, cols_k] = p.astype(np.float16)
+                if index_list:
+                    cell_index[s.row, s.col0 : s.col0 + n] = s.index_means
+                with tally_lock:
+                    tally["infer_s"] += time.perf_counter() - t0
+                    tally["analysed"] += int(keep.size)
+                    tally["done"] += n
+                    if progress:
+                        progress(tally["done"], total)
+        except BaseException as e:  # raised again by the main thread
+            errors.append(e)
+
+    others = [
+        threading.Thread(target=work, name=f"khet-worker-{i}", daemon=True)
         for i in range(n_infer - 1)
     ]
-    for th in extra:
-        th.start()
     try:
-        infer()
-        for th in extra:
+        for th in others:
+            th.start()
+        work()
+        for th in others:
             th.join()
-        if errors:
-            raise errors[0]
-    except BaseException:
-        stop.set()
-        errors.append(KhetError("stopped"))  # make the other inference threads return
-        while t.is_alive() or any(th.is_alive() for th in extra):
-            try:  # unblock the reader if it waits on a full queue...
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            try:  # ...and inference threads waiting on an empty one
-                q.put_nowait(None)
-            except queue.Full:
-                pass
-            t.join(0.02)
-        raise
     finally:
-        t.join()
         if scratch is not None:
             scratch.close()
+    if errors:
+        raise errors[0]
     analysed, infer_s = tally["analysed"], tally["infer_s"] / n_infer
 
     index_paths: dict[str, Path] = {}
