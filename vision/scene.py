@@ -376,13 +376,9 @@ def _band_layout(ds, facts: CameraFacts, user: Sequence[str] | None, label: str,
     ]
     indexes = [i + 1 for i in range(ds.count) if i not in alpha]
     if user:
-        names = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in user]
-        if len(names) != len(indexes):
-            raise BandError(
-                f"{label} has {len(indexes)} band(s) but --bands names {len(names)}: give one "
-                "name per band, e.g. --bands red,green,blue (use - for a band to ignore)."
-            )
-        return _no_duplicates(names), indexes
+        what = f"{label} has {len(indexes)} band(s)"
+        hint = "one name per band, e.g. --bands red,green,blue (use - for a band to ignore)"
+        return _user_band_names(user, len(indexes), what, hint), indexes
     meta = _names_from_metadata(ds, facts)
     names = [meta[i - 1] for i in indexes]
     if all(names) and len(set(names)) == len(names):
@@ -404,6 +400,14 @@ def _band_layout(ds, facts: CameraFacts, user: Sequence[str] | None, label: str,
         f"Band names not recorded in the file ({', '.join(generic)}); name them with --bands."
     )
     return _no_duplicates(generic), indexes
+
+
+def _user_band_names(user: Sequence[str], count: int, what: str, hint: str) -> list[str]:
+    """The names given with --bands: one per band, `-` for a band to ignore, no repeats."""
+    names = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in user]
+    if len(names) != count:
+        raise BandError(f"{what} but --bands names {len(names)}: give {hint}.")
+    return _no_duplicates(names)
 
 
 def _no_duplicates(names: list[str]) -> list[str]:
@@ -576,13 +580,8 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
             names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
     warn: list[str] = []
     if bands:
-        user = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in bands]
-        if len(user) != len(files):
-            raise BandError(
-                f"The capture has {len(files)} band files but --bands names {len(user)}: give one "
-                "name per file, in file order."
-            )
-        names = user
+        what = f"The capture has {len(files)} band files"
+        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
     elif not all(names):
         unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
         raise BandError(
