@@ -20,6 +20,7 @@ demo: $(STAMP)
 	@echo "Open $(DEMO_OUT)/preview.png, or load $(DEMO_OUT)/classes.tif in QGIS."
 
 test: $(STAMP)
+	bash .ci/services
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
