@@ -1,6 +1,6 @@
 """Service fixtures: every API test runs on SQLite and on PostgreSQL, each with a clean schema.
 
-PostgreSQL and Redis come from `.ci/run` (KHET_TEST_POSTGRES_URL, KHET_TEST_REDIS_URL); the
+PostgreSQL and Redis come from `.ci/services` (KHET_TEST_POSTGRES_URL, KHET_TEST_REDIS_URL); the
 defaults below are the same values, so a developer machine set up like CI needs nothing else.
 """
 
