@@ -6,10 +6,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from tests.servers import ServerDidNotStart, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +32,11 @@ def start_server(data_dir: Path, env_extra: dict | None = None, worker: bool = F
     cmd = [*py, "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
+    try:
+        wait_until_serving(base, proc, timeout=20)
+    except ServerDidNotStart as e:
         proc.kill()
-        raise SystemExit("the server did not start")
+        raise SystemExit(str(e)) from None
     return proc, base, token
 
 

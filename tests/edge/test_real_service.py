@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from khet.edge.outbox import sync
 from khet.cli import main
 from khet.errors import KhetError
 from tests.edge.fakeservice import CutProxy
+from tests.servers import ServerDidNotStart, wait_until_serving
 from tests.vision.rasters import field_rgb, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,16 +91,10 @@ def service(tmp_path, use_test_models):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"khet serve did not start:\n{(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.2)
+        try:
+            wait_until_serving(url, proc, tmp_path / "serve.log", timeout=90)
+        except ServerDidNotStart as e:
+            pytest.fail(str(e))
         auth = {"Authorization": f"Bearer {token}"}
         farm = httpx.post(f"{url}/api/v1/farms", json={"name": "Chak 42"}, headers=auth)
         assert farm.status_code == 201, farm.text

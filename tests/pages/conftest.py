@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pytest
 
 from tests.bundles import make_bundle
 from tests.pages.rasters import boundary_lonlat, make_field
+from tests.servers import ServerDidNotStart, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("KHET_CHROMIUM", "/usr/bin/chromium")
@@ -90,16 +90,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)  # its own process group: the worker goes with it at the end
     try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(srv.url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                pytest.fail(f"khet serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until_serving(srv.url, proc, log)
+        except ServerDidNotStart as e:
+            pytest.fail(str(e))
         with srv.client("farmer@example.org") as c:
             farm = c.post("/api/v1/farms", json={"name": "Chak 42 farm"}).json()
             fld = c.post(f"/api/v1/farms/{farm['id']}/fields", json={
