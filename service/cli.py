@@ -15,14 +15,20 @@ import sys
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="Run the web service with an embedded worker",
-                              description="Run the API (and pages) with uvicorn, plus a job "
-                                          "worker unless --no-worker. Needs no other setting: "
-                                          "SQLite and the job queue live in KHET_DATA_DIR.")
+    p = subparsers.add_parser(
+        "serve",
+        help="Run the web service with an embedded worker",
+        description="Run the API (and pages) with uvicorn, plus a job "
+        "worker unless --no-worker. Needs no other setting: "
+        "SQLite and the job queue live in KHET_DATA_DIR.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--no-worker", action="store_true",
-                   help="Do not start a worker (run `khet worker` elsewhere, e.g. with Redis)")
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="Do not start a worker (run `khet worker` elsewhere, e.g. with Redis)",
+    )
     p.add_argument("--workers", type=int, default=1, help="Jobs run at the same time by the worker")
     p.set_defaults(func=_serve)
 
@@ -67,14 +73,20 @@ def _serve(args: argparse.Namespace) -> int:
     worker = None
     if not args.no_worker:
         # A separate process: analysis is CPU-heavy and must not slow the API's event loop.
-        worker = subprocess.Popen([sys.executable, "-m", "khet.cli", "worker",
-                                   "--workers", str(args.workers)])
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "khet.cli", "worker", "--workers", str(args.workers)]
+        )
     # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler that
     # kills this process before `finally` stops the worker, leaving it orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(create_app(migrate=False), host=args.host, port=args.port,
-                    log_level="info", proxy_headers=True)
+        uvicorn.run(
+            create_app(migrate=False),
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            proxy_headers=True,
+        )
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGINT)

@@ -55,7 +55,9 @@ def _user_from_request(request: Request, db: Session) -> User | None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("Send the API token as 'Authorization: Bearer <token>'.")
-        row = db.scalar(select(ApiToken).where(ApiToken.token_hash == security.token_digest(token.strip())))
+        row = db.scalar(
+            select(ApiToken).where(ApiToken.token_hash == security.token_digest(token.strip()))
+        )
         if row is None:
             raise AuthError("That API token is not valid (revoked or mistyped).")
         return row.user
@@ -145,5 +147,3 @@ def get_upload(db: Session, user: User, upload_id: str) -> Upload:
     if up is None or up.user_id != user.id:
         raise NotFoundError("No such upload.")
     return up
-
-

@@ -32,22 +32,30 @@ class QueueDown(KhetError):
 def find_by_client_id(db: Session, field_id: int, client_id: str | None) -> Flight | None:
     if not client_id:
         return None
-    return db.scalar(select(Flight).where(Flight.field_id == field_id)
-                     .where(Flight.client_id == client_id))
+    return db.scalar(
+        select(Flight).where(Flight.field_id == field_id).where(Flight.client_id == client_id)
+    )
 
 
 def imagery_info(scene) -> dict:
     """How the imagery layer is tiled: which bands as RGB, how to stretch them to 8 bits."""
-    info: dict = {"georeferenced": scene.crs is not None and scene.georef == "crs",
-                  "kind": scene.kind, "tileable": False}
+    info: dict = {
+        "georeferenced": scene.crs is not None and scene.georef == "crs",
+        "kind": scene.kind,
+        "tileable": False,
+    }
     if not info["georeferenced"] or scene.kind != "raster" or len(scene.sources) != 1:
-        info["reason"] = ("The imagery has no map coordinates (CRS) or is several band files; "
-                          "only georeferenced single-file imagery is tiled. The field map layers "
-                          "(classes, vigour, indices) are tiled when the results are georeferenced.")
+        info["reason"] = (
+            "The imagery has no map coordinates (CRS) or is several band files; "
+            "only georeferenced single-file imagery is tiled. The field map layers "
+            "(classes, vigour, indices) are tiled when the results are georeferenced."
+        )
         return info
     names = list(scene.bands)
-    pick = next((c for c in (["red", "green", "blue"], ["nir", "red", "green"]) if set(c) <= set(names)),
-                names[:1])
+    pick = next(
+        (c for c in (["red", "green", "blue"], ["nir", "red", "green"]) if set(c) <= set(names)),
+        names[:1],
+    )
     indexes = [scene.band_indexes[scene.band_names.index(n)] for n in pick]
     rescale = None
     if scene.dtype != "uint8":
@@ -56,8 +64,9 @@ def imagery_info(scene) -> dict:
             rescale = [list(st[n]) for n in pick]
         except Exception:
             rescale = None
-    info.update(tileable=True, file=scene.sources[0].name, bands=pick, indexes=indexes,
-                rescale=rescale)
+    info.update(
+        tileable=True, file=scene.sources[0].name, bands=pick, indexes=indexes, rescale=rescale
+    )
     return info
 
 
@@ -106,9 +115,15 @@ def _check_tif(path: Path, rel: str) -> None:
 
 
 def create_flight(
-    db: Session, user: User, field: Field, *, inputs: list[tuple[str, Path]],
-    results: list[tuple[str, Path]] | None = None, bands: list[str] | None = None,
-    captured_at: str | None = None, client_id: str | None = None,
+    db: Session,
+    user: User,
+    field: Field,
+    *,
+    inputs: list[tuple[str, Path]],
+    results: list[tuple[str, Path]] | None = None,
+    bands: list[str] | None = None,
+    captured_at: str | None = None,
+    client_id: str | None = None,
 ) -> tuple[Flight, bool]:
     """The new flight (and True), or the existing one with this client_id (and False)."""
     from khet.vision.scene import open_scene
@@ -131,15 +146,21 @@ def create_flight(
                 "zones.geojson, preview.png, indices/<name>.tif)."
             )
 
-    flight = Flight(field_id=field.id, created_by=user.id, client_id=client_id,
-                    captured_at=captured_at, bands=bands, inputs=names,
-                    source="edge" if results else "service")
+    flight = Flight(
+        field_id=field.id,
+        created_by=user.id,
+        client_id=client_id,
+        captured_at=captured_at,
+        bands=bands,
+        inputs=names,
+        source="edge" if results else "service",
+    )
     db.add(flight)
     db.flush()
     final = storage.flight_dir(field.farm_id, field.id, flight.id)
     staged = final.with_name(f".new-{flight.id}-{os.getpid()}")
     try:
-        for (name, src), clean in zip(inputs, names, strict=True):
+        for (_name, src), clean in zip(inputs, names, strict=True):
             storage.link_or_copy(src, staged / "input" / clean)
         if inputs:
             paths = [staged / "input" / n for n in names]
@@ -157,8 +178,16 @@ def create_flight(
         db.rollback()
         raise
     if results:
-        db.add(Job(flight_id=flight.id, status="done", progress=1.0, attempts=0,
-                   finished_at=now(), queued_at=now()))
+        db.add(
+            Job(
+                flight_id=flight.id,
+                status="done",
+                progress=1.0,
+                attempts=0,
+                finished_at=now(),
+                queued_at=now(),
+            )
+        )
     else:
         db.add(Job(flight_id=flight.id, status="queued"))
     try:
@@ -184,7 +213,9 @@ def enqueue_or_fail(db: Session, flight: Flight) -> None:
         log.exception("could not queue job %s", flight.job.id)
         flight.job.status, flight.job.error = "failed", "The job queue could not be reached; retry."
         db.commit()
-        raise QueueDown(f"The job queue is unreachable ({type(e).__name__}); retry later.") from None
+        raise QueueDown(
+            f"The job queue is unreachable ({type(e).__name__}); retry later."
+        ) from None
 
 
 def result_files(flight: Flight) -> list[str]:
@@ -199,10 +230,18 @@ def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:
     job = flight.job
     status = job.status if job else "done"
     return FlightOut(
-        id=flight.id, field_id=flight.field_id, farm_id=flight.field.farm_id, status=status,
-        progress=job.progress if job else 1.0, error=job.error if job else None,
-        source=flight.source, client_id=flight.client_id, captured_at=flight.captured_at,
-        inputs=list(flight.inputs or []), bands=flight.bands, created_at=flight.created_at,
+        id=flight.id,
+        field_id=flight.field_id,
+        farm_id=flight.field.farm_id,
+        status=status,
+        progress=job.progress if job else 1.0,
+        error=job.error if job else None,
+        source=flight.source,
+        client_id=flight.client_id,
+        captured_at=flight.captured_at,
+        inputs=list(flight.inputs or []),
+        bands=flight.bands,
+        created_at=flight.created_at,
         job=JobOut.model_validate(job) if job else None,
         summary=flight.summary if with_summary else None,
         results=result_files(flight) if status == "done" else [],

@@ -39,17 +39,22 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
         raise InputError("The boundary must be a GeoJSON Polygon or MultiPolygon (lon/lat).")
     for ring in _rings(value):
         if not isinstance(ring, list) or len(ring) < 4:
-            raise InputError("Each boundary ring needs at least 4 points (the last repeats the first).")
+            raise InputError(
+                "Each boundary ring needs at least 4 points (the last repeats the first)."
+            )
         for pt in ring:
-            if (not isinstance(pt, list | tuple) or len(pt) < 2
-                    or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pt[:2])
-                    or not all(math.isfinite(c) for c in pt[:2])):
+            if (
+                not isinstance(pt, list | tuple)
+                or len(pt) < 2
+                or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pt[:2])
+                or not all(math.isfinite(c) for c in pt[:2])
+            ):
                 raise InputError("Boundary points must be [longitude, latitude] numbers.")
             lon, lat = pt[0], pt[1]
             if not (-180 <= lon <= 180 and -90 <= lat <= 90):
                 raise InputError(
-                    f"Boundary point [{lon}, {lat}] is not a longitude/latitude: use WGS84 degrees, "
-                    "longitude first."
+                    f"Boundary point [{lon}, {lat}] is not a longitude/latitude: "
+                    "use WGS84 degrees, longitude first."
                 )
         if list(ring[0][:2]) != list(ring[-1][:2]):
             raise InputError("The boundary is not closed: its last point must repeat the first.")
@@ -69,10 +74,13 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
         raise InputError(f"The boundary cannot be placed on the map ({e}).") from None
     area = equal_area.area
     if area < MIN_AREA_M2:
-        raise InputError(f"The boundary encloses {area:.1f} m², too small for a field (at least 10 m²).")
+        raise InputError(
+            f"The boundary encloses {area:.1f} m², too small for a field (at least 10 m²)."
+        )
     if area > MAX_AREA_M2:
         raise InputError(
-            f"The boundary encloses {area / 10_000:,.0f} ha, more than 10,000 ha: is it the right shape?"
+            f"The boundary encloses {area / 10_000:,.0f} ha, more than 10,000 ha: "
+            "is it the right shape?"
         )
     import json
 

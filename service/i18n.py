@@ -22,14 +22,14 @@ EN: dict[str, str] = {
     "password": "Password",
     "login_title": "Log in to Khet",
     "login_intro": "See where the crop is, where weeds are and where the crop is weak, "
-                   "in hectares, on a map.",
+    "in hectares, on a map.",
     "login_failed": "Wrong email or password.",
     "dashboard": "Your fields",
     "dashboard_worker": "Farms assigned to you",
     "no_farms": "You have no farms yet. Create one with the API (POST /api/v1/farms) or ask "
-                "an administrator.",
+    "an administrator.",
     "no_farms_worker": "No farms are assigned to you yet. An administrator assigns them "
-                       "(khet user assign).",
+    "(khet user assign).",
     "no_fields": "This farm has no fields yet.",
     "farm": "Farm",
     "field": "Field",
@@ -49,7 +49,7 @@ EN: dict[str, str] = {
     "status_failed": "Analysis failed",
     "thresholds": "When does a field need a visit?",
     "thresholds_intro": "A field is flagged when its latest flight shows more weeds, or more "
-                        "weak crop, than these shares.",
+    "weak crop, than these shares.",
     "weed_threshold": "Weed share above (%)",
     "low_threshold": "Weak-crop share above (% of crop)",
     "save": "Save",
@@ -68,10 +68,10 @@ EN: dict[str, str] = {
     "change": "Change",
     "compare_need_two": "Two finished flights of this field are needed to compare.",
     "compare_units_differ": "One of these flights has no map coordinates, so areas are compared "
-                            "as shares of the image, not hectares.",
+    "as shares of the image, not hectares.",
     "upload_title": "Upload drone images",
     "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG) or all band files of one capture. "
-                    "If the connection drops, the upload waits and continues where it stopped.",
+    "If the connection drops, the upload waits and continues where it stopped.",
     "files": "Image files",
     "captured_at": "Flight date",
     "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
@@ -95,8 +95,8 @@ EN: dict[str, str] = {
     "point_vigour": "Vigour",
     "point_outside": "Outside the map.",
     "no_georef": "This flight's images have no map coordinates (no GPS georeference in the "
-                 "file), so the map cannot be placed on the earth and areas are shares of the "
-                 "image, not hectares. Here is the analysed image instead.",
+    "file), so the map cannot be placed on the earth and areas are shares of the "
+    "image, not hectares. Here is the analysed image instead.",
     "not_ready": "The map is not ready yet.",
     "failed": "The analysis failed",
     "retry": "Try again",
@@ -119,16 +119,16 @@ EN: dict[str, str] = {
     "histogram": "{index} across the field",
     "median": "median",
     "histogram_note": "How many pixels have each {index} value; higher means greener, denser "
-                      "plants.",
+    "plants.",
     "next_steps": "What to do next",
     "model": "About this map",
     "model_line": "Model {name}, version {version}.",
     "limits": "The model was trained on close-range photos (millimetres per pixel) and is applied "
-              "here to drone images: treat the map as indicative and check it on foot before "
-              "you spray or fertilise.",
+    "here to drone images: treat the map as indicative and check it on foot before "
+    "you spray or fertilise.",
     "vigour_limits": "Crop vigour compares each part of the crop with the rest of this field; "
-                     "it shows where the crop is weaker, not why (water, nutrients, pests or "
-                     "sowing).",
+    "it shows where the crop is weaker, not why (water, nutrients, pests or "
+    "sowing).",
     "label_rule": "How the training images were labelled: {rule}",
     "warnings": "Notes from the analysis",
     "approx_ha": "about {ha} ha",
@@ -142,25 +142,37 @@ EN: dict[str, str] = {
     "lvl_medium": "Medium",
     "lvl_high": "High",
     # directions
-    "dir_n": "north", "dir_ne": "north-east", "dir_e": "east", "dir_se": "south-east",
-    "dir_s": "south", "dir_sw": "south-west", "dir_w": "west", "dir_nw": "north-west",
+    "dir_n": "north",
+    "dir_ne": "north-east",
+    "dir_e": "east",
+    "dir_se": "south-east",
+    "dir_s": "south",
+    "dir_sw": "south-west",
+    "dir_w": "west",
+    "dir_nw": "north-west",
     "dir_c": "centre",
-    "img_n": "top", "img_ne": "top right", "img_e": "right", "img_se": "bottom right",
-    "img_s": "bottom", "img_sw": "bottom left", "img_w": "left", "img_nw": "top left",
+    "img_n": "top",
+    "img_ne": "top right",
+    "img_e": "right",
+    "img_se": "bottom right",
+    "img_s": "bottom",
+    "img_sw": "bottom left",
+    "img_w": "left",
+    "img_nw": "top left",
     "img_c": "middle",
     # advice
     "advice_weed_patch": "Scout the {area} weed patch in the {where} of the field and remove the "
-                         "weeds before they set seed.",
+    "weeds before they set seed.",
     "advice_weed_patch_img": "Scout the weed patch ({share} of the image) at the {where} of the "
-                             "image.",
+    "image.",
     "advice_weed_wide": "Weeds cover {share} of the field: plan weeding across the whole field, "
-                        "not only spots.",
+    "not only spots.",
     "advice_low_patch": "Walk the weak crop ({area}) in the {where}: look for dry soil, "
-                        "yellow leaves, pests or gaps in sowing.",
+    "yellow leaves, pests or gaps in sowing.",
     "advice_low_patch_img": "Walk the weak crop ({share} of the crop) at the {where} of the "
-                            "image: look for dry soil, yellow leaves, pests or gaps in sowing.",
+    "image: look for dry soil, yellow leaves, pests or gaps in sowing.",
     "advice_all_good": "No weed patch or weak area stands out. Fly again in two to three weeks "
-                       "to follow the crop.",
+    "to follow the crop.",
     "advice_check": "The map is indicative: confirm on foot before spraying or fertilising.",
     "advice_none": "The map shows no crop or weeds; check that the right field was flown.",
     "not_found": "Not found",
@@ -179,7 +191,7 @@ UR: dict[str, str] = {
     "password": "پاس ورڈ",
     "login_title": "کھیت میں لاگ ان کریں",
     "login_intro": "نقشے پر دیکھیں کہ فصل کہاں ہے، جڑی بوٹیاں کہاں ہیں اور فصل کہاں کمزور ہے، "
-                   "ہیکٹر میں۔",
+    "ہیکٹر میں۔",
     "login_failed": "ای میل یا پاس ورڈ غلط ہے۔",
     "dashboard": "آپ کے کھیت",
     "dashboard_worker": "آپ کو سونپے گئے فارم",
@@ -204,7 +216,7 @@ UR: dict[str, str] = {
     "status_failed": "تجزیہ ناکام",
     "thresholds": "کھیت کا دورہ کب ضروری ہے؟",
     "thresholds_intro": "جب آخری پرواز میں جڑی بوٹیاں یا کمزور فصل ان حدوں سے زیادہ ہو تو کھیت "
-                        "پر نشان لگتا ہے۔",
+    "پر نشان لگتا ہے۔",
     "weed_threshold": "جڑی بوٹیوں کا حصہ (%) سے زیادہ",
     "low_threshold": "کمزور فصل کا حصہ (% فصل) سے زیادہ",
     "save": "محفوظ کریں",
@@ -223,10 +235,10 @@ UR: dict[str, str] = {
     "change": "تبدیلی",
     "compare_need_two": "موازنے کے لیے اس کھیت کی دو مکمل پروازیں چاہییں۔",
     "compare_units_differ": "ایک پرواز کے نقشے کے کوآرڈینیٹ نہیں، اس لیے رقبہ ہیکٹر کی بجائے "
-                            "تصویر کے حصے کے طور پر دکھایا گیا ہے۔",
+    "تصویر کے حصے کے طور پر دکھایا گیا ہے۔",
     "upload_title": "ڈرون تصویریں اپ لوڈ کریں",
     "upload_intro": "ایک تصویر یا ایک کیپچر کی تمام بینڈ فائلیں چنیں۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
-                    "انتظار کر کے وہیں سے جاری رہتا ہے۔",
+    "انتظار کر کے وہیں سے جاری رہتا ہے۔",
     "files": "تصویری فائلیں",
     "captured_at": "پرواز کی تاریخ",
     "bands": "بینڈ کے نام (اختیاری)",
@@ -250,7 +262,7 @@ UR: dict[str, str] = {
     "point_vigour": "طاقت",
     "point_outside": "نقشے سے باہر۔",
     "no_georef": "اس پرواز کی تصویروں میں نقشے کے کوآرڈینیٹ نہیں، اس لیے نقشہ زمین پر نہیں رکھا "
-                 "جا سکتا اور رقبہ ہیکٹر کی بجائے تصویر کا حصہ ہے۔ یہ تجزیہ شدہ تصویر ہے۔",
+    "جا سکتا اور رقبہ ہیکٹر کی بجائے تصویر کا حصہ ہے۔ یہ تجزیہ شدہ تصویر ہے۔",
     "not_ready": "نقشہ ابھی تیار نہیں۔",
     "failed": "تجزیہ ناکام ہو گیا",
     "retry": "دوبارہ کوشش",
@@ -273,15 +285,15 @@ UR: dict[str, str] = {
     "histogram": "کھیت میں {index}",
     "median": "درمیانی قدر",
     "histogram_note": "ہر {index} قدر والے پکسلز کی تعداد؛ زیادہ قدر کا مطلب زیادہ سبز اور گھنے "
-                      "پودے۔",
+    "پودے۔",
     "next_steps": "آگے کیا کریں",
     "model": "اس نقشے کے بارے میں",
     "model_line": "ماڈل {name}، ورژن {version}۔",
     "limits": "ماڈل کو قریب سے لی گئی تصویروں (ملی میٹر فی پکسل) پر سکھایا گیا اور یہاں ڈرون "
-              "تصویروں پر لگایا گیا ہے: نقشے کو اندازہ سمجھیں اور اسپرے یا کھاد سے پہلے کھیت میں "
-              "جا کر دیکھیں۔",
+    "تصویروں پر لگایا گیا ہے: نقشے کو اندازہ سمجھیں اور اسپرے یا کھاد سے پہلے کھیت میں "
+    "جا کر دیکھیں۔",
     "vigour_limits": "فصل کی طاقت ہر حصے کا اسی کھیت کے باقی حصوں سے موازنہ ہے؛ یہ بتاتی ہے کہ فصل "
-                     "کہاں کمزور ہے، یہ نہیں کہ کیوں (پانی، خوراک، کیڑے یا بوائی)۔",
+    "کہاں کمزور ہے، یہ نہیں کہ کیوں (پانی، خوراک، کیڑے یا بوائی)۔",
     "label_rule": "تربیتی تصویروں پر نشان کیسے لگے: {rule}",
     "warnings": "تجزیے کے نوٹ",
     "approx_ha": "تقریباً {ha} ہیکٹر",
@@ -293,23 +305,35 @@ UR: dict[str, str] = {
     "lvl_low": "کم",
     "lvl_medium": "درمیانی",
     "lvl_high": "زیادہ",
-    "dir_n": "شمال", "dir_ne": "شمال مشرق", "dir_e": "مشرق", "dir_se": "جنوب مشرق",
-    "dir_s": "جنوب", "dir_sw": "جنوب مغرب", "dir_w": "مغرب", "dir_nw": "شمال مغرب",
+    "dir_n": "شمال",
+    "dir_ne": "شمال مشرق",
+    "dir_e": "مشرق",
+    "dir_se": "جنوب مشرق",
+    "dir_s": "جنوب",
+    "dir_sw": "جنوب مغرب",
+    "dir_w": "مغرب",
+    "dir_nw": "شمال مغرب",
     "dir_c": "درمیان",
-    "img_n": "اوپر", "img_ne": "اوپر دائیں", "img_e": "دائیں", "img_se": "نیچے دائیں",
-    "img_s": "نیچے", "img_sw": "نیچے بائیں", "img_w": "بائیں", "img_nw": "اوپر بائیں",
+    "img_n": "اوپر",
+    "img_ne": "اوپر دائیں",
+    "img_e": "دائیں",
+    "img_se": "نیچے دائیں",
+    "img_s": "نیچے",
+    "img_sw": "نیچے بائیں",
+    "img_w": "بائیں",
+    "img_nw": "اوپر بائیں",
     "img_c": "درمیان",
     "advice_weed_patch": "کھیت کے {where} والے حصے میں {area} جڑی بوٹیوں کا ٹکڑا دیکھیں اور بیج "
-                         "بننے سے پہلے جڑی بوٹیاں نکالیں۔",
+    "بننے سے پہلے جڑی بوٹیاں نکالیں۔",
     "advice_weed_patch_img": "تصویر کے {where} میں جڑی بوٹیوں کا ٹکڑا ({share}) دیکھیں۔",
     "advice_weed_wide": "جڑی بوٹیاں کھیت کے {share} حصے پر ہیں: صرف چند جگہوں کی بجائے پورے کھیت "
-                        "کی گوڈی کا منصوبہ بنائیں۔",
+    "کی گوڈی کا منصوبہ بنائیں۔",
     "advice_low_patch": "{where} میں کمزور فصل ({area}) کا پیدل معائنہ کریں: خشک مٹی، پیلے پتے، "
-                        "کیڑے یا بوائی کے خلا دیکھیں۔",
+    "کیڑے یا بوائی کے خلا دیکھیں۔",
     "advice_low_patch_img": "تصویر کے {where} میں کمزور فصل ({share} فصل) کا معائنہ کریں: خشک "
-                            "مٹی، پیلے پتے، کیڑے یا بوائی کے خلا دیکھیں۔",
+    "مٹی، پیلے پتے، کیڑے یا بوائی کے خلا دیکھیں۔",
     "advice_all_good": "کوئی جڑی بوٹیوں کا ٹکڑا یا کمزور حصہ نمایاں نہیں۔ فصل پر نظر رکھنے کے لیے "
-                       "دو تین ہفتے بعد دوبارہ پرواز کریں۔",
+    "دو تین ہفتے بعد دوبارہ پرواز کریں۔",
     "advice_check": "نقشہ ایک اندازہ ہے: اسپرے یا کھاد سے پہلے کھیت میں جا کر تصدیق کریں۔",
     "advice_none": "نقشے میں نہ فصل ہے نہ جڑی بوٹیاں؛ دیکھیں کہ صحیح کھیت پر پرواز ہوئی تھی۔",
     "not_found": "نہیں ملا",

@@ -83,10 +83,18 @@ def _claim(job_id: int, svc: ServiceSettings) -> bool:
         res = s.execute(
             update(Job)
             .where(Job.id == job_id)
-            .where(or_(Job.status == "queued",
-                       (Job.status == "running") & (Job.heartbeat_at < stale)))
-            .values(status="running", attempts=Job.attempts + 1, worker=_worker_name(),
-                    heartbeat_at=now(), started_at=now(), progress=0.0, error=None)
+            .where(
+                or_(Job.status == "queued", (Job.status == "running") & (Job.heartbeat_at < stale))
+            )
+            .values(
+                status="running",
+                attempts=Job.attempts + 1,
+                worker=_worker_name(),
+                heartbeat_at=now(),
+                started_at=now(),
+                progress=0.0,
+                error=None,
+            )
         )
         return res.rowcount == 1
 
@@ -142,8 +150,14 @@ def run_job(job_id: int) -> None:
     work = fdir / f".work-{job_id}-{os.getpid()}"
     beat.start()
     try:
-        summary = analyze(inputs if len(inputs) > 1 else inputs[0], work, bands=bands, clip=clip,
-                          progress=progress, title=title)
+        summary = analyze(
+            inputs if len(inputs) > 1 else inputs[0],
+            work,
+            bands=bands,
+            clip=clip,
+            progress=progress,
+            title=title,
+        )
         # Swap by renames: a crash in between leaves the old results in .old-*, never nothing.
         results, previous = fdir / "results", fdir / f".old-results-{job_id}"
         if results.exists():
@@ -159,8 +173,12 @@ def run_job(job_id: int) -> None:
         beat.stop.set()
         log.exception("job %s crashed", job_id)
         storage.remove_tree(work)
-        _finish(job_id, "failed", error=f"The analysis stopped on an internal error "
-                                       f"({type(e).__name__}); retry, or report it.")
+        _finish(
+            job_id,
+            "failed",
+            error=f"The analysis stopped on an internal error "
+            f"({type(e).__name__}); retry, or report it.",
+        )
         return
     finally:
         beat.stop.set()
@@ -195,8 +213,10 @@ def requeue_stale(settings: Settings | None = None) -> list[int]:
         for job in jobs:
             if job.attempts >= svc.max_attempts:
                 job.status, job.finished_at = "failed", now()
-                job.error = (f"The analysis was interrupted {job.attempts} times (the worker "
-                             "stopped); the image may be too large for this machine. Retry it.")
+                job.error = (
+                    f"The analysis was interrupted {job.attempts} times (the worker "
+                    "stopped); the image may be too large for this machine. Retry it."
+                )
                 continue
             job.status, job.queued_at, job.progress = "queued", now(), 0.0
             job.error = None
@@ -234,8 +254,15 @@ def run_worker(workers: int = 1) -> None:
     huey = get_huey()
     reaper = Reaper()
     reaper.start()
-    consumer = Consumer(huey, workers=workers, worker_type="thread", periodic=False,
-                        check_worker_health=True, initial_delay=0.1, max_delay=1.0)
+    consumer = Consumer(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        periodic=False,
+        check_worker_health=True,
+        initial_delay=0.1,
+        max_delay=1.0,
+    )
     try:
         consumer.run()
     finally:

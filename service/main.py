@@ -48,8 +48,14 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     apply_gdal_env()
     if migrate:
         run_migrations()
-    app = FastAPI(title="Khet", version=__version__, description=DESCRIPTION,
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app = FastAPI(
+        title="Khet",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
 
     @app.exception_handler(KhetError)
     async def khet_error(_: Request, exc: KhetError) -> JSONResponse:
@@ -62,15 +68,25 @@ def create_app(*, migrate: bool = True) -> FastAPI:
         for e in errors[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
-        safe = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")),
-                 "type": str(e.get("type"))} for e in errors[:20]]
+        safe = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg")),
+                "type": str(e.get("type")),
+            }
+            for e in errors[:20]
+        ]
         return _problem(422, "invalid", "; ".join(parts) or "The request is invalid.", errors=safe)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        return _problem(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail),
-                        **({} if not exc.headers else {}))
+        return _problem(
+            exc.status_code,
+            codes.get(exc.status_code, "error"),
+            str(exc.detail),
+            **({} if not exc.headers else {}),
+        )
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:

@@ -231,9 +231,11 @@ def share_chart(rows: list[dict], title: str) -> str:
     bar_h, gap, label_w, width = 24, 10, 130, 460
     height = len(rows) * (bar_h + gap) + gap
     plot_w = width - label_w - 60
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>'
+    ]
     for i, r in enumerate(rows):
         y = gap + i * (bar_h + gap)
         w = max(0.0, min(1.0, float(r.get("share") or 0))) * plot_w
@@ -244,7 +246,7 @@ def share_chart(rows: list[dict], title: str) -> str:
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" '
             f'fill="{_esc(r["color"])}"/>'
             f'<text x="{label_w + w + 6:.1f}" y="{ty:.1f}" class="chart-value">'
-            f'{_esc(pct(r.get("share")))}</text>'
+            f"{_esc(pct(r.get('share')))}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -264,7 +266,7 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
     # Trim empty bins at both ends so the shape is readable.
     nz = [i for i, c in enumerate(counts) if c > 0]
     a, b = max(0, nz[0] - 1), min(len(counts), nz[-1] + 2)
-    edges, counts = edges[a:b + 1], counts[a:b]
+    edges, counts = edges[a : b + 1], counts[a:b]
     width, height, pad_l, pad_b, pad_t = 460, 190, 26, 34, 20
     plot_w, plot_h = width - 2 * pad_l, height - pad_b - pad_t
     lo, hi = float(edges[0]), float(edges[-1])
@@ -275,29 +277,37 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
     if isinstance(p10, int | float) and isinstance(p90, int | float) and p90 > p10:
         cl, ch = p10, p90
     bw = plot_w / len(counts)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>'
-             f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{pad_l + plot_w}" '
-             f'y2="{pad_t + plot_h}" class="axis"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'aria-label="{_esc(title)}"><title>{_esc(title)}</title>'
+        f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{pad_l + plot_w}" '
+        f'y2="{pad_t + plot_h}" class="axis"/>'
+    ]
     for i, c in enumerate(counts):
         h = plot_h * c / top
         mid = (float(edges[i]) + float(edges[i + 1])) / 2
         color = _index_color((mid - cl) / ((ch - cl) or 1.0))
-        parts.append(f'<rect x="{pad_l + i * bw + 1:.1f}" y="{pad_t + plot_h - h:.1f}" '
-                     f'width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="{color}"/>')
+        parts.append(
+            f'<rect x="{pad_l + i * bw + 1:.1f}" y="{pad_t + plot_h - h:.1f}" '
+            f'width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="{color}"/>'
+        )
     for i in range(0, len(edges), max(1, len(edges) // 5)):
         x = pad_l + i * bw
-        parts.append(f'<text x="{x:.1f}" y="{height - 12}" text-anchor="middle" '
-                     f'class="chart-tick">{float(edges[i]):.2f}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 12}" text-anchor="middle" '
+            f'class="chart-tick">{float(edges[i]):.2f}</text>'
+        )
     med = stats.get("median")
     if isinstance(med, int | float) and lo <= med <= hi:
         x = pad_l + (med - lo) / span * plot_w
         right = x > width * 0.6  # keep the label inside the chart
-        parts.append(f'<line x1="{x:.1f}" y1="{pad_t - 8}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
-                     f'class="median"/><text x="{x - 5 if right else x + 5:.1f}" y="{pad_t - 6}" '
-                     f'text-anchor="{"end" if right else "start"}" '
-                     f'class="chart-tick median-label">{_esc(median_label)} {med:.2f}</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{pad_t - 8}" x2="{x:.1f}" y2="{pad_t + plot_h}" '
+            f'class="median"/><text x="{x - 5 if right else x + 5:.1f}" y="{pad_t - 6}" '
+            f'text-anchor="{"end" if right else "start"}" '
+            f'class="chart-tick median-label">{_esc(median_label)} {med:.2f}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -350,21 +360,39 @@ def build_report(flight, results: Path, t: Translator) -> Report:
     for c in summary.get("classes") or []:
         if not isinstance(c, dict):
             continue
-        classes.append({"name": c.get("name"), "label": t.name("cls", str(c.get("name"))),
-                        "color": c.get("color") or "#888888", "share": c.get("share") or 0.0,
-                        "area": fmt_area(c.get(f"area_{unit}"), unit, t, total_f)})
+        classes.append(
+            {
+                "name": c.get("name"),
+                "label": t.name("cls", str(c.get("name"))),
+                "color": c.get("color") or "#888888",
+                "share": c.get("share") or 0.0,
+                "area": fmt_area(c.get(f"area_{unit}"), unit, t, total_f),
+            }
+        )
     vig = summary.get("vigour") or {}
-    crop_area = next((c.get(f"area_{unit}") for c in summary.get("classes") or []
-                      if isinstance(c, dict) and c.get("name") == "crop"), None)
+    crop_area = next(
+        (
+            c.get(f"area_{unit}")
+            for c in summary.get("classes") or []
+            if isinstance(c, dict) and c.get("name") == "crop"
+        ),
+        None,
+    )
     levels = []
     for lvl in vig.get("levels") or []:
         if not isinstance(lvl, dict):
             continue
-        levels.append({"name": lvl.get("name"), "label": t.name("lvl", str(lvl.get("name"))),
-                       "color": lvl.get("color") or "#888888",
-                       "share": lvl.get("share_of_crop") or 0.0,
-                       "area": fmt_area(lvl.get(f"area_{unit}"), unit, t,
-                                        float(crop_area) if crop_area else None)})
+        levels.append(
+            {
+                "name": lvl.get("name"),
+                "label": t.name("lvl", str(lvl.get("name"))),
+                "color": lvl.get("color") or "#888888",
+                "share": lvl.get("share_of_crop") or 0.0,
+                "area": fmt_area(
+                    lvl.get(f"area_{unit}"), unit, t, float(crop_area) if crop_area else None
+                ),
+            }
+        )
     hists = []
     indices = summary.get("indices") or {}
     order = [vig.get("index")] + [k for k in indices if k != vig.get("index")]
@@ -373,9 +401,15 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         label = st.get("title") or name.upper()
         svg = histogram_chart(st, t("histogram", index=label), t("median"))
         if svg:
-            hists.append({"name": name, "title": t("histogram", index=label),
-                          "note": t("histogram_note", index=label), "svg": svg,
-                          "formula": st.get("formula")})
+            hists.append(
+                {
+                    "name": name,
+                    "title": t("histogram", index=label),
+                    "note": t("histogram_note", index=label),
+                    "svg": svg,
+                    "formula": st.get("formula"),
+                }
+            )
     if unit == "ha":
         total = fmt_area(total_f, unit, t)
     else:
@@ -383,16 +417,29 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         total = t("approx_ha", ha=f"{approx:.2f}") if isinstance(approx, int | float) else None
     model = summary.get("model") or {}
     return Report(
-        lang=t.lang, dir=t.dir, title=t("report_title"), field_name=field_.name,
-        farm_name=field_.farm.name, crop=field_.crop, flight_id=flight.id,
-        date=flight_date(flight), location=latlon(summary.get("location"), t), unit=unit,
+        lang=t.lang,
+        dir=t.dir,
+        title=t("report_title"),
+        field_name=field_.name,
+        farm_name=field_.farm.name,
+        crop=field_.crop,
+        flight_id=flight.id,
+        date=flight_date(flight),
+        location=latlon(summary.get("location"), t),
+        unit=unit,
         total=total,
-        classes=classes, vigour=levels, vigour_rule=vig.get("rule") if levels else None,
+        classes=classes,
+        vigour=levels,
+        vigour_rule=vig.get("rule") if levels else None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
         advice=advice(summary, load_zones(results), field_.boundary, t),
-        model={"name": model.get("name", "?"), "version": model.get("version", "?"),
-               "label_rule": model.get("label_rule"), "gsd_m": model.get("gsd_m")},
+        model={
+            "name": model.get("name", "?"),
+            "version": model.get("version", "?"),
+            "label_rule": model.get("label_rule"),
+            "gsd_m": model.get("gsd_m"),
+        },
         warnings=[str(w) for w in summary.get("warnings") or []],
     )
 
@@ -411,10 +458,12 @@ def render_pdf(html_text: str, base_url: str | None = None) -> bytes:
     from weasyprint import HTML
 
     fetcher_cls = getattr(weasyprint, "URLFetcher", None) or getattr(
-        __import__("weasyprint.urls", fromlist=["URLFetcher"]), "URLFetcher", None)
+        __import__("weasyprint.urls", fromlist=["URLFetcher"]), "URLFetcher", None
+    )
     if fetcher_cls is not None:  # WeasyPrint >= 67
         fetcher = fetcher_cls(allowed_protocols={"data"})
     else:
+
         def fetcher(url: str, *a, **kw):
             if not url.startswith("data:"):
                 raise ValueError(f"the report fetches nothing from the network: {url[:80]}")

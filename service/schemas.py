@@ -7,10 +7,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
-                                         pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")]
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$",
+    ),
+]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Role = Literal["farmer", "extension", "admin"]
 UploadId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -63,8 +74,9 @@ class AssignmentIn(Strict):
 
 class FarmIn(Strict):
     name: Name
-    owner_id: int | None = Field(None, ge=1, le=2**31 - 1,
-                                 description="Admins only: the farmer who owns it")
+    owner_id: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Admins only: the farmer who owns it"
+    )
 
 
 class FarmOut(BaseModel):
@@ -79,8 +91,10 @@ class FieldIn(Strict):
     name: Name
     crop: Name | None = None
     boundary: dict[str, Any] | None = Field(
-        None, description="GeoJSON Polygon or MultiPolygon in lon/lat (WGS84); closed rings, "
-                          "not crossing itself, between 10 m² and 10,000 ha.")
+        None,
+        description="GeoJSON Polygon or MultiPolygon in lon/lat (WGS84); closed rings, "
+        "not crossing itself, between 10 m² and 10,000 ha.",
+    )
 
 
 class FieldPatch(Strict):
@@ -127,21 +141,38 @@ class ChunkOut(BaseModel):
 
 class FlightIn(Strict):
     uploads: list[UploadId] = Field(
-        default_factory=list, max_length=32,
+        default_factory=list,
+        max_length=32,
         description="Upload ids of the imagery: one file, or the band files of one capture. "
-                    "May be empty when `results` are given.")
-    bands: list[Annotated[str, StringConstraints(min_length=1, max_length=32,
-                                                 pattern=r"^[A-Za-z0-9_\-]+$")]] | None = Field(
-        None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']")
+        "May be empty when `results` are given.",
+    )
+    bands: (
+        list[
+            Annotated[
+                str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
+            ]
+        ]
+        | None
+    ) = Field(
+        None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']"
+    )
     captured_at: datetime | None = Field(None, description="When the flight was flown (ISO 8601)")
-    client_id: Annotated[str, StringConstraints(min_length=1, max_length=200,
-                                                pattern=r"^[^\x00-\x1f\x7f]+$")] | None = Field(
-        None, description="Idempotency key: the same client_id for the same field returns the "
-                          "existing flight (200) instead of creating another.")
+    client_id: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Idempotency key: the same client_id for the same field returns the "
+        "existing flight (200) instead of creating another.",
+    )
     results: dict[Annotated[str, StringConstraints(max_length=64)], UploadId] | None = Field(
-        None, description="Results an edge device already computed: {'summary.json': upload_id, "
-                          "'classes.tif': ..., 'zones.geojson': ..., 'indices/ndvi.tif': ...}. "
-                          "summary.json is required; no analysis job runs.")
+        None,
+        description="Results an edge device already computed: {'summary.json': upload_id, "
+        "'classes.tif': ..., 'zones.geojson': ..., 'indices/ndvi.tif': ...}. "
+        "summary.json is required; no analysis job runs.",
+    )
 
 
 class JobOut(BaseModel):

@@ -5,7 +5,7 @@
       uploads/<user id>/<upload id>             chunked uploads (kept; flights link to them)
       farms/<farm id>/fields/<field id>/flights/<flight id>/
           input/<file name>                      the imagery (hard link of the upload, or a copy)
-          results/                               classes.tif, vigour.tif, indices/, zones.geojson, ...
+          results/                      classes.tif, vigour.tif, indices/, zones.geojson, ...
 
 Results are produced in a sibling `.work-*` folder and renamed into `results/`, so a reader never
 sees half a result.
@@ -41,9 +41,18 @@ def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) 
     return data_dir(settings) / "uploads" / str(user_id) / upload_id
 
 
-def flight_dir(farm_id: int, field_id: int, flight_id: int, settings: Settings | None = None) -> Path:
-    return (data_dir(settings) / "farms" / str(farm_id) / "fields" / str(field_id) / "flights"
-            / str(flight_id))
+def flight_dir(
+    farm_id: int, field_id: int, flight_id: int, settings: Settings | None = None
+) -> Path:
+    return (
+        data_dir(settings)
+        / "farms"
+        / str(farm_id)
+        / "fields"
+        / str(field_id)
+        / "flights"
+        / str(flight_id)
+    )
 
 
 def safe_filename(name: str) -> str:

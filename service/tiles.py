@@ -35,8 +35,10 @@ def layer_source(flight: Flight, layer: str) -> tuple[Path, dict]:
         info = flight.imagery or {}
         if not info.get("tileable"):
             raise NotGeoreferenced(info.get("reason", "This flight has no imagery to tile."))
-        return fdir / "input" / info["file"], {"indexes": info["indexes"],
-                                               "rescale": info.get("rescale")}
+        return fdir / "input" / info["file"], {
+            "indexes": info["indexes"],
+            "rescale": info.get("rescale"),
+        }
     if flight.job is not None and flight.job.status != "done":
         raise NotFoundError("The field map is not ready yet.")
     results = fdir / "results"
@@ -123,8 +125,9 @@ def render_tile(path: Path, opts: dict, z: int, x: int, y: int) -> bytes:
 def _encode_png(rgba) -> bytes:
     import cv2
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(
+        ".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     return buf.tobytes()
 
 
@@ -176,8 +179,13 @@ def tilejson(path: Path, tiles_url: str, name: str) -> dict:
         west, south, east, north = reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs)
         minzoom, maxzoom = reader.minzoom, reader.maxzoom
     return {
-        "tilejson": "3.0.0", "name": name, "version": "1.0.0", "scheme": "xyz",
-        "tiles": [tiles_url], "minzoom": max(0, minzoom - 4), "maxzoom": maxzoom + 2,
+        "tilejson": "3.0.0",
+        "name": name,
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "tiles": [tiles_url],
+        "minzoom": max(0, minzoom - 4),
+        "maxzoom": maxzoom + 2,
         "bounds": [west, south, east, north],
         "center": [(west + east) / 2, (south + north) / 2, maxzoom],
         "georeferenced": True,

@@ -110,15 +110,18 @@ class MultipartSink:
         self._text: bytearray | None = None
         self._text_name = ""
         self.error: Exception | None = None
-        self.parser = MultipartParser(boundary, {
-            "on_part_begin": self._part_begin,
-            "on_header_field": self._header_field,
-            "on_header_value": self._header_value,
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_done,
-            "on_part_data": self._data,
-            "on_part_end": self._part_end,
-        })
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_done,
+                "on_part_data": self._data,
+                "on_part_end": self._part_end,
+            },
+        )
 
     # push-parser callbacks ---------------------------------------------------------------------
     def _part_begin(self) -> None:
@@ -148,8 +151,15 @@ class MultipartSink:
                 raise InputError(f"Two files are named {fname}; each needs its own name.")
             path = self.folder / fname
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._current = {"field": name, "filename": fname, "path": path, "size": 0,
-                             "hash": hashlib.sha256(), "fh": open(path, "wb"), "head": b""}
+            self._current = {
+                "field": name,
+                "filename": fname,
+                "path": path,
+                "size": 0,
+                "hash": hashlib.sha256(),
+                "fh": open(path, "wb"),
+                "head": b"",
+            }
             self.files.append(self._current)
         else:
             self._text, self._text_name = bytearray(), name

@@ -24,8 +24,12 @@ def login(body: SessionIn, response: Response, db: DB) -> User:
         raise AuthError("Wrong email or password.")
     svc = service_settings()
     response.set_cookie(
-        security.SESSION_COOKIE, security.sign_session(user.id, svc.session_days),
-        max_age=svc.session_days * 86400, httponly=True, samesite="lax", secure=svc.cookie_secure,
+        security.SESSION_COOKIE,
+        security.sign_session(user.id, svc.session_days),
+        max_age=svc.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=svc.cookie_secure,
         path="/",
     )
     return user
@@ -43,8 +47,12 @@ def me(user: CurrentUser) -> User:
     return user
 
 
-@router.post("/tokens", response_model=TokenOut, status_code=201,
-             summary="Make an API token for a device or script")
+@router.post(
+    "/tokens",
+    response_model=TokenOut,
+    status_code=201,
+    summary="Make an API token for a device or script",
+)
 def create_token(body: TokenIn, user: CurrentUser, db: DB) -> TokenOut:
     token, row = make_token(db, user, body.name)
     db.commit()
@@ -83,8 +91,11 @@ def list_users(_: Admin, db: DB) -> list[User]:
     return list(db.scalars(select(User).order_by(User.id)))
 
 
-@router.post("/farms/{farm_id}/assignments", status_code=201,
-             summary="Assign an extension worker to a farm (admin)")
+@router.post(
+    "/farms/{farm_id}/assignments",
+    status_code=201,
+    summary="Assign an extension worker to a farm (admin)",
+)
 def assign(farm_id: IdPath, body: AssignmentIn, _: Admin, db: DB) -> dict:
     if db.get(Farm, farm_id) is None:
         raise NotFoundError("No such farm.")
@@ -92,15 +103,20 @@ def assign(farm_id: IdPath, body: AssignmentIn, _: Admin, db: DB) -> dict:
     if worker is None:
         raise NotFoundError("No such user.")
     if worker.role != "extension":
-        raise InputError(f"{worker.email} is a {worker.role}; only extension workers are assigned farms.")
+        raise InputError(
+            f"{worker.email} is a {worker.role}; only extension workers are assigned farms."
+        )
     if db.get(Assignment, (farm_id, worker.id)) is None:
         db.add(Assignment(farm_id=farm_id, user_id=worker.id))
         db.commit()
     return {"farm_id": farm_id, "user_id": worker.id}
 
 
-@router.delete("/farms/{farm_id}/assignments/{user_id}", status_code=204,
-               summary="Remove an extension worker from a farm (admin)")
+@router.delete(
+    "/farms/{farm_id}/assignments/{user_id}",
+    status_code=204,
+    summary="Remove an extension worker from a farm (admin)",
+)
 def unassign(farm_id: IdPath, user_id: IdPath, _: Admin, db: DB) -> Response:
     row = db.get(Assignment, (farm_id, user_id))
     if row is None:

@@ -74,8 +74,12 @@ def _apply_boundary(field: Field, boundary: dict | None) -> None:
         field.area_ha = round(area, 4)
 
 
-@router.post("/farms/{farm_id}/fields", response_model=FieldOut, status_code=201,
-             summary="Add a field to a farm")
+@router.post(
+    "/farms/{farm_id}/fields",
+    response_model=FieldOut,
+    status_code=201,
+    summary="Add a field to a farm",
+)
 def create_field(farm_id: IdPath, body: FieldIn, user: CurrentUser, db: DB) -> Field:
     farm = get_farm(db, user, farm_id)
     if not can_edit(user, farm):
@@ -98,8 +102,11 @@ def read_field(field_id: IdPath, user: CurrentUser, db: DB) -> Field:
     return get_field(db, user, field_id)
 
 
-@router.patch("/fields/{field_id}", response_model=FieldOut,
-              summary="Rename a field, change its crop or boundary (null removes the boundary)")
+@router.patch(
+    "/fields/{field_id}",
+    response_model=FieldOut,
+    summary="Rename a field, change its crop or boundary (null removes the boundary)",
+)
 def patch_field(field_id: IdPath, body: FieldPatch, user: CurrentUser, db: DB) -> Field:
     field = get_field(db, user, field_id)
     if not can_edit(user, field.farm):

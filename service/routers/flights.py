@@ -31,18 +31,27 @@ from starlette.requests import ClientDisconnect
 from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["flights"])
-MEDIA = {".tif": "image/tiff", ".png": "image/png", ".json": "application/json",
-         ".geojson": "application/geo+json"}
+MEDIA = {
+    ".tif": "image/tiff",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".geojson": "application/geo+json",
+}
 
 
 @router.post(
-    "/fields/{field_id}/flights", response_model=FlightOut, status_code=201,
-    responses={200: {"model": FlightOut, "description": "Existing flight with this client_id"},
-               422: {"model": Problem}},
+    "/fields/{field_id}/flights",
+    response_model=FlightOut,
+    status_code=201,
+    responses={
+        200: {"model": FlightOut, "description": "Existing flight with this client_id"},
+        422: {"model": Problem},
+    },
     summary="Create a flight from finished uploads (or from a device's results)",
 )
-def create_from_uploads(field_id: IdPath, body: FlightIn, user: CurrentUser, db: DB,
-                        response: Response) -> FlightOut:
+def create_from_uploads(
+    field_id: IdPath, body: FlightIn, user: CurrentUser, db: DB, response: Response
+) -> FlightOut:
     """`uploads`: the imagery (one file, or the band files of one capture), all complete.
     Queues an analysis job clipped to the field boundary. With `results` (an edge device
     already analysed the imagery) no job runs: the flight is stored as done, source "edge".
@@ -52,15 +61,24 @@ def create_from_uploads(field_id: IdPath, body: FlightIn, user: CurrentUser, db:
     for uid in body.uploads:
         up = get_upload(db, user, uid)
         if not up.complete:
-            raise ConflictError(f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes).")
+            raise ConflictError(
+                f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes)."
+            )
         inputs.append((up.filename, storage.upload_path(user.id, up.id)))
     for name, uid in (body.results or {}).items():
         up = get_upload(db, user, uid)
         if not up.complete:
-            raise ConflictError(f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes).")
+            raise ConflictError(
+                f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes)."
+            )
         results.append((name, storage.upload_path(user.id, up.id)))
     flight, created = create_flight(
-        db, user, field, inputs=inputs, results=results or None, bands=body.bands,
+        db,
+        user,
+        field,
+        inputs=inputs,
+        results=results or None,
+        bands=body.bands,
         captured_at=body.captured_at.isoformat() if body.captured_at else None,
         client_id=body.client_id,
     )
@@ -69,21 +87,41 @@ def create_from_uploads(field_id: IdPath, body: FlightIn, user: CurrentUser, db:
 
 
 @router.post(
-    "/fields/{field_id}/flights/upload", response_model=FlightOut, status_code=201,
+    "/fields/{field_id}/flights/upload",
+    response_model=FlightOut,
+    status_code=201,
     responses={413: {"model": Problem}, 422: {"model": Problem}},
     summary="Upload imagery as multipart/form-data and queue its analysis",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"],
-        "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                      "description": "One image, or the band files of one capture"},
-            "bands": {"type": "string", "description": "Comma-separated band names"},
-            "captured_at": {"type": "string", "format": "date-time"},
-            "client_id": {"type": "string", "maxLength": 200},
-        }}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "description": "One image, or the band files of one capture",
+                            },
+                            "bands": {
+                                "type": "string",
+                                "description": "Comma-separated band names",
+                            },
+                            "captured_at": {"type": "string", "format": "date-time"},
+                            "client_id": {"type": "string", "maxLength": 200},
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
-async def create_from_multipart(field_id: IdPath, request: Request, user: CurrentUser,
-                                db: DB) -> Response:
+async def create_from_multipart(
+    field_id: IdPath, request: Request, user: CurrentUser, db: DB
+) -> Response:
     """For browsers and scripts: the body is streamed to disk as it arrives (never held in
     memory), with the same checks as the chunked uploads (size limit, content sniffing, file
     names, the image must open)."""
@@ -134,31 +172,48 @@ async def create_from_multipart(field_id: IdPath, request: Request, user: Curren
         if client_id and (len(client_id) > 200 or any(ord(c) < 32 for c in client_id)):
             raise InputError("client_id must be up to 200 printable characters.")
         flight, created = await run_in_threadpool(
-            create_flight, db, user, field, inputs=[(f["filename"], f["path"]) for f in files],
-            bands=bands, captured_at=captured, client_id=client_id,
+            create_flight,
+            db,
+            user,
+            field,
+            inputs=[(f["filename"], f["path"]) for f in files],
+            bands=bands,
+            captured_at=captured,
+            client_id=client_id,
         )
         out = await run_in_threadpool(flight_out, flight)
-        return Response(out.model_dump_json(), status_code=201 if created else 200,
-                        media_type="application/json")
+        return Response(
+            out.model_dump_json(),
+            status_code=201 if created else 200,
+            media_type="application/json",
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.get("/fields/{field_id}/flights", response_model=list[FlightOut], summary="A field's flights")
+@router.get(
+    "/fields/{field_id}/flights", response_model=list[FlightOut], summary="A field's flights"
+)
 def list_flights(field_id: IdPath, user: CurrentUser, db: DB) -> list[FlightOut]:
     field = get_field(db, user, field_id)
     flights = db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id))
     return [flight_out(f, with_summary=False) for f in flights]
 
 
-@router.get("/flights/{flight_id}", response_model=FlightOut,
-            summary="One flight: status, progress, error in plain words, summary")
+@router.get(
+    "/flights/{flight_id}",
+    response_model=FlightOut,
+    summary="One flight: status, progress, error in plain words, summary",
+)
 def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     return flight_out(get_flight(db, user, flight_id))
 
 
-@router.post("/flights/{flight_id}/retry", response_model=FlightOut,
-             summary="Queue a failed (or finished) analysis again")
+@router.post(
+    "/flights/{flight_id}/retry",
+    response_model=FlightOut,
+    summary="Queue a failed (or finished) analysis again",
+)
 def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     flight = get_flight(db, user, flight_id)
     job = flight.job
@@ -186,13 +241,24 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/flights/{flight_id}/results/{name:path}",
-            responses={200: {"content": {"image/tiff": {}, "image/png": {},
-                                         "application/geo+json": {}, "application/json": {}}}},
-            summary="Download a result: classes.tif, vigour.tif, zones.geojson, preview.png, "
-                    "summary.json, indices/<name>.tif")
-def read_result(flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)],
-                user: CurrentUser, db: DB) -> FileResponse:
+@router.get(
+    "/flights/{flight_id}/results/{name:path}",
+    responses={
+        200: {
+            "content": {
+                "image/tiff": {},
+                "image/png": {},
+                "application/geo+json": {},
+                "application/json": {},
+            }
+        }
+    },
+    summary="Download a result: classes.tif, vigour.tif, zones.geojson, preview.png, "
+    "summary.json, indices/<name>.tif",
+)
+def read_result(
+    flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)], user: CurrentUser, db: DB
+) -> FileResponse:
     flight = get_flight(db, user, flight_id)
     if not storage.result_name_ok(name):
         raise NotFoundError("No such result file.")
@@ -200,7 +266,6 @@ def read_result(flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results" / name
     if not path.is_file():
         raise NotFoundError("That result is not ready (or this flight has none).")
-    return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
-                        filename=path.name)
-
-
+    return FileResponse(
+        path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), filename=path.name
+    )

@@ -14,8 +14,11 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, job queue and models are usable",
-            responses={503: {"description": "Something the service needs is missing"}})
+@router.get(
+    "/readyz",
+    summary="Database, job queue and models are usable",
+    responses={503: {"description": "Something the service needs is missing"}},
+)
 def readyz():
     from khet.service.db import get_engine
     from khet.service.jobs import queue_ok
@@ -35,6 +38,6 @@ def readyz():
     except Exception as e:
         checks["models"] = f"unusable: {e}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "not ready", "checks": checks},
-                        status_code=200 if ok else 503)
-
+    return JSONResponse(
+        {"status": "ok" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )

@@ -67,12 +67,20 @@ def _lang(request: Request) -> str:
     return pick_language(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
 
 
-def _render(request: Request, name: str, ctx: dict, status: int = 200,
-            user: User | None = None) -> HTMLResponse:
+def _render(
+    request: Request, name: str, ctx: dict, status: int = 200, user: User | None = None
+) -> HTMLResponse:
     lang = _lang(request)
     t = Translator(lang)
-    ctx = {"request": request, "t": t, "lang": lang, "dir": DIRECTION[lang], "user": user,
-           "path": request.url.path, **ctx}
+    ctx = {
+        "request": request,
+        "t": t,
+        "lang": lang,
+        "dir": DIRECTION[lang],
+        "user": user,
+        "path": request.url.path,
+        **ctx,
+    }
     resp = templates.TemplateResponse(request, name, ctx, status_code=status)
     if request.query_params.get("lang") in LANGUAGES:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
@@ -149,8 +157,11 @@ def _status(flight: Flight | None) -> str | None:
 
 
 def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
-    flights = list(db.scalars(select(Flight).where(Flight.field_id == field.id)
-                              .order_by(Flight.id.desc()).limit(1)))
+    flights = list(
+        db.scalars(
+            select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()).limit(1)
+        )
+    )
     latest = flights[0] if flights else None
     status = _status(latest)
     ws = lv = None
@@ -158,10 +169,18 @@ def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
     if latest is not None and status == "done":
         ws, lv = rp.weed_share(latest.summary), rp.low_vigour_share(latest.summary)
         visit = (ws is not None and ws > limits["weed_share"]) or (
-            lv is not None and lv > limits["low_vigour_share"])
-    return {"field": field, "latest": latest, "status": status, "date":
-            rp.flight_date(latest) if latest else None, "weed": ws, "low": lv, "visit": visit,
-            "progress": latest.job.progress if latest is not None and latest.job else None}
+            lv is not None and lv > limits["low_vigour_share"]
+        )
+    return {
+        "field": field,
+        "latest": latest,
+        "status": status,
+        "date": rp.flight_date(latest) if latest else None,
+        "weed": ws,
+        "low": lv,
+        "visit": visit,
+        "progress": latest.job.progress if latest is not None and latest.job else None,
+    }
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -182,13 +201,23 @@ async def login_submit(request: Request, db: DB) -> Response:
     target = _safe_next(str(form.get("next") or "/"))
     found = db.scalar(select(User).where(User.email == email)) if email else None
     if not security.verify_password(password, found.password_hash if found else None):
-        return _render(request, "login.html", {"next": target, "error": "login_failed",
-                                               "email": email}, status=401)
+        return _render(
+            request,
+            "login.html",
+            {"next": target, "error": "login_failed", "email": email},
+            status=401,
+        )
     svc = service_settings()
     resp = RedirectResponse(target, status_code=303)
-    resp.set_cookie(security.SESSION_COOKIE, security.sign_session(found.id, svc.session_days),
-                    max_age=svc.session_days * 86400, httponly=True, samesite="lax",
-                    secure=svc.cookie_secure, path="/")
+    resp.set_cookie(
+        security.SESSION_COOKIE,
+        security.sign_session(found.id, svc.session_days),
+        max_age=svc.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=svc.cookie_secure,
+        path="/",
+    )
     return resp
 
 
@@ -209,11 +238,24 @@ def dashboard(request: Request, user: PageUser, db: DB) -> Response:
     for farm in db.scalars(visible_farms(user).order_by(Farm.name, Farm.id)):
         fields = db.scalars(select(Field).where(Field.farm_id == farm.id).order_by(Field.id))
         cards = [field_card(db, f, limits) for f in fields]
-        farms.append({"farm": farm, "cards": cards, "owner": farm.owner,
-                      "visits": sum(1 for c in cards if c["visit"])})
-    return _render(request, "dashboard.html", {
-        "farms": farms, "limits": limits, "saved": request.query_params.get("saved") == "1",
-    }, user=user)
+        farms.append(
+            {
+                "farm": farm,
+                "cards": cards,
+                "owner": farm.owner,
+                "visits": sum(1 for c in cards if c["visit"]),
+            }
+        )
+    return _render(
+        request,
+        "dashboard.html",
+        {
+            "farms": farms,
+            "limits": limits,
+            "saved": request.query_params.get("saved") == "1",
+        },
+        user=user,
+    )
 
 
 @router.post("/settings/visit")
@@ -246,16 +288,32 @@ def _done(flight: Flight) -> bool:
 
 @router.get("/fields/{field_id}", response_class=HTMLResponse)
 def field_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
-    flights = list(db.scalars(select(Flight).where(Flight.field_id == field.id)
-                              .order_by(Flight.id.desc())))
-    rows = [{"flight": f, "status": _status(f), "date": rp.flight_date(f),
-             "weed": rp.weed_share(f.summary), "low": rp.low_vigour_share(f.summary),
-             "progress": f.job.progress if f.job else 1.0} for f in flights]
+    flights = list(
+        db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()))
+    )
+    rows = [
+        {
+            "flight": f,
+            "status": _status(f),
+            "date": rp.flight_date(f),
+            "weed": rp.weed_share(f.summary),
+            "low": rp.low_vigour_share(f.summary),
+            "progress": f.job.progress if f.job else 1.0,
+        }
+        for f in flights
+    ]
     done = [f for f in flights if _done(f)]
-    return _render(request, "field.html", {
-        "field": field, "rows": rows, "done": done,
-        "card": field_card(db, field, thresholds(db, user)),
-    }, user=user)
+    return _render(
+        request,
+        "field.html",
+        {
+            "field": field,
+            "rows": rows,
+            "done": done,
+            "card": field_card(db, field, thresholds(db, user)),
+        },
+        user=user,
+    )
 
 
 @router.get("/fields/{field_id}/upload", response_class=HTMLResponse)
@@ -269,24 +327,45 @@ def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> R
 def map_layers(flight: Flight, t: Translator) -> list[dict]:
     """The overlays the map offers, each with what its legend shows."""
     summary = flight.summary or {}
-    layers = [{"id": "classes", "label": t("layer_classes"), "legend": [
-        {"label": t.name("cls", c["name"]), "color": c.get("color", "#888")}
-        for c in summary.get("classes") or [] if isinstance(c, dict) and c.get("name")]}]
+    layers = [
+        {
+            "id": "classes",
+            "label": t("layer_classes"),
+            "legend": [
+                {"label": t.name("cls", c["name"]), "color": c.get("color", "#888")}
+                for c in summary.get("classes") or []
+                if isinstance(c, dict) and c.get("name")
+            ],
+        }
+    ]
     vig = summary.get("vigour") or {}
     if vig.get("index") and vig.get("levels"):
-        layers.append({"id": "vigour", "label": t("layer_vigour"), "legend": [
-            {"label": t.name("lvl", lv["name"]), "color": lv.get("color", "#888")}
-            for lv in vig["levels"] if isinstance(lv, dict) and lv.get("name")],
-            "note": vig.get("rule")})
+        layers.append(
+            {
+                "id": "vigour",
+                "label": t("layer_vigour"),
+                "legend": [
+                    {"label": t.name("lvl", lv["name"]), "color": lv.get("color", "#888")}
+                    for lv in vig["levels"]
+                    if isinstance(lv, dict) and lv.get("name")
+                ],
+                "note": vig.get("rule"),
+            }
+        )
     for name, st in (summary.get("indices") or {}).items():
         if not isinstance(st, dict):
             continue
         lo, hi = st.get("p10"), st.get("p90")
         if not (isinstance(lo, int | float) and isinstance(hi, int | float) and hi > lo):
             lo, hi = st.get("min", -1), st.get("max", 1)
-        layers.append({"id": name, "label": st.get("title") or name.upper(), "gradient":
-                       {"colors": list(rp.INDEX_COLORS), "lo": lo, "hi": hi},
-                       "note": st.get("formula")})
+        layers.append(
+            {
+                "id": name,
+                "label": st.get("title") or name.upper(),
+                "gradient": {"colors": list(rp.INDEX_COLORS), "lo": lo, "hi": hi},
+                "note": st.get("formula"),
+            }
+        )
     return layers
 
 
@@ -306,21 +385,46 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
     report = rp.build_report(flight, results, t) if _done(flight) else None
     imagery = bool((flight.imagery or {}).get("tileable"))
     config = {
-        "flight": flight.id, "status": status, "georeferenced": georef,
-        "imagery": imagery, "layers": map_layers(flight, t) if georef else [],
-        "names": {c["name"]: t.name("cls", c["name"]) for c in summary.get("classes") or []
-                  if isinstance(c, dict) and c.get("name")},
+        "flight": flight.id,
+        "status": status,
+        "georeferenced": georef,
+        "imagery": imagery,
+        "layers": map_layers(flight, t) if georef else [],
+        "names": {
+            c["name"]: t.name("cls", c["name"])
+            for c in summary.get("classes") or []
+            if isinstance(c, dict) and c.get("name")
+        },
         "levels": {lv: t.name("lvl", lv) for lv in ("low", "medium", "high")},
-        "text": {k: t(k) for k in ("point_class", "point_confidence", "point_vigour",
-                                   "point_outside", "not_ready")},
+        "text": {
+            k: t(k)
+            for k in (
+                "point_class",
+                "point_confidence",
+                "point_vigour",
+                "point_outside",
+                "not_ready",
+            )
+        },
     }
-    return _render(request, "flight.html", {
-        "flight": flight, "field": flight.field, "status": status, "summary": summary,
-        "georef": georef, "report": report, "config": config, "unit": unit,
-        "has_preview": (results / "preview.png").is_file(),
-        "progress": flight.job.progress if flight.job else 1.0,
-        "error": flight.job.error if flight.job else None,
-    }, user=user)
+    return _render(
+        request,
+        "flight.html",
+        {
+            "flight": flight,
+            "field": flight.field,
+            "status": status,
+            "summary": summary,
+            "georef": georef,
+            "report": report,
+            "config": config,
+            "unit": unit,
+            "has_preview": (results / "preview.png").is_file(),
+            "progress": flight.job.progress if flight.job else 1.0,
+            "error": flight.job.error if flight.job else None,
+        },
+        user=user,
+    )
 
 
 # --- the field report --------------------------------------------------------------------------
@@ -333,11 +437,18 @@ def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> d
     if pdf:
         preview_src = rp.data_uri(preview)
     else:
-        preview_src = (f"/api/v1/flights/{flight.id}/results/preview.png"
-                       if preview.is_file() else None)
+        preview_src = (
+            f"/api/v1/flights/{flight.id}/results/preview.png" if preview.is_file() else None
+        )
     css = (STATIC / "khet" / "report.css").read_text(encoding="utf-8")
-    return {"r": rp.build_report(flight, results, t), "preview_src": preview_src, "pdf": pdf,
-            "report_css": css, "flight": flight, "today": now().date().isoformat()}
+    return {
+        "r": rp.build_report(flight, results, t),
+        "preview_src": preview_src,
+        "pdf": pdf,
+        "report_css": css,
+        "flight": flight,
+        "today": now().date().isoformat(),
+    }
 
 
 @router.get("/flights/{flight_id}/report", response_class=HTMLResponse)
@@ -349,31 +460,53 @@ def report_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
 
 
 @router.get("/flights/{flight_id}/report.pdf")
-def report_pdf(flight: PageFlight, request: Request, user: PageUser, db: DB,
-               lang: Annotated[str | None, Query(max_length=8)] = None) -> Response:
+def report_pdf(
+    flight: PageFlight,
+    request: Request,
+    user: PageUser,
+    db: DB,
+    lang: Annotated[str | None, Query(max_length=8)] = None,
+) -> Response:
     if not _done(flight):
         return RedirectResponse(f"/flights/{flight.id}", status_code=303)
     language = pick_language(lang or request.cookies.get(LANG_COOKIE))
     t = Translator(language)
-    ctx = {"request": request, "t": t, "lang": language, "dir": t.dir, "user": user,
-           **_report_context(request, flight, language, pdf=True)}
+    ctx = {
+        "request": request,
+        "t": t,
+        "lang": language,
+        "dir": t.dir,
+        "user": user,
+        **_report_context(request, flight, language, pdf=True),
+    }
     html_text = templates.get_template("report.html").render(ctx)
     pdf = rp.render_pdf(html_text)
     name = f"khet-flight-{flight.id}-{language}.pdf"
-    return Response(pdf, media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 # --- comparing two flights ---------------------------------------------------------------------
 
 
 @router.get("/fields/{field_id}/compare", response_class=HTMLResponse)
-def compare_page(field: PageField, request: Request, user: PageUser, db: DB,
-                 a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-                 b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
+def compare_page(
+    field: PageField,
+    request: Request,
+    user: PageUser,
+    db: DB,
+    a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
     t = Translator(_lang(request))
-    done = [f for f in db.scalars(select(Flight).where(Flight.field_id == field.id)
-                                  .order_by(Flight.id)) if _done(f)]
+    done = [
+        f
+        for f in db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id))
+        if _done(f)
+    ]
     by_id = {f.id: f for f in done}
     if len(done) >= 2:
         a = a if a in by_id else done[-2].id
@@ -386,8 +519,11 @@ def compare_page(field: PageField, request: Request, user: PageUser, db: DB,
         names: list[str] = []
         per = []
         for f in pair:
-            d = {c.get("name"): c for c in (f.summary or {}).get("classes") or []
-                 if isinstance(c, dict)}
+            d = {
+                c.get("name"): c
+                for c in (f.summary or {}).get("classes") or []
+                if isinstance(c, dict)
+            }
             per.append(d)
             names += [n for n in d if n not in names]
         for n in names:
@@ -406,18 +542,49 @@ def compare_page(field: PageField, request: Request, user: PageUser, db: DB,
             color = ca.get("color") or cb.get("color") or "#888"
             # More weeds is worse, more crop is better; other classes are neither.
             trend = {"weed": -1, "crop": 1}.get(n, 0) * (1 if delta > 0 else -1 if delta < 0 else 0)
-            rows.append({"name": n, "label": t.name("cls", n), "color": color, "a": fa,
-                         "b": fb, "delta": fd, "better": trend > 0, "worse": trend < 0})
+            rows.append(
+                {
+                    "name": n,
+                    "label": t.name("cls", n),
+                    "color": color,
+                    "a": fa,
+                    "b": fb,
+                    "delta": fd,
+                    "better": trend > 0,
+                    "worse": trend < 0,
+                }
+            )
         for f in pair:
             results = _results_dir(f)
             unit = (f.summary or {}).get("area_unit") or "ha"
-            sides.append({"flight": f, "date": rp.flight_date(f),
-                          "georef": unit == "ha" and (results / "classes.tif").is_file(),
-                          "imagery": bool((f.imagery or {}).get("tileable"))})
-    config = {"sides": [{"flight": s["flight"].id, "georeferenced": s["georef"],
-                         "imagery": s["imagery"]} for s in sides]}
-    return _render(request, "compare.html", {
-        "field": field, "done": done, "a": a, "b": b, "pair": pair, "rows": rows,
-        "same_units": same_units, "sides": sides, "config": config,
-        "legend": map_layers(pair[1], t)[0]["legend"] if pair else [],
-    }, user=user)
+            sides.append(
+                {
+                    "flight": f,
+                    "date": rp.flight_date(f),
+                    "georef": unit == "ha" and (results / "classes.tif").is_file(),
+                    "imagery": bool((f.imagery or {}).get("tileable")),
+                }
+            )
+    config = {
+        "sides": [
+            {"flight": s["flight"].id, "georeferenced": s["georef"], "imagery": s["imagery"]}
+            for s in sides
+        ]
+    }
+    return _render(
+        request,
+        "compare.html",
+        {
+            "field": field,
+            "done": done,
+            "a": a,
+            "b": b,
+            "pair": pair,
+            "rows": rows,
+            "same_units": same_units,
+            "sides": sides,
+            "config": config,
+            "legend": map_layers(pair[1], t)[0]["legend"] if pair else [],
+        },
+        user=user,
+    )

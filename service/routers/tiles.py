@@ -13,18 +13,37 @@ from khet.service.tiles import NotGeoreferenced, layer_source, point_values, ren
 from khet.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1/flights", tags=["map tiles"])
-Layer = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,32}$",
-                            description="imagery, classes, vigour, or an index (ndvi, vari, ...)")]
-LayerQ = Annotated[str, Query(pattern=r"^[a-z0-9_]{1,32}$",
-                              description="imagery, classes, vigour, or an index (ndvi, vari, ...)")]
+Layer = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9_]{1,32}$",
+        description="imagery, classes, vigour, or an index (ndvi, vari, ...)",
+    ),
+]
+LayerQ = Annotated[
+    str,
+    Query(
+        pattern=r"^[a-z0-9_]{1,32}$",
+        description="imagery, classes, vigour, or an index (ndvi, vari, ...)",
+    ),
+]
 
 
-@router.get("/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
-            responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
-            response_class=Response, summary="A 256 px web-map tile (XYZ, Web Mercator)")
-def tile(flight_id: IdPath, layer: Layer, z: Annotated[int, Path(ge=0, le=30)],
-         x: Annotated[int, Path(ge=0, le=2**30)], y: Annotated[int, Path(ge=0, le=2**30)],
-         user: CurrentUser, db: DB) -> Response:
+@router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
+    responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A 256 px web-map tile (XYZ, Web Mercator)",
+)
+def tile(
+    flight_id: IdPath,
+    layer: Layer,
+    z: Annotated[int, Path(ge=0, le=30)],
+    x: Annotated[int, Path(ge=0, le=2**30)],
+    y: Annotated[int, Path(ge=0, le=2**30)],
+    user: CurrentUser,
+    db: DB,
+) -> Response:
     if x >= 2**z or y >= 2**z:
         raise NotFoundError("No such tile at this zoom.")
     flight = get_flight(db, user, flight_id)
@@ -35,8 +54,9 @@ def tile(flight_id: IdPath, layer: Layer, z: Annotated[int, Path(ge=0, le=30)],
 
 
 @router.get("/{flight_id}/tilejson.json", summary="TileJSON for one layer of a flight")
-def flight_tilejson(flight_id: IdPath, request: Request, user: CurrentUser, db: DB,
-                    layer: LayerQ = "classes") -> dict:
+def flight_tilejson(
+    flight_id: IdPath, request: Request, user: CurrentUser, db: DB, layer: LayerQ = "classes"
+) -> dict:
     """Flights whose imagery had no map coordinates answer `"georeferenced": false`, no tile
     URLs, and a `message`: their maps are in pixel space; use preview.png."""
     flight = get_flight(db, user, flight_id)
@@ -46,20 +66,36 @@ def flight_tilejson(flight_id: IdPath, request: Request, user: CurrentUser, db: 
         path, _ = layer_source(flight, layer)
         return tilejson(path, url, f"flight {flight.id} {layer}")
     except NotGeoreferenced as e:
-        return {"tilejson": "3.0.0", "name": f"flight {flight.id} {layer}", "tiles": [],
-                "georeferenced": False, "message": e.message}
+        return {
+            "tilejson": "3.0.0",
+            "name": f"flight {flight.id} {layer}",
+            "tiles": [],
+            "georeferenced": False,
+            "message": e.message,
+        }
 
 
 @router.get("/{flight_id}/point", summary="Class, vigour and index values at a point")
-def point(flight_id: IdPath, user: CurrentUser, db: DB,
-          lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
-          lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]) -> dict:
+def point(
+    flight_id: IdPath,
+    user: CurrentUser,
+    db: DB,
+    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+) -> dict:
     """For click-to-inspect: `inside` is false when the point is off the map; `confidence` is
     the model's confidence in the class there, in percent."""
     flight = get_flight(db, user, flight_id)
     summary = flight.summary or {}
-    out: dict = {"lon": lon, "lat": lat, "inside": False, "class": None, "confidence": None,
-                 "vigour": None, "indices": {}}
+    out: dict = {
+        "lon": lon,
+        "lat": lat,
+        "inside": False,
+        "class": None,
+        "confidence": None,
+        "vigour": None,
+        "indices": {},
+    }
     try:
         path, _ = layer_source(flight, "classes")
     except NotGeoreferenced as e:

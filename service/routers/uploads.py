@@ -46,14 +46,22 @@ class OffsetConflict(ConflictError):
 
 
 def _out(up: Upload) -> UploadOut:
-    return UploadOut(id=up.id, offset=up.offset, size=up.size, complete=up.complete,
-                     filename=up.filename)
+    return UploadOut(
+        id=up.id, offset=up.offset, size=up.size, complete=up.complete, filename=up.filename
+    )
 
 
-@router.post("", response_model=UploadOut, status_code=201,
-             responses={200: {"model": UploadOut, "description": "Existing upload (resume/dedupe)"},
-                        413: {"model": Problem}, 422: {"model": Problem}},
-             summary="Start (or resume) a chunked upload")
+@router.post(
+    "",
+    response_model=UploadOut,
+    status_code=201,
+    responses={
+        200: {"model": UploadOut, "description": "Existing upload (resume/dedupe)"},
+        413: {"model": Problem},
+        422: {"model": Problem},
+    },
+    summary="Start (or resume) a chunked upload",
+)
 def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) -> UploadOut:
     """Declare a file: name, total size in bytes, SHA-256 (hex). If you already started an upload
     with the same SHA-256 and size, it is returned (200) with its offset: resume from there, or,
@@ -61,9 +69,13 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
     name = storage.safe_filename(body.filename)
     if body.size > up_io.limit_bytes():
         raise up_io.too_large(name)
-    existing = db.scalar(select(Upload).where(Upload.user_id == user.id)
-                         .where(Upload.sha256 == body.sha256).where(Upload.size == body.size)
-                         .order_by(Upload.created_at))
+    existing = db.scalar(
+        select(Upload)
+        .where(Upload.user_id == user.id)
+        .where(Upload.sha256 == body.sha256)
+        .where(Upload.size == body.size)
+        .order_by(Upload.created_at)
+    )
     if existing is not None:
         path = storage.upload_path(user.id, existing.id)
         if not path.exists() or (existing.complete and path.stat().st_size != existing.size):
@@ -73,8 +85,15 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
             db.commit()
         response.status_code = 200
         return _out(existing)
-    up = Upload(id=uuid.uuid4().hex, user_id=user.id, filename=name, size=body.size,
-                sha256=body.sha256, offset=0, complete=False)
+    up = Upload(
+        id=uuid.uuid4().hex,
+        user_id=user.id,
+        filename=name,
+        size=body.size,
+        sha256=body.sha256,
+        offset=0,
+        complete=False,
+    )
     path = storage.upload_path(user.id, up.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
@@ -89,15 +108,27 @@ def read_upload(upload_id: UploadIdPath, user: CurrentUser, db: DB) -> UploadOut
 
 
 @router.put(
-    "/{upload_id}", response_model=ChunkOut,
+    "/{upload_id}",
+    response_model=ChunkOut,
     summary="Send one chunk (Content-Range: bytes START-END/TOTAL, raw body)",
-    responses={409: {"description": "START is past the stored offset; body has `offset`"},
-               422: {"model": Problem, "description": "Checksum mismatch (data discarded)"}},
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={
+        409: {"description": "START is past the stored offset; body has `offset`"},
+        422: {"model": Problem, "description": "Checksum mismatch (data discarded)"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 )
 async def put_chunk(
-    upload_id: UploadIdPath, request: Request, user: CurrentUser, db: DB,
+    upload_id: UploadIdPath,
+    request: Request,
+    user: CurrentUser,
+    db: DB,
     content_range: Annotated[str, Header(description="bytes START-END/TOTAL (END inclusive)")],
 ) -> ChunkOut:
     """Append the bytes START..END (inclusive) of the file. Re-sending a chunk that is already
@@ -108,14 +139,17 @@ async def put_chunk(
     start, end, total = (int(g) for g in m.groups())
     up = await run_in_threadpool(get_upload, db, user, upload_id)
     if total != up.size:
-        raise InputError(f"Content-Range says the file has {total} bytes; the upload declared {up.size}.")
+        raise InputError(
+            f"Content-Range says the file has {total} bytes; the upload declared {up.size}."
+        )
     if end < start or end >= up.size:
         raise KhetError(f"Content-Range bytes {start}-{end} do not fit a file of {up.size} bytes.")
     if up.complete or start < up.offset:
         return ChunkOut(offset=up.offset, complete=up.complete)
     if start > up.offset:
-        raise OffsetConflict(f"This upload has {up.offset} bytes; send the chunk starting there.",
-                             up.offset)
+        raise OffsetConflict(
+            f"This upload has {up.offset} bytes; send the chunk starting there.", up.offset
+        )
     path = storage.upload_path(user.id, up.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "ab+")  # noqa: SIM115 - closed below on every path
@@ -123,14 +157,16 @@ async def put_chunk(
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OffsetConflict("Another chunk of this upload is being written; retry shortly.",
-                                 up.offset) from None
+            raise OffsetConflict(
+                "Another chunk of this upload is being written; retry shortly.", up.offset
+            ) from None
         await run_in_threadpool(db.refresh, up)  # the offset as of holding the lock
         if up.complete or start < up.offset:
             return ChunkOut(offset=up.offset, complete=up.complete)
         if start > up.offset:
-            raise OffsetConflict(f"This upload has {up.offset} bytes; send the chunk from there.",
-                                 up.offset)
+            raise OffsetConflict(
+                f"This upload has {up.offset} bytes; send the chunk from there.", up.offset
+            )
         want = end - start + 1
         hasher = await run_in_threadpool(up_io.take_hasher, up.id, path, up.offset)
         f.truncate(up.offset)  # bytes past the offset are from a chunk that never finished
@@ -186,5 +222,3 @@ async def put_chunk(
 def _write(f, hasher, data: bytes) -> None:
     f.write(data)
     hasher.update(data)
-
-

@@ -15,8 +15,9 @@ import pytest
 
 from tests.service.rasters import make_geotiff
 
-POSTGRES_URL = os.environ.get("KHET_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "KHET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("KHET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -79,8 +80,12 @@ class Api:
             user = add_user(db, email, password, role)
             token, _ = make_token(db, user, "test")
             uid = user.id
-        return {"id": uid, "email": email, "password": password,
-                "headers": {"Authorization": f"Bearer {token}"}}
+        return {
+            "id": uid,
+            "email": email,
+            "password": password,
+            "headers": {"Authorization": f"Bearer {token}"},
+        }
 
     def farm_field(self, who: dict, boundary: dict | None = None) -> tuple[int, int]:
         r = self.client.post("/api/v1/farms", json={"name": "Home farm"}, headers=who["headers"])
@@ -95,17 +100,28 @@ class Api:
 
     def upload(self, who: dict, path: Path, chunk: int = 64 * 1024, name: str | None = None) -> str:
         data = path.read_bytes()
-        r = self.client.post("/api/v1/uploads", headers=who["headers"], json={
-            "filename": name or path.name, "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()})
+        r = self.client.post(
+            "/api/v1/uploads",
+            headers=who["headers"],
+            json={
+                "filename": name or path.name,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
+        )
         assert r.status_code in (200, 201), r.text
         up = r.json()
         offset = up["offset"]
         while offset < len(data):
-            part = data[offset:offset + chunk]
-            r = self.client.put(f"/api/v1/uploads/{up['id']}", content=part, headers={
-                **who["headers"], "Content-Range":
-                f"bytes {offset}-{offset + len(part) - 1}/{len(data)}"})
+            part = data[offset : offset + chunk]
+            r = self.client.put(
+                f"/api/v1/uploads/{up['id']}",
+                content=part,
+                headers={
+                    **who["headers"],
+                    "Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{len(data)}",
+                },
+            )
             assert r.status_code == 200, r.text
             offset = r.json()["offset"]
         return up["id"]

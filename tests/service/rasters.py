@@ -13,8 +13,13 @@ ORIGIN = (380000.0, 3420000.0)
 CRS = "EPSG:32643"
 
 
-def make_geotiff(path: Path, size: int = 128, bands: tuple[str, ...] = ("red", "green", "blue", "nir"),
-                 res: float = 0.05, seed: int = 0) -> Path:
+def make_geotiff(
+    path: Path,
+    size: int = 128,
+    bands: tuple[str, ...] = ("red", "green", "blue", "nir"),
+    res: float = 0.05,
+    seed: int = 0,
+) -> Path:
     """A uint8 GeoTIFF: the left half bare soil, the right half green crop."""
     rng = np.random.default_rng(seed)
     data = np.zeros((len(bands), size, size), np.uint8)
@@ -22,13 +27,22 @@ def make_geotiff(path: Path, size: int = 128, bands: tuple[str, ...] = ("red", "
         soil = {"red": 150, "green": 110, "blue": 80, "nir": 120}.get(name, 100)
         crop = {"red": 40, "green": 160, "blue": 50, "nir": 220}.get(name, 100)
         data[i, :, : size // 2] = soil
-        data[i, :, size // 2:] = crop
+        data[i, :, size // 2 :] = crop
     data = np.clip(data.astype(int) + rng.integers(-8, 8, data.shape), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=len(bands), dtype="uint8",
-        crs=CRS, transform=from_origin(ORIGIN[0], ORIGIN[1], res, res), tiled=True,
-        blockxsize=64, blockysize=64,
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=len(bands),
+        dtype="uint8",
+        crs=CRS,
+        transform=from_origin(ORIGIN[0], ORIGIN[1], res, res),
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
     ) as ds:
         ds.write(data)
         for i, name in enumerate(bands, start=1):

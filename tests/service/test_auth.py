@@ -9,7 +9,9 @@ def test_session_cookie_login_logout(api):
     assert c.get("/api/v1/me").status_code == 401
     r = c.post("/api/v1/session", json={"email": alice["email"], "password": "wrong one"})
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
-    r = c.post("/api/v1/session", json={"email": alice["email"].upper(), "password": "a long password"})
+    r = c.post(
+        "/api/v1/session", json={"email": alice["email"].upper(), "password": "a long password"}
+    )
     assert r.status_code == 200, r.text
     assert "khet_session" in r.cookies
     set_cookie = r.headers["set-cookie"].lower()
@@ -38,7 +40,10 @@ def test_tokens_for_devices(api):
     r = c.post("/api/v1/tokens", json={"name": "drone-7"}, headers=alice["headers"])
     assert r.status_code == 201
     token = r.json()["token"]
-    assert c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["id"] == alice["id"]
+    assert (
+        c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["id"]
+        == alice["id"]
+    )
     from khet.service.db import ApiToken, session_scope
     from sqlalchemy import select
 

@@ -20,25 +20,38 @@ def test_results_from_device(api, edge_results, tmp_path):
     c = api.client
     alice = api.user()
     _, field = api.farm_field(alice)
-    results = {name: api.upload(alice, edge_results / name)
-               for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson", "preview.png")}
+    results = {
+        name: api.upload(alice, edge_results / name)
+        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson", "preview.png")
+    }
     results["indices/vari.tif"] = api.upload(alice, edge_results / "indices" / "vari.tif")
-    body = {"uploads": [], "results": results, "client_id": "edge-1:flight-42",
-            "captured_at": "2026-06-12T07:30:00Z"}
+    body = {
+        "uploads": [],
+        "results": results,
+        "client_id": "edge-1:flight-42",
+        "captured_at": "2026-06-12T07:30:00Z",
+    }
     r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
     assert r.status_code == 201, r.text
     flight = r.json()
     assert flight["status"] == "done" and flight["source"] == "edge"
     assert flight["summary"]["classes"]
     assert "indices/vari.tif" in flight["results"]
-    assert c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"]).json()["id"] == flight["id"]
+    assert (
+        c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"]).json()["id"]
+        == flight["id"]
+    )
     r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
     assert r.status_code == 200
     r = c.get(f"/api/v1/flights/{flight['id']}/results/summary.json", headers=alice["headers"])
     assert json.loads(r.content)["classes"] == flight["summary"]["classes"]
-    r = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes", headers=alice["headers"])
+    r = c.get(
+        f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes", headers=alice["headers"]
+    )
     assert r.json()["georeferenced"] is True
-    assert c.post(f"/api/v1/flights/{flight['id']}/retry", headers=alice["headers"]).status_code == 409
+    assert (
+        c.post(f"/api/v1/flights/{flight['id']}/retry", headers=alice["headers"]).status_code == 409
+    )
     assert len(c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()) == 1
 
 
@@ -54,11 +67,16 @@ def test_bad_results_refused(api, edge_results, tmp_path, case):
     good_summary = api.upload(alice, edge_results / "summary.json")
     results = {
         "bad_json": {"summary.json": api.upload(alice, bad / "summary.json")},
-        "tif_not_tif": {"summary.json": good_summary, "classes.tif": api.upload(alice, bad / "classes.tif")},
+        "tif_not_tif": {
+            "summary.json": good_summary,
+            "classes.tif": api.upload(alice, bad / "classes.tif"),
+        },
         "no_summary": {"classes.tif": api.upload(alice, edge_results / "classes.tif")},
         "unknown_name": {"summary.json": good_summary, "../evil.tif": good_summary},
     }[case]
-    r = c.post(f"/api/v1/fields/{field}/flights", json={"results": results}, headers=alice["headers"])
+    r = c.post(
+        f"/api/v1/fields/{field}/flights", json={"results": results}, headers=alice["headers"]
+    )
     assert r.status_code == 422, r.text
     assert c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
     assert not list((tmp_path / "khet-data" / "farms").rglob("*.tif"))

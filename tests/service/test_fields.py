@@ -7,21 +7,38 @@ import pytest
 from tests.service.conftest import run_queued_jobs
 from tests.service.rasters import bounds_lonlat
 
-SQUARE = {"type": "Polygon", "coordinates": [[[75.0, 30.0], [75.001, 30.0], [75.001, 30.001],
-                                              [75.0, 30.001], [75.0, 30.0]]]}
+SQUARE = {
+    "type": "Polygon",
+    "coordinates": [[[75.0, 30.0], [75.001, 30.0], [75.001, 30.001], [75.0, 30.001], [75.0, 30.0]]],
+}
 BAD = {
-    "not_closed": {"type": "Polygon", "coordinates": [[[75.0, 30.0], [75.001, 30.0],
-                                                       [75.001, 30.001], [75.0, 30.001]]]},
-    "bowtie": {"type": "Polygon", "coordinates": [[[75.0, 30.0], [75.001, 30.001], [75.001, 30.0],
-                                                   [75.0, 30.001], [75.0, 30.0]]]},
-    "lat_out_of_range": {"type": "Polygon", "coordinates": [[[75.0, 95.0], [75.001, 95.0],
-                                                             [75.001, 95.001], [75.0, 95.0]]]},
-    "tiny": {"type": "Polygon", "coordinates": [[[75.0, 30.0], [75.00001, 30.0],
-                                                 [75.00001, 30.00001], [75.0, 30.0]]]},
-    "huge": {"type": "Polygon", "coordinates": [[[70.0, 20.0], [80.0, 20.0], [80.0, 30.0],
-                                                 [70.0, 20.0]]]},
+    "not_closed": {
+        "type": "Polygon",
+        "coordinates": [[[75.0, 30.0], [75.001, 30.0], [75.001, 30.001], [75.0, 30.001]]],
+    },
+    "bowtie": {
+        "type": "Polygon",
+        "coordinates": [
+            [[75.0, 30.0], [75.001, 30.001], [75.001, 30.0], [75.0, 30.001], [75.0, 30.0]]
+        ],
+    },
+    "lat_out_of_range": {
+        "type": "Polygon",
+        "coordinates": [[[75.0, 95.0], [75.001, 95.0], [75.001, 95.001], [75.0, 95.0]]],
+    },
+    "tiny": {
+        "type": "Polygon",
+        "coordinates": [[[75.0, 30.0], [75.00001, 30.0], [75.00001, 30.00001], [75.0, 30.0]]],
+    },
+    "huge": {
+        "type": "Polygon",
+        "coordinates": [[[70.0, 20.0], [80.0, 20.0], [80.0, 30.0], [70.0, 20.0]]],
+    },
     "point": {"type": "Point", "coordinates": [75.0, 30.0]},
-    "strings": {"type": "Polygon", "coordinates": [[["a", "b"], ["c", "d"], ["e", "f"], ["a", "b"]]]},
+    "strings": {
+        "type": "Polygon",
+        "coordinates": [[["a", "b"], ["c", "d"], ["e", "f"], ["a", "b"]]],
+    },
     "nested_junk": {"type": "MultiPolygon", "coordinates": [[[[[1]]]]]},
     "no_coords": {"type": "Polygon"},
 }
@@ -33,13 +50,19 @@ def test_field_crud_and_boundary(api):
     farm, field = api.farm_field(alice, boundary=SQUARE)
     r = c.get(f"/api/v1/fields/{field}", headers=alice["headers"])
     assert 1.0 < r.json()["area_ha"] < 1.2  # ~107 m x 96 m at 30°N
-    r = c.patch(f"/api/v1/fields/{field}", json={"crop": "rice", "boundary": None},
-                headers=alice["headers"])
+    r = c.patch(
+        f"/api/v1/fields/{field}", json={"crop": "rice", "boundary": None}, headers=alice["headers"]
+    )
     assert r.status_code == 200 and r.json()["crop"] == "rice" and r.json()["boundary"] is None
-    r = c.patch(f"/api/v1/fields/{field}", json={"boundary": {"type": "Feature", "geometry": SQUARE}},
-                headers=alice["headers"])
+    r = c.patch(
+        f"/api/v1/fields/{field}",
+        json={"boundary": {"type": "Feature", "geometry": SQUARE}},
+        headers=alice["headers"],
+    )
     assert r.status_code == 200 and r.json()["boundary"]["type"] == "Polygon"
-    assert [f["id"] for f in c.get(f"/api/v1/farms/{farm}/fields", headers=alice["headers"]).json()] == [field]
+    assert [
+        f["id"] for f in c.get(f"/api/v1/farms/{farm}/fields", headers=alice["headers"]).json()
+    ] == [field]
     assert c.delete(f"/api/v1/fields/{field}", headers=alice["headers"]).status_code == 204
     assert c.get(f"/api/v1/fields/{field}", headers=alice["headers"]).status_code == 404
 
@@ -49,8 +72,11 @@ def test_bad_boundaries_refused(api, case):
     c = api.client
     alice = api.user()
     farm, field = api.farm_field(alice)
-    r = c.post(f"/api/v1/farms/{farm}/fields", json={"name": "x", "boundary": BAD[case]},
-               headers=alice["headers"])
+    r = c.post(
+        f"/api/v1/farms/{farm}/fields",
+        json={"name": "x", "boundary": BAD[case]},
+        headers=alice["headers"],
+    )
     assert r.status_code == 422, (case, r.status_code, r.text)
     assert r.json()["detail"]
     r = c.patch(f"/api/v1/fields/{field}", json={"boundary": BAD[case]}, headers=alice["headers"])
@@ -61,24 +87,39 @@ def test_bad_boundaries_refused(api, case):
 def test_infinite_coordinates_refused(api):
     alice = api.user()
     farm, _ = api.farm_field(alice)
-    raw = ('{"name": "x", "boundary": {"type": "Polygon", "coordinates": [[[75.0, 30.0], '
-           '[75.001, 30.0], [1e400, 30.001], [75.0, 30.0]]]}}')
-    r = api.client.post(f"/api/v1/farms/{farm}/fields", content=raw,
-                        headers={**alice["headers"], "Content-Type": "application/json"})
+    raw = (
+        '{"name": "x", "boundary": {"type": "Polygon", "coordinates": [[[75.0, 30.0], '
+        "[75.001, 30.0], [1e400, 30.001], [75.0, 30.0]]]}}"
+    )
+    r = api.client.post(
+        f"/api/v1/farms/{farm}/fields",
+        content=raw,
+        headers={**alice["headers"], "Content-Type": "application/json"},
+    )
     assert r.status_code == 422, r.text
 
 
 def test_map_is_clipped_to_boundary(api, geotiff, use_test_models):
     w, s, e, n = bounds_lonlat()
     mid = (w + e) / 2  # keep the western (soil) half only
-    left_half = {"type": "Polygon", "coordinates": [[[w - 1e-6, s - 1e-6], [mid, s - 1e-6],
-                                                     [mid, n + 1e-6], [w - 1e-6, n + 1e-6],
-                                                     [w - 1e-6, s - 1e-6]]]}
+    left_half = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [w - 1e-6, s - 1e-6],
+                [mid, s - 1e-6],
+                [mid, n + 1e-6],
+                [w - 1e-6, n + 1e-6],
+                [w - 1e-6, s - 1e-6],
+            ]
+        ],
+    }
     alice = api.user()
     _, field = api.farm_field(alice, boundary=left_half)
     up = api.upload(alice, geotiff)
-    r = api.client.post(f"/api/v1/fields/{field}/flights", json={"uploads": [up]},
-                        headers=alice["headers"])
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
+    )
     run_queued_jobs()
     body = api.client.get(f"/api/v1/flights/{r.json()['id']}", headers=alice["headers"]).json()
     assert body["status"] == "done", body

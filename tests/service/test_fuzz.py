@@ -57,8 +57,14 @@ def test_no_server_errors(fuzz_app):
         operations += 1
 
         @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             headers = dict(case.headers or {})
             if "authorization" not in {k.lower() for k in headers}:
@@ -67,8 +73,10 @@ def test_no_server_errors(fuzz_app):
             response = case.call()
             statuses[response.status_code] += 1
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
-                                f"{response.text[:200]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: "
+                    f"{response.text[:200]}"
+                )
 
         run()
     assert operations >= 20

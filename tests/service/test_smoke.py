@@ -25,7 +25,9 @@ def test_flight_end_to_end(api, geotiff, use_test_models):
     for name in ("classes.tif", "vigour.tif", "zones.geojson", "preview.png", "summary.json"):
         r = c.get(f"/api/v1/flights/{flight['id']}/results/{name}", headers=alice["headers"])
         assert r.status_code == 200, name
-    r = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes", headers=alice["headers"])
+    r = c.get(
+        f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes", headers=alice["headers"]
+    )
     assert r.status_code == 200, r.text
     tj = r.json()
     assert tj["georeferenced"] and tj["tiles"][0].endswith("/classes/{z}/{x}/{y}.png")
@@ -34,11 +36,16 @@ def test_flight_end_to_end(api, geotiff, use_test_models):
     w, s, e, n = bounds_lonlat()
     t = morecantile.tms.get("WebMercatorQuad").tile((w + e) / 2, (s + n) / 2, 18)
     for layer in ("classes", "vigour", "imagery", "vari"):
-        r = c.get(f"/api/v1/flights/{flight['id']}/tiles/{layer}/{t.z}/{t.x}/{t.y}.png",
-                  headers=alice["headers"])
+        r = c.get(
+            f"/api/v1/flights/{flight['id']}/tiles/{layer}/{t.z}/{t.x}/{t.y}.png",
+            headers=alice["headers"],
+        )
         assert r.status_code == 200, (layer, r.text)
         assert r.content.startswith(b"\x89PNG")
-    r = c.get(f"/api/v1/flights/{flight['id']}/point", params={"lon": (w + e) / 2, "lat": (s + n) / 2},
-              headers=alice["headers"])
+    r = c.get(
+        f"/api/v1/flights/{flight['id']}/point",
+        params={"lon": (w + e) / 2, "lat": (s + n) / 2},
+        headers=alice["headers"],
+    )
     assert r.status_code == 200 and r.json()["inside"], r.text
     assert r.json()["class"] in ("soil", "crop", "weed")

@@ -23,11 +23,23 @@ def world(api, geotiff, use_test_models):
     r = c.post(f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"])
     flight = r.json()["id"]
     run_queued_jobs()
-    r = c.post(f"/api/v1/farms/{farm}/assignments", json={"user_id": ext_in["id"]},
-               headers=admin["headers"])
+    r = c.post(
+        f"/api/v1/farms/{farm}/assignments",
+        json={"user_id": ext_in["id"]},
+        headers=admin["headers"],
+    )
     assert r.status_code == 201, r.text
-    return {"alice": alice, "bob": bob, "ext_in": ext_in, "ext_out": ext_out, "admin": admin,
-            "farm": farm, "field": field, "flight": flight, "upload": up}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "ext_in": ext_in,
+        "ext_out": ext_out,
+        "admin": admin,
+        "farm": farm,
+        "field": field,
+        "flight": flight,
+        "upload": up,
+    }
 
 
 def _reads(w) -> list[tuple[str, str]]:
@@ -96,7 +108,10 @@ def test_extension_worker_cannot_delete_or_edit(api, world):
     c, h = api.client, world["ext_in"]["headers"]
     assert c.delete(f"/api/v1/flights/{world['flight']}", headers=h).status_code == 403
     assert c.delete(f"/api/v1/farms/{world['farm']}", headers=h).status_code == 403
-    assert c.patch(f"/api/v1/fields/{world['field']}", json={"name": "x"}, headers=h).status_code == 403
+    assert (
+        c.patch(f"/api/v1/fields/{world['field']}", json={"name": "x"}, headers=h).status_code
+        == 403
+    )
     assert c.post("/api/v1/farms", json={"name": "x"}, headers=h).status_code == 403
 
 
@@ -113,14 +128,25 @@ def test_admin_only_endpoints(api, world):
     c = api.client
     for who in ("alice", "ext_in"):
         h = world[who]["headers"]
-        r = c.post("/api/v1/users", json={"email": "x@example.org", "password": "12345678"}, headers=h)
+        r = c.post(
+            "/api/v1/users", json={"email": "x@example.org", "password": "12345678"}, headers=h
+        )
         assert r.status_code == 403
-        r = c.post(f"/api/v1/farms/{world['farm']}/assignments",
-                   json={"user_id": world["ext_out"]["id"]}, headers=h)
+        r = c.post(
+            f"/api/v1/farms/{world['farm']}/assignments",
+            json={"user_id": world["ext_out"]["id"]},
+            headers=h,
+        )
         assert r.status_code in (403, 404)
-    r = c.post("/api/v1/users", json={"email": "New@Example.org", "password": "12345678",
-                                       "role": "extension"}, headers=world["admin"]["headers"])
+    r = c.post(
+        "/api/v1/users",
+        json={"email": "New@Example.org", "password": "12345678", "role": "extension"},
+        headers=world["admin"]["headers"],
+    )
     assert r.status_code == 201 and r.json()["email"] == "new@example.org"
-    r = c.post("/api/v1/users", json={"email": "new@example.org", "password": "12345678"},
-               headers=world["admin"]["headers"])
+    r = c.post(
+        "/api/v1/users",
+        json={"email": "new@example.org", "password": "12345678"},
+        headers=world["admin"]["headers"],
+    )
     assert r.status_code == 409

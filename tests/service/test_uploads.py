@@ -11,13 +11,19 @@ import pytest
 
 
 def _declare(api, who, data: bytes, name: str = "field.tif"):
-    return api.client.post("/api/v1/uploads", headers=who["headers"], json={
-        "filename": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return api.client.post(
+        "/api/v1/uploads",
+        headers=who["headers"],
+        json={"filename": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    )
 
 
 def _put(api, who, uid, data: bytes, start: int, end: int, total: int | None = None):
-    return api.client.put(f"/api/v1/uploads/{uid}", content=data[start:end + 1], headers={
-        **who["headers"], "Content-Range": f"bytes {start}-{end}/{total or len(data)}"})
+    return api.client.put(
+        f"/api/v1/uploads/{uid}",
+        content=data[start : end + 1],
+        headers={**who["headers"], "Content-Range": f"bytes {start}-{end}/{total or len(data)}"},
+    )
 
 
 def _stored(tmp_path: Path) -> list[Path]:
@@ -46,15 +52,25 @@ def test_chunk_protocol_resume_and_idempotency(api, geotiff):
     r = _declare(api, alice, data)
     assert r.status_code == 200 and r.json()["id"] == uid and r.json()["offset"] == 1000
     # a body shorter than its Content-Range is refused and not kept
-    r = api.client.put(f"/api/v1/uploads/{uid}", content=data[1000:1500], headers={
-        **alice["headers"], "Content-Range": f"bytes 1000-1999/{len(data)}"})
+    r = api.client.put(
+        f"/api/v1/uploads/{uid}",
+        content=data[1000:1500],
+        headers={**alice["headers"], "Content-Range": f"bytes 1000-1999/{len(data)}"},
+    )
     assert r.status_code == 400
-    assert api.client.get(f"/api/v1/uploads/{uid}", headers=alice["headers"]).json()["offset"] == 1000
+    assert (
+        api.client.get(f"/api/v1/uploads/{uid}", headers=alice["headers"]).json()["offset"] == 1000
+    )
     r = _put(api, alice, uid, data, 1000, len(data) - 1)
     assert r.status_code == 200 and r.json() == {"offset": len(data), "complete": True}
     r = api.client.get(f"/api/v1/uploads/{uid}", headers=alice["headers"])
-    assert r.json() == {"id": uid, "offset": len(data), "size": len(data), "complete": True,
-                        "filename": "field.tif"}
+    assert r.json() == {
+        "id": uid,
+        "offset": len(data),
+        "size": len(data),
+        "complete": True,
+        "filename": "field.tif",
+    }
     r = _put(api, alice, uid, data, 0, 99)  # anything after completion: harmless
     assert r.status_code == 200 and r.json()["complete"] is True
     # another user uploading the same bytes gets their own upload
@@ -65,8 +81,11 @@ def test_chunk_protocol_resume_and_idempotency(api, geotiff):
 def test_checksum_mismatch_discards_data(api, geotiff):
     alice = api.user()
     data = geotiff.read_bytes()
-    r = api.client.post("/api/v1/uploads", headers=alice["headers"], json={
-        "filename": "f.tif", "size": len(data), "sha256": "0" * 64})
+    r = api.client.post(
+        "/api/v1/uploads",
+        headers=alice["headers"],
+        json={"filename": "f.tif", "size": len(data), "sha256": "0" * 64},
+    )
     uid = r.json()["id"]
     r = _put(api, alice, uid, data, 0, len(data) - 1)
     assert r.status_code == 422 and r.json()["error"] == "bad_input"
@@ -75,12 +94,17 @@ def test_checksum_mismatch_discards_data(api, geotiff):
     assert r.json()["offset"] == 0 and r.json()["complete"] is False
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "a/b.tif", "..", ".hidden.tif", "a\\b.tif",
-                                  "x\x00.tif", "", "con:tif"])
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "a/b.tif", "..", ".hidden.tif", "a\\b.tif", "x\x00.tif", "", "con:tif"],
+)
 def test_unsafe_file_names_refused(api, name):
     alice = api.user()
-    r = api.client.post("/api/v1/uploads", headers=alice["headers"], json={
-        "filename": name, "size": 10, "sha256": "a" * 64})
+    r = api.client.post(
+        "/api/v1/uploads",
+        headers=alice["headers"],
+        json={"filename": name, "size": 10, "sha256": "a" * 64},
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"] in ("bad_input", "invalid")
 
@@ -91,15 +115,26 @@ def test_upload_limits_and_bad_ranges(api, monkeypatch, geotiff):
     alice = api.user()
     monkeypatch.setenv("KHET_MAX_UPLOAD_MB", "1")
     get_settings.cache_clear()
-    r = api.client.post("/api/v1/uploads", headers=alice["headers"], json={
-        "filename": "huge.tif", "size": 2 * 1024 * 1024, "sha256": "a" * 64})
+    r = api.client.post(
+        "/api/v1/uploads",
+        headers=alice["headers"],
+        json={"filename": "huge.tif", "size": 2 * 1024 * 1024, "sha256": "a" * 64},
+    )
     assert r.status_code == 413 and r.json()["error"] == "too_large"
     data = geotiff.read_bytes()
     uid = _declare(api, alice, data).json()["id"]
-    for header in ("bytes=0-9", "bytes 0-9/1", "bytes 9-0/%d" % len(data), "items 0-9/10",
-                   "bytes 0-%d/%d" % (len(data), len(data))):
-        r = api.client.put(f"/api/v1/uploads/{uid}", content=b"x" * 10,
-                           headers={**alice["headers"], "Content-Range": header})
+    for header in (
+        "bytes=0-9",
+        "bytes 0-9/1",
+        f"bytes 9-0/{len(data)}",
+        "items 0-9/10",
+        f"bytes 0-{len(data)}/{len(data)}",
+    ):
+        r = api.client.put(
+            f"/api/v1/uploads/{uid}",
+            content=b"x" * 10,
+            headers={**alice["headers"], "Content-Range": header},
+        )
         assert 400 <= r.status_code < 500, (header, r.status_code)
     r = api.client.put(f"/api/v1/uploads/{uid}", content=b"x", headers=alice["headers"])
     assert r.status_code == 422  # Content-Range missing
@@ -107,15 +142,24 @@ def test_upload_limits_and_bad_ranges(api, monkeypatch, geotiff):
 
 def _png_bomb() -> bytes:
     """A valid PNG header declaring 100,000 x 100,000 RGB pixels, with almost no data."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) \
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
         + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("case", ["not_image", "truncated", "bomb", "empty", "traversal",
-                                  "no_files", "json_body"])
+@pytest.mark.parametrize(
+    "case", ["not_image", "truncated", "bomb", "empty", "traversal", "no_files", "json_body"]
+)
 def test_multipart_refusals_leave_nothing(api, geotiff, tmp_path, case, monkeypatch):
     from khet.settings import get_settings
 
@@ -159,8 +203,11 @@ def test_multipart_over_limit(api, tmp_path, monkeypatch):
     monkeypatch.setenv("KHET_MAX_UPLOAD_MB", "1")
     get_settings.cache_clear()
     blob = b"II*\x00" + b"\0" * (2 * 1024 * 1024)
-    r = api.client.post(f"/api/v1/fields/{field}/flights/upload", headers=alice["headers"],
-                        files=[("files", ("big.tif", blob, "image/tiff"))])
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights/upload",
+        headers=alice["headers"],
+        files=[("files", ("big.tif", blob, "image/tiff"))],
+    )
     assert r.status_code == 413 and r.json()["error"] == "too_large"
     assert _stored(tmp_path) == []
 
@@ -170,14 +217,19 @@ def test_multipart_flight_and_client_id(api, geotiff, use_test_models):
     _, field = api.farm_field(alice)
     url = f"/api/v1/fields/{field}/flights/upload"
     files = [("files", ("field.tif", geotiff.read_bytes(), "image/tiff"))]
-    r = api.client.post(url, headers=alice["headers"], files=files,
-                        data={"client_id": "drone-7/2026-06-12", "captured_at": "2026-06-12"})
+    r = api.client.post(
+        url,
+        headers=alice["headers"],
+        files=files,
+        data={"client_id": "drone-7/2026-06-12", "captured_at": "2026-06-12"},
+    )
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["status"] == "queued" and first["inputs"] == ["field.tif"]
     assert first["captured_at"].startswith("2026-06-12")
-    r = api.client.post(url, headers=alice["headers"], files=files,
-                        data={"client_id": "drone-7/2026-06-12"})
+    r = api.client.post(
+        url, headers=alice["headers"], files=files, data={"client_id": "drone-7/2026-06-12"}
+    )
     assert r.status_code == 200 and r.json()["id"] == first["id"]
 
 
@@ -186,13 +238,16 @@ def test_flight_from_incomplete_or_foreign_upload(api, geotiff):
     _, field = api.farm_field(alice)
     data = geotiff.read_bytes()
     uid = _declare(api, alice, data).json()["id"]
-    r = api.client.post(f"/api/v1/fields/{field}/flights", json={"uploads": [uid]},
-                        headers=alice["headers"])
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights", json={"uploads": [uid]}, headers=alice["headers"]
+    )
     assert r.status_code == 409
     bob_up = api.upload(bob, geotiff)
-    r = api.client.post(f"/api/v1/fields/{field}/flights", json={"uploads": [bob_up]},
-                        headers=alice["headers"])
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights", json={"uploads": [bob_up]}, headers=alice["headers"]
+    )
     assert r.status_code == 404
-    r = api.client.post(f"/api/v1/fields/{field}/flights", json={"uploads": []},
-                        headers=alice["headers"])
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights", json={"uploads": []}, headers=alice["headers"]
+    )
     assert r.status_code == 422

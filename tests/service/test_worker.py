@@ -29,13 +29,22 @@ def _job(flight_id: int) -> dict:
 
     with session_scope() as db:
         job = db.scalar(select(Job).where(Job.flight_id == flight_id))
-        return {"status": job.status, "progress": job.progress, "attempts": job.attempts,
-                "error": job.error}
+        return {
+            "status": job.status,
+            "progress": job.progress,
+            "attempts": job.attempts,
+            "error": job.error,
+        }
 
 
 def _start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "khet.cli", "worker"], cwd=ROOT, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "khet.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait(pred, timeout: float, what: str, log: Path):
@@ -83,8 +92,9 @@ def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test
         alice = api.user()
         _, field = api.farm_field(alice)
         up = api.upload(alice, image, chunk=4 * 1024 * 1024)
-        r = client.post(f"/api/v1/fields/{field}/flights", json={"uploads": [up]},
-                        headers=alice["headers"])
+        r = client.post(
+            f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
+        )
         assert r.status_code == 201, r.text
         flight = r.json()["id"]
 
@@ -92,8 +102,12 @@ def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test
         log = tmp_path / "worker.log"
         first = _start_worker(env, log)
         try:
-            _wait(lambda: _job(flight)["status"] == "running" and _job(flight)["progress"] > 0.02,
-                  60, "the first worker to make progress", log)
+            _wait(
+                lambda: _job(flight)["status"] == "running" and _job(flight)["progress"] > 0.02,
+                60,
+                "the first worker to make progress",
+                log,
+            )
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         finally:
@@ -104,8 +118,12 @@ def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test
 
         second = _start_worker(env, log)
         try:
-            _wait(lambda: _job(flight)["status"] in ("done", "failed"), 120,
-                  "the second worker to finish the job", log)
+            _wait(
+                lambda: _job(flight)["status"] in ("done", "failed"),
+                120,
+                "the second worker to finish the job",
+                log,
+            )
         finally:
             second.send_signal(signal.SIGINT)
             try:
