@@ -30,6 +30,13 @@ def register(subparsers) -> None:
         help="Do not start a worker (run `khet worker` elsewhere, e.g. with Redis)",
     )
     p.add_argument("--workers", type=int, default=1, help="Jobs run at the same time by the worker")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="Web server processes (default: one per core, at most 4). One Python process "
+        "serves map tiles on about one core, whatever the cores",
+    )
     p.set_defaults(func=_serve)
 
     p = subparsers.add_parser("worker", help="Run a job worker (analysis jobs from the queue)")
@@ -66,8 +73,12 @@ def _setup_logging() -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from khet.service.db import migrate
-    from khet.service.main import create_app
 
+    from khet.errors import InputError
+
+    processes = min(os.cpu_count() or 1, 4) if args.processes is None else args.processes
+    if processes < 1:
+        raise InputError("--processes must be 1 or more.")
     _setup_logging()
     migrate()
     worker = None
@@ -81,7 +92,10 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
-            create_app(migrate=False),
+            "khet.service.main:served_app",
+            factory=True,
+            workers=processes,
+            http="khet.service.main:NoDelayHTTP",
             host=args.host,
             port=args.port,
             log_level="info",

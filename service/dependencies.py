@@ -22,8 +22,8 @@ from khet.service.db import (
     User,
     sessionmaker_for,
 )
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select, true
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from khet.errors import AuthError, KhetError, NotFoundError
 
@@ -55,12 +55,14 @@ def _user_from_request(request: Request, db: Session) -> User | None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("Send the API token as 'Authorization: Bearer <token>'.")
-        row = db.scalar(
-            select(ApiToken).where(ApiToken.token_hash == security.token_digest(token.strip()))
+        user = db.scalar(
+            select(User)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == security.token_digest(token.strip()))
         )
-        if row is None:
+        if user is None:
             raise AuthError("That API token is not valid (revoked or mistyped).")
-        return row.user
+        return user
     cookie = request.cookies.get(security.SESSION_COOKIE)
     if cookie:
         uid = security.read_session(cookie)
@@ -102,13 +104,18 @@ Admin = Annotated[User, Depends(require_admin)]
 def visible_farms(user: User):
     """A select() of the farms this user may see."""
     q = select(Farm)
+    if user.role == "farmer":
+        return q.where(Farm.owner_id == user.id)
+    return q.where(farm_visible(user, Farm.id))
+
+
+def farm_visible(user: User, farm_id):
+    """A SQL condition: the farm with id `farm_id` (a column) is one this user may see."""
     if user.role == "admin":
-        return q
+        return true()
     if user.role == "extension":
-        return q.where(
-            exists().where(Assignment.farm_id == Farm.id).where(Assignment.user_id == user.id)
-        )
-    return q.where(Farm.owner_id == user.id)
+        return exists().where(Assignment.farm_id == farm_id).where(Assignment.user_id == user.id)
+    return exists().where(Farm.id == farm_id).where(Farm.owner_id == user.id)
 
 
 def can_edit(user: User, farm: Farm) -> bool:
@@ -124,20 +131,25 @@ def get_farm(db: Session, user: User, farm_id: int) -> Farm:
 
 
 def get_field(db: Session, user: User, field_id: int) -> Field:
-    field = db.get(Field, field_id)
-    if field is None or db.scalar(visible_farms(user).where(Farm.id == field.farm_id)) is None:
+    field = db.scalar(
+        select(Field).where(Field.id == field_id).where(farm_visible(user, Field.farm_id))
+    )
+    if field is None:
         raise NotFoundError("No such field.")
     return field
 
 
-def get_flight(db: Session, user: User, flight_id: int) -> Flight:
-    flight = db.get(Flight, flight_id)
+def get_flight(db: Session, user: User, flight_id: int, *options) -> Flight:
+    """The flight with its field and job, in one query; `options` add loader options."""
+    flight = db.scalar(
+        select(Flight)
+        .join(Flight.field)
+        .where(Flight.id == flight_id)
+        .where(farm_visible(user, Field.farm_id))
+        .options(contains_eager(Flight.field), joinedload(Flight.job), *options)
+    )
     if flight is None:
         raise NotFoundError("No such flight.")
-    try:
-        get_field(db, user, flight.field_id)
-    except NotFoundError:
-        raise NotFoundError("No such flight.") from None
     return flight
 
 

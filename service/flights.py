@@ -170,6 +170,7 @@ def create_flight(
             for name, src in results:
                 storage.link_or_copy(src, staged / "results" / name)
             flight.summary = _check_results(staged / "results")
+            _web_copies(staged / "results")
         storage.remove_tree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, final)
@@ -218,12 +219,30 @@ def enqueue_or_fail(db: Session, flight: Flight) -> None:
         ) from None
 
 
+def _web_copies(results: Path) -> None:
+    """Web-optimized copies of a device's map layers, made here as the job does for uploads (a
+    device's own `web/` folder is not trusted). Only tiles get faster: a failure is logged."""
+    from khet.service.tiles import WEB_DIR, build_map_layers
+
+    storage.remove_tree(results / WEB_DIR)
+    try:
+        build_map_layers(results)
+    except Exception:
+        log.warning("no web-optimized copies of synced results in %s", results, exc_info=True)
+        storage.remove_tree(results / WEB_DIR)
+
+
 def result_files(flight: Flight) -> list[str]:
+    """The result files a user downloads (the web-optimized copies behind the tiles are not
+    listed)."""
+    from khet.service.tiles import WEB_DIR
+
     field = flight.field
     d = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
     if not d.is_dir():
         return []
-    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    files = (p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    return sorted(f for f in files if not f.startswith(WEB_DIR + "/"))
 
 
 def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:

@@ -126,6 +126,7 @@ class _Heartbeat(threading.Thread):
 
 def run_job(job_id: int) -> None:
     """Run one analysis job, if nobody else is running it."""
+    from khet.service.tiles import build_imagery_layer, build_map_layers
     from khet.vision.pipeline import analyze
 
     svc = service_settings()
@@ -139,6 +140,7 @@ def run_job(job_id: int) -> None:
         fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
         inputs = [fdir / "input" / name for name in flight.inputs]
         bands, clip, title = flight.bands, field.boundary, f"{field.name} · flight {flight.id}"
+        imagery = dict(flight.imagery or {})
     beat = _Heartbeat(job_id, svc.heartbeat_seconds)
 
     def progress(done: int, total: int) -> None:
@@ -158,6 +160,7 @@ def run_job(job_id: int) -> None:
             progress=progress,
             title=title,
         )
+        _web_copies(lambda: build_map_layers(work), job_id, "map layers")
         # Swap by renames: a crash in between leaves the old results in .old-*, never nothing.
         results, previous = fdir / "results", fdir / f".old-results-{job_id}"
         if results.exists():
@@ -185,6 +188,18 @@ def run_job(job_id: int) -> None:
     with session_scope() as s:
         s.get(Flight, _flight_id(s, job_id)).summary = summary
     _finish(job_id, "done")
+    if imagery.get("tileable"):
+        src = fdir / "input" / imagery["file"]
+        _web_copies(lambda: build_imagery_layer(fdir / "results", src, imagery), job_id, "imagery")
+
+
+def _web_copies(build, job_id: int, what: str) -> None:
+    """Web-optimized copies only make tiles faster: without them tiles are read from the
+    originals, so a failure here (disk full, an odd raster) is logged, not a failed job."""
+    try:
+        build()
+    except Exception:
+        log.warning("job %s: no web-optimized copy of the %s", job_id, what, exc_info=True)
 
 
 def _flight_id(s, job_id: int) -> int:

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 from khet.errors import InputError
@@ -34,7 +35,13 @@ _INDEX_RESULT = re.compile(r"^indices/[a-z0-9_]{1,32}\.tif$")
 
 
 def data_dir(settings: Settings | None = None) -> Path:
-    return Path((settings or get_settings()).data_dir).resolve()
+    return _resolved(str((settings or get_settings()).data_dir), os.getcwd())
+
+
+@lru_cache(maxsize=16)
+def _resolved(path: str, cwd: str) -> Path:
+    """Resolving walks every folder of the path: once per path (and working folder) is enough."""
+    return Path(path).resolve()
 
 
 def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) -> Path:

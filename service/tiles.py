@@ -5,12 +5,26 @@ embedded colour maps), and each vegetation index (`ndvi`, `vari`, ...) with a na
 colour map stretched over that flight's 10th–90th percentile. Only georeferenced rasters are
 tiled: a flight from a plain camera frame (no CRS) has its maps in pixel space, which no web map
 can place; its TileJSON says so and its preview.png shows the map instead.
+
+Speed: the job also writes each layer as a web-optimized COG (`results/web/`): EPSG:3857, aligned
+to the tile grid, with overviews at each zoom. A tile is then one block read, with no warping
+(rio-tiler skips its WarpedVRT when the file is already in the tile CRS): 1 to 2 ms instead of
+3 to 30 ms for a warped read of a UTM orthomosaic without overviews. Layers without a web copy
+(results synced from a device, imagery while its copy is being made) are read as they are.
+Open readers are pooled per file, so a tile does not pay for opening the COG either.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from khet.service import storage
 from khet.service.db import Flight
@@ -20,6 +34,8 @@ from khet.errors import KhetError, NotFoundError
 INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 INDEX_COLORMAP = "rdylgn"
 TILE_SIZE = 256
+WEB_DIR = "web"  # in a flight's results folder: the web-optimized copies
+log = logging.getLogger(__name__)
 
 
 class NotGeoreferenced(KhetError):
@@ -35,6 +51,9 @@ def layer_source(flight: Flight, layer: str) -> tuple[Path, dict]:
         info = flight.imagery or {}
         if not info.get("tileable"):
             raise NotGeoreferenced(info.get("reason", "This flight has no imagery to tile."))
+        web = fdir / "results" / WEB_DIR / "imagery.tif"
+        if web.is_file():  # already 8-bit display bands: no band choice, no stretch
+            return web, {}
         return fdir / "input" / info["file"], {
             "indexes": info["indexes"],
             "rescale": info.get("rescale"),
@@ -58,21 +77,174 @@ def layer_source(flight: Flight, layer: str) -> tuple[Path, dict]:
         raise NotFoundError(f"No layer {layer!r}: use imagery, classes, vigour or an index name.")
     if not path.is_file():
         raise NotFoundError(f"This flight has no {layer} layer.")
-    return path, opts
+    web = results / WEB_DIR / f"{path.stem}.tif"
+    return (web if web.is_file() else path), opts
+
+
+# --- web-optimized copies, made by the job ----------------------------------------------------
+
+
+def build_map_layers(results: Path) -> None:
+    """Web-optimized copies of a results folder's map layers, in `results/web/`.
+
+    Classes and vigour keep their colour maps (nearest neighbour, mode for overviews); indices
+    are resampled bilinearly (average for overviews). Called on the job's work folder before it
+    is renamed into place, so the copies appear with the results they belong to.
+    """
+    web = results / WEB_DIR
+    web.mkdir(exist_ok=True)
+    layers = [(results / f"{n}.tif", "category") for n in ("classes", "vigour")]
+    layers += [(p, "continuous") for p in sorted((results / "indices").glob("*.tif"))]
+    for src, kind in layers:
+        if src.is_file():
+            _web_cog(str(src), web / src.name, kind)
+
+
+def build_imagery_layer(results: Path, source: Path, info: dict) -> Path | None:
+    """The flight's imagery as an 8-bit web-optimized COG (JPEG, with a mask), in `results/web/`.
+
+    Made after the job is done (it can take longer than the analysis on a big orthomosaic):
+    until it is there, imagery tiles are read from the upload itself."""
+    if not info.get("tileable") or not (results / WEB_DIR).is_dir():
+        return None
+    dest = results / WEB_DIR / "imagery.tif"
+    tmp = dest.with_name(".imagery.tif.part")
+    _web_cog(_display_vrt(source, info), tmp, "imagery")
+    os.replace(tmp, dest)
+    return dest
+
+
+_WEB_OPTIONS = {
+    "category": {"WARP_RESAMPLING": "nearest", "RESAMPLING": "mode", "COMPRESS": "DEFLATE"},
+    "continuous": {
+        "WARP_RESAMPLING": "bilinear",
+        "RESAMPLING": "average",
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": "YES",
+    },
+    "imagery": {
+        "WARP_RESAMPLING": "bilinear",
+        "RESAMPLING": "average",
+        "COMPRESS": "JPEG",
+        "QUALITY": "85",
+    },
+}
+
+
+def _web_cog(src: str, dest: Path, kind: str) -> None:
+    import rasterio.shutil
+
+    rasterio.shutil.copy(
+        src,
+        str(dest),
+        driver="COG",
+        TILING_SCHEME="GoogleMapsCompatible",
+        BLOCKSIZE=TILE_SIZE,
+        NUM_THREADS="ALL_CPUS",
+        **_WEB_OPTIONS[kind],
+    )
+
+
+def _display_vrt(source: Path, info: dict) -> str:
+    """VRT XML: the imagery's display bands as 8 bits (stretched when the sensor is 16-bit), with
+    the upload's own mask (nodata, alpha or internal mask), for GDAL to warp into the web copy."""
+    import rasterio
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    with rasterio.open(source) as ds:
+        crs, t, w, h = ds.crs, ds.transform, ds.width, ds.height
+        # An alpha band that Khet reads as a spectral band (see vision/scene.py) is no mask.
+        alpha_used = any(ds.colorinterp[i - 1] == ColorInterp.alpha for i in info["indexes"])
+        masked = not alpha_used and MaskFlags.all_valid not in ds.mask_flag_enums[0]
+    name = escape(str(source))
+    rescale = info.get("rescale") or [None] * len(info["indexes"])
+    bands = []
+    for k, (index, rng) in enumerate(zip(info["indexes"], rescale, strict=True), start=1):
+        scale = ""
+        if rng is not None:
+            lo, hi = float(rng[0]), float(rng[1])
+            ratio = 255.0 / max(hi - lo, 1e-9)
+            scale = f"<ScaleOffset>{-lo * ratio}</ScaleOffset><ScaleRatio>{ratio}</ScaleRatio>"
+        bands.append(
+            f'<VRTRasterBand dataType="Byte" band="{k}"><ComplexSource>'
+            f'<SourceFilename relativeToVRT="0">{name}</SourceFilename>'
+            f"<SourceBand>{index}</SourceBand>{scale}</ComplexSource></VRTRasterBand>"
+        )
+    mask = ""
+    if masked:
+        mask = (
+            '<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource>'
+            f'<SourceFilename relativeToVRT="0">{name}</SourceFilename>'
+            "<SourceBand>mask,1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>"
+        )
+    return (
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
+        f"<SRS>{escape(crs.to_wkt())}</SRS>"
+        f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"
+        f"{''.join(bands)}{mask}</VRTDataset>"
+    )
 
 
 def _reader(path: Path):
+    """A rio-tiler reader on a dataset opened here: rio-tiler's own opening ties the dataset to
+    a thread-local GDAL environment, which another thread of the pool then cannot close."""
+    import rasterio
     from rasterio.errors import RasterioIOError
     from rio_tiler.io import Reader
 
     try:
-        reader = Reader(str(path))
+        ds = rasterio.open(path)
     except RasterioIOError as e:
         raise NotFoundError(f"The layer file cannot be read ({str(e)[:80]}).") from None
-    if reader.dataset.crs is None:
-        reader.close()
+    if ds.crs is None:
+        ds.close()
         raise NotGeoreferenced("This map has no coordinates (the imagery had no CRS).")
-    return reader
+    return Reader(str(path), dataset=ds)
+
+
+class _ReaderPool:
+    """Open rio-tiler readers, kept per file (path and mtime) for the next tile. A GDAL dataset
+    is not safe across threads, so each reader is lent to one request at a time."""
+
+    def __init__(self, files: int = 32) -> None:
+        self.files = files
+        self.free: OrderedDict[tuple[str, int], list] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def open(self, path: Path) -> Iterator:
+        try:
+            key = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            raise NotFoundError(
+                "This layer is not there (the flight may have been deleted)."
+            ) from None
+        with self.lock:
+            ready = self.free.get(key)
+            reader = ready.pop() if ready else None
+        if reader is None:
+            reader = _reader(path)
+        try:
+            yield reader
+        finally:
+            with self.lock:
+                self.free.setdefault(key, []).append(reader)
+                self.free.move_to_end(key)
+                while len(self.free) > self.files:
+                    _, old = self.free.popitem(last=False)
+                    for r in old:
+                        r.dataset.close()
+
+    def forget(self, folder: Path) -> None:
+        """Close the readers of files under `folder` (a deleted flight)."""
+        prefix = str(folder) + os.sep
+        with self.lock:
+            for key in [k for k in self.free if k[0].startswith(prefix)]:
+                for r in self.free.pop(key):
+                    r.dataset.close()
+
+
+READERS = _ReaderPool()
 
 
 class _TileCache:
@@ -109,48 +281,94 @@ class _TileCache:
 TILE_CACHE = _TileCache()
 
 
-def render_tile(path: Path, opts: dict, z: int, x: int, y: int) -> bytes:
+def render_tile(
+    path: Path, opts: dict, z: int, x: int, y: int, fmt: str = "png"
+) -> tuple[bytes, str]:
+    """(image bytes, media type) of one tile. `fmt` "png" always gives PNG; "auto" gives JPEG
+    for imagery tiles without a transparent pixel (as TiTiler does): 20 times faster to encode
+    than PNG and a tenth of the bytes over a farm's mobile connection."""
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
         raise NotFoundError("This layer is not there (the flight may have been deleted).") from None
-    key = (str(path), mtime, repr(opts), z, x, y)
-    png = TILE_CACHE.get(key)
-    if png is None:
-        png = _render_tile(path, opts, z, x, y)
-        TILE_CACHE.put(key, png)
-    return png
+    key = (str(path), mtime, repr(opts), z, x, y, fmt)
+    tile = TILE_CACHE.get(key)
+    if tile is None:
+        tile = _render_tile(path, opts, z, x, y, fmt)
+        TILE_CACHE.put(key, tile)
+    return tile
 
 
-def _encode_png(rgba) -> bytes:
+PNG, JPEG = "image/png", "image/jpeg"
+
+
+def _encode_rgb(rgb, mask, fmt: str) -> tuple[bytes, str]:
+    """An RGB tile (h x w x 3, uint8) with its mask (0 = no data, 255 = data)."""
     import cv2
+    import numpy as np
 
-    ok, buf = cv2.imencode(
-        ".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    )
-    return buf.tobytes()
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    if mask.all():
+        if fmt == "auto":
+            return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes(), JPEG
+        return cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(), PNG
+    bgra = np.dstack([bgr, mask.astype(np.uint8)])
+    return cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(), PNG
+
+
+def _palette(colormap: dict) -> tuple[bytes, bytes, bool]:
+    """A colour map as a PNG palette: (RGB entries, alpha entries, whether value 255 was a
+    colour). Entry 255 is made transparent and stands for no data. Kept: a named colour map is
+    the same on every tile."""
+    import numpy as np
+
+    key = tuple(sorted((int(k), tuple(v)) for k, v in colormap.items()))
+    pal = _PALETTES.get(key)
+    if pal is None:
+        lut = np.zeros((256, 4), np.uint8)
+        for k, v in key:
+            if 0 <= k < 256:
+                lut[k] = v
+        clamp = bool(lut[255, 3] > 0)
+        lut[255] = 0
+        pal = (lut[:, :3].tobytes(), lut[:, 3].tobytes(), clamp)
+        if len(_PALETTES) > 64:
+            _PALETTES.clear()
+        _PALETTES[key] = pal
+    return pal
+
+
+_PALETTES: dict = {}
 
 
 def _colorize(img, colormap) -> bytes:
-    """Palette lookup with NumPy and PNG encoding with OpenCV: a few times faster than GDAL's PNG
-    driver, which is most of a tile's time once the COG is in the page cache."""
+    """A one-band tile as an 8-bit palette PNG: a quarter of the bytes of RGBA to compress, so
+    about three times faster to encode (measured: 1.0 against 3.2 ms), and smaller to send."""
+    import io
+
     import numpy as np
+    from PIL import Image
 
-    lut = np.zeros((256, 4), np.uint8)
-    for k, v in colormap.items():
-        if 0 <= int(k) < 256:
-            lut[int(k)] = v
     band = np.asarray(img.data[0])
-    rgba = lut[np.clip(band, 0, 255).astype(np.uint8)]
-    rgba[..., 3] = np.where(np.asarray(img.mask) > 0, rgba[..., 3], 0)
-    return _encode_png(np.ascontiguousarray(rgba))
+    if band.dtype != np.uint8:
+        band = np.clip(band, 0, 255).astype(np.uint8)
+    rgb, alpha, clamp = _palette(colormap)
+    if clamp:  # a colour map that uses all 256 values gives up its last one to "no data"
+        band = np.minimum(band, 254)
+    band = np.where(np.asarray(img.mask) > 0, band, 255).astype(np.uint8)
+    h, w = band.shape
+    im = Image.frombuffer("P", (w, h), band.tobytes(), "raw", "P", 0, 1)
+    im.putpalette(rgb)
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=1, transparency=alpha)
+    return buf.getvalue()
 
 
-def _render_tile(path: Path, opts: dict, z: int, x: int, y: int) -> bytes:
+def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tuple[bytes, str]:
     from rio_tiler.colormap import cmap
     from rio_tiler.errors import TileOutsideBounds
 
-    with _reader(path) as reader:
+    with READERS.open(path) as reader:
         if not reader.tile_exists(x, y, z):
             raise NotFoundError("No map at this tile.")
         try:
@@ -165,17 +383,17 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int) -> bytes:
         if opts.get("rescale"):
             img.rescale(in_range=[tuple(r) for r in opts["rescale"]])
         if colormap is not None and img.count == 1:
-            return _colorize(img, colormap)
+            return _colorize(img, colormap), PNG
         if img.count == 3 and str(img.data.dtype) == "uint8":
             import numpy as np
 
-            rgba = np.dstack([*np.asarray(img.data), np.asarray(img.mask)]).astype(np.uint8)
-            return _encode_png(np.ascontiguousarray(rgba))
-        return img.render(img_format="PNG", colormap=colormap)
+            rgb = np.moveaxis(np.asarray(img.data), 0, -1)
+            return _encode_rgb(rgb, np.asarray(img.mask), fmt)
+        return img.render(img_format="PNG", colormap=colormap), PNG
 
 
 def tilejson(path: Path, tiles_url: str, name: str) -> dict:
-    with _reader(path) as reader:
+    with READERS.open(path) as reader:
         west, south, east, north = reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs)
         minzoom, maxzoom = reader.minzoom, reader.maxzoom
     return {
@@ -195,7 +413,7 @@ def tilejson(path: Path, tiles_url: str, name: str) -> dict:
 def point_values(path: Path, lon: float, lat: float) -> float | int | None:
     from rio_tiler.errors import PointOutsideBounds
 
-    with _reader(path) as reader:
+    with READERS.open(path) as reader:
         try:
             pt = reader.point(lon, lat, indexes=1)
         except PointOutsideBounds:

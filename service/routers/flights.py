@@ -24,6 +24,7 @@ from khet.service.dependencies import (
 )
 from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.schemas import FlightIn, FlightOut, Problem
+from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
@@ -237,6 +238,7 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
     path = storage.flight_dir(field.farm_id, field.id, flight.id)
     db.delete(flight)
     db.commit()
+    READERS.forget(path)
     storage.remove_tree(path)
     return Response(status_code=204)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from khet.service import storage
-from khet.service.dependencies import DB, CurrentUser, IdPath, get_flight
+from khet.service.db import Flight, sessionmaker_for
+from khet.service.dependencies import DB, CurrentUser, IdPath, current_user, get_flight
 from khet.service.schemas import Problem
 from khet.service.tiles import NotGeoreferenced, layer_source, point_values, render_tile, tilejson
+from sqlalchemy.orm import defer
 
 from khet.errors import NotFoundError
 
@@ -29,28 +32,69 @@ LayerQ = Annotated[
 ]
 
 
+TILE_DOC = (
+    "A 256 px web-map tile (XYZ, Web Mercator). Needs the same login or token as every "
+    "endpoint (checked in the worker thread that draws the tile)."
+)
+
+
 @router.get(
     "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
     responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
     response_class=Response,
-    summary="A 256 px web-map tile (XYZ, Web Mercator)",
+    summary="A web-map tile as PNG",
+    description=TILE_DOC,
 )
-def tile(
+async def tile(
     flight_id: IdPath,
     layer: Layer,
     z: Annotated[int, Path(ge=0, le=30)],
     x: Annotated[int, Path(ge=0, le=2**30)],
     y: Annotated[int, Path(ge=0, le=2**30)],
-    user: CurrentUser,
-    db: DB,
+    request: Request,
+) -> Response:
+    return await _tile(request, flight_id, layer, z, x, y, "png")
+
+
+@router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
+    description=TILE_DOC + " Map layers are always PNG; imagery tiles inside the image are "
+    "JPEG (the format TileJSON advertises).",
+)
+async def tile_auto(
+    flight_id: IdPath,
+    layer: Layer,
+    z: Annotated[int, Path(ge=0, le=30)],
+    x: Annotated[int, Path(ge=0, le=2**30)],
+    y: Annotated[int, Path(ge=0, le=2**30)],
+    request: Request,
+) -> Response:
+    return await _tile(request, flight_id, layer, z, x, y, "auto")
+
+
+async def _tile(
+    request: Request, flight_id: int, layer: str, z: int, x: int, y: int, fmt: str
 ) -> Response:
     if x >= 2**z or y >= 2**z:
         raise NotFoundError("No such tile at this zoom.")
-    flight = get_flight(db, user, flight_id)
-    path, opts = layer_source(flight, layer)
-    db.close()  # release the connection before the raster work
-    png = render_tile(path, opts, z, x, y)
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    body, media = await run_in_threadpool(_tile_bytes, request, flight_id, layer, z, x, y, fmt)
+    return Response(body, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _tile_bytes(
+    request: Request, flight_id: int, layer: str, z: int, x: int, y: int, fmt: str
+) -> tuple[bytes, str]:
+    """Who asks, whether they may see the flight, which file, and the tile: in one worker
+    thread. A map view asks for dozens of tiles at once; FastAPI's dependencies would cost a
+    thread hop each, and the summary (only index layers need it) is loaded only when used."""
+    with sessionmaker_for()() as db:
+        user = current_user(request, db)
+        flight = get_flight(db, user, flight_id, defer(Flight.summary))
+        path, opts = layer_source(flight, layer)
+    return render_tile(path, opts, z, x, y, fmt)
 
 
 @router.get("/{flight_id}/tilejson.json", summary="TileJSON for one layer of a flight")
@@ -60,7 +104,9 @@ def flight_tilejson(
     """Flights whose imagery had no map coordinates answer `"georeferenced": false`, no tile
     URLs, and a `message`: their maps are in pixel space; use preview.png."""
     flight = get_flight(db, user, flight_id)
-    url = str(request.url_for("tile", flight_id=flight_id, layer=layer, z="{z}", x="{x}", y="{y}"))
+    url = str(
+        request.url_for("tile_auto", flight_id=flight_id, layer=layer, z="{z}", x="{x}", y="{y}")
+    )
     url = url.replace("%7B", "{").replace("%7D", "}")
     try:
         path, _ = layer_source(flight, layer)
@@ -97,10 +143,13 @@ def point(
         "indices": {},
     }
     try:
-        path, _ = layer_source(flight, "classes")
+        layer_source(flight, "classes")  # georeferenced and ready?
     except NotGeoreferenced as e:
         raise NotFoundError(e.message) from None
-    cls = point_values(path, lon, lat)
+    field = flight.field
+    results = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
+    # Values come from the field map itself, not from its web copies.
+    cls = point_values(results / "classes.tif", lon, lat)
     if cls is None:
         return out
     out["inside"] = True
@@ -109,8 +158,6 @@ def point(
         out["class"] = classes[cls].get("name", cls)
     else:
         out["class"] = cls
-    field = flight.field
-    results = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
     if (results / "confidence.tif").is_file():
         c = point_values(results / "confidence.tif", lon, lat)
         out["confidence"] = c if isinstance(c, int) and 0 <= c <= 100 else None

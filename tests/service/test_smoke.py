@@ -30,7 +30,7 @@ def test_flight_end_to_end(api, geotiff, use_test_models):
     )
     assert r.status_code == 200, r.text
     tj = r.json()
-    assert tj["georeferenced"] and tj["tiles"][0].endswith("/classes/{z}/{x}/{y}.png")
+    assert tj["georeferenced"] and tj["tiles"][0].endswith("/classes/{z}/{x}/{y}")
     import morecantile
 
     w, s, e, n = bounds_lonlat()

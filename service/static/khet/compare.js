@@ -26,8 +26,8 @@
       var s = sides[k];
       var m = L.map("map-" + s.index, { attributionControl: false });
       var opts = { bounds: bounds, maxZoom: tj.native + 1, maxNativeZoom: tj.native };
-      if (s.imagery) L.tileLayer("/api/v1/flights/" + s.flight + "/tiles/imagery/{z}/{x}/{y}.png", opts).addTo(m);
-      L.tileLayer("/api/v1/flights/" + s.flight + "/tiles/classes/{z}/{x}/{y}.png",
+      if (s.imagery) L.tileLayer("/api/v1/flights/" + s.flight + "/tiles/imagery/{z}/{x}/{y}", opts).addTo(m);
+      L.tileLayer("/api/v1/flights/" + s.flight + "/tiles/classes/{z}/{x}/{y}",
                   Object.assign({ opacity: 0.75 }, opts)).addTo(m);
       maps.push(m);
     });

@@ -34,7 +34,7 @@
   var layers = {};
   cfg.layers.forEach(function (l) { layers[l.id] = l; });
 
-  function tileUrl(layer) { return "/api/v1/flights/" + cfg.flight + "/tiles/" + layer + "/{z}/{x}/{y}.png"; }
+  function tileUrl(layer) { return "/api/v1/flights/" + cfg.flight + "/tiles/" + layer + "/{z}/{x}/{y}"; }
   function tileLayer(layer, op) {
     /* The server renders any zoom (nearest-neighbour for class maps), so every layer is asked
        for tiles up to the imagery's full resolution: crisp cell edges, aligned layers. */
