@@ -43,17 +43,20 @@ class NotGeoreferenced(KhetError):
     code = "not_georeferenced"
 
 
-def layer_source(flight: Flight, layer: str) -> tuple[Path, dict]:
-    """The file behind a layer and how to render it; NotFoundError when there is none."""
+def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, dict]:
+    """The file behind a layer and how to render it; NotFoundError when there is none.
+
+    `web`: its web-optimized copy where there is one. TileJSON asks for the original, whose
+    bounds are the data's: a copy's extent is rounded out to whole tiles."""
     field = flight.field
     fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
     if layer == "imagery":
         info = flight.imagery or {}
         if not info.get("tileable"):
             raise NotGeoreferenced(info.get("reason", "This flight has no imagery to tile."))
-        web = fdir / "results" / WEB_DIR / "imagery.tif"
-        if web.is_file():  # already 8-bit display bands: no band choice, no stretch
-            return web, {}
+        copy = fdir / "results" / WEB_DIR / "imagery.tif"
+        if web and copy.is_file():  # already 8-bit display bands: no band choice, no stretch
+            return copy, {}
         return fdir / "input" / info["file"], {
             "indexes": info["indexes"],
             "rescale": info.get("rescale"),
@@ -77,8 +80,8 @@ def layer_source(flight: Flight, layer: str) -> tuple[Path, dict]:
         raise NotFoundError(f"No layer {layer!r}: use imagery, classes, vigour or an index name.")
     if not path.is_file():
         raise NotFoundError(f"This flight has no {layer} layer.")
-    web = results / WEB_DIR / f"{path.stem}.tif"
-    return (web if web.is_file() else path), opts
+    copy = results / WEB_DIR / f"{path.stem}.tif"
+    return (copy if web and copy.is_file() else path), opts
 
 
 # --- web-optimized copies, made by the job ----------------------------------------------------

@@ -109,7 +109,7 @@ def flight_tilejson(
     )
     url = url.replace("%7B", "{").replace("%7D", "}")
     try:
-        path, _ = layer_source(flight, layer)
+        path, _ = layer_source(flight, layer, web=False)
         return tilejson(path, url, f"flight {flight.id} {layer}")
     except NotGeoreferenced as e:
         return {

@@ -86,7 +86,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
             "--name", "Imran (extension)")
     srv.cli("user", "add", "other@example.org", "--role", "farmer", "--password", PASSWORD)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "khet.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        # Two web processes, as `khet serve` runs on a 2-core machine, on any machine.
+        [sys.executable, "-m", "khet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--processes", "2"],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)  # its own process group: the worker goes with it at the end
     try:

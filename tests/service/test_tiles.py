@@ -73,6 +73,12 @@ def test_job_writes_web_optimized_copies(api, geotiff, use_test_models):
         assert set(np.unique(w.read(1))) <= set(np.unique(orig.read(1))) | {orig.nodata}
     with rasterio.open(web / "imagery.tif") as w:
         assert w.crs.to_epsg() == 3857 and w.count == 3 and w.dtypes[0] == "uint8"
+    # TileJSON gives the map's own bounds, not the copy's (rounded out to whole tiles): a map
+    # client asks for no tile outside them.
+    tj = api.client.get(
+        f"/api/v1/flights/{fl}/tilejson.json?layer=classes", headers=alice["headers"]
+    ).json()
+    assert np.allclose(tj["bounds"], bounds_lonlat(), atol=1e-5), (tj["bounds"], bounds_lonlat())
     # The copies are not result files a user downloads.
     body = api.client.get(f"/api/v1/flights/{fl}", headers=alice["headers"]).json()
     assert not [f for f in body["results"] if f.startswith("web/")]
