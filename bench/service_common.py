@@ -19,7 +19,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, env_extra: dict | None = None, worker: bool = False):
+def start_server(
+    data_dir: Path, env_extra: dict | None = None, worker: bool = False, processes: int | None = None
+):
     """Start `python -m khet.cli serve` and return (process, base_url, token)."""
     env = {**os.environ, "KHET_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **(env_extra or {})}
     env.pop("KHET_DATABASE_URL", None)
@@ -30,6 +32,8 @@ def start_server(data_dir: Path, env_extra: dict | None = None, worker: bool = F
                            capture_output=True, text=True).stdout.strip()
     port = free_port()
     cmd = [*py, "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
+    if processes:
+        cmd += ["--processes", str(processes)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

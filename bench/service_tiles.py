@@ -14,7 +14,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -25,11 +24,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.service_common import start_server  # noqa: E402
 
 
+def _client(base: str, token: str, urls: list, start: float, seconds: float, seed: int) -> list:
+    """One map client: random tiles back to back for `seconds` from `start`; (layer, z, ms,
+    status) of each."""
+    rnd = random.Random(seed)
+    out = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+        c.get(urls[0][2])  # connect before the clock starts
+        time.sleep(max(0.0, start - time.time()))
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            layer, z, u = rnd.choice(urls)
+            t = time.perf_counter()
+            r = c.get(u)
+            out.append((layer, z, (time.perf_counter() - t) * 1000, r.status_code))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=4096, help="orthomosaic width/height in pixels")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--processes", type=int, default=None, help="khet serve --processes (default: its own)")
     ap.add_argument("--cache", type=int, default=1024, help="KHET_TILE_CACHE for the server; 0 = render every tile")
     args = ap.parse_args()
 
@@ -43,7 +60,7 @@ def main() -> None:
     make_bundle(models / "rgb.onnx", bands=("red", "green", "blue"), name="bench-rgb")
     image = make_geotiff(work / "ortho.tif", size=args.size, bands=("red", "green", "blue"))
     env = {"KHET_MODELS_DIR": str(models), "KHET_TILE_CACHE": str(args.cache)}
-    proc, base, token = start_server(work / "data", env, worker=True)
+    proc, base, token = start_server(work / "data", env, worker=True, processes=args.processes)
     h = {"Authorization": f"Bearer {token}"}
     try:
         c = httpx.Client(base_url=base, headers=h, timeout=60)
@@ -70,41 +87,35 @@ def main() -> None:
         w, s, e, n = bounds_lonlat(args.size)
         tms = morecantile.tms.get("WebMercatorQuad")
         tj = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes").json()
+        # The tile URLs each layer's TileJSON gives, as the map page uses them.
+        templates = {
+            layer: c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer={layer}").json()["tiles"][0]
+            for layer in layers
+        }
         urls = []
         for z in range(tj["maxzoom"] - 4, tj["maxzoom"] + 1):
             for t in tms.tiles(w, s, e, n, [z]):
                 for layer in layers:
-                    urls.append(
-                        (layer, z, f"/api/v1/flights/{flight['id']}/tiles/{layer}/{z}/{t.x}/{t.y}.png")
-                    )
+                    url = templates[layer].format(z=z, x=t.x, y=t.y).removeprefix(base)
+                    urls.append((layer, z, url))
         print(f"{len(urls)} distinct tiles over layers {layers}, zooms {tj['maxzoom'] - 4}-{tj['maxzoom']}")
         for _, _, u in urls:  # warm the page cache and check every tile answers
             r = c.get(u)
             assert r.status_code in (200, 404), (u, r.status_code, r.text[:200])
 
-        lat: list[float] = []
+        # Each client is its own process, as browsers are: client threads sharing one
+        # interpreter would add their own GIL waits to the latencies measured.
+        import multiprocessing
+
+        start = time.time() + 1.0
+        jobs = [(base, token, urls, start, args.seconds, i) for i in range(args.clients)]
+        with multiprocessing.get_context("fork").Pool(args.clients) as pool:
+            results = [r for rs in pool.starmap(_client, jobs) for r in rs]
+        lat = [ms for _, _, ms, _ in results]
+        errors = [sum(1 for *_, status in results if status >= 500)]
         by_group: dict[tuple[str, int], list[float]] = {}
-        errors = [0]
-        stop = time.monotonic() + args.seconds
-
-        def client(seed: int) -> None:
-            rnd = random.Random(seed)
-            with httpx.Client(base_url=base, headers=h, timeout=30) as cc:
-                while time.monotonic() < stop:
-                    layer, z, u = rnd.choice(urls)
-                    t = time.perf_counter()
-                    r = cc.get(u)
-                    dt = (time.perf_counter() - t) * 1000
-                    if r.status_code >= 500:
-                        errors[0] += 1
-                    lat.append(dt)
-                    by_group.setdefault((layer, z), []).append(dt)
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for layer, z, ms, _ in results:
+            by_group.setdefault((layer, z), []).append(ms)
         lat.sort()
         q = statistics.quantiles(lat, n=100)
         print(f"tile cache: {args.cache} tiles; {args.clients} concurrent clients, {len(lat)} tiles in {args.seconds:.0f} s "

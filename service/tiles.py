@@ -319,19 +319,19 @@ def _encode_rgb(rgb, mask, fmt: str) -> tuple[bytes, str]:
     return cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(), PNG
 
 
-def _palette(colormap: dict) -> tuple[bytes, bytes, bool]:
+def _palette(colormap: dict, name: str | None = None) -> tuple[bytes, bytes, bool]:
     """A colour map as a PNG palette: (RGB entries, alpha entries, whether value 255 was a
     colour). Entry 255 is made transparent and stands for no data. Kept: a named colour map is
-    the same on every tile."""
+    the same on every tile (an embedded one, a few classes, is keyed by its entries)."""
     import numpy as np
 
-    key = tuple(sorted((int(k), tuple(v)) for k, v in colormap.items()))
+    key = name or tuple(sorted((int(k), tuple(v)) for k, v in colormap.items()))
     pal = _PALETTES.get(key)
     if pal is None:
         lut = np.zeros((256, 4), np.uint8)
-        for k, v in key:
-            if 0 <= k < 256:
-                lut[k] = v
+        for k, v in colormap.items():
+            if 0 <= int(k) < 256:
+                lut[int(k)] = v
         clamp = bool(lut[255, 3] > 0)
         lut[255] = 0
         pal = (lut[:, :3].tobytes(), lut[:, 3].tobytes(), clamp)
@@ -344,7 +344,7 @@ def _palette(colormap: dict) -> tuple[bytes, bytes, bool]:
 _PALETTES: dict = {}
 
 
-def _colorize(img, colormap) -> bytes:
+def _colorize(img, colormap, name: str | None = None) -> bytes:
     """A one-band tile as an 8-bit palette PNG: a quarter of the bytes of RGBA to compress, so
     about three times faster to encode (measured: 1.0 against 3.2 ms), and smaller to send."""
     import io
@@ -355,7 +355,7 @@ def _colorize(img, colormap) -> bytes:
     band = np.asarray(img.data[0])
     if band.dtype != np.uint8:
         band = np.clip(band, 0, 255).astype(np.uint8)
-    rgb, alpha, clamp = _palette(colormap)
+    rgb, alpha, clamp = _palette(colormap, name)
     if clamp:  # a colour map that uses all 256 values gives up its last one to "no data"
         band = np.minimum(band, 254)
     band = np.where(np.asarray(img.mask) > 0, band, 255).astype(np.uint8)
@@ -386,7 +386,8 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
         if opts.get("rescale"):
             img.rescale(in_range=[tuple(r) for r in opts["rescale"]])
         if colormap is not None and img.count == 1:
-            return _colorize(img, colormap), PNG
+            named = opts["colormap"] if opts.get("colormap") != "embedded" else None
+            return _colorize(img, colormap, named), PNG
         if img.count == 3 and str(img.data.dtype) == "uint8":
             import numpy as np
 
