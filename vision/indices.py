@@ -102,14 +102,15 @@ def vigour_index(indices: Sequence[Index]) -> Index | None:
 
 
 def compute(
-    indices: Sequence[Index], data: np.ndarray, names: Sequence[str], valid: np.ndarray
+    indices: Sequence[Index], data: np.ndarray, names: Sequence[str], valid: np.ndarray | None
 ) -> np.ndarray:
-    """Indices x h x w float32 from a block of bands `names` (C x h x w); NaN where invalid."""
+    """Indices x h x w float32 from a block of bands `names` (C x h x w); NaN where invalid
+    (`valid` None: every pixel is valid) or where an index is undefined (0/0)."""
     f = data.astype(np.float32, copy=False)
     planes = {n: f[i] for i, n in enumerate(names)}
     out = np.empty((len(indices), *data.shape[1:]), np.float32)
     for k, idx in enumerate(indices):
         v = idx.compute(*(planes[b] for b in idx.bands))
-        v = np.where(valid & np.isfinite(v), v, np.nan)
+        v = np.where(np.isfinite(v) if valid is None else valid & np.isfinite(v), v, np.nan)
         out[k] = v
     return out

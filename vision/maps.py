@@ -422,9 +422,19 @@ class PreviewCanvas:
         self.data = np.zeros((len(self.bands), self.h, self.w), scene.dtype)
         self.valid = np.zeros((self.h, self.w), bool)
 
-    def add(self, data: np.ndarray, valid: np.ndarray, row0: int, col0: int) -> None:
-        """A block of the display bands (C x h x w) whose top-left pixel is (row0, col0)."""
-        h, w = valid.shape
+    def add(
+        self,
+        data: np.ndarray,
+        valid: np.ndarray | None,
+        row0: int,
+        col0: int,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        """A block of the display bands (C x h x w) whose top-left pixel is (row0, col0).
+
+        `valid` (at the block's resolution) None: all valid. `size`: the block's extent in image
+        pixels, when `data` is a reduced copy of it."""
+        h, w = size or data.shape[1:]
         y0, y1 = round(row0 * self.sy), round((row0 + h) * self.sy)
         x0, x1 = round(col0 * self.sx), round((col0 + w) * self.sx)
         if y1 <= y0 or x1 <= x0:
@@ -433,6 +443,9 @@ class PreviewCanvas:
             self.data[c, y0:y1, x0:x1] = cv2.resize(
                 data[c], (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA
             )
+        if valid is None:
+            self.valid[y0:y1, x0:x1] = True
+            return
         small = cv2.resize(
             valid.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST
         )
@@ -453,7 +466,7 @@ def write_preview(
     """The image with the class map over it and a legend: what a farmer looks at first."""
     data, valid = canvas.data, canvas.valid
     rgb8 = scene.to_uint8(data, canvas.bands) if data.dtype != np.uint8 else data
-    img = np.stack([rgb8[canvas.bands.index(b)] for b in canvas.show], axis=-1).astype(np.float32)
+    img = np.stack([rgb8[canvas.bands.index(b)] for b in canvas.show], axis=-1)
     ph, pw = img.shape[:2]
     # Which cell each preview pixel falls in.
     ys = np.minimum((np.arange(ph) + 0.5) * scene.height / ph // grid.stride, grid.rows - 1).astype(
@@ -463,13 +476,13 @@ def write_preview(
         int
     )
     cell = classes[np.ix_(ys, xs)]
-    colors = np.array([_rgb(c.color) for c in info.classes], np.float32)
+    colors = np.array([_rgb(c.color) for c in info.classes], np.uint8)
     has = cell != NODATA_CLASS
     overlay = colors[np.where(has, cell, 0)]
     alpha = 0.45
-    img[has] = img[has] * (1 - alpha) + overlay[has] * alpha
+    blended = cv2.addWeighted(img, 1 - alpha, overlay, alpha, 0)
+    img = np.where(has[..., None], blended, img)
     img[~valid] = 255  # nodata shown as white
-    img = np.clip(img, 0, 255).astype(np.uint8)
 
     legend_w = 240
     canvas = Image.new("RGB", (pw + legend_w, max(ph, 220)), (250, 250, 247))

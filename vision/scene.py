@@ -21,6 +21,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,26 @@ _ALIASES = {
 }
 SKIP = "-"  # a band name the user gives to a band Khet should ignore
 _CAPTURE_RE = re.compile(r"^(?P<prefix>.+)_(?P<band>\d{1,2})$")
+
+
+def _all_true(shape: tuple[int, int]) -> np.ndarray:
+    """A read-only all-valid mask, shared by every read of that shape."""
+    m = _ALL_TRUE.get(shape)
+    if m is None:
+        m = np.ones(shape, bool)
+        m.flags.writeable = False
+        if len(_ALL_TRUE) > 16:
+            _ALL_TRUE.clear()
+        _ALL_TRUE[shape] = m
+    return m
+
+
+_ALL_TRUE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def is_all_valid(valid: np.ndarray) -> bool:
+    """Whether `Scene.read` said "every pixel valid" (its shared mask) rather than a real mask."""
+    return valid is _ALL_TRUE.get(valid.shape)
 
 
 def normalise_band_name(name: str) -> str:
@@ -108,12 +129,12 @@ class Scene:
         """The named bands (skipped ones left out)."""
         return tuple(b for b in self.band_names if b != SKIP)
 
-    @property
+    @cached_property
     def alpha_is_band(self) -> bool:
         """GDAL flags a band as alpha that Khet reads as a spectral band (see _band_layout)."""
         return any(self.dataset.colorinterp[i - 1] == ColorInterp.alpha for i in self.band_indexes)
 
-    @property
+    @cached_property
     def has_mask(self) -> bool:
         if self._memfile is not None and self.kind == "capture":
             return True
@@ -133,8 +154,7 @@ class Scene:
             )
             return ~(data == nd).all(axis=0)
         if not self.has_mask:
-            shape = out_shape or (int(window.height), int(window.width))
-            return np.ones(shape, bool)
+            return _all_true(out_shape or (int(window.height), int(window.width)))
         return self.dataset.dataset_mask(window=window, out_shape=out_shape) > 0
 
     def describe(self) -> dict:
@@ -166,10 +186,15 @@ class Scene:
             )
         return [self.band_indexes[self.band_names.index(n)] for n in names]
 
-    def read(self, window: Window, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: Window, names: Sequence[str], out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Bands `names` in `window` (which may reach past the edges: padded with 0) and validity.
 
-        Returns (data C x h x w in the scene dtype, valid h x w bool).
+        Returns (data C x h x w in the scene dtype, valid h x w bool). `out`, an array of that
+        shape and dtype, is filled and returned instead of a new one: the pipeline reuses its
+        strip buffers, since a fresh multi-MB array per strip costs page faults and, freed from
+        a thread, interrupts the other cores. The validity may be a shared read-only array.
         """
         idx = self.require(names, "This step")
         full = Window(0, 0, self.width, self.height)
@@ -178,21 +203,33 @@ class Scene:
         except Exception:  # rasterio raises WindowError when they do not meet
             inner = None
         h, w = int(window.height), int(window.width)
-        data = np.zeros((len(idx), h, w), dtype=self.dtype)
-        valid = np.zeros((h, w), dtype=bool)
+        if out is None:
+            data = np.zeros((len(idx), h, w), dtype=self.dtype)
+        elif out.shape != (len(idx), h, w) or out.dtype != np.dtype(self.dtype):
+            raise ValueError(f"out is {out.shape} {out.dtype}, not {(len(idx), h, w)} {self.dtype}")
+        else:
+            data = out
         if inner is None or inner.width <= 0 or inner.height <= 0:
-            return data, valid
+            data[...] = 0
+            return data, np.zeros((h, w), dtype=bool)
         r0 = int(inner.row_off - window.row_off)
         c0 = int(inner.col_off - window.col_off)
         ih, iw = int(inner.height), int(inner.width)
+        inside = (r0, c0, ih, iw) == (0, 0, h, w)
+        if out is not None and not inside:
+            data[...] = 0  # the padding past the image's edge
         try:
-            data[:, r0 : r0 + ih, c0 : c0 + iw] = self.dataset.read(idx, window=inner)
-            valid[r0 : r0 + ih, c0 : c0 + iw] = self._valid(inner)
+            self.dataset.read(idx, window=inner, out=data[:, r0 : r0 + ih, c0 : c0 + iw])
+            v = self._valid(inner)
         except RasterioError as e:
             raise InputError(
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
                 f"cannot be read ({_short(e)})."
             ) from e
+        if inside:
+            return data, v
+        valid = np.zeros((h, w), dtype=bool)
+        valid[r0 : r0 + ih, c0 : c0 + iw] = v
         return data, valid
 
     def overview(self, names: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:

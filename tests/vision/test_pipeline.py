@@ -196,3 +196,24 @@ def test_hectares_are_true_ground_area_in_any_crs(tmp_path, crs):
     summary = analyze(dst_path, tmp_path / "out")
     assert summary["area_unit"] == "ha"
     assert summary["area_total_ha"] == pytest.approx(320 * 256 * 0.05**2 / 1e4, rel=0.08)
+
+
+def test_preview_from_the_reduced_index_bands_matches_the_full_resolution_one(tmp_path):
+    """On big images the preview is shrunk from the index maps' reduced bands rather than from
+    the full-resolution pixels: the picture must be the same."""
+    from PIL import Image
+
+    from khet.settings import Settings
+
+    data = field_rgb(1536, 2304)  # a preview of 1024 px: 2.25 times smaller
+    data[:, 1200:, :300] = 0
+    tif = write_geotiff(tmp_path / "big.tif", data, nodata=0)
+    previews = []
+    for cap in (4096, 256):  # step 1 (preview from full resolution), then step 16
+        out = tmp_path / f"out-{cap}"
+        s = analyze(tif, out, settings=Settings(index_max_size=cap))
+        previews.append(np.asarray(Image.open(out / "preview.png").convert("RGB"), np.int16))
+    assert s["index_resolution_step"] > 1
+    full, reduced = previews
+    assert full.shape == reduced.shape
+    assert np.abs(full - reduced).max() <= 3

@@ -146,3 +146,21 @@ def test_fourth_band_described_as_nir_is_not_taken_for_alpha(tmp_path):
         assert s.bands == ("red", "green", "blue", "nir")
         got, valid = s.read(Window(0, 0, 64, 64), ["nir"])
         assert valid.all() and (got[0] == data[3]).all()
+
+
+def test_read_into_a_reused_buffer_pads_the_edges(tmp_path):
+    """The pipeline reads every strip into the same buffer: what a read leaves there must be
+    the image, zeros past its edges, and nothing of the strip before."""
+    data = field_rgb()  # 3 x 256 x 320, no mask, no nodata
+    p = write_geotiff(tmp_path / "f.tif", data)
+    with open_scene(p) as s:
+        buf = np.full((3, 64, 80), 99, np.uint8)
+        got, valid = s.read(Window(10, 20, 80, 64), ["red", "green", "blue"], out=buf)
+        assert got is buf and (got == data[:, 20:84, 10:90]).all()
+        assert valid.all() and not valid.flags.writeable  # the shared "all valid" mask
+        got, valid = s.read(Window(280, 230, 80, 64), ["red", "green", "blue"], out=buf)
+        assert (got[:, :26, :40] == data[:, 230:, 280:]).all()
+        assert not got[:, 26:].any() and not got[:, :, 40:].any()  # padding, not the last strip
+        assert valid[:26, :40].all() and not valid[26:].any() and not valid[:, 40:].any()
+        with pytest.raises(ValueError):
+            s.read(Window(0, 0, 10, 10), ["red"], out=buf)
