@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import shapely
 from affine import Affine
 from khet.vision import indices as vi
 from khet.vision.bundle import Bundle
@@ -21,6 +22,7 @@ from khet.vision.outputs import Staging, write_cog, write_json
 from khet.vision.scene import Scene
 from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
+from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
@@ -243,7 +245,7 @@ def write_field_map(
     fc: dict[str, Any] = {"type": "FeatureCollection", "features": zones}
     if crs is None:
         fc["khet:coordinates"] = "image pixels (no georeference)"
-    write_json(st.file("zones.geojson"), fc)
+    write_json(st.file("zones.geojson"), fc, indent=None)
     write_preview(
         st.file("preview.png"), result["preview"], scene, grid, classes, info, areas, unit, title
     )
@@ -348,6 +350,17 @@ def _location(scene: Scene) -> dict[str, Any] | None:
     return None
 
 
+def _reprojector(src, dst, decimals: int | None = None):
+    """For shapely.transform: an (N, 2) array of coordinates from `src` to `dst`."""
+
+    def run(xy: np.ndarray) -> np.ndarray:
+        x, y = warp_transform(src, dst, xy[:, 0], xy[:, 1])
+        out = np.column_stack([x, y])
+        return out if decimals is None else np.round(out, decimals)
+
+    return run
+
+
 def _zones(scene, grid, classes, vigour, names):
     """Polygons of each class (crop split by vigour level) with their areas."""
     gt = grid_transform(scene, grid.stride)
@@ -372,15 +385,17 @@ def _zones(scene, grid, classes, vigour, names):
         if not poly.is_empty:
             zones.append((int(value), poly))
     zones.sort(key=lambda z: z[0])
-    geoms = [mapping(p) for _, p in zones]
-    if utm is not None and geoms:
-        # One reprojection call for all zones: per-polygon calls cost more than the model on
-        # large maps.
-        area_list = [shape(g).area / 1e4 for g in transform_geom(crs, utm, geoms)]
-        out_geoms = transform_geom(crs, "EPSG:4326", geoms, precision=7)
+    polys = np.array([p for _, p in zones], dtype=object)
+    if utm is not None and len(polys):
+        # Every vertex of every zone reprojected in one array call: per-polygon calls cost
+        # more than the model on large maps.
+        area_list = shapely.area(shapely.transform(polys, _reprojector(crs, utm))) / 1e4
+        out_geoms = [
+            mapping(g) for g in shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7))
+        ]
     else:
         area_list = [p.area for _, p in zones]
-        out_geoms = geoms
+        out_geoms = [mapping(p) for p in polys]
     feats = []
     areas: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
     for (value, _), area, out_geom in zip(zones, area_list, out_geoms, strict=True):

@@ -112,8 +112,14 @@ def staging(out_dir: Path) -> Iterator[Staging]:
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    """`indent=None` writes compact JSON, with Python's C encoder: several times faster for the
+    thousands of coordinates of a zones file."""
+    seps = (",", ":") if indent is None else None
+    text = json.dumps(
+        data, indent=indent, separators=seps, ensure_ascii=False, default=_json_default
+    )
+    path.write_text(text + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -200,6 +206,7 @@ def open_scratch_raster(
         "blockysize": 256,
         "BIGTIFF": "IF_SAFER",
         "SPARSE_OK": "TRUE",
+        "interleave": "band",  # each index map is copied out on its own
     }
     if crs is not None:
         profile["crs"] = crs
