@@ -80,7 +80,6 @@ class Strip:
     col0: int
     tiles: np.ndarray  # n x bands x tile x tile, model dtype
     valid_share: np.ndarray  # n, share of valid pixels in each cell
-    index_means: np.ndarray  # n x indices, mean of each index over the cell
 
 
 def analyze(
@@ -216,6 +215,11 @@ def _classify(
         for i, idx in enumerate(index_list, start=1):
             scratch.set_band_description(i, idx.name)
 
+    index_row = (
+        _IndexRow(grid, step, scene.dtype, index_list, idx_bands, stats, scratch, cell_index)
+        if index_list
+        else None
+    )
     batch = max(1, settings.batch_size)
     total = rows * cols
     strips = iter(
@@ -246,7 +250,8 @@ def _classify(
                     r, c0, n = nxt
                     s = _read_strip(
                         scene, grid, r, c0, n, read_bands, pos_model, pos_idx, pos_show, preview,
-                        idx_bands, index_list, to_model, scratch, step, stats, clip_cells, bufs,
+                        idx_bands, index_list, to_model, step, clip_cells, bufs,
+                        index_row,
                     )  # fmt: skip
                 keep = np.flatnonzero(s.valid_share >= MIN_VALID)
                 t0 = time.perf_counter()
@@ -256,8 +261,6 @@ def _classify(
                     cols_k = s.col0 + keep
                     classes[s.row, cols_k] = p.argmax(axis=1).astype(np.uint8)
                     probs[s.row, cols_k] = p.astype(np.float16)
-                if index_list:
-                    cell_index[s.row, s.col0 : s.col0 + n] = s.index_means
                 with tally_lock:
                     tally["infer_s"] += time.perf_counter() - t0
                     tally["analysed"] += int(keep.size)
@@ -362,11 +365,10 @@ def _read_strip(
     idx_bands: list[str],
     index_list: list[vi.Index],
     to_model: Callable[[np.ndarray], np.ndarray],
-    scratch,
     step: int,
-    stats: list,
     clip_cells: np.ndarray | None,
     bufs: _StripBuffers,
+    index_row: _IndexRow | None,
 ) -> Strip:
     s, m, tile = grid.stride, grid.margin, grid.tile
     win = Window(c0 * s - m, r * s - m, n * s + grid.overlap, tile)
@@ -404,7 +406,6 @@ def _read_strip(
             r * s,
             c0 * s,
         )
-    means = np.full((n, max(len(index_list), 1)), np.nan, np.float32)
     if index_list:
         # Index pixels of the cells' cores only, at 1/step resolution.
         core_bands = _take(data, pos_idx)[:, m : m + s, m : m + n * s][:, :h_img, :w_img]
@@ -417,10 +418,8 @@ def _read_strip(
             core_valid = core_valid[:h_img, :w_img]
         if step > 1:
             hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
-            # Average in the sensor's own integer type (cv2 does uint8/uint16), then convert
-            # the step^2-times smaller result to float.
-            small = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in core_bands]
-            core_bands = np.stack(small).astype(np.float32)
+            # Average in the sensor's own integer type (cv2 does uint8/uint16).
+            core_bands = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in core_bands]
             if core_valid is not None:
                 core_valid = (
                     cv2.resize(
@@ -430,28 +429,69 @@ def _read_strip(
                 )
             if shown_reduced:
                 preview.add(
-                    np.stack([small[idx_bands.index(b)] for b in preview.bands]),
+                    np.stack([core_bands[idx_bands.index(b)] for b in preview.bands]),
                     core_valid,
                     r * s,
                     c0 * s,
                     size=(h_img, w_img),
                 )
-        values = vi.compute(index_list, core_bands, idx_bands, core_valid)
-        for st_, v in zip(stats, values, strict=True):
+        index_row.add(c0 * s // step, core_bands, core_valid)
+        if c0 + n == grid.cols:
+            index_row.flush(r)
+    return Strip(r, c0, tiles, share)
+
+
+class _IndexRow:
+    """One row of cells' index pixels, gathered strip by strip, then computed at once.
+
+    Per strip the reduced bands are a few thousand pixels: a dozen NumPy calls per strip cost
+    more than their arithmetic. A row (all its strips, read in order under the read lock) is
+    computed, added to the statistics, averaged per cell and written to the scratch raster in
+    one go when its last strip arrives.
+    """
+
+    def __init__(self, grid: Grid, step, dtype, index_list, idx_bands, stats, scratch, cell_index):
+        self.grid, self.step = grid, step
+        self.index_list, self.idx_bands = index_list, idx_bands
+        self.stats, self.scratch, self.cell_index = stats, scratch, cell_index
+        self.width = math.ceil(grid.width / step)
+        hh = math.ceil(grid.stride / step)
+        self.bands = np.zeros((len(idx_bands), hh, self.width), dtype)
+        self.valid = np.ones((hh, self.width), bool)
+        self.masked = False
+        self.rows = hh
+
+    def add(self, x0: int, bands, valid: np.ndarray | None) -> None:
+        """A strip's reduced core bands (C arrays of h x w) starting at reduced column x0."""
+        h, w = bands[0].shape
+        self.rows = h  # the image's last row of cells may be shorter
+        for i, b in enumerate(bands):
+            self.bands[i, :h, x0 : x0 + w] = b
+        if valid is not None:
+            self.valid[:h, x0 : x0 + w] = valid
+            self.masked = True
+
+    def flush(self, r: int) -> None:
+        grid, n_idx, h = self.grid, len(self.index_list), self.rows
+        bands = self.bands[:, :h].astype(np.float32)
+        valid = self.valid[:h] if self.masked else None
+        values = vi.compute(self.index_list, bands, self.idx_bands, valid)
+        for st_, v in zip(self.stats, values, strict=True):
             st_.add(v)
-        # Mean of each index over each cell, all cells at once.
-        cw = s // step
-        full = np.full((len(index_list), values.shape[1], n * cw), np.nan, np.float32)
-        full[:, :, : values.shape[2]] = values
-        cells = full.reshape(len(index_list), values.shape[1], n, cw)
+        # Mean of each index over each cell of the row, all cells at once.
+        cw = grid.stride // self.step
+        full = np.full((n_idx, h, grid.cols * cw), np.nan, np.float32)
+        full[:, :, : self.width] = values
+        cells = full.reshape(n_idx, h, grid.cols, cw)
         finite = np.isfinite(cells)
         count = finite.sum(axis=(1, 3))
         total = np.where(finite, cells, 0).sum(axis=(1, 3))
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(count > 0, total / np.maximum(count, 1), np.nan).T.astype(np.float32)
+            self.cell_index[r] = np.where(count > 0, total / np.maximum(count, 1), np.nan).T
         out = np.where(np.isfinite(values), values, vi.NODATA).astype(np.float32)
-        scratch.write(out, window=Window(c0 * s // step, r * s // step, out.shape[2], out.shape[1]))
-    return Strip(r, c0, tiles, share, means)
+        self.scratch.write(out, window=Window(0, r * grid.stride // self.step, self.width, h))
+        self.valid[:] = True
+        self.masked = False
 
 
 class _StripBuffers:
