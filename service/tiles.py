@@ -35,6 +35,7 @@ INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 INDEX_COLORMAP = "rdylgn"
 TILE_SIZE = 256
 WEB_DIR = "web"  # in a flight's results folder: the web-optimized copies
+ALIGNED_LEVELS = 5
 log = logging.getLogger(__name__)
 
 
@@ -144,6 +145,9 @@ def _web_cog(src: str, dest: Path, kind: str) -> None:
         TILING_SCHEME="GoogleMapsCompatible",
         BLOCKSIZE=TILE_SIZE,
         NUM_THREADS="ALL_CPUS",
+        # Overview levels aligned with the zoom levels too, so a tile at any zoom is one block,
+        # not up to four (the extent is padded to whole tiles of the coarsest aligned level).
+        ALIGNED_LEVELS=ALIGNED_LEVELS,
         **_WEB_OPTIONS[kind],
     )
 
