@@ -9,14 +9,14 @@ can place; its TileJSON says so and its preview.png shows the map instead.
 Speed: the job also writes each layer as a web-optimized COG (`results/web/`): EPSG:3857, aligned
 to the tile grid, with overviews at each zoom. A tile is then one block read, with no warping
 (rio-tiler skips its WarpedVRT when the file is already in the tile CRS): 1 to 2 ms instead of
-3 to 30 ms for a warped read of a UTM orthomosaic without overviews. Layers without a web copy
-(results synced from a device, imagery while its copy is being made) are read as they are.
+3 to 30 ms for a warped read of a UTM orthomosaic without overviews. Results synced from a
+device get their copies when they arrive. Layers without a copy (flights analysed before copies
+existed, imagery while its copy is being made) are read as they are.
 Open readers are pooled per file, so a tile does not pay for opening the COG either.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -36,7 +36,6 @@ INDEX_COLORMAP = "rdylgn"
 TILE_SIZE = 256
 WEB_DIR = "web"  # in a flight's results folder: the web-optimized copies
 ALIGNED_LEVELS = 5
-log = logging.getLogger(__name__)
 
 
 class NotGeoreferenced(KhetError):
@@ -113,8 +112,11 @@ def build_imagery_layer(results: Path, source: Path, info: dict) -> Path | None:
         return None
     dest = results / WEB_DIR / "imagery.tif"
     tmp = dest.with_name(".imagery.tif.part")
-    _web_cog(_display_vrt(source, info), tmp, "imagery")
-    os.replace(tmp, dest)
+    try:
+        _web_cog(_display_vrt(source, info), tmp, "imagery")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed copy leaves nothing behind
     return dest
 
 

@@ -8,10 +8,10 @@
 The image is cut into a grid of square cells of `stride = tile_size - overlap` pixels; each cell
 is classified from the `tile_size` window centred on it (so a cell sees `overlap/2` pixels of
 context on each side; edges are padded with zeros). One worker per core takes the next strip of
-up to `batch_size` tiles, computes the vegetation indices of its cells (written to a scratch
-raster) and the preview, then runs the model on it while another worker reads: reading, index
-work and inference overlap, and memory is bounded by a strip per worker, whatever the raster
-size.
+up to `batch_size` tiles into its own reused buffers, shrinks the strip's index bands (computed,
+once a row of cells is complete, into a scratch raster) and adds it to the preview, then runs the
+model on it while another worker reads: reading, index work and inference overlap, and memory is
+bounded by a strip per worker, whatever the raster size.
 """
 
 from __future__ import annotations
