@@ -12,9 +12,14 @@ import logging
 import os
 from pathlib import Path
 
+import rasterio
 from khet.service import storage
 from khet.service.db import Field, Flight, Job, User, now
+from khet.service.jobs import enqueue
 from khet.service.schemas import FlightOut, JobOut
+from khet.service.tiles import WEB_DIR, build_map_layers
+from khet.vision.scene import open_scene
+from rasterio.errors import RasterioError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -100,9 +105,6 @@ def _check_results(staged: Path) -> dict:
 
 
 def _check_tif(path: Path, rel: str) -> None:
-    import rasterio
-    from rasterio.errors import RasterioError
-
     if storage.sniff(path.open("rb").read(16)) != "tiff":
         raise InputError(f"{rel} is not a GeoTIFF.")
     try:
@@ -126,8 +128,6 @@ def create_flight(
     client_id: str | None = None,
 ) -> tuple[Flight, bool]:
     """The new flight (and True), or the existing one with this client_id (and False)."""
-    from khet.vision.scene import open_scene
-
     existing = find_by_client_id(db, field.id, client_id)
     if existing is not None:
         return existing, False
@@ -206,8 +206,6 @@ def create_flight(
 
 
 def enqueue_or_fail(db: Session, flight: Flight) -> None:
-    from khet.service.jobs import enqueue
-
     try:
         enqueue(flight.job.id)
     except Exception as e:
@@ -222,8 +220,6 @@ def enqueue_or_fail(db: Session, flight: Flight) -> None:
 def _web_copies(results: Path) -> None:
     """Web-optimized copies of a device's map layers, made here as the job does for uploads (a
     device's own `web/` folder is not trusted). Only tiles get faster: a failure is logged."""
-    from khet.service.tiles import WEB_DIR, build_map_layers
-
     storage.remove_tree(results / WEB_DIR)
     try:
         build_map_layers(results)
@@ -235,8 +231,6 @@ def _web_copies(results: Path) -> None:
 def result_files(flight: Flight) -> list[str]:
     """The result files a user downloads (the web-optimized copies behind the tiles are not
     listed)."""
-    from khet.service.tiles import WEB_DIR
-
     field = flight.field
     d = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
     if not d.is_dir():

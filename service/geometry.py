@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rasterio.warp import transform_geom
+from shapely.geometry import mapping, shape
+from shapely.validation import explain_validity
+
 from khet.errors import InputError
 
 MIN_AREA_M2 = 10.0
@@ -29,10 +33,6 @@ def _rings(geom: dict) -> list[list]:
 
 def validate_boundary(value: Any) -> tuple[dict, float]:
     """The cleaned geometry and its area in hectares, or an InputError that says what is wrong."""
-    from rasterio.warp import transform_geom
-    from shapely.geometry import mapping, shape
-    from shapely.validation import explain_validity
-
     if isinstance(value, dict) and value.get("type") == "Feature":
         value = value.get("geometry")
     if not isinstance(value, dict) or value.get("type") not in ("Polygon", "MultiPolygon"):

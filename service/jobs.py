@@ -17,6 +17,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from huey import RedisHuey, SqliteHuey
 from khet.service import storage
 from khet.service.config import ServiceSettings, service_settings
 from khet.service.db import Flight, Job, now, session_scope
@@ -38,12 +39,8 @@ def get_huey(settings: Settings | None = None, svc: ServiceSettings | None = Non
     huey = _hueys.get(key)
     if huey is None:
         if settings.redis_url:
-            from huey import RedisHuey
-
             huey = RedisHuey(svc.queue_name, url=settings.redis_url, results=False)
         else:
-            from huey import SqliteHuey
-
             path = storage.data_dir(settings) / "queue.db"
             path.parent.mkdir(parents=True, exist_ok=True)
             huey = SqliteHuey(svc.queue_name, filename=str(path), results=False, timeout=10)

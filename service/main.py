@@ -74,6 +74,25 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def _import_what_requests_use() -> None:
+    """Import now what request threads would otherwise import on first use.
+
+    Two request threads importing the same module at the same moment can see it half
+    initialised ("cannot import name ... from partially initialized module"): a fresh server
+    answered its first imagery tile with 500. Service modules import their libraries at the top;
+    these are the imports that libraries themselves put off until first use.
+    """
+    import anyio
+    from khet.service.db import get_engine
+    from khet.service.security import hash_password
+    from PIL import Image
+
+    Image.init()  # Pillow's format plugins, loaded on the first open or save
+    _ = anyio.open_file  # anyio's file helpers (FileResponse), imported on first access
+    get_engine()  # the SQLAlchemy dialect, imported when the engine is made
+    hash_password("warm-up")  # pwdlib loads its argon2 hasher when first used
+
+
 def create_app(*, migrate: bool = True) -> FastAPI:
     """The app. `migrate` brings the database schema up to date first (idempotent)."""
     from khet.service.db import migrate as run_migrations
@@ -83,6 +102,7 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     apply_gdal_env()
     if migrate:
         run_migrations()
+    _import_what_requests_use()
     app = FastAPI(
         title="Khet",
         version=__version__,

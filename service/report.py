@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import weasyprint
 from khet.service.i18n import Translator
+from weasyprint import HTML
 
 WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
 MIN_PATCH_SHARE = 0.01  # patches smaller than this share of the mapped area are not advice
@@ -454,9 +456,6 @@ def data_uri(path: Path, media: str = "image/png") -> str | None:
 def render_pdf(html_text: str, base_url: str | None = None) -> bytes:
     """The report HTML as a PDF. WeasyPrint fetches nothing from the network: every image is
     inline (data URIs) and fonts come from the system."""
-    import weasyprint
-    from weasyprint import HTML
-
     fetcher_cls = getattr(weasyprint, "URLFetcher", None) or getattr(
         __import__("weasyprint.urls", fromlist=["URLFetcher"]), "URLFetcher", None
     )

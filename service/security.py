@@ -17,6 +17,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from pwdlib import PasswordHash
+
 from khet.settings import Settings, get_settings
 
 TOKEN_PREFIX = "khet_"
@@ -25,8 +27,6 @@ SESSION_COOKIE = "khet_session"
 
 @lru_cache
 def _hasher():
-    from pwdlib import PasswordHash
-
     return PasswordHash.recommended()
 
 

@@ -9,6 +9,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from khet.service import storage
+from python_multipart import MultipartParser
+from python_multipart.multipart import parse_options_header
 
 from khet.errors import TooLargeError
 
@@ -88,9 +90,6 @@ class MultipartSink:
     MAX_FILES = 32
 
     def __init__(self, folder: Path, content_type: str) -> None:
-        from python_multipart import MultipartParser
-        from python_multipart.multipart import parse_options_header
-
         self._parse_options = parse_options_header
         ctype, opts = parse_options_header(content_type or "")
         boundary = opts.get(b"boundary")

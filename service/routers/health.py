@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from khet.service.db import get_engine
+from khet.service.jobs import queue_ok
+from khet.vision.bundle import list_bundles
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
@@ -20,9 +23,6 @@ def healthz() -> dict:
     responses={503: {"description": "Something the service needs is missing"}},
 )
 def readyz():
-    from khet.service.db import get_engine
-    from khet.service.jobs import queue_ok
-
     checks: dict[str, str] = {}
     try:
         with get_engine().connect() as conn:
@@ -32,8 +32,6 @@ def readyz():
         checks["database"] = f"unreachable: {type(e).__name__}"
     checks["queue"] = "ok" if queue_ok() else "unreachable"
     try:
-        from khet.vision.bundle import list_bundles
-
         checks["models"] = "ok" if list_bundles() else "no model bundles found (KHET_MODELS_DIR)"
     except Exception as e:
         checks["models"] = f"unusable: {e}"
