@@ -222,12 +222,13 @@ class StripReader:
             return
         # Index pixels of the windows' kept centres only, at 1/step resolution.
         bands = self._take(strip.data, self.idx_bands)[:, m : m + s, m : m + n * s]
-        bands = bands[:, :h_img, :w_img]
+        block = bands[:, :h_img, :w_img]
         valid = strip.core_valid[:h_img, :w_img] if strip.core_valid is not None else None
+        reduced: list[np.ndarray] = list(block)
         if step > 1:
             hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
             # Average in the sensor's own integer type (cv2 does uint8/uint16).
-            bands = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in bands]
+            reduced = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in block]
             if valid is not None:
                 small = cv2.resize(
                     valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST
@@ -235,13 +236,14 @@ class StripReader:
                 valid = small > 0
             if shown_reduced:
                 preview.add(
-                    np.stack([bands[self.idx_bands.index(b)] for b in preview.bands]),
+                    np.stack([reduced[self.idx_bands.index(b)] for b in preview.bands]),
                     valid,
                     r * s,
                     c0 * s,
                     size=(h_img, w_img),
                 )
-        self.index_row.add(c0 * s // step, bands, valid)
+        assert self.index_row is not None  # made whenever there are indices
+        self.index_row.add(c0 * s // step, reduced, valid)
         if c0 + n == g.window_cols:
             self.index_row.flush(r)
 
@@ -310,7 +312,7 @@ def _classify(
     )
     read_lock = threading.Lock()  # the dataset, scratch raster, stats and preview: one at a time
     tally_lock = threading.Lock()
-    tally = {"windows": 0, "done": 0, "infer_s": 0.0}
+    tally: dict[str, float] = {"windows": 0, "done": 0, "infer_s": 0.0}
     errors: list[BaseException] = []
 
     def store(strip: Strip, cells: Cells) -> None:
@@ -347,7 +349,7 @@ def _classify(
                     tally["windows"] += cells.windows
                     tally["done"] += strip.n
                     if progress:
-                        progress(tally["done"], total)
+                        progress(int(tally["done"]), total)
         except BaseException as e:  # raised again by the main thread
             errors.append(e)
 

@@ -410,7 +410,7 @@ def _refine(
     t = uu - phase[py, px] / (2 * np.pi)
     t = np.abs(t - np.rint(t))[ok]
     bins = np.minimum((t * 20).astype(int), 9)
-    prof = np.bincount(bins, weights=plants[ok].astype(float), minlength=10)
+    prof = np.bincount(bins, weights=plants[ok].astype(float), minlength=10).astype(float)
     prof /= np.maximum(np.bincount(bins, minlength=10), 1)
     level = prof.min() + WIDTH_LEVEL * (prof.max() - prof.min())
     inside = np.flatnonzero(prof >= level)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -152,7 +153,8 @@ class Scene:
 
     def _valid(self, window: Window | None = None, out_shape=None) -> np.ndarray:
         """Validity from GDAL's mask (nodata, alpha, internal mask), or from nodata alone when
-        GDAL's alpha band is really a spectral band."""
+        GDAL's alpha band is really a spectral band. `window` None: the whole scene."""
+        window = window or Window(0, 0, self.width, self.height)
         if self.alpha_is_band:
             nd = self.dataset.nodata
             shape = out_shape or (int(window.height), int(window.width))
@@ -366,12 +368,13 @@ def group_captures(files: Sequence[Path]) -> dict[str, list[Path]]:
         )
         groups.setdefault(key, []).append(f)
     for v in groups.values():
-        v.sort(
-            key=lambda f: (
-                int(_CAPTURE_RE.match(f.stem).group("band")) if _CAPTURE_RE.match(f.stem) else 0
-            )
-        )
+        v.sort(key=_band_number)
     return groups
+
+
+def _band_number(f: Path) -> int:
+    m = _CAPTURE_RE.match(f.stem)
+    return int(m.group("band")) if m else 0
 
 
 def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
@@ -692,11 +695,11 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
         names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
     )
     aligned, valid, aligns = align.coregister(arrays, reference)
-    report = [
+    report: list[dict[str, Any]] = [
         {"band": n, "shift_px": round(a.shift_px, 2), "score": round(a.score, 3)}
         for n, a in zip(names, aligns, strict=True)
     ]
-    poor = [r["band"] for r in report if r["score"] < 0.5]
+    poor = [str(r["band"]) for r in report if r["score"] < 0.5]
     if poor:
         warn.append(
             f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result."
