@@ -291,6 +291,7 @@ def write_field_map(
     summary: dict[str, Any] = {
         "title": title,
         "input": scene.describe(),
+        "radiometry": scene.radiometry,
         "location": loc,
         "area_unit": unit,
         "model": bundle.describe(),

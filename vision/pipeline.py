@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
-from khet.vision import maps
+from khet.vision import maps, radiometry
 from khet.vision.bundle import Bundle, choose_bundle
 from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import Scene, is_all_valid, open_scene
@@ -94,15 +94,18 @@ def analyze(
     progress: Progress | None = None,
     settings: Settings | None = None,
     title: str | None = None,
+    calibration: radiometry.Options | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
     `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
+    `calibration` says how a multispectral capture becomes reflectance (default: the light
+    sensor when the band files carry it; see radiometry.Options).
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
     started = time.perf_counter()
-    scene = open_scene(inputs, bands=bands, settings=settings)
+    scene = open_scene(inputs, bands=bands, settings=settings, calibration=calibration)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
         n_infer = settings.threads or os.cpu_count() or 1
