@@ -56,7 +56,9 @@ METHODS = ("auto", "panel+dls", "panel", "dls", "none")
 KNOWN_PANELS: dict[str, dict[str, float]] = {
     "RP02-1603036-SC": {"blue": 0.67, "green": 0.69, "red": 0.68, "rededge": 0.67, "nir": 0.61},
 }
-KNOWN_PANEL_SOURCE = "MicaSense's published calibration of panel {serial} (micasense/imageprocessing)"
+KNOWN_PANEL_SOURCE = (
+    "MicaSense's published calibration of panel {serial} (micasense/imageprocessing)"
+)
 
 # MicaSense panel geometry in millimetres around the QR code's centre, by panel version (from
 # micasense/imageprocessing panel.py): half the QR code's side, the side of the measured square
@@ -70,6 +72,9 @@ _SERIAL_RE = re.compile(r"RP(\d{2})-\d{7}-[A-Z]{2}")
 _DIFFUSE_SHARE = 1.0 / 6.0  # clear sky: about 1/6 of the light is diffuse (MicaSense's assumption)
 PANEL_MAX_CV = 0.05  # a panel reading whose pixels vary more than this is suspect
 PANEL_MAX_SATURATED = 0.01
+# Band-to-band spread of the light change the DLS reports between the panel and the flight above
+# which it is more likely the sensor than the sky (on the shared sample: 0.86x to 1.02x in 91 s).
+LIGHT_CHANGE_SPREAD = 1.10
 
 
 @dataclass(frozen=True)
@@ -555,9 +560,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
             raise InputError(
                 f"Cannot calibrate this capture: {why} Use the camera's original band files."
             )
-        return _raw_result(
-            capture, metas, why, "Analyze the camera's original band files (MicaSense) to calibrate."
-        )
+        fix = "Analyze the camera's original band files (MicaSense) to calibrate."
+        return _raw_result(capture, metas, why, fix)
     try:
         rad = [radiance(raw, m) for raw, m in zip(capture.raws, metas, strict=True)]
     except ValueError as e:
@@ -578,9 +582,7 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
         )
     dls_e = {m.band: dls_irradiance(m) for m in metas}
     has_dls = all(v is not None for v in dls_e.values())
-    dls_panel = (
-        {b: dls_irradiance(pm) for b, pm in panel_metas.items()} if panel_metas else {}
-    )
+    dls_panel = {b: dls_irradiance(pm) for b, pm in panel_metas.items()} if panel_metas else {}
     has_dls_panel = bool(dls_panel) and all(dls_panel.get(b) for b in capture.names)
 
     method = options.method
@@ -603,9 +605,16 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
             "--calibration panel+dls needs light sensor readings in both the panel capture and "
             "this one; use --calibration panel."
         )
-    if method == "panel" and panel_e is not None and has_dls and has_dls_panel:
-        pass  # the user chose to ignore the light sensor
-
+    if method == "panel+dls":
+        change = [dls_e[b] / dls_panel[b] for b in capture.names]  # type: ignore[operator]
+        lo, hi = min(change), max(change)
+        if hi / lo > LIGHT_CHANGE_SPREAD:
+            warnings.append(
+                f"Between the panel capture and this one the light sensor saw the light change "
+                f"by {lo:.2f}x to {hi:.2f}x depending on the band; real changes in daylight "
+                "(clouds) are nearly the same in every band, so under a clear, steady sky "
+                "--calibration panel may be more exact."
+            )
     irradiance: dict[str, float] = {}
     for b in capture.names:
         if method == "panel+dls":
@@ -628,6 +637,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
             row["panel_irradiance"] = round(panel_e[m.band], 5)
         if dls_panel.get(m.band):
             row["dls_irradiance_at_panel"] = round(dls_panel[m.band], 5)  # type: ignore[arg-type]
+        if dls_panel.get(m.band) and dls_e.get(m.band) is not None:
+            row["light_change"] = round(dls_e[m.band] / dls_panel[m.band], 4)  # type: ignore[operator]
         if m.band in irradiance:
             row["irradiance"] = round(irradiance[m.band], 5)
         bands_info[m.band] = row
@@ -761,7 +772,7 @@ def _panel_reflectance(
                 "(e.g. blue=0.67,green=0.69,red=0.68,nir=0.61,rededge=0.67) or one for all."
             )
         return {b: float(given[b]) for b in bands}, "given by the user (--panel-reflectance)"
-    albedo = {b: metas[b].panel_albedo for b in bands}
+    albedo = {b: metas[b].panel_albedo if b in metas else None for b in bands}
     if all(v and 0 < v <= 1 for v in albedo.values()):
         return {b: float(v) for b, v in albedo.items()}, "the camera's reading of the panel"  # type: ignore[arg-type]
     if serial in KNOWN_PANELS:

@@ -16,7 +16,8 @@ import numpy as np
 
 _SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 _SUB_IFDS = (34665, 34853, 40965)  # EXIF, GPS, Interoperability
-_LAYOUT = {256, 257, 273, 278, 279, 282, 283, 286, 287, 296, 322, 323, 324, 325}
+_LAYOUT = {256, 257, 273, 278, 279, 322, 323, 324, 325}
+_POSITION = {282, 283, 286, 287, 296}
 Entry = tuple[int, int, int, bytes]  # tag, type, count, value bytes
 
 
@@ -29,7 +30,8 @@ def _read_ifd(buf: bytes, off: int) -> dict[int, Entry | list]:
             out[tag] = [_read_ifd(buf, val)]
             continue
         size = _SIZES.get(typ, 1) * count
-        raw = buf[off + 10 + 12 * i : off + 14 + 12 * i][:size] if size <= 4 else buf[val : val + size]
+        inline = buf[off + 10 + 12 * i : off + 14 + 12 * i][:size]
+        raw = inline if size <= 4 else buf[val : val + size]
         out[tag] = (tag, typ, count, raw)
     return out
 
@@ -78,7 +80,8 @@ def copy_band_file(
     """Copy a single-band little-endian TIFF (a MicaSense band file) with all its tags.
 
     `window` (col, row, width, height): keep that part, and record where it lies in the camera's
-    image with the TIFF XPosition/YPosition tags (pixels: ResolutionUnit none, resolution 1).
+    image with the TIFF XPosition/YPosition tags (pixels: ResolutionUnit none, resolution 1),
+    added to the position `src` records if it is a crop itself.
     `pixels`: new pixel values (same type; the window's shape). `exif`: EXIF rational tags to set
     (e.g. {33434: exposure in seconds}). `drop`/`drop_exif`: tags to leave out.
     """
@@ -99,8 +102,13 @@ def copy_band_file(
         data = pixels
     h, w = data.shape
     strip = np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes()
+    x0 = y0 = 0
+    if window is not None and 286 in ifd and 287 in ifd:
+        # Source already a crop (whole pixels, resolution 1: as this function writes them).
+        x0 = int(np.divide(*struct.unpack("<II", ifd[286][3])))  # type: ignore[index]
+        y0 = int(np.divide(*struct.unpack("<II", ifd[287][3])))  # type: ignore[index]
     for tag in list(ifd):
-        if tag in _LAYOUT or tag in set(drop):
+        if tag in _LAYOUT or tag in set(drop) or (window is not None and tag in _POSITION):
             del ifd[tag]
     ifd[256] = (256, 4, 1, struct.pack("<I", w))
     ifd[257] = (257, 4, 1, struct.pack("<I", h))
@@ -111,8 +119,8 @@ def copy_band_file(
         ifd[282] = (282, 5, 1, _rational(1.0))
         ifd[283] = (283, 5, 1, _rational(1.0))
         ifd[296] = (296, 3, 1, struct.pack("<H", 1))
-        ifd[286] = (286, 5, 1, struct.pack("<II", window[0], 1))
-        ifd[287] = (287, 5, 1, struct.pack("<II", window[1], 1))
+        ifd[286] = (286, 5, 1, struct.pack("<II", x0 + window[0], 1))
+        ifd[287] = (287, 5, 1, struct.pack("<II", y0 + window[1], 1))
     sub = ifd.get(34665)
     if isinstance(sub, list):
         for tag in drop_exif:
