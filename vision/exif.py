@@ -24,7 +24,7 @@ class CameraFacts:
     longitude: float | None = None
     altitude_m: float | None = None  # GPS altitude above sea level
     relative_altitude_m: float | None = None  # above take-off point (DJI XMP), when known
-    relative_altitude_source: str | None = None  # where that height came from, in words
+    height_source: str | None = None  # where relative_altitude_m came from, in words
     focal_length_mm: float | None = None
     pixel_pitch_mm: float | None = None  # from FocalPlaneXResolution
     make: str | None = None

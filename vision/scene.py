@@ -642,7 +642,7 @@ def _open_capture(
     facts = facts_all[0]
     if cal.height_above_ground_m is not None and facts.relative_altitude_m is None:
         facts.relative_altitude_m = cal.height_above_ground_m
-        facts.relative_altitude_source = cal.height_source
+        facts.height_source = cal.height_source
     georef = "exif-gps" if facts.has_gps else "none"
     if facts.has_gps:
         warn.append(
