@@ -278,9 +278,7 @@ def _capture_flight(app, field: int, folder: Path, day: str) -> int:
     files = [
         ("files", (f.name, f.read_bytes(), "image/tiff")) for f in sorted(folder.glob("*.tif"))
     ]
-    r = app.post(
-        f"/api/v1/fields/{field}/flights/upload", files=files, data={"captured_at": day}
-    )
+    r = app.post(f"/api/v1/fields/{field}/flights/upload", files=files, data={"captured_at": day})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
