@@ -201,13 +201,17 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
             sub = dict(im.getexif().get_ifd(0x8769))
     except Exception:  # Pillow cannot read every TIFF variant; then the file is uncalibrated
         tags = {}
-    black = tags.get(50714)
-    if black is not None:
-        vals = black if isinstance(black, tuple) else (black,)
-        m.black_level = float(np.mean([float(v) for v in vals]))
-    bits = tags.get(258)
-    if bits is not None:
-        m.bits = int(bits[0] if isinstance(bits, tuple) else bits)
+    black, bits = tags.get(50714), tags.get(258)
+    try:
+        if black is not None:
+            vals = black if isinstance(black, tuple) else (black,)
+            m.black_level = float(np.mean([float(v) for v in vals]))
+        if bits is not None:
+            m.bits = int(bits[0] if isinstance(bits, tuple) else bits)
+    except (TypeError, ValueError, IndexError):
+        m.black_level, m.bits = 0.0, 16
+    if not (0 < m.bits <= 32 and math.isfinite(m.black_level)):
+        m.black_level, m.bits = 0.0, 16
     xpos, ypos = _rational(tags.get(286)), _rational(tags.get(287))
     if xpos is not None and ypos is not None:
         xres, yres = _rational(tags.get(282)) or 1.0, _rational(tags.get(283)) or 1.0
