@@ -8,8 +8,9 @@ named bands, a validity mask, and facts about where it is on Earth:
   does not grow with the raster.
 - JPEG/PNG frames have no internal tiling, so windowed reads would decode them again and again;
   they are decoded once into memory (bounded by `max_decoded_mb`).
-- Multi-file captures (MicaSense RedEdge: IMG_0001_1.tif ... _5.tif) are co-registered onto one
-  band's grid and stacked in memory; camera frames are small.
+- Multi-file captures (MicaSense RedEdge: IMG_0001_1.tif ... _5.tif) are calibrated to
+  reflectance (radiometry.py), co-registered onto one band's grid and stacked in memory; camera
+  frames are small.
 
 What this module will not do: orthorectify frames, mosaic several captures, or guess band names
 that neither the file nor the user gives.
