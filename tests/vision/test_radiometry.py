@@ -270,6 +270,9 @@ def test_demo_fixture_is_calibrated_with_its_panel_and_knows_its_height(tmp_path
         assert "PressureAlt" in s.camera.height_source
         gsd = s.camera.relative_altitude_m * s.camera.pixel_pitch_mm / s.camera.focal_length_mm
         assert gsd == pytest.approx(0.0486, abs=0.0005)  # ~4.9 cm per pixel
+        # ...and the scene's ground sample distance is taken from it.
+        assert s.gsd.source == "camera" and s.gsd.metres == pytest.approx(gsd, rel=1e-3)
+        assert "PressureAlt" in s.gsd.detail
         assert not any(w.startswith("UNCALIBRATED") for w in s.warnings)
         # This sample's DLS saw 0.86x to 1.02x across bands in 91 s: said, not hidden.
         assert any("--calibration panel may be more exact" in w for w in s.warnings)
