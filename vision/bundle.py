@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from khet.errors import BandError, ModelError
+from khet.errors import ModelError
 
 FORMAT_VERSION = "2"
 READS_FORMATS = ("1", "2")
@@ -46,7 +46,6 @@ KINDS = ("tiles", "segmentation")
 SPIN = "0"
 INPUT_NAME = "tiles"
 OUTPUT_NAME = "probs"
-_VISIBLE = {"red", "green", "blue"}
 
 
 @dataclass(frozen=True)
@@ -323,57 +322,3 @@ def list_bundles(models_dir: Path | None = None) -> list[Path]:
     return sorted(p for p in d.glob("*.onnx") if p.is_file())
 
 
-def choose_bundle(
-    available_bands: list[str] | tuple[str, ...],
-    model: str | Path | None = None,
-    models_dir: Path | None = None,
-    threads: int = 0,
-) -> Bundle:
-    """The bundle to run: the one named, else the best fit for the bands the imagery has.
-
-    Among bundles whose bands the imagery has, prefer those using non-visible bands (NIR, red
-    edge), which separate plants from soil more reliably than colour, then more bands,
-    then the name for a stable order. One bundle ships per band set (fp32 or int8, whichever its
-    model card found better for this CPU).
-    """
-    if model is not None:
-        p = Path(model)
-        if not p.suffix:
-            candidates = [b for b in list_bundles(models_dir) if b.stem == str(model)]
-            if not candidates:
-                raise ModelError(f"No model named {model!r}. Known: {_known(models_dir)}.")
-            p = candidates[0]
-        b = Bundle(p, threads=threads)
-        missing = [x for x in b.info.bands if x not in available_bands]
-        if missing:
-            raise BandError(
-                f"Model {b.info.name} needs band(s) {', '.join(missing)}, but the image has "
-                f"{', '.join(available_bands) or 'no named bands'}. Name the bands with --bands."
-            )
-        return b
-    paths = list_bundles(models_dir)
-    if not paths:
-        raise ModelError(
-            "No model bundles found. Train one with `khet train` or set KHET_MODELS_DIR."
-        )
-    fits: list[tuple[tuple[int, int, str], Bundle]] = []
-    needs: list[str] = []
-    for p in paths:
-        b = Bundle(p, threads=threads)
-        if all(x in available_bands for x in b.info.bands):
-            extra = sum(1 for x in b.info.bands if x not in _VISIBLE)
-            fits.append(((-extra, -len(b.info.bands), b.info.name), b))
-        else:
-            needs.append(",".join(b.info.bands))
-    if not fits:
-        raise BandError(
-            f"No model fits the image's bands ({', '.join(available_bands) or 'unnamed'}); the "
-            f"models need {' or '.join(needs)}. Name the bands with --bands, "
-            "e.g. --bands red,green,blue."
-        )
-    fits.sort(key=lambda t: t[0])
-    return fits[0][1]
-
-
-def _known(models_dir: Path | None) -> str:
-    return ", ".join(p.stem for p in list_bundles(models_dir)) or "none"

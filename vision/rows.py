@@ -89,16 +89,13 @@ class Rows:
     owner: np.ndarray
     unit: float  # analysis pixels per owner cell
     zoom: float  # analysis pixels per working pixel
-    vegetated: int  # owner cells with plants
+    plants: np.ndarray  # owner cells with plants
     gsd_m: float  # working GSD
 
     @property
     def found_share(self) -> float:
-        return self.covered / max(self.vegetated, 1)
-
-    @property
-    def covered(self) -> int:
-        return int((self.owner >= 0).sum())
+        """Share of the area with plants where rows were found."""
+        return float((self.plants & (self.owner >= 0)).sum()) / max(int(self.plants.sum()), 1)
 
     def label(self, y0: float, x0: float, h: int, w: int, step: int = 1) -> np.ndarray:
         """ON, OFF or UNKNOWN for each pixel of the h x w block at working pixel (y0, x0)
@@ -134,12 +131,14 @@ class Rows:
         b = self.blocks
         spacing = float(np.median([x.spacing for x in b])) / self.zoom * self.gsd_m
         width = float(np.median([2 * x.halfwidth * x.spacing for x in b])) / self.zoom
-        angles = np.array([x.angle for x in b])
-        # Mean direction of the rows themselves (90 degrees from the normal), mod 180.
-        d = np.degrees(np.angle(np.mean(np.exp(2j * (angles + np.pi / 2)))) / 2) % 180
+        a = np.array([x.angle for x in b])
+        # The rows' own direction (across their normal), clockwise from image up, mod 180: the
+        # mean of doubled angles, since 10 and 170 degrees are 20 degrees apart.
+        azimuth = np.arctan2(-np.sin(a), -np.cos(a))
+        d = np.degrees(np.angle(np.mean(np.exp(2j * azimuth))) / 2) % 180
         return {
             "spacing_m": round(spacing, 3),
-            "direction_deg": round(float(d), 1),
+            "direction_deg": round(float(d), 1),  # 0: rows run up-down the image
             "row_width_m": round(width * self.gsd_m, 3),
             "fields": len(b),
             "share_with_rows": round(self.found_share, 3),
@@ -226,9 +225,8 @@ def find(
             attempt(v, ok, plants, by * bh, bx * bw, 0)
     if not plant_cells.any():
         return NoRows("no vegetation to find rows in")
-    owner[~plant_cells] = np.where(owner[~plant_cells] >= 0, owner[~plant_cells], -1)
-    rows = Rows(blocks, owner, unit, zoom, int(plant_cells.sum()), gsd_m)
-    found = int((plant_cells & (owner >= 0)).sum()) / int(plant_cells.sum())
+    rows = Rows(blocks, owner, unit, zoom, plant_cells, gsd_m)
+    found = rows.found_share
     if found < MIN_FOUND:
         return NoRows(
             f"regular rows in {found:.0%} of the area with plants (at least {MIN_FOUND:.0%} "
