@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/khet analyze tests/fixtures/micasense_crop -o $(DEMO_OUT)
+	$(BIN)/khet analyze tests/fixtures/micasense_crop --panel tests/fixtures/micasense_panel_crop \
+		-o $(DEMO_OUT)
 	@echo "Open $(DEMO_OUT)/preview.png, or load $(DEMO_OUT)/classes.tif in QGIS."
 
 test: $(STAMP)

@@ -413,6 +413,7 @@ def _summary(
     summary: dict[str, Any] = {
         "title": title,
         "input": scene.describe(),
+        "radiometry": scene.radiometry,
         "gsd": scene.gsd.model_dump(exclude_none=True),
         "location": _location(scene),
         "area_unit": unit,

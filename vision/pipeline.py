@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
-from khet.vision import maps, products
+from khet.vision import maps, products, radiometry
 from khet.vision.grid import NODATA, Grid
 from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
@@ -81,16 +81,19 @@ def analyze(
     settings: Settings | None = None,
     title: str | None = None,
     gsd: float | None = None,
+    calibration: radiometry.Options | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
     `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
     `gsd` states the ground sample distance in metres per pixel (else from the file).
+    `calibration` says how a multispectral capture becomes reflectance (default: the light
+    sensor when the band files carry it; see radiometry.Options).
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
     started = time.perf_counter()
-    scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd)
+    scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd, calibration=calibration)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
         n_infer = settings.threads or os.cpu_count() or 1
