@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_speed.py
 	$(BIN)/python bench/pipeline_memory.py
+	$(BIN)/python bench/rows_potato.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
