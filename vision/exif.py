@@ -31,6 +31,12 @@ class CameraFacts:
     band_name: str | None = None  # MicaSense/Pix4D XMP Camera:BandName
     wavelength_nm: float | None = None
     orientation: int | None = None
+    # Camera pose from the drone's XMP (senseFly, DJI): places a frame that structure from motion
+    # could not, and tells which frames overlap. Angles in degrees as the autopilot records them.
+    height_above_ground_m: float | None = None  # senseFly `Height`
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    roll_deg: float | None = None
 
     @property
     def gsd_m(self) -> float | None:
@@ -115,10 +121,25 @@ def read_camera_facts(path: Path) -> CameraFacts:
         facts.band_name = _xmp_value(xmp, "Camera:BandName")
         wl = _xmp_value(xmp, "Camera:CentralWavelength")
         facts.wavelength_nm = float(wl) if wl else None
-        rel = _xmp_value(xmp, "drone-dji:RelativeAltitude")
-        if rel:
-            try:
-                facts.relative_altitude_m = float(rel)
-            except ValueError:
-                pass
+        facts.relative_altitude_m = _xmp_float(xmp, "drone-dji:RelativeAltitude")
+        facts.height_above_ground_m = _xmp_float(xmp, "sensefly:Height")
+        for attr, keys in _XMP_ANGLES.items():
+            values = (_xmp_float(xmp, k) for k in keys)
+            setattr(facts, attr, next((v for v in values if v is not None), None))
     return facts
+
+
+# The drone's attitude (senseFly body angles) or, where a gimbal holds the camera, the gimbal's.
+_XMP_ANGLES = {
+    "yaw_deg": ("sensefly:Heading", "drone-dji:GimbalYawDegree"),
+    "pitch_deg": ("sensefly:PitchAngle", "drone-dji:GimbalPitchDegree"),
+    "roll_deg": ("sensefly:RollAngle", "drone-dji:GimbalRollDegree"),
+}
+
+
+def _xmp_float(xmp: str, key: str) -> float | None:
+    v = _xmp_value(xmp, key)
+    try:
+        return float(v) if v else None
+    except ValueError:
+        return None
