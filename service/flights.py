@@ -18,6 +18,7 @@ from khet.service.db import Field, Flight, Job, User, now
 from khet.service.jobs import enqueue
 from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR, build_map_layers
+from khet.vision.flight import is_flight, read_flight
 from khet.vision.scene import open_scene
 from rasterio.errors import RasterioError
 from sqlalchemy import select
@@ -73,6 +74,19 @@ def imagery_info(scene) -> dict:
         tileable=True, file=scene.sources[0].name, bands=pick, indexes=indexes, rescale=rescale
     )
     return info
+
+
+def flight_imagery_info(paths: list[Path]) -> dict:
+    """A whole flight's frames: checked now (GPS, one camera, overlap: a second, from their
+    metadata), mosaicked by the job, whose mosaic then becomes the flight's imagery."""
+    flight = read_flight(paths)
+    return {
+        "georeferenced": False,
+        "kind": "flight",
+        "frames": len(flight.frames),
+        "tileable": False,
+        "reason": "The flight's frames are mosaicked by the analysis; its imagery is ready then.",
+    }
 
 
 def _check_results(staged: Path) -> dict:
@@ -164,8 +178,11 @@ def create_flight(
             storage.link_or_copy(src, staged / "input" / clean)
         if inputs:
             paths = [staged / "input" / n for n in names]
-            with open_scene(paths if len(paths) > 1 else paths[0], bands=bands) as scene:
-                flight.imagery = imagery_info(scene)
+            if is_flight(paths):
+                flight.imagery = flight_imagery_info(paths)
+            else:
+                with open_scene(paths if len(paths) > 1 else paths[0], bands=bands) as scene:
+                    flight.imagery = imagery_info(scene)
         if results:
             for name, src in results:
                 storage.link_or_copy(src, staged / "results" / name)

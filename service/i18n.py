@@ -70,7 +70,8 @@ EN: dict[str, str] = {
     "compare_units_differ": "One of these flights has no map coordinates, so areas are compared "
     "as shares of the image, not hectares.",
     "upload_title": "Upload drone images",
-    "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG) or all band files of one capture. "
+    "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG), all band files of one capture, or "
+    "all frames of a flight (they are mosaicked into one map). "
     "If the connection drops, the upload waits and continues where it stopped.",
     "files": "Image files",
     "captured_at": "Flight date",
@@ -237,7 +238,8 @@ UR: dict[str, str] = {
     "compare_units_differ": "ایک پرواز کے نقشے کے کوآرڈینیٹ نہیں، اس لیے رقبہ ہیکٹر کی بجائے "
     "تصویر کے حصے کے طور پر دکھایا گیا ہے۔",
     "upload_title": "ڈرون تصویریں اپ لوڈ کریں",
-    "upload_intro": "ایک تصویر یا ایک کیپچر کی تمام بینڈ فائلیں چنیں۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
+    "upload_intro": "ایک تصویر، ایک کیپچر کی تمام بینڈ فائلیں، یا ایک پرواز کی تمام تصویریں چنیں "
+    "(انہیں جوڑ کر ایک نقشہ بنتا ہے)۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
     "انتظار کر کے وہیں سے جاری رہتا ہے۔",
     "files": "تصویری فائلیں",
     "captured_at": "پرواز کی تاریخ",

@@ -34,6 +34,7 @@ from affine import Affine
 from khet.vision import indices as vi
 from khet.vision import maps
 from khet.vision.bundle import Bundle, choose_bundle
+from khet.vision.flight import is_flight
 from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import Scene, is_all_valid, open_scene
 from rasterio.windows import Window
@@ -94,13 +95,24 @@ def analyze(
     progress: Progress | None = None,
     settings: Settings | None = None,
     title: str | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
     `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
+    A flight (two or more frames) is mosaicked first (vision/mosaic.py), then analysed as an
+    orthomosaic; `stage` is told what that step is doing ("placing frame 37 of 167").
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
+    if is_flight(inputs):
+        from khet.vision.mosaic import analyze_flight
+
+        return analyze_flight(
+            inputs, out_dir, analyze, bands=bands, progress=progress, stage=stage,
+            settings=settings, model=model, tile_size=tile_size, overlap=overlap, clip=clip,
+            title=title,
+        )  # fmt: skip
     started = time.perf_counter()
     scene = open_scene(inputs, bands=bands, settings=settings)
     with scene:
