@@ -27,6 +27,7 @@ from khet.errors import InputError
 
 # Frames whose centres are further apart than this many footprints share no ground.
 OVERLAP_FOOTPRINTS = 1.0
+UNKNOWN_FOOTPRINT_M = 300.0
 
 
 @dataclass
@@ -79,10 +80,23 @@ def list_captures(inputs: str | Path | Sequence[str | Path]) -> list[list[Path]]
     return list(group_captures(files).values())
 
 
+FRAME_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def is_frame_capture(files: Sequence[Path]) -> bool:
+    """A camera frame (a drone JPEG/PNG) or a multi-file capture, as opposed to a GeoTIFF
+    orthomosaic: only frames make a flight (a folder of orthomosaic tiles is not one)."""
+    return len(files) > 1 or Path(files[0]).suffix.lower() in FRAME_SUFFIXES
+
+
+def is_flight_captures(captures: Sequence[Sequence[Path]]) -> bool:
+    return len(captures) > 1 and all(is_frame_capture(c) for c in captures)
+
+
 def is_flight(inputs: str | Path | Sequence[str | Path]) -> bool:
-    """True when the inputs hold two or more captures: frames to mosaic before analysis."""
+    """True when the inputs are two or more frames or captures: to mosaic before analysis."""
     try:
-        return len(list_captures(inputs)) > 1
+        return is_flight_captures(list_captures(inputs))
     except InputError:
         return False  # let the usual opening say what is wrong
 
@@ -134,19 +148,30 @@ def _capture_name(first: Path) -> str:
 
 def _check_overlap(frames: list[FlightFrame]) -> None:
     """Refuse frames so far apart that no two can share ground (a folder of unrelated photos)."""
-    xy = local_xy(frames)
+    nearest = nearest_distances(frames)
     footprint = footprint_m(frames)
-    if footprint is None:
-        return  # no height or focal length recorded: structure from motion will tell
+    # Without a recorded height the footprint is unknown: only frames further apart than any
+    # survey drone sees (300 m) are refused here; structure from motion tells the rest.
+    limit = OVERLAP_FOOTPRINTS * footprint if footprint else UNKNOWN_FOOTPRINT_M
+    if np.all(nearest > limit):
+        covers = (
+            f"each frame covers about {footprint:.0f} m of ground"
+            if footprint
+            else ("a survey frame covers a few hundred metres at most")
+        )
+        raise InputError(
+            f"No two frames overlap: {covers}, but the nearest frames are "
+            f"{np.median(nearest):.0f} m apart. A mosaic needs a survey flown with overlap "
+            "(typically 60-80%)."
+        )
+
+
+def nearest_distances(frames: Sequence[FlightFrame]) -> np.ndarray:
+    """Each frame's distance (m) to its nearest neighbour, by GPS."""
+    xy = local_xy(frames)
     d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
     np.fill_diagonal(d, np.inf)
-    nearest = d.min(axis=1)
-    if np.all(nearest > OVERLAP_FOOTPRINTS * footprint):
-        raise InputError(
-            f"No two frames overlap: each frame covers about {footprint:.0f} m of ground, but the "
-            f"nearest frames are {np.median(nearest):.0f} m apart. A mosaic needs a survey flown "
-            "with overlap (typically 60-80%)."
-        )
+    return d.min(axis=1)
 
 
 def utm_crs(frames: Sequence[FlightFrame]) -> str:

@@ -29,7 +29,14 @@ import numpy as np
 import rasterio
 from affine import Affine
 from khet.vision import ortho, sfm
-from khet.vision.flight import Flight, footprint_m, read_flight, utm_crs, utm_positions
+from khet.vision.flight import (
+    Flight,
+    footprint_m,
+    nearest_distances,
+    read_flight,
+    utm_crs,
+    utm_positions,
+)
 from khet.vision.outputs import cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import is_all_valid, open_scene
 from rasterio.windows import Window
@@ -122,7 +129,8 @@ def _mosaic(
         progress(f"reading frame {i + 1} of {len(frames)}", i, len(frames))
         images.append(store.add(i, fr, bands, priors[i], settings))
 
-    footprint = footprint_m(frames) or 100.0
+    # Without a recorded height, a footprint of three frame spacings (at least 100 m).
+    footprint = footprint_m(frames) or max(100.0, 3 * float(np.median(nearest_distances(frames))))
     attitudes = [
         (f.facts.yaw_deg, f.facts.pitch_deg, f.facts.roll_deg) if f.has_attitude else None
         for f in frames
@@ -396,6 +404,7 @@ def _summary(
         "ground": ground.describe(),
         "exposure_gain_range": [round(float(used.min()), 3), round(float(used.max()), 3)],
         "seams": seams,
+        "camera": frames[0].facts.as_dict(),
         "covered_ha": round(stats.covered * gsd * gsd / 10_000, 3),
         "seconds": round(seconds, 1),
         "frame_details": detail,
@@ -448,6 +457,7 @@ def analyze_flight(
         summary.setdefault("input", {})
         if isinstance(summary["input"], dict):
             summary["input"]["sources"] = [ORTHO]
+            summary["input"]["camera"] = info["camera"]  # when and with what it was flown
         write_json(st.file("summary.json"), summary)
         st.commit()
     return summary

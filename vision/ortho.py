@@ -84,8 +84,9 @@ class Ground:
         return p
 
     def describe(self) -> dict:
+        """The ground as the summary records it (enough to rebuild it with `from_dict`)."""
         a, b, _ = self.plane
-        return {
+        d = {
             "kind": "surface" if self.grid is not None else "plane",
             "plane": [float(v) for v in self.plane],
             "slope_percent": round(100 * math.hypot(a, b), 2),
@@ -93,6 +94,23 @@ class Ground:
             "points": self.points,
             "spread_m": round(self.spread_m, 2),
         }
+        if self.grid is not None:
+            d["grid"] = {
+                "x0": self.x0,
+                "y0": self.y0,
+                "cell": self.cell,
+                "heights": np.round(self.grid, 3).tolist(),
+            }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Ground:
+        g = cls(np.array(d["plane"], np.float64))
+        if d.get("grid"):
+            grid = d["grid"]
+            g.x0, g.y0, g.cell = grid["x0"], grid["y0"], grid["cell"]
+            g.grid = np.array(grid["heights"], np.float32)
+        return g
 
 
 def _clamp_dirs(d: np.ndarray, max_off_nadir: float) -> np.ndarray:

@@ -151,8 +151,8 @@ def solve(
     pairs = neighbour_pairs(np.array([im.prior for im in images]), footprint_m)
     if not pairs:
         raise InputError(
-            "No two frames are close enough to overlap (by their GPS positions); a mosaic "
-            "needs a survey flown with overlap."
+            "No two frames overlap: by their GPS positions none is within a frame's footprint "
+            "of another. A mosaic needs a survey flown with overlap (typically 60-80%)."
         )
     _match(pc, db, [(names[i], names[j]) for i, j in pairs], workspace, nthreads, say)
     recs = _map(pc, db, workspace, len(images), nthreads, seed, say)
