@@ -164,7 +164,11 @@ def _mosaic(
         for i, p in enumerate(poses)
     ]
     gsd = resolution or _native_gsd(poses, ground)
-    gains = ortho.exposure_gains(poses, store.thumbs, feet, ground, footprint / 48, sizes)
+    flats = ortho.flat_fields(
+        [t if p is not None else None for t, p in zip(store.thumbs, poses, strict=True)]
+    )
+    even = [t / f if f is not None else t for t, f in zip(store.thumbs, flats, strict=True)]
+    gains = ortho.exposure_gains(poses, even, feet, ground, footprint / 48, sizes)
     grid = ortho.output_grid(feet, gsd)
     if grid.width * grid.height > settings.max_pixels:
         raise InputError(
@@ -194,7 +198,7 @@ def _mosaic(
             progress(f"drawing the mosaic: block {k + 1} of {len(blocks)}", k, len(blocks))
             res = ortho.render_block(
                 grid, blk, poses, feet, sizes, gains, ground, store.read, store.count,
-                np.dtype(store.dtype), stats,
+                np.dtype(store.dtype), stats, flats,
             )  # fmt: skip
             win = Window(blk[1], blk[0], blk[3], blk[2])
             if res is None:
@@ -215,8 +219,14 @@ def _mosaic(
     progress("mosaic written", 1, 1)
     return _summary(
         flight, frames, solved, priors, origin, ground, grid, gsd, crs, gains, stats, seams,
-        store, time.perf_counter() - started, out_path,
+        store, time.perf_counter() - started, out_path, flats,
     )  # fmt: skip
+
+
+def flat_range(flats) -> list[float] | None:
+    """The flat field's darkest and brightest share of its mean (None: not applied)."""
+    f = next((f for f in flats if f is not None), None)
+    return None if f is None else [round(float(f.min()), 3), round(float(f.max()), 3)]
 
 
 def _native_gsd(poses: Sequence[sfm.Pose | None], ground: ortho.Ground) -> float:
@@ -356,7 +366,7 @@ def _to_ground(pose: sfm.Pose, image: sfm.SfmImage, kp: np.ndarray, ground) -> n
 
 def _summary(
     flight, frames, solved, priors, origin, ground, grid, gsd, crs, gains, stats, seams, store,
-    seconds, out_path,
+    seconds, out_path, flats,
 ) -> dict[str, Any]:  # fmt: skip
     placed = [p for p in solved.poses if p is not None]
     sfm_placed = [i for i, p in enumerate(solved.poses) if p is not None and p.how == "sfm"]
@@ -403,6 +413,7 @@ def _summary(
         "attitude_check": solved.attitude_check,
         "ground": ground.describe(),
         "exposure_gain_range": [round(float(used.min()), 3), round(float(used.max()), 3)],
+        "flat_field": flat_range(flats),
         "seams": seams,
         "camera": frames[0].facts.as_dict(),
         "covered_ha": round(stats.covered * gsd * gsd / 10_000, 3),

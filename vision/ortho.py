@@ -9,8 +9,9 @@
   blended over a narrow band (`FEATHER_PX` output pixels), so a seam is neither a hard edge nor a
   wide ghost. Frames placed only from GPS and autopilot attitude fill gaps, never cover frames
   that structure from motion placed.
-- **Exposure.** One gain per frame and band, from the brightness of the ground they share
-  (least squares, as OpenCV's stitching gain compensator does, with a pull towards 1).
+- **Exposure.** A flat field per frame size (vignetting and the sun's hot spot, the median
+  over the flight's frames), then one gain per frame and band from the brightness of the ground
+  they share (least squares, as OpenCV's stitching gain compensator does, pulled towards 1).
 - **Memory.** The mosaic is made in blocks of `BLOCK` pixels, each from the few frames that see
   it, read from disk as needed; nothing holds the whole mosaic.
 """
@@ -205,6 +206,55 @@ def footprint(pose: Pose, ground: Ground, width: int, height: int, n: int = 8) -
 
 
 # -- exposure ------------------------------------------------------------------------------------
+FLAT_MIN_FRAMES = 20  # fewer frames show their content, not the lens's fall-off
+FLAT_MIN_RANGE = 1.04  # a flat field varying less than 4% is left out
+
+
+def flat_fields(thumbs: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Each frame's flat field (bands x thumbnail), or None: the lens's vignetting and the
+    sun's hot spot, which no single gain per frame can even out and which make each frame's
+    outline show in a mosaic of bare soil.
+
+    It is the median, over many frames of the same size, of each thumbnail divided by its own
+    median, smoothed: what the ground shows averages out across a flight; what the camera adds
+    stays in place in every frame.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(thumbs):
+        if t is not None:
+            groups.setdefault(t.shape, []).append(i)
+    out: list[np.ndarray | None] = [None] * len(thumbs)
+    for shape, members in groups.items():
+        if len(members) < FLAT_MIN_FRAMES:
+            continue
+        # Vignetting is smooth: a 64 px wide median is enough, and keeps a long flight's
+        # stack of thumbnails small.
+        w = min(64, shape[2])
+        h = max(2, round(shape[1] * w / shape[2]))
+        flat = np.empty((shape[0], h, w), np.float32)
+        for b in range(shape[0]):
+            stack = np.stack(
+                [cv2.resize(thumbs[i][b], (w, h), interpolation=cv2.INTER_AREA) for i in members]
+            )
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stack /= np.nanmedian(stack.reshape(len(members), -1), axis=1)[:, None, None]
+                med = np.nanmedian(stack, axis=0)
+            flat[b] = np.where(np.isfinite(med), med, 1.0)
+        flat = np.stack(
+            [cv2.GaussianBlur(b, (0, 0), 0.06 * w, borderType=cv2.BORDER_REFLECT) for b in flat]
+        )
+        flat = np.stack(
+            [cv2.resize(b, (shape[2], shape[1]), interpolation=cv2.INTER_LINEAR) for b in flat]
+        )
+        flat /= flat.mean(axis=(1, 2), keepdims=True)
+        lo, hi = np.percentile(flat, (2, 98))
+        if hi / max(lo, 1e-6) < FLAT_MIN_RANGE:
+            continue
+        for i in members:
+            out[i] = flat
+    return out
+
+
 def exposure_gains(
     poses: Sequence[Pose | None],
     thumbs: Sequence[np.ndarray | None],
@@ -345,6 +395,7 @@ def render_block(
     bands: int,
     dtype: np.dtype,
     stats: BlockStats,
+    flats: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """One block of the mosaic (bands x h x w) and its validity, or None where no frame sees it.
 
@@ -415,10 +466,19 @@ def render_block(
         if valid is not None:
             v = cv2.remap(valid.astype(np.uint8), lx, ly, cv2.INTER_NEAREST, borderValue=0)
             wgt[v == 0] = 0.0
+        flat = flats[i] if flats is not None else None
+        if flat is not None:  # the flat field at these pixels (it is thumbnail-sized)
+            fx = ((mx + 0.5) * (flat.shape[2] / fw) - 0.5).astype(np.float32)
+            fy = ((my + 0.5) * (flat.shape[1] / fh) - 0.5).astype(np.float32)
         for b in range(bands):
             src = np.ascontiguousarray(data[b])
             val = cv2.remap(src, lx, ly, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            acc[b] += wgt * (val.astype(np.float32) * np.float32(gains[i, b]))
+            g = wgt * np.float32(gains[i, b])
+            if flat is not None:
+                g = g / cv2.remap(
+                    flat[b], fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                )
+            acc[b] += g * val.astype(np.float32)
         wsum += wgt
     ok = wsum > 1e-6
     if not ok.any():
