@@ -20,6 +20,7 @@ from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR, build_map_layers
 from khet.vision.flight import is_flight, read_flight
 from khet.vision.scene import open_scene
+from khet.vision.sfm import load_pycolmap
 from rasterio.errors import RasterioError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -80,6 +81,7 @@ def flight_imagery_info(paths: list[Path]) -> dict:
     """A whole flight's frames: checked now (GPS, one camera, overlap: a second, from their
     metadata), mosaicked by the job, whose mosaic then becomes the flight's imagery."""
     flight = read_flight(paths)
+    load_pycolmap()  # a server without the mosaic extra says so now, not when the job runs
     return {
         "georeferenced": False,
         "kind": "flight",

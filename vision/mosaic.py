@@ -87,6 +87,7 @@ def mosaic(
     settings = settings or get_settings()
     out_path = Path(out_path)
     flight = read_flight(inputs)
+    sfm.load_pycolmap()  # say it is missing now, not after reading every frame
     if resolution is not None and not (0.001 <= resolution <= 10):
         raise KhetError("--resolution is the pixel size in metres, between 0.001 and 10.")
     try:

@@ -38,7 +38,7 @@ MATCH_CHUNK = 150  # pairs per matching call
 ATTITUDE_MAX_ERROR_M = 5.0  # autopilot-attitude placement is used when it is this good
 
 
-def _pycolmap():
+def load_pycolmap():
     try:
         import pycolmap
     except ImportError:
@@ -130,7 +130,7 @@ def solve(
     seed: int = 1,
 ) -> SfmResult:
     """Poses of `images` (in the frame of their priors), placing unplaced ones from attitude."""
-    pc = _pycolmap()
+    pc = load_pycolmap()
     say = stage or (lambda *_: None)
     nthreads = threads if threads > 0 else -1
     db = workspace / "database.db"

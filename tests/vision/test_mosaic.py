@@ -273,3 +273,17 @@ def test_bad_flights_are_refused_clearly(shared_data, tmp_path, capsys, case, wo
         assert w in err.lower(), err
     left = list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
     assert left == [], left  # nothing half-written, no working folder left
+
+
+def test_without_pycolmap_the_mosaic_says_what_to_install(
+    shared_data, tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # as if not installed
+    frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8[:3])
+    code = main(["mosaic", str(frames), "-o", str(tmp_path / "out" / "ortho.tif")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "pip install 'khet[mosaic]'" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
