@@ -66,7 +66,9 @@ def main() -> None:
             sys.exit(res.stderr[-4000:])
         s = json.loads(res.stdout.strip().splitlines()[-1])
         if args.png:
-            _png(out, args.png)
+            from khet.vision.mosaic import save_preview
+
+            save_preview(out, args.png)
     frames = s["frames"]
     placed = s["placed_by_sfm"] + s["placed_by_gps_attitude"]
     g, seams = s["georeference_residual_m"], s["seams"]
@@ -100,21 +102,6 @@ def main() -> None:
     left = [d for d in s["frame_details"] if d["how"] == "left out"]
     for d in left:
         print(f"  left out: {d['name']}: {d['reason']}")
-
-
-def _png(cog: Path, dest: Path, size: int = 1600) -> None:
-    import numpy as np
-    import rasterio
-    from PIL import Image
-
-    with rasterio.open(cog) as ds:
-        k = max(ds.width, ds.height) / size
-        shape = (round(ds.height / k), round(ds.width / k))
-        rgb = ds.read([1, 2, 3], out_shape=(3, *shape))
-        mask = ds.dataset_mask(out_shape=shape)
-    img = np.transpose(rgb, (1, 2, 0)).copy()
-    img[mask == 0] = 255
-    Image.fromarray(img).save(dest)
 
 
 if __name__ == "__main__":

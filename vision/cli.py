@@ -105,12 +105,7 @@ def run_mosaic(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.stop()
-    if args.json:
-        json.dump(summary, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(mosaic_line(summary, args.out))
-    return 0
+    return _report(summary, args, mosaic_line)
 
 
 def mosaic_line(s: dict, out: Path) -> str:
@@ -158,11 +153,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.stop()
+    return _report(summary, args, one_line)
+
+
+def _report(summary: dict, args: argparse.Namespace, line) -> int:
+    """The summary as JSON on stdout (--json), else one line for a person."""
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        print(one_line(summary, args.out))
+        print(line(summary, args.out))
     return 0
 
 

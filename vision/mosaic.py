@@ -423,6 +423,26 @@ def _summary(
     }
 
 
+def save_preview(cog: Path, dest: Path, size: int = 1600) -> None:
+    """A downscaled PNG of a mosaic's first three bands (white where no frame sees the ground),
+    from the COG's overviews: to look at beside the frames."""
+    from PIL import Image
+
+    with rasterio.open(cog) as ds:
+        k = max(ds.width, ds.height) / size
+        shape = (max(1, round(ds.height / k)), max(1, round(ds.width / k)))
+        idx = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
+        rgb = ds.read(idx, out_shape=(3, *shape))
+        mask = ds.dataset_mask(out_shape=shape)
+    if rgb.dtype != np.uint8:  # 16-bit bands: 2-98% stretch
+        lo, hi = np.percentile(rgb[:, mask > 0], (2, 98)) if (mask > 0).any() else (0, 1)
+        rgb = np.clip((rgb - lo) * 255.0 / max(hi - lo, 1), 0, 255).astype(np.uint8)
+    img = np.transpose(rgb, (1, 2, 0)).copy()
+    img[mask == 0] = 255
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(dest)
+
+
 # -- a flight through the field-map pipeline -----------------------------------------------------
 def analyze_flight(
     inputs: str | Path | Sequence[str | Path],

@@ -44,27 +44,14 @@ def _mosaic_cli(capsys, *args) -> tuple[int, dict | None, str]:
 
 @pytest.fixture(scope="module")
 def seneca24_summary(shared_data, tmp_path_factory) -> tuple[Path, dict]:
-    from khet.vision.mosaic import mosaic
+    from khet.vision.mosaic import mosaic, save_preview
 
     base = tmp_path_factory.mktemp("seneca24")
     frames = seneca_frames(shared_data, base / "card", SENECA_24)
     out = base / "ortho.tif"
     summary = mosaic(frames, out)
-    _save_preview(out, ARTEFACTS / "mosaic-seneca-24.png")
+    save_preview(out, ARTEFACTS / "mosaic-seneca-24.png", 1200)
     return out, summary
-
-
-def _save_preview(cog: Path, dest: Path, size: int = 1200) -> None:
-    """A downscaled PNG of the mosaic, to look at beside the frames (white where no data)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(cog) as ds:
-        s = max(ds.width, ds.height) / size
-        shape = (round(ds.height / s), round(ds.width / s))
-        rgb = ds.read([1, 2, 3], out_shape=(3, *shape))
-        mask = ds.dataset_mask(out_shape=shape)
-    img = np.transpose(rgb, (1, 2, 0)).copy()
-    img[mask == 0] = 255
-    Image.fromarray(img).save(dest)
 
 
 def test_mosaic_is_a_georeferenced_cog_of_the_flight(seneca24_summary):
