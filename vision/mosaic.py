@@ -166,7 +166,8 @@ def _mosaic(
     ]
     gsd = resolution or _native_gsd(poses, ground)
     flats = ortho.flat_fields(
-        [t if p is not None else None for t, p in zip(store.thumbs, poses, strict=True)]
+        [t if p is not None else None for t, p in zip(store.thumbs, poses, strict=True)],
+        [f.facts.yaw_deg for f in frames],
     )
     even = [t / f if f is not None else t for t, f in zip(store.thumbs, flats, strict=True)]
     gains = ortho.exposure_gains(poses, even, feet, ground, footprint / 48, sizes)

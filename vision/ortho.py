@@ -210,21 +210,31 @@ FLAT_MIN_FRAMES = 20  # fewer frames show their content, not the lens's fall-off
 FLAT_MIN_RANGE = 1.04  # a flat field varying less than 4% is left out
 
 
-def flat_fields(thumbs: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+def flat_fields(
+    thumbs: Sequence[np.ndarray | None], headings: Sequence[float | None] | None = None
+) -> list[np.ndarray | None]:
     """Each frame's flat field (bands x thumbnail), or None: the lens's vignetting and the
     sun's hot spot, which no single gain per frame can even out and which make each frame's
     outline show in a mosaic of bare soil.
 
     It is the median, over many frames of the same size, of each thumbnail divided by its own
     median, smoothed: what the ground shows averages out across a flight; what the camera adds
-    stays in place in every frame.
+    stays in place in every frame. The hot spot (opposite the sun) sits elsewhere in the frame
+    when the aircraft flies the other way, so frames are grouped by heading (four sectors) where
+    the autopilot records it, each group with its own flat field.
     """
-    groups: dict[tuple[int, ...], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(thumbs):
         if t is not None:
-            groups.setdefault(t.shape, []).append(i)
+            yaw = headings[i] if headings is not None else None
+            sector = -1 if yaw is None else int(((yaw + 45.0) % 360.0) // 90.0)
+            groups.setdefault((t.shape, sector), []).append(i)
+    if headings is not None and any(
+        len(m) < FLAT_MIN_FRAMES for (_, sector), m in groups.items() if sector >= 0
+    ):  # too few frames in some heading: one flat field per frame size
+        return flat_fields(thumbs, None)
     out: list[np.ndarray | None] = [None] * len(thumbs)
-    for shape, members in groups.items():
+    for (shape, _), members in groups.items():
         if len(members) < FLAT_MIN_FRAMES:
             continue
         # Vignetting is smooth: a 64 px wide median is enough, and keeps a long flight's
