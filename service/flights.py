@@ -18,9 +18,11 @@ from khet.service.db import Field, Flight, Job, User, now
 from khet.service.jobs import enqueue
 from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR, build_map_layers
+from khet.vision import products
 from khet.vision.flight import is_flight, read_flight
 from khet.vision.scene import open_scene
 from khet.vision.sfm import load_pycolmap
+from khet.vision.summary import Summary
 from rasterio.errors import RasterioError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -99,8 +101,8 @@ def _check_results(staged: Path) -> dict:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise InputError("summary.json is not valid JSON.") from None
-    if not isinstance(summary, dict):
-        raise InputError("summary.json must hold a JSON object.")
+    # The pages, the report and the tiles read this summary: a malformed one is refused now.
+    summary = Summary.read(summary, "The device's summary.json").to_json()
     for path in staged.rglob("*"):
         if path.is_dir():
             continue
@@ -157,10 +159,7 @@ def create_flight(
     result_names = [n for n, _ in results or []]
     for n in result_names:
         if not storage.result_name_ok(n):
-            raise InputError(
-                f"{n!r} is not a result file Khet knows (summary.json, classes.tif, vigour.tif, "
-                "zones.geojson, preview.png, indices/<name>.tif)."
-            )
+            raise InputError(f"{n!r} is not a result file Khet knows ({products.described()}).")
 
     flight = Flight(
         field_id=field.id,

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import rasterio
 from affine import Affine
-from khet.vision import ortho, sfm
+from khet.vision import ortho, products, sfm
 from khet.vision.flight import (
     Flight,
     footprint_m,
@@ -39,13 +39,14 @@ from khet.vision.flight import (
 )
 from khet.vision.outputs import cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import is_all_valid, open_scene
+from khet.vision.summary import Summary
 from rasterio.windows import Window
 
 from khet.errors import InputError, KhetError
 from khet.settings import Settings, get_settings
 
 StageFn = Callable[[str, float], None]  # (what is happening, overall fraction 0..1)
-ORTHO = "ortho.tif"
+ORTHO = products.ORTHO.path
 SFM_MAX_SIZE = 1600  # frames are matched at most this large (longest side, px)
 THUMB_SIZE = 256  # thumbnails for exposure balancing
 # Share of the run each phase takes (measured on the Seneca flight on 2 cores), for progress.
@@ -491,6 +492,8 @@ def analyze_flight(
         if isinstance(summary["input"], dict):
             summary["input"]["sources"] = [ORTHO]
             summary["input"]["camera"] = info["camera"]  # when and with what it was flown
-        write_json(st.file("summary.json"), summary)
+        # Checked against the one definition of summary.json, as the pipeline's own is.
+        summary = Summary.model_validate(summary).to_json()
+        write_json(st.file(products.SUMMARY.path), summary)
         st.commit()
     return summary

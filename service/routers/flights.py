@@ -26,18 +26,13 @@ from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
+from khet.vision import products
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["flights"])
-MEDIA = {
-    ".tif": "image/tiff",
-    ".png": "image/png",
-    ".json": "application/json",
-    ".geojson": "application/geo+json",
-}
 
 
 @router.post(
@@ -257,8 +252,7 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
             }
         }
     },
-    summary="Download a result: classes.tif, vigour.tif, zones.geojson, preview.png, "
-    "summary.json, indices/<name>.tif",
+    summary=f"Download a result: {products.described()}",
 )
 def read_result(
     flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)], user: CurrentUser, db: DB
@@ -270,6 +264,4 @@ def read_result(
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results" / name
     if not path.is_file():
         raise NotFoundError("That result is not ready (or this flight has none).")
-    return FileResponse(
-        path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), filename=path.name
-    )
+    return FileResponse(path, media_type=products.media_type(name), filename=path.name)
