@@ -70,6 +70,8 @@ def test_a_flight_uploaded_whole_is_mosaicked_and_mapped(api, shared_data):
     assert f["status"] == "done", f["error"]
     assert f["job"]["stage"] is None and f["job"]["progress"] == 1.0
     assert "ortho.tif" in f["results"]
+    ortho = api.client.get(f"/api/v1/flights/{fl}/results/ortho.tif", headers=alice["headers"])
+    assert ortho.status_code == 200 and ortho.content[:4] in (b"II*\x00", b"II+\x00")
     assert f["summary"]["area_unit"] == "ha"
     assert f["summary"]["mosaic"]["placed_by_sfm"] >= 7
     # The mosaic is the flight's imagery: tiles of it at the flight's centre.
