@@ -274,3 +274,37 @@ def test_without_pycolmap_the_mosaic_says_what_to_install(
     assert code == 2 and len(err.splitlines()) == 1
     assert "pip install 'khet[mosaic]'" in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_frame_structure_from_motion_missed_is_placed_from_gps_and_attitude(
+    seneca24_summary, shared_data, monkeypatch
+):
+    """Take one placed frame away and place it from its GPS and the autopilot's attitude: the
+    centre of its view lands near where structure from motion put it, and the error the check
+    predicts (from the other frames) is about what it turns out to be."""
+    from khet.vision import sfm
+    from khet.vision.flight import read_flight, utm_positions
+
+    _, s = seneca24_summary
+    details = [d for d in s["frame_details"] if d["how"] == "sfm"]
+    flight = read_flight([seneca_images(shared_data) / d["name"] for d in details])
+    priors = utm_positions(flight.frames, s["crs"]) - np.array(s["local_origin"])
+    poses = [pose_from_summary(d) for d in details]
+    k = len(poses) // 2
+    truth = poses[k]
+    poses[k] = None
+    images = [
+        sfm.SfmImage(Path(d["name"]), 900, 675, 900, 675, None, priors[i])
+        for i, d in enumerate(details)
+    ]
+    attitudes = [(f.facts.yaw_deg, f.facts.pitch_deg, f.facts.roll_deg) for f in flight.frames]
+    result = sfm.SfmResult(poses, {k: "test"}, np.zeros((0, 3)), 0.0, 1)
+    ground = s["ground"]["plane"][2]
+    monkeypatch.setattr(sfm, "ATTITUDE_MAX_ERROR_M", 50.0)  # place it whatever the check says
+    sfm._place_from_attitude(result, images, attitudes, ground)
+    placed = result.poses[k]
+    assert placed is not None and placed.how == "gps" and k not in result.reasons
+    error = sfm._ground_error(truth, placed.rotation, placed.center, ground)
+    check = result.attitude_check
+    assert check["frames_checked"] == len(poses) - 1
+    assert error < 15.0 and error < 3 * check["p90_ground_error_m"], (error, check)
