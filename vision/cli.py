@@ -26,7 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bands", help="band names in file order, e.g. red,green,blue,nir (- to skip one)"
     )
-    p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
+    p.add_argument(
+        "--model",
+        help="model bundle name or .onnx path (default: the one whose bands and validated "
+        "ground sample distance fit the image)",
+    )
+    p.add_argument(
+        "--gsd",
+        type=float,
+        help="ground sample distance in metres per pixel, e.g. 0.03 for 3 cm (default: from "
+        "the file's CRS or the camera's height and lens)",
+    )
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
     p.add_argument(
@@ -149,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             progress=update,
             title=args.title,
             stage=stage,
+            gsd=args.gsd,
         )
     finally:
         if bar:
@@ -167,6 +178,7 @@ def _report(summary: dict, args: argparse.Namespace, line) -> int:
 
 
 def one_line(summary: dict, out: Path) -> str:
+    """The result in one line: hectares (or shares) per class, weak crop, how it was made."""
     unit = summary["area_unit"]
     parts = []
     for c in summary["classes"]:
@@ -183,7 +195,19 @@ def one_line(summary: dict, out: Path) -> str:
     warn = (
         f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
     )
-    return f"{out}: {', '.join(parts)}{vig} — model {summary['model']['name']}{warn}"
+    method = summary.get("method", "model")
+    how = {
+        "model": f"model {(summary.get('model') or {}).get('name')}",
+        "rows": "crop rows",
+        "index": "vegetation index only (crop and weed not told apart)",
+    }.get(method, method)
+    gsd = (summary.get("gsd") or {}).get("metres")
+    at = (
+        f" at {gsd * 100:.1f} cm/px"
+        if gsd and gsd >= 0.01
+        else (f" at {gsd * 1000:.1f} mm/px" if gsd else " (GSD unknown)")
+    )
+    return f"{out}: {', '.join(parts)}{vig} — {how}{at}{warn}"
 
 
 def _read_boundary(path: Path) -> dict:

@@ -45,7 +45,7 @@ class FlightFrame:
     @property
     def height_m(self) -> float | None:
         """Height above the take-off point or ground, from the drone's XMP, when recorded."""
-        return self.facts.relative_altitude_m or self.facts.height_above_ground_m
+        return self.facts.relative_altitude_m
 
     @property
     def has_attitude(self) -> bool:
