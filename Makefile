@@ -10,7 +10,7 @@ DEMO_OUT ?= out/demo
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[service,train,test]'
+	$(BIN)/pip install --quiet -e '.[service,mosaic,train,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

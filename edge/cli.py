@@ -90,6 +90,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--field", help="field id the results belong to (used by sync)")
     p.add_argument("--with-imagery", action="store_true", help="also upload the imagery on sync")
+    p.add_argument(
+        "--mosaic",
+        action="store_true",
+        help="a folder of a flight's frames is mosaicked into one map (needs khet[mosaic])",
+    )
 
 
 def _options(args: argparse.Namespace):
@@ -114,6 +119,7 @@ def _options(args: argparse.Namespace):
         field=args.field,
         with_imagery=args.with_imagery,
         retry_failed=getattr(args, "retry_failed", False),
+        mosaic=args.mosaic,
     )
 
 

@@ -50,6 +50,7 @@ class EdgeOptions:
     with_imagery: bool = False
     retry_failed: bool = False
     models_dir: Path | None = None
+    mosaic: bool = False  # a folder of a flight's frames is one capture, mosaicked first
 
 
 @dataclass
@@ -60,8 +61,14 @@ class Capture:
     files: list[Path] = field(default_factory=list)
 
 
-def discover(inputs: Sequence[Path], exclude: Path | None = None) -> dict[str, Capture]:
-    """Captures in files and folders (searched recursively; hidden folders and OUT skipped)."""
+def discover(
+    inputs: Sequence[Path], exclude: Path | None = None, flights: bool = False
+) -> dict[str, Capture]:
+    """Captures in files and folders (searched recursively; hidden folders and OUT skipped).
+
+    With `flights`, a folder holding two or more captures is one flight: analysed as one
+    capture, which the pipeline mosaics before making the map (`khet edge run --mosaic`)."""
+    from khet.vision.flight import is_flight_captures
     from khet.vision.scene import IMAGE_SUFFIXES, group_captures
 
     found: dict[str, Capture] = {}
@@ -83,7 +90,11 @@ def discover(inputs: Sequence[Path], exclude: Path | None = None) -> dict[str, C
                     for f in filenames
                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
                 )
-                for key, group in group_captures(files).items():
+                groups = group_captures(files)
+                if flights and is_flight_captures(list(groups.values())):
+                    _add(found, d, root, files)
+                    continue
+                for key, group in groups.items():
                     _add(found, Path(key), root, group)
         elif p.is_file():
             loose.append(p.resolve())
@@ -96,6 +107,8 @@ def discover(inputs: Sequence[Path], exclude: Path | None = None) -> dict[str, C
 
 def _add(found: dict[str, Capture], key: Path, root: Path, files: list[Path]) -> None:
     rel = key.relative_to(root) if key.is_relative_to(root) else Path(key.name)
+    if not rel.parts:  # the folder given is itself a flight
+        rel = Path(root.name)
     is_file = key.suffix.lower() in {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
     stem = rel.with_suffix("") if is_file else rel
     wanted = "__".join(stem.parts)
@@ -264,9 +277,10 @@ class EdgeRunner:
                     f"{name}: warning: memory peaked at {guard.peak_mb:.0f} MB while "
                     f"writing the outputs, over --max-memory {self.plan.max_memory_mb}"
                 )
-            entry = outbox.stage(
-                self.out, name, dest, cap.files if self.options.with_imagery else [], summary
-            )
+            imagery = cap.files if self.options.with_imagery else []
+            if imagery and "mosaic" in summary:  # a flight: its imagery is the mosaic
+                imagery = [dest / summary["mosaic"]["output"]]
+            entry = outbox.stage(self.out, name, dest, imagery, summary)
             entry["bands"] = self.options.bands
         except KhetError as e:
             self.journal.fail(cap.key, e.message)
@@ -289,7 +303,7 @@ class EdgeRunner:
     def run(self, inputs: Sequence[Path]) -> dict[str, int]:
         """Analyze every capture in `inputs` that is not done yet."""
         counts = {"done": 0, "failed": 0, "skipped": 0}
-        for cap in discover(inputs, exclude=self.out).values():
+        for cap in discover(inputs, exclude=self.out, flights=self.options.mosaic).values():
             fp = fingerprint(cap.files)
             if not self.should_process(cap, fp):
                 rec = self.journal.capture(cap.key)
@@ -323,7 +337,11 @@ class EdgeRunner:
         folder = Path(folder)
         while True:
             now = time.monotonic()
-            caps = discover([folder], exclude=self.out) if folder.is_dir() else {}
+            caps = (
+                discover([folder], exclude=self.out, flights=self.options.mosaic)
+                if folder.is_dir()
+                else {}
+            )
             for key, cap in caps.items():
                 try:
                     fp = fingerprint(cap.files)

@@ -19,7 +19,9 @@ from khet.service.jobs import enqueue
 from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR, build_map_layers
 from khet.vision import products
+from khet.vision.flight import is_flight, read_flight
 from khet.vision.scene import open_scene
+from khet.vision.sfm import load_pycolmap
 from khet.vision.summary import Summary
 from rasterio.errors import RasterioError
 from sqlalchemy import select
@@ -75,6 +77,20 @@ def imagery_info(scene) -> dict:
         tileable=True, file=scene.sources[0].name, bands=pick, indexes=indexes, rescale=rescale
     )
     return info
+
+
+def flight_imagery_info(paths: list[Path]) -> dict:
+    """A whole flight's frames: checked now (GPS, one camera, overlap: a second, from their
+    metadata), mosaicked by the job, whose mosaic then becomes the flight's imagery."""
+    flight = read_flight(paths)
+    load_pycolmap()  # a server without the mosaic extra says so now, not when the job runs
+    return {
+        "georeferenced": False,
+        "kind": "flight",
+        "frames": len(flight.frames),
+        "tileable": False,
+        "reason": "The flight's frames are mosaicked by the analysis; its imagery is ready then.",
+    }
 
 
 def _check_results(staged: Path) -> dict:
@@ -163,8 +179,11 @@ def create_flight(
             storage.link_or_copy(src, staged / "input" / clean)
         if inputs:
             paths = [staged / "input" / n for n in names]
-            with open_scene(paths if len(paths) > 1 else paths[0], bands=bands) as scene:
-                flight.imagery = imagery_info(scene)
+            if is_flight(paths):
+                flight.imagery = flight_imagery_info(paths)
+            else:
+                with open_scene(paths if len(paths) > 1 else paths[0], bands=bands) as scene:
+                    flight.imagery = imagery_info(scene)
         if results:
             for name, src in results:
                 storage.link_or_copy(src, staged / "results" / name)

@@ -81,7 +81,8 @@ EN: dict[str, str] = {
     "cal_panel": "the reflectance panel",
     "cal_dls": "the light sensor",
     "upload_title": "Upload drone images",
-    "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG) or all band files of one capture. "
+    "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG), all band files of one capture, or "
+    "all frames of a flight (they are mosaicked into one map). "
     "If the connection drops, the upload waits and continues where it stopped.",
     "files": "Image files",
     "captured_at": "Flight date",
@@ -259,7 +260,8 @@ UR: dict[str, str] = {
     "cal_panel": "ریفلیکٹنس پینل",
     "cal_dls": "روشنی کے سینسر",
     "upload_title": "ڈرون تصویریں اپ لوڈ کریں",
-    "upload_intro": "ایک تصویر یا ایک کیپچر کی تمام بینڈ فائلیں چنیں۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
+    "upload_intro": "ایک تصویر، ایک کیپچر کی تمام بینڈ فائلیں، یا ایک پرواز کی تمام تصویریں چنیں "
+    "(انہیں جوڑ کر ایک نقشہ بنتا ہے)۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
     "انتظار کر کے وہیں سے جاری رہتا ہے۔",
     "files": "تصویری فائلیں",
     "captured_at": "پرواز کی تاریخ",

@@ -90,6 +90,7 @@ def _claim(job_id: int, svc: ServiceSettings) -> bool:
                 heartbeat_at=now(),
                 started_at=now(),
                 progress=0.0,
+                stage=None,
                 error=None,
             )
         )
@@ -109,12 +110,15 @@ class _Heartbeat(threading.Thread):
         self.job_id, self.every = job_id, every
         self.stop = threading.Event()
         self.progress: float | None = None
+        self.stage: str | None = None
 
     def run(self) -> None:
         while not self.stop.wait(min(self.every, 1.0)):
             values = {"heartbeat_at": now()}
             if self.progress is not None:
                 values["progress"] = self.progress
+            if self.stage is not None:
+                values["stage"] = self.stage
             try:
                 _set(self.job_id, **values)
             except Exception:  # the database blinked: try again next beat
@@ -143,6 +147,9 @@ def run_job(job_id: int) -> None:
     def progress(done: int, total: int) -> None:
         beat.progress = round(done / total, 4) if total else 0.0
 
+    def stage(text: str) -> None:
+        beat.stage = text[:200]
+
     # We hold the claim: any other work folder is what a dead attempt left behind.
     for old in fdir.glob(".work-*"):
         storage.remove_tree(old)
@@ -156,7 +163,10 @@ def run_job(job_id: int) -> None:
             clip=clip,
             progress=progress,
             title=title,
+            stage=stage,
         )
+        if "mosaic" in summary:  # a flight: its imagery is the mosaic, kept in the results
+            imagery = _mosaic_imagery(work)
         _web_copies(lambda: build_map_layers(work), job_id, "map layers")
         # Swap by renames: a crash in between leaves the old results in .old-*, never nothing.
         results, previous = fdir / "results", fdir / f".old-results-{job_id}"
@@ -183,11 +193,27 @@ def run_job(job_id: int) -> None:
     finally:
         beat.stop.set()
     with session_scope() as s:
-        s.get(Flight, _flight_id(s, job_id)).summary = summary
+        flight = s.get(Flight, _flight_id(s, job_id))
+        flight.summary = summary
+        if imagery.get("in_results"):
+            flight.imagery = imagery
     _finish(job_id, "done")
     if imagery.get("tileable"):
-        src = fdir / "input" / imagery["file"]
+        src = fdir / ("results" if imagery.get("in_results") else "input") / imagery["file"]
         _web_copies(lambda: build_imagery_layer(fdir / "results", src, imagery), job_id, "imagery")
+
+
+def _mosaic_imagery(results: Path) -> dict:
+    """How the mosaic a flight's job made is tiled as the flight's imagery."""
+    from khet.service.flights import imagery_info
+    from khet.vision.mosaic import ORTHO
+    from khet.vision.scene import open_scene
+
+    with open_scene(results / ORTHO) as scene:
+        info = imagery_info(scene)
+    if info.get("tileable"):
+        info.update(file=ORTHO, in_results=True)
+    return info
 
 
 def _web_copies(build, job_id: int, what: str) -> None:
@@ -206,7 +232,7 @@ def _flight_id(s, job_id: int) -> int:
 def _finish(job_id: int, status: str, error: str | None = None) -> None:
     values = {"status": status, "error": error, "finished_at": now(), "heartbeat_at": now()}
     if status == "done":
-        values["progress"] = 1.0
+        values["progress"], values["stage"] = 1.0, None
     _set(job_id, **values)
 
 

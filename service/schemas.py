@@ -139,12 +139,16 @@ class ChunkOut(BaseModel):
 # --- flights ----------------------------------------------------------------------------------
 
 
+# A survey flight is 50-500 frames, or five times as many band files for a multispectral one.
+MAX_FLIGHT_FILES = 2500
+
+
 class FlightIn(Strict):
     uploads: list[UploadId] = Field(
         default_factory=list,
-        max_length=32,
-        description="Upload ids of the imagery: one file, or the band files of one capture. "
-        "May be empty when `results` are given.",
+        max_length=MAX_FLIGHT_FILES,
+        description="Upload ids of the imagery: one file, the band files of one capture, or "
+        "every frame of a flight (mosaicked by the job). May be empty when `results` are given.",
     )
     bands: (
         list[
@@ -179,7 +183,10 @@ class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     status: Literal["queued", "running", "done", "failed"]
-    progress: float = Field(description="Fraction of tiles done, 0..1")
+    progress: float = Field(description="Fraction of the job done, 0..1")
+    stage: str | None = Field(
+        None, description='What the job is doing, e.g. "placing frame 37 of 167" (a flight)'
+    )
     error: str | None = Field(description="What went wrong, in plain words")
     attempts: int
     queued_at: datetime

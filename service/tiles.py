@@ -69,7 +69,9 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
         copy = fdir / "results" / WEB_DIR / "imagery.tif"
         if web and copy.is_file():  # already 8-bit display bands: no band choice, no stretch
             return copy, {}
-        return fdir / "input" / info["file"], {
+        # A flight's imagery is the mosaic the job made; an uploaded orthomosaic is the upload.
+        where = "results" if info.get("in_results") else "input"
+        return fdir / where / info["file"], {
             "indexes": info["indexes"],
             "rescale": info.get("rescale"),
         }

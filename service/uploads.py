@@ -87,7 +87,7 @@ class MultipartSink:
     """
 
     MAX_TEXT = 4096
-    MAX_FILES = 32
+    MAX_FILES = 2500  # a flight's frames (schemas.MAX_FLIGHT_FILES)
 
     def __init__(self, folder: Path, content_type: str) -> None:
         self._parse_options = parse_options_header

@@ -1,4 +1,5 @@
-"""`khet analyze`: one capture in, a field map out."""
+"""`khet analyze`: one capture (or a flight, mosaicked first) in, a field map out;
+`khet mosaic`: a flight's frames in, one georeferenced orthomosaic out."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="turn drone imagery into a field map",
         description=(
             "Analyze one capture: a GeoTIFF/COG orthomosaic, a drone JPEG/PNG, the band files of "
-            "a multispectral capture, or a folder holding one capture. Writes classes.tif, "
-            "vigour.tif, indices/*.tif, zones.geojson, preview.png and summary.json to OUT."
+            "a multispectral capture, or a folder holding one capture. A folder (or list) of a "
+            "flight's frames is mosaicked first (see `khet mosaic`) and kept as ortho.tif. "
+            "Writes classes.tif, vigour.tif, indices/*.tif, zones.geojson, preview.png and "
+            "summary.json to OUT."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or a folder")
@@ -63,25 +66,90 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=run)
 
+    m = sub.add_parser(
+        "mosaic",
+        help="mosaic a flight's frames into one georeferenced orthomosaic",
+        description=(
+            "Place a flight's overlapping frames (drone JPEGs with GPS, or multispectral "
+            "captures) by structure from motion and write one Cloud-Optimized GeoTIFF in the "
+            "local UTM zone. Needs pycolmap (pip install 'khet[mosaic]')."
+        ),
+    )
+    m.add_argument("inputs", nargs="+", metavar="FRAMES", help="a folder of frames, or the frames")
+    m.add_argument("-o", "--out", required=True, type=Path, help="the GeoTIFF to write")
+    m.add_argument("--bands", help="band names in file order, e.g. nir,green,blue")
+    m.add_argument(
+        "--resolution", type=float, help="pixel size in metres (default: the frames' own)"
+    )
+    m.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    m.set_defaults(func=run_mosaic)
 
-def _progress(enabled: bool):
+
+def _progress(enabled: bool, what: str = "analyzing"):
+    """A progress bar (None when not on a terminal) and its update and stage functions."""
     if not enabled:
-        return None, None
+        return None, None, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("analyzing"),
+        TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} cells"),
         TimeRemainingColumn(),
         transient=True,
     )
-    task = bar.add_task("analyze", total=None)
+    task = bar.add_task(what, total=None)
 
     def update(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
 
-    return bar, update
+    def stage(text: str) -> None:
+        bar.update(task, description=text)
+
+    return bar, update, stage
+
+
+def run_mosaic(args: argparse.Namespace) -> int:
+    from khet.vision.mosaic import mosaic
+
+    if args.out.suffix.lower() not in {".tif", ".tiff"}:
+        from khet.errors import KhetError
+
+        raise KhetError(f"-o names the GeoTIFF to write (e.g. ortho.tif), not {args.out.name}.")
+    bar, update, stage = _progress(sys.stderr.isatty() and not args.json, "mosaicking")
+    if bar:
+        bar.start()
+
+    def on_stage(text: str, frac: float) -> None:
+        if stage:
+            stage(text)
+            update(int(frac * 1000), 1000)
+
+    try:
+        summary = mosaic(
+            args.inputs,
+            args.out,
+            bands=args.bands.split(",") if args.bands else None,
+            resolution=args.resolution,
+            stage=on_stage,
+        )
+    finally:
+        if bar:
+            bar.stop()
+    return _report(summary, args, mosaic_line)
+
+
+def mosaic_line(s: dict, out: Path) -> str:
+    left = f", {s['left_out']} left out (see --json)" if s["left_out"] else ""
+    gps = (
+        f", {s['placed_by_gps_attitude']} by GPS and attitude"
+        if s["placed_by_gps_attitude"]
+        else ""
+    )
+    return (
+        f"{out}: {s['covered_ha']:.2f} ha at {s['pixel_size_m'] * 100:.1f} cm/px ({s['crs']}); "
+        f"{s['placed_by_sfm']} of {s['frames']} frames placed{gps}{left}; "
+        f"GPS residual {s['georeference_residual_m']['median']:.1f} m"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         else None,
         method=args.calibration,
     )
-    bar, update = _progress(sys.stderr.isatty() and not args.json)
+    bar, update, stage = _progress(sys.stderr.isatty() and not args.json)
     if bar:
         bar.start()
     try:
@@ -118,17 +186,23 @@ def run(args: argparse.Namespace) -> int:
             clip=clip,
             progress=update,
             title=args.title,
+            stage=stage,
             gsd=args.gsd,
             calibration=calibration,
         )
     finally:
         if bar:
             bar.stop()
+    return _report(summary, args, one_line)
+
+
+def _report(summary: dict, args: argparse.Namespace, line) -> int:
+    """The summary as JSON on stdout (--json), else one line for a person."""
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        print(one_line(summary, args.out))
+        print(line(summary, args.out))
     return 0
 
 

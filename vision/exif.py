@@ -34,6 +34,11 @@ class CameraFacts:
     band_name: str | None = None  # MicaSense/Pix4D XMP Camera:BandName
     wavelength_nm: float | None = None
     orientation: int | None = None
+    # Camera attitude from the drone's XMP (senseFly, DJI): places a frame of a flight that
+    # structure from motion could not. Degrees, as the autopilot records them.
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    roll_deg: float | None = None
 
     @property
     def has_gps(self) -> bool:
@@ -120,7 +125,18 @@ def read_camera_facts(path: Path) -> CameraFacts:
             if h is not None and 0 < h < 10000:
                 facts.relative_altitude_m, facts.height_source = h, f"{source} ({key})"
                 break
+        for attr, keys in _XMP_ANGLES.items():
+            values = (_xmp_float(xmp, k) for k in keys)
+            setattr(facts, attr, next((v for v in values if v is not None), None))
     return facts
+
+
+# The drone's attitude (senseFly body angles) or, where a gimbal holds the camera, the gimbal's.
+_XMP_ANGLES = {
+    "yaw_deg": ("sensefly:Heading", "drone-dji:GimbalYawDegree"),
+    "pitch_deg": ("sensefly:PitchAngle", "drone-dji:GimbalPitchDegree"),
+    "roll_deg": ("sensefly:RollAngle", "drone-dji:GimbalRollDegree"),
+}
 
 
 #: XMP keys that give the camera's height above the ground (or above the take-off point, which

@@ -34,6 +34,7 @@ import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
 from khet.vision import maps, products, radiometry
+from khet.vision.flight import is_flight
 from khet.vision.grid import NODATA, Grid
 from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
@@ -82,6 +83,7 @@ def analyze(
     title: str | None = None,
     gsd: float | None = None,
     calibration: radiometry.Options | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
@@ -89,9 +91,20 @@ def analyze(
     `gsd` states the ground sample distance in metres per pixel (else from the file).
     `calibration` says how a multispectral capture becomes reflectance (default: the light
     sensor when the band files carry it; see radiometry.Options).
+    A flight (two or more frames) is mosaicked first (vision/mosaic.py), then analysed as an
+    orthomosaic, whose pixel size is its GSD; `stage` is told what that step is doing
+    ("placing frame 37 of 167").
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
+    if is_flight(inputs):
+        from khet.vision.mosaic import analyze_flight
+
+        return analyze_flight(
+            inputs, out_dir, analyze, bands=bands, progress=progress, stage=stage,
+            settings=settings, model=model, tile_size=tile_size, overlap=overlap, clip=clip,
+            title=title,
+        )  # fmt: skip
     started = time.perf_counter()
     scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd, calibration=calibration)
     with scene:

@@ -103,8 +103,13 @@ ZONES = Product(
     required=True,
 )
 PREVIEW = Product("preview", "preview.png", "image/png", "image", "Preview", synced=True)
+# A flight's mosaic, which the map was made from (vision/mosaic.py). A device sends it as the
+# flight's imagery when asked (`--with-imagery`), not with the map.
+ORTHO = Product("ortho", "ortho.tif", "image/tiff", "image", "Orthomosaic of the flight")
 
-PRODUCTS: tuple[Product, ...] = (SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW)
+PRODUCTS: tuple[Product, ...] = (
+    SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW, ORTHO,
+)  # fmt: skip
 BY_KEY = {p.key: p for p in PRODUCTS}
 
 

@@ -48,7 +48,8 @@ router = APIRouter(prefix="/api/v1", tags=["flights"])
 def create_from_uploads(
     field_id: IdPath, body: FlightIn, user: CurrentUser, db: DB, response: Response
 ) -> FlightOut:
-    """`uploads`: the imagery (one file, or the band files of one capture), all complete.
+    """`uploads`: the imagery (one file, the band files of one capture, or every frame of a
+    flight, which the job mosaicks first), all complete.
     Queues an analysis job clipped to the field boundary. With `results` (an edge device
     already analysed the imagery) no job runs: the flight is stored as done, source "edge".
     The same `client_id` for the same field returns the existing flight (200)."""
@@ -100,7 +101,8 @@ def create_from_uploads(
                             "files": {
                                 "type": "array",
                                 "items": {"type": "string", "format": "binary"},
-                                "description": "One image, or the band files of one capture",
+                                "description": "One image, the band files of one capture, or a "
+                                "flight's frames",
                             },
                             "bands": {
                                 "type": "string",

@@ -421,6 +421,7 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
             "unit": unit,
             "has_preview": (results / "preview.png").is_file(),
             "progress": flight.job.progress if flight.job else 1.0,
+            "stage": flight.job.stage if flight.job else None,
             "error": flight.job.error if flight.job else None,
         },
         user=user,

@@ -16,6 +16,8 @@
         .then(function (f) {
           if (f.status === "done" || f.status === "failed") { window.location.reload(); return; }
           bar.value = Math.round((f.progress || 0) * 100);
+          var stage = document.getElementById("job-stage");
+          if (stage) stage.textContent = (f.job && f.job.stage) || "";
           setTimeout(poll, 1500);
         }, function () { setTimeout(poll, 4000); });
     };

@@ -125,7 +125,8 @@
       var f = await patiently(function () { return api("GET", "/api/v1/flights/" + flightId); });
       var p = Math.round((f.progress || 0) * 100);
       barAn.value = f.status === "done" ? 100 : p;
-      txtAn.textContent = (T["status_" + f.status] || f.status) + (f.status === "running" ? " · " + p + "%" : "");
+      var stage = f.job && f.job.stage ? " · " + f.job.stage : "";  /* a flight: "placing frame 37 of 167" */
+      txtAn.textContent = (T["status_" + f.status] || f.status) + (f.status === "running" ? " · " + p + "%" + stage : "");
       if (f.status === "done") { say(T.upload_done, "ok"); window.location.assign("/flights/" + flightId); return; }
       if (f.status === "failed") { throw new UploadError(f.error || T.status_failed); }
       await sleep(1000);
