@@ -57,13 +57,35 @@ def register(subparsers) -> None:
     a.add_argument("email")
     a.add_argument("farm_id", type=int)
     a.set_defaults(func=_user_assign)
+    a = sub.add_parser("disable", help="Disable an account: no login, sessions end, tokens stop")
+    a.add_argument("email")
+    a.set_defaults(func=_user_disable, disabled=True)
+    a = sub.add_parser("enable", help="Enable a disabled account again")
+    a.add_argument("email")
+    a.set_defaults(func=_user_disable, disabled=False)
+    a = sub.add_parser("password", help="Set a user's password (ends their sessions)")
+    a.add_argument("email")
+    a.add_argument("--password", help="Default: read KHET_PASSWORD or ask")
+    a.set_defaults(func=_user_password)
 
     p = subparsers.add_parser("token", help="API tokens for devices and scripts")
     sub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     a = sub.add_parser("create", help="Make a token for a user and print it (shown once)")
     a.add_argument("email")
     a.add_argument("--name", default="device")
+    a.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="Valid this many days (default KHET_TOKEN_DAYS, 365); 0: until revoked",
+    )
     a.set_defaults(func=_token_create)
+    a = sub.add_parser("list", help="List tokens (id, user, name, created, last used, expires)")
+    a.add_argument("email", nargs="?", help="Only this user's tokens")
+    a.set_defaults(func=_token_list)
+    a = sub.add_parser("revoke", help="Revoke a token by its id (from `khet token list`)")
+    a.add_argument("token_id", type=int)
+    a.set_defaults(func=_token_revoke)
 
 
 def _setup_logging() -> None:
@@ -119,15 +141,20 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_add(args: argparse.Namespace) -> int:
-    from khet.service.db import migrate, session_scope
-    from khet.service.routers.auth import add_user
-
+def _password(args: argparse.Namespace) -> str:
     password = args.password or os.environ.get("KHET_PASSWORD")
     if not password:
         import getpass
 
         password = getpass.getpass(f"Password for {args.email}: ")
+    return password
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from khet.service.db import migrate, session_scope
+    from khet.service.routers.auth import add_user
+
+    password = _password(args)
     migrate()
     with session_scope() as db:
         user = add_user(db, args.email, password, args.role, args.name)
@@ -176,12 +203,75 @@ def _user_assign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_disable(args: argparse.Namespace) -> int:
+    from khet.service.db import migrate, session_scope
+    from khet.service.routers.auth import set_disabled
+
+    migrate()
+    with session_scope() as db:
+        set_disabled(db, _find_user(db, args.email), args.disabled)
+    print(f"{args.email} {'disabled' if args.disabled else 'enabled'}")
+    return 0
+
+
+def _user_password(args: argparse.Namespace) -> int:
+    from khet.service.db import migrate, session_scope
+    from khet.service.routers.auth import set_password
+
+    password = _password(args)
+    migrate()
+    with session_scope() as db:
+        set_password(db, _find_user(db, args.email), password)
+    print(f"password of {args.email} changed; their sessions ended")
+    return 0
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from khet.service.db import migrate, session_scope
     from khet.service.routers.auth import make_token
 
+    from khet.errors import InputError
+
+    if args.days is not None and not 0 <= args.days <= 3650:
+        raise InputError("--days must be between 0 (until revoked) and 3650.")
     migrate()
     with session_scope() as db:
-        token, _ = make_token(db, _find_user(db, args.email), args.name)
+        token, _ = make_token(db, _find_user(db, args.email), args.name, args.days)
     print(token)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from khet.service.db import ApiToken, User, migrate, session_scope
+    from sqlalchemy import select
+
+    migrate()
+    with session_scope() as db:
+        q = select(ApiToken, User.email).join(User).order_by(ApiToken.id)
+        if args.email:
+            q = q.where(ApiToken.user_id == _find_user(db, args.email).id)
+        print("id\tuser\tname\tcreated\tlast used\texpires")
+        for t, email in db.execute(q):
+            dates = [
+                d.strftime("%Y-%m-%d") if d else "-"
+                for d in (t.created_at, t.last_used_at, t.expires_at)
+            ]
+            if t.expires_at is None:
+                dates[2] = "never"
+            print("\t".join([str(t.id), email, t.name, *dates]))
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from khet.service.db import ApiToken, migrate, session_scope
+
+    from khet.errors import NotFoundError
+
+    migrate()
+    with session_scope() as db:
+        row = db.get(ApiToken, args.token_id)
+        if row is None:
+            raise NotFoundError(f"No token {args.token_id}; see `khet token list`.")
+        db.delete(row)
+    print(f"token {args.token_id} revoked")
     return 0

@@ -24,6 +24,8 @@ EN: dict[str, str] = {
     "login_intro": "See where the crop is, where weeds are and where the crop is weak, "
     "in hectares, on a map.",
     "login_failed": "Wrong email or password.",
+    "login_limited": "Too many failed logins: wait a few minutes and try again, or ask an "
+    "administrator.",
     "dashboard": "Your fields",
     "dashboard_worker": "Farms assigned to you",
     "no_farms": "You have no farms yet. Create one with the API (POST /api/v1/farms) or ask "
@@ -193,6 +195,8 @@ UR: dict[str, str] = {
     "login_intro": "نقشے پر دیکھیں کہ فصل کہاں ہے، جڑی بوٹیاں کہاں ہیں اور فصل کہاں کمزور ہے، "
     "ہیکٹر میں۔",
     "login_failed": "ای میل یا پاس ورڈ غلط ہے۔",
+    "login_limited": "بہت زیادہ ناکام کوششیں: چند منٹ انتظار کریں اور دوبارہ کوشش کریں، "
+    "یا منتظم سے رابطہ کریں۔",
     "dashboard": "آپ کے کھیت",
     "dashboard_worker": "آپ کو سونپے گئے فارم",
     "no_farms": "ابھی آپ کا کوئی فارم نہیں ہے۔",

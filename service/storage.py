@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import unicodedata
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +43,37 @@ def data_dir(settings: Settings | None = None) -> Path:
 def _resolved(path: str, cwd: str) -> Path:
     """Resolving walks every folder of the path: once per path (and working folder) is enough."""
     return Path(path).resolve()
+
+
+def staging_dir(settings: Settings | None = None) -> Path:
+    """A fresh folder for a request to assemble a flight in before it is renamed into place
+    (same file system as the flights, so the rename is atomic)."""
+    path = data_dir(settings) / "staging" / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    return path
+
+
+def public_message(text: str, settings: Settings | None = None) -> str:
+    """`text` without this server's folders: a path under the data folder becomes its file
+    name ("/srv/khet-data/farms/3/fields/9/flights/41/input/a.tif" → "a.tif"). Messages and
+    summaries reach users, who need the file name, not the layout of someone's server."""
+    root = re.escape(str(data_dir(settings)))
+    return re.sub(root + r"(?:/[^/\s'\"]+)*/", "", text).replace(str(data_dir(settings)), "")
+
+
+def strip_server_paths(value, settings: Settings | None = None):
+    """`public_message` applied to every string of a JSON-like value, in place; returned."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            value[k] = strip_server_paths(v, settings)
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            value[i] = strip_server_paths(v, settings)
+        return value
+    if isinstance(value, str) and "/" in value:
+        return public_message(value, settings)
+    return value
 
 
 def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) -> Path:
@@ -94,6 +126,11 @@ def sniff(head: bytes) -> str | None:
         if any(head.startswith(m) for m in magics):
             return kind
     return None
+
+
+def sniff_file(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        return sniff(f.read(16))
 
 
 def require_image(path: Path, filename: str) -> str:

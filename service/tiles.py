@@ -10,8 +10,9 @@ Speed: the job also writes each layer as a web-optimized COG (`results/web/`): E
 to the tile grid, with overviews at each zoom. A tile is then one block read, with no warping
 (rio-tiler skips its WarpedVRT when the file is already in the tile CRS): 1 to 2 ms instead of
 3 to 30 ms for a warped read of a UTM orthomosaic without overviews. Results synced from a
-device get their copies when they arrive. Layers without a copy (flights analysed before copies
-existed, imagery while its copy is being made) are read as they are.
+device get their copies from the worker soon after they arrive (never inside the request).
+Layers without a copy (flights analysed before copies existed, imagery while its copy is being
+made) are read as they are.
 Open readers are pooled per file, so a tile does not pay for opening the COG either.
 """
 
@@ -64,6 +65,8 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
     fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
     if layer == "imagery":
         info = flight.imagery or {}
+        if info.get("pending"):
+            raise NotFoundError("The imagery layer is not ready yet.")
         if not info.get("tileable"):
             raise NotGeoreferenced(info.get("reason", "This flight has no imagery to tile."))
         copy = fdir / "results" / WEB_DIR / "imagery.tif"
@@ -99,14 +102,15 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
 # --- web-optimized copies, made by the job ----------------------------------------------------
 
 
-def build_map_layers(results: Path) -> None:
-    """Web-optimized copies of a results folder's map layers, in `results/web/`.
+def build_map_layers(results: Path, web: Path | None = None) -> None:
+    """Web-optimized copies of a results folder's map layers, in `results/web/` (or `web`).
 
     Classes and vigour keep their colour maps (nearest neighbour, mode for overviews); indices
-    are resampled bilinearly (average for overviews). Called on the job's work folder before it
-    is renamed into place, so the copies appear with the results they belong to.
+    are resampled bilinearly (average for overviews). Called by the worker on the job's work
+    folder before it is renamed into place, so the copies appear with the results they belong
+    to; for a device's results, into a staging folder renamed to `web/` when complete.
     """
-    web = results / WEB_DIR
+    web = web or results / WEB_DIR
     web.mkdir(exist_ok=True)
     layers = [(results / f"{n}.tif", "category") for n in ("classes", "vigour")]
     layers += [(p, "continuous") for p in sorted((results / "indices").glob("*.tif"))]

@@ -15,25 +15,28 @@ from typing import Annotated
 from urllib.parse import quote, urlparse
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from khet.service import report as rp
-from khet.service import security, storage
-from khet.service.config import service_settings
+from khet.service import storage
 from khet.service.db import Farm, Field, Flight, User, UserSettings, now
 from khet.service.dependencies import (
     DB,
+    MAX_ID,
     current_user_optional,
     get_field,
     get_flight,
     visible_farms,
 )
 from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
+from khet.service.ratelimit import TooManyAttempts
+from khet.service.routers import auth
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from khet import __version__
-from khet.errors import NotFoundError
+from khet.errors import AuthError, NotFoundError
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -116,6 +119,8 @@ PageUser = Annotated[User, Depends(page_user)]
 
 
 def page_field(field_id: int, user: PageUser, db: DB) -> Field:
+    if not 0 < field_id <= MAX_ID:  # SQLite cannot even bind an id past 2**63: not found
+        raise _PageNotFound(user)
     try:
         return get_field(db, user, field_id)
     except NotFoundError:
@@ -123,6 +128,8 @@ def page_field(field_id: int, user: PageUser, db: DB) -> Field:
 
 
 def page_flight(flight_id: int, user: PageUser, db: DB) -> Flight:
+    if not 0 < flight_id <= MAX_ID:
+        raise _PageNotFound(user)
     try:
         return get_flight(db, user, flight_id)
     except NotFoundError:
@@ -199,32 +206,31 @@ async def login_submit(request: Request, db: DB) -> Response:
     email = str(form.get("email") or "").strip().lower()[:254]
     password = str(form.get("password") or "")[:256]
     target = _safe_next(str(form.get("next") or "/"))
-    found = db.scalar(select(User).where(User.email == email)) if email else None
-    if not security.verify_password(password, found.password_hash if found else None):
-        return _render(
+    try:
+        found = await run_in_threadpool(auth.login_user, db, email, password, request)
+    except (AuthError, TooManyAttempts) as e:
+        limited = isinstance(e, TooManyAttempts)
+        resp = _render(
             request,
             "login.html",
-            {"next": target, "error": "login_failed", "email": email},
-            status=401,
+            {
+                "next": target,
+                "error": "login_limited" if limited else "login_failed",
+                "email": email,
+            },
+            status=e.status_code,
         )
-    svc = service_settings()
+        resp.headers.update(getattr(e, "headers", {}))
+        return resp
     resp = RedirectResponse(target, status_code=303)
-    resp.set_cookie(
-        security.SESSION_COOKIE,
-        security.sign_session(found.id, svc.session_days),
-        max_age=svc.session_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=svc.cookie_secure,
-        path="/",
-    )
+    await run_in_threadpool(auth.start_session, db, found, request, resp)
     return resp
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, db: DB) -> Response:
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(security.SESSION_COOKIE, path="/")
+    auth.end_session(db, request, resp)
     return resp
 
 
