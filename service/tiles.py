@@ -35,6 +35,7 @@ import rasterio.shutil
 from khet.service import storage
 from khet.service.config import service_settings
 from khet.service.db import Flight
+from khet.service.values import mapping, num
 from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
@@ -84,11 +85,11 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
         opts: dict = {"colormap": "embedded"}
     elif INDEX_RE.match(layer):
         path = results / "indices" / f"{layer}.tif"
-        stats = ((flight.summary or {}).get("indices") or {}).get(layer) or {}
-        lo, hi = stats.get("p10"), stats.get("p90")
-        if not isinstance(lo, int | float) or not isinstance(hi, int | float) or hi <= lo:
-            lo, hi = stats.get("min", -1.0), stats.get("max", 1.0)
-        if not isinstance(lo, int | float) or not isinstance(hi, int | float) or hi <= lo:
+        stats = mapping(mapping(mapping(flight.summary).get("indices")).get(layer))
+        lo, hi = num(stats.get("p10")), num(stats.get("p90"))
+        if lo is None or hi is None or hi <= lo:
+            lo, hi = num(stats.get("min"), -1.0), num(stats.get("max"), 1.0)
+        if hi <= lo:
             lo, hi = -1.0, 1.0
         opts = {"colormap": INDEX_COLORMAP, "rescale": [[float(lo), float(hi)]]}
     else:

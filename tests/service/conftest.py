@@ -152,3 +152,16 @@ def run_queued_jobs() -> list[int]:
     for job_id in ids:
         run_job(job_id)
     return ids
+
+
+def drain_queue() -> int:
+    """Run every message waiting in the real job queue in this process, as a worker would
+    (analyses and web copies alike); how many ran."""
+    from khet.service.jobs import get_huey
+
+    huey = get_huey()
+    ran = 0
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+        ran += 1
+    return ran
