@@ -41,6 +41,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("worker", help="Run a job worker (analysis jobs from the queue)")
     p.add_argument("--workers", type=int, default=1, help="Jobs run at the same time")
+    p.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_worker)
 
     p = subparsers.add_parser("user", help="Manage service accounts")
@@ -106,12 +107,12 @@ def _serve(args: argparse.Namespace) -> int:
     worker = None
     if not args.no_worker:
         # A separate process: analysis is CPU-heavy and must not slow the API's event loop.
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "khet.cli", "worker", "--workers", str(args.workers)]
-        )
+        worker = WorkerSupervisor(args.workers)
+        worker.start()
     # uvicorn re-raises SIGTERM after its graceful shutdown; with Python's default handler that
     # kills this process before `finally` stops the worker, leaving it orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.environ["KHET_SERVE_PID"] = str(os.getpid())  # its web processes die with it
     try:
         uvicorn.run(
             "khet.service.main:served_app",
@@ -124,20 +125,93 @@ def _serve(args: argparse.Namespace) -> int:
             proxy_headers=True,
         )
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGINT)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            worker.stop()
     return 0
+
+
+class WorkerSupervisor:
+    """The job worker of `khet serve`: started, restarted when it dies, and tied to this
+    process so that it never outlives it.
+
+    The worker gets the read end of a pipe whose write end only this process holds; when this
+    process dies, however it dies (`kill -9` included), the kernel closes the write end and the
+    worker, reading end-of-file, stops itself. A worker that dies is started again after a
+    pause that grows while it keeps dying (1 s, 2 s, ... at most 60 s).
+    """
+
+    def __init__(self, workers: int) -> None:
+        import threading
+
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.read_fd, self.write_fd = os.pipe()  # not inherited by uvicorn's web processes
+        self.thread = threading.Thread(target=self._watch, daemon=True, name="khet-supervisor")
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        with self.lock:
+            if self.stopping.is_set():
+                return
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "khet.cli",
+                    "worker",
+                    "--workers",
+                    str(self.workers),
+                    "--parent-fd",
+                    str(self.read_fd),
+                ],
+                pass_fds=(self.read_fd,),
+            )
+
+    def _watch(self) -> None:
+        import time
+
+        log = logging.getLogger("khet.service.serve")
+        pause = 1.0
+        while not self.stopping.is_set():
+            proc = self.proc
+            if proc is None:
+                return
+            started = time.monotonic()
+            code = proc.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started > 60:
+                pause = 1.0
+            log.warning(
+                "the job worker stopped (exit %s); starting it again in %.0f s", code, pause
+            )
+            if self.stopping.wait(pause):
+                return
+            pause = min(60.0, pause * 2)
+            self._spawn()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping.set()
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _worker(args: argparse.Namespace) -> int:
     from khet.service.jobs import run_worker
 
     _setup_logging()
-    run_worker(workers=max(1, args.workers))
+    run_worker(workers=max(1, args.workers), parent_fd=args.parent_fd)
     return 0
 
 

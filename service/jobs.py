@@ -553,6 +553,9 @@ def clean_up(settings: Settings | None = None) -> None:
                 .outerjoin(Job, Job.flight_id == Flight.id)
             )
         }
+        in_pixels = set(
+            s.scalars(select(Flight.id).where(Flight.summary["area_unit"].as_string() == "px"))
+        )
     work = root / "work"
     for d in work.iterdir() if work.is_dir() else []:
         if d.name not in live:
@@ -577,6 +580,9 @@ def clean_up(settings: Settings | None = None) -> None:
                 _clean_flight(fdir)
                 imagery, status = flights[key]
                 web = fdir / "results" / "web"
+                if key[2] in in_pixels and web.is_dir():
+                    storage.remove_tree(web)  # older versions placed maps in pixels at 0°, 0°
+                    continue
                 if status in (None, "done") and (fdir / "results").is_dir():
                     missing_imagery = (
                         imagery.get("tileable") and not (web / "imagery.tif").is_file()

@@ -41,7 +41,26 @@ def _problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
 
 def served_app() -> FastAPI:
     """The app in each `khet serve` process (the parent process ran the migrations)."""
+    _die_with_serve()
     return create_app(migrate=False)
+
+
+def _die_with_serve() -> None:
+    """A web process that uvicorn started for `khet serve` ends when `khet serve` does, even
+    when it is killed with `kill -9` (Linux: PR_SET_PDEATHSIG), instead of serving on alone."""
+    import os
+    import signal
+    import sys
+
+    parent = os.environ.get("KHET_SERVE_PID")
+    if sys.platform != "linux" or parent != str(os.getppid()):
+        return  # not a child of khet serve (a single process, a test)
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # it died before the call above
+        os._exit(0)
 
 
 def _http_protocol():
@@ -150,11 +169,8 @@ def create_app(*, migrate: bool = True) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url=None,  # served below from local files: no CDN
         redoc_url=None,
-        # Every body but the two upload routes' (which stream to disk and count bytes against
-        # KHET_MAX_UPLOAD_MB themselves): JSON and forms are parsed in memory.
-        max_body_size=svc.max_body_kb * 1024,
     )
-    app.add_middleware(Hardening, public_url=svc.public_url)
+    app.add_middleware(Hardening, public_url=svc.public_url, max_body_kb=svc.max_body_kb)
     _docs(app)
 
     @app.exception_handler(KhetError)
@@ -203,15 +219,19 @@ def create_app(*, migrate: bool = True) -> FastAPI:
 
     from khet.service.routers import auth, farms, flights, health, tiles, uploads
 
+    # Every body but the two upload routes' (which stream to disk and count bytes against
+    # KHET_MAX_UPLOAD_MB themselves): JSON and forms are parsed in memory. Set per router, not
+    # on the app, so that a 413 passes the middleware that makes it JSON.
+    limit = svc.max_body_kb * 1024
     for module in (health, auth, farms, uploads, flights, tiles):
-        app.include_router(module.router)
+        app.include_router(module.router, max_body_size=limit)
     try:
         pages = importlib.import_module("khet.service.routers.pages")
     except ModuleNotFoundError as e:
         if e.name != "khet.service.routers.pages":
             raise
     else:
-        app.include_router(pages.router)
+        app.include_router(pages.router, max_body_size=limit)
         if hasattr(pages, "mount"):
             pages.mount(app)
     return app

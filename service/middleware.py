@@ -49,20 +49,45 @@ def cross_site(headers: dict[bytes, bytes], public_host: str | None = None) -> b
 
 
 class Hardening:
-    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, public_url: str | None = None, max_body_kb: int = 0) -> None:
         self.app = app
         self.public_host = urlsplit(public_url).netloc if public_url else None
+        self.too_large = json.dumps(
+            {
+                "error": "too_large",
+                "detail": f"The request body is larger than the {max_body_kb} KB this service "
+                "accepts here (KHET_MAX_BODY_KB); send imagery as an upload.",
+            }
+        ).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
+        too_large = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal too_large
             if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
-                message["headers"] = list(message.get("headers", [])) + extra
+                headers = list(message.get("headers", []))
+                if (
+                    message["status"] == 413
+                    and (b"content-type", b"text/plain; charset=utf-8") in headers
+                ):
+                    # Starlette's body limit answers a too long Content-Length itself, in
+                    # plain text: the same JSON as every other error instead.
+                    too_large = True
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(self.too_large)).encode()),
+                    ]
+                present = {k.lower() for k, _ in headers}
+                message["headers"] = headers + [
+                    (k, v) for k, v in SECURITY_HEADERS if k not in present
+                ]
+            elif too_large and message["type"] == "http.response.body":
+                message = {"type": "http.response.body", "body": self.too_large}
             await send(message)
 
         if scope["method"] not in SAFE_METHODS:

@@ -19,6 +19,7 @@ Open readers are pooled per file, so a tile does not pay for opening the COG eit
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import threading
@@ -38,13 +39,14 @@ from khet.service.db import Flight
 from khet.service.values import mapping, num
 from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler.colormap import cmap
-from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import PointOutsideBounds, RioTilerError, TileOutsideBounds
 from rio_tiler.io import Reader
 
 from khet.errors import KhetError, NotFoundError
 
+log = logging.getLogger("khet.service.tiles")
 INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 INDEX_COLORMAP = "rdylgn"
 TILE_SIZE = 256
@@ -116,8 +118,13 @@ def build_map_layers(results: Path, web: Path | None = None) -> None:
     layers = [(results / f"{n}.tif", "category") for n in ("classes", "vigour")]
     layers += [(p, "continuous") for p in sorted((results / "indices").glob("*.tif"))]
     for src, kind in layers:
-        if src.is_file():
+        if src.is_file() and _has_crs(src):  # a map in image pixels has no place on a web map
             _web_cog(str(src), web / src.name, kind)
+
+
+def _has_crs(path: Path) -> bool:
+    with rasterio.open(path) as ds:
+        return ds.crs is not None
 
 
 def build_imagery_layer(results: Path, source: Path, info: dict) -> Path | None:
@@ -382,6 +389,10 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
             img = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=opts.get("indexes"))
         except TileOutsideBounds:
             raise NotFoundError("No map at this tile.") from None
+        except (RasterioError, RioTilerError) as e:
+            # e.g. "Invalid dataset dimensions" for a map smaller than a pixel of this zoom
+            log.info("no tile %s/%s/%s of %s: %s", z, x, y, path.name, e)
+            raise NotFoundError("No map at this tile (zoom in).") from None
         colormap = None
         if opts.get("colormap") == "embedded":
             colormap = reader.colormap
