@@ -96,7 +96,7 @@ def _check_results(staged: Path) -> dict:
     if not summary_path.exists():
         raise InputError("Results from a device must include summary.json.")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = json.loads(summary_path.read_text(encoding="utf-8"), parse_constant=_no_nan)
     except (ValueError, UnicodeDecodeError):
         raise InputError("summary.json is not valid JSON.") from None
     summary = check_device_summary(summary)
@@ -118,6 +118,12 @@ def _check_results(staged: Path) -> dict:
                 if storage.sniff(f.read(16)) != "png":
                     raise InputError(f"{rel} is not a PNG image.")
     return summary
+
+
+def _no_nan(word: str) -> None:
+    raise InputError(
+        f"summary.json holds {word}, which JSON does not allow; send a number or null."
+    )
 
 
 def check_device_summary(summary: object) -> dict:

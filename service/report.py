@@ -214,7 +214,7 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
     unit = area_unit(summary)
     total = num(summary.get(f"area_total_{unit}"), 0.0)
     out: list[str] = []
-    classes = {c.get("name"): c for c in dicts(summary.get("classes"))}
+    classes = {c["name"]: c for c in dicts(summary.get("classes")) if text(c.get("name"))}
     where_key = "dir" if unit == "ha" else "img"
     zones = zones or {}
     ws = weed_share(summary) or 0.0
