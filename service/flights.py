@@ -20,7 +20,9 @@ from khet.service.db import Field, Flight, Job, User, now
 from khet.service.jobs import enqueue, enqueue_web_copies
 from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR
+from khet.vision import products
 from khet.vision.scene import inspect_scene
+from khet.vision.summary import Summary
 from rasterio.errors import RasterioError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -127,13 +129,11 @@ def _no_nan(word: str) -> None:
 
 
 def check_device_summary(summary: object) -> dict:
-    """The arrival check of a device's summary.json (422 when it is not one Khet wrote).
-
-    Kept to what the pages and reports rely on until the typed summary model is the one
-    definition every reader uses; then this calls it."""
-    if not isinstance(summary, dict):
-        raise InputError("summary.json must hold a JSON object.")
-    return storage.strip_server_paths(summary)
+    """A device's summary.json checked against the typed summary (vision/summary.py): the pages,
+    the report and the tiles read it, so a malformed one is refused now (422), not a page that
+    fails later. Server paths are dropped on the way in."""
+    checked = Summary.read(summary, "The device's summary.json").to_json()
+    return storage.strip_server_paths(checked)
 
 
 def _check_tif(path: Path, rel: str) -> None:
@@ -208,10 +208,7 @@ def create_flight(
     result_names = [n for n, _ in results or []]
     for n in result_names:
         if not storage.result_name_ok(n):
-            raise InputError(
-                f"{n!r} is not a result file Khet knows (summary.json, classes.tif, vigour.tif, "
-                "zones.geojson, preview.png, indices/<name>.tif)."
-            )
+            raise InputError(f"{n!r} is not a result file Khet knows ({products.described()}).")
     staged = storage.staging_dir()
     imagery, summary = None, None
     try:

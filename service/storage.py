@@ -21,6 +21,8 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from khet.vision import products
+
 from khet.errors import InputError
 from khet.settings import Settings, get_settings
 
@@ -31,8 +33,6 @@ MAGIC = {
 }
 IMAGE_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 CHUNK = 1024 * 1024
-RESULT_NAMES = ("classes.tif", "vigour.tif", "zones.geojson", "preview.png", "summary.json")
-_INDEX_RESULT = re.compile(r"^indices/[a-z0-9_]{1,32}\.tif$")
 
 
 def data_dir(settings: Settings | None = None) -> Path:
@@ -144,7 +144,8 @@ def require_image(path: Path, filename: str) -> str:
 
 
 def result_name_ok(name: str) -> bool:
-    return name in RESULT_NAMES or bool(_INDEX_RESULT.match(name))
+    """A result file name Khet writes (the names are defined once, in vision/products.py)."""
+    return products.is_result(name)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

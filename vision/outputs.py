@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from khet.vision import products
 from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from rasterio.shutil import copy as rio_copy
 
 from khet.errors import OutputError
 
-SUMMARY = "summary.json"
+SUMMARY = products.SUMMARY.path  # renamed into place last: its presence means "complete"
 
 
 def _as_output_error(e: OSError, where: Path) -> OutputError:

@@ -32,10 +32,11 @@ import cv2
 import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
-from khet.vision import maps
+from khet.vision import maps, products
 from khet.vision.bundle import Bundle, choose_bundle
-from khet.vision.outputs import SUMMARY, Staging, cog_from, open_scratch_raster, staging, write_json
+from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.scene import Scene, is_all_valid, open_scene
+from khet.vision.summary import SCHEMA_VERSION, Summary
 from rasterio.windows import Window
 
 from khet import __version__
@@ -156,9 +157,12 @@ def analyze(
             }
             summary["khet_version"] = __version__
             summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-            write_json(st.file(SUMMARY), summary)
+            summary["schema_version"] = SCHEMA_VERSION
+            # The one definition of summary.json: what the pipeline writes is what readers check.
+            typed = Summary.model_validate(summary).to_json()
+            write_json(st.file(products.SUMMARY.path), typed)
             st.commit()
-    return summary
+    return typed
 
 
 def _index_step(grid: Grid, max_size: int) -> int:

@@ -28,18 +28,13 @@ from khet.service.routers.uploads import STREAMED
 from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
+from khet.vision import products
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["flights"])
-MEDIA = {
-    ".tif": "image/tiff",
-    ".png": "image/png",
-    ".json": "application/json",
-    ".geojson": "application/geo+json",
-}
 
 
 @router.post(
@@ -258,8 +253,7 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
             }
         }
     },
-    summary="Download a result: classes.tif, vigour.tif, zones.geojson, preview.png, "
-    "summary.json, indices/<name>.tif",
+    summary=f"Download a result: {products.described()}",
 )
 def read_result(
     flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)], user: CurrentUser, db: DB
@@ -280,6 +274,4 @@ def read_result(
             storage.strip_server_paths(summary),
             headers={"Content-Disposition": 'attachment; filename="summary.json"'},
         )
-    return FileResponse(
-        path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), filename=path.name
-    )
+    return FileResponse(path, media_type=products.media_type(name), filename=path.name)

@@ -1,0 +1,136 @@
+"""The files a field map is made of, defined once.
+
+Every reader of a results folder (the service's downloads and tiles, the pages, the report, the
+edge runner's outbox) takes the names from here; nothing else spells a result file name. WebODM's
+asset map is the model: one entry per product, saying what it is and who uses it.
+
+`synced` marks what a field device sends to the service (the imagery is sent separately, when
+asked). `tileable` marks the map layers the service cuts into web-map tiles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["categorical", "continuous", "vector", "image", "document"]
+
+
+@dataclass(frozen=True)
+class Product:
+    """One output of a field map."""
+
+    key: str
+    path: str  # relative to the results folder; "{index}" stands for an index name
+    media_type: str
+    kind: Kind
+    title: str
+    tileable: bool = False
+    synced: bool = False
+    required: bool = False  # every finished map has it
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.escape(self.path).replace(r"\{index\}", INDEX_NAME) + "$")
+
+    def name(self, index: str | None = None) -> str:
+        """The file's path in a results folder (an index product needs the index's name)."""
+        if "{index}" in self.path:
+            if index is None or not re.fullmatch(INDEX_NAME, index):
+                raise ValueError(f"{self.key} needs an index name")
+            return self.path.replace("{index}", index)
+        return self.path
+
+
+INDEX_NAME = r"[a-z0-9_]{1,32}"
+
+SUMMARY = Product(
+    "summary",
+    "summary.json",
+    "application/json",
+    "document",
+    "Summary",
+    synced=True,
+    required=True,
+)
+CLASSES = Product(
+    "classes",
+    "classes.tif",
+    "image/tiff",
+    "categorical",
+    "Soil, crop and weed",
+    tileable=True,
+    synced=True,
+    required=True,
+)
+VIGOUR = Product(
+    "vigour",
+    "vigour.tif",
+    "image/tiff",
+    "categorical",
+    "Crop vigour",
+    tileable=True,
+    synced=True,
+)
+CONFIDENCE = Product(
+    "confidence",
+    "confidence.tif",
+    "image/tiff",
+    "continuous",
+    "Model confidence (%)",
+    synced=True,
+)
+COVER = Product(
+    "cover", "cover.tif", "image/tiff", "continuous", "Crop and weed cover (%)", synced=True
+)
+INDEX = Product(
+    "index",
+    "indices/{index}.tif",
+    "image/tiff",
+    "continuous",
+    "Vegetation index",
+    tileable=True,
+    synced=True,
+)
+ZONES = Product(
+    "zones",
+    "zones.geojson",
+    "application/geo+json",
+    "vector",
+    "Zones",
+    synced=True,
+    required=True,
+)
+PREVIEW = Product("preview", "preview.png", "image/png", "image", "Preview", synced=True)
+
+PRODUCTS: tuple[Product, ...] = (SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW)
+BY_KEY = {p.key: p for p in PRODUCTS}
+
+
+def product_of(name: str) -> Product | None:
+    """The product a result file name belongs to, or None when Khet does not know the name."""
+    for p in PRODUCTS:
+        if p.pattern.match(name):
+            return p
+    return None
+
+
+def is_result(name: str) -> bool:
+    return product_of(name) is not None
+
+
+def media_type(name: str) -> str:
+    p = product_of(name)
+    return p.media_type if p else "application/octet-stream"
+
+
+def synced_names(present: list[str]) -> list[str]:
+    """Of the files in a results folder, those a device sends, summary first."""
+    names = sorted(n for n in present if (p := product_of(n)) is not None and p.synced)
+    return sorted(names, key=lambda n: n != SUMMARY.path)
+
+
+def described() -> str:
+    """The result names for messages and API docs: "summary.json, classes.tif, ..."."""
+    return ", ".join(p.path.replace("{index}", "<name>") for p in PRODUCTS)
