@@ -1,14 +1,16 @@
 """Files on disk: the data folder layout, safe names, sniffing, streaming with a checksum.
 
     <data_dir>/
-      khet.db, queue.db, secret_key
+      khet.db, queue.db
       uploads/<user id>/<upload id>             chunked uploads (kept; flights link to them)
+      staging/<random>/                         a flight being assembled by a request
+      work/<job id>-<token>/                    an analysis being written by a worker
       farms/<farm id>/fields/<field id>/flights/<flight id>/
           input/<file name>                      the imagery (hard link of the upload, or a copy)
           results/                      classes.tif, vigour.tif, indices/, zones.geojson, ...
 
-Results are produced in a sibling `.work-*` folder and renamed into `results/`, so a reader never
-sees half a result.
+Results are produced in `work/` and renamed into `results/`, so a reader never sees half a
+result, and a flight deleted meanwhile is not brought back by the worker's writes.
 """
 
 from __future__ import annotations
