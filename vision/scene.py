@@ -597,15 +597,7 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
             raise InputError(f"{f.name} is empty (0 bytes).")
         ds = _open_dataset(f)
         with ds:
-            _check_dataset(ds, f, settings)
-            if ds.count != 1:
-                raise InputError(
-                    f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
-                )
-            if arrays and (ds.height, ds.width) != arrays[0].shape:
-                raise InputError(
-                    f"{f.name} is {ds.width} x {ds.height}, unlike the other band files."
-                )
+            _check_band_file(ds, f, settings, arrays[0].shape if arrays else None)
             if dtype and ds.dtypes[0] != dtype:
                 raise InputError(
                     f"{f.name} stores {ds.dtypes[0]} pixels, unlike the other band files."
@@ -623,16 +615,7 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
             facts_all.append(facts)
             names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
     warn: list[str] = []
-    if bands:
-        what = f"The capture has {len(files)} band files"
-        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
-    elif not all(names):
-        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
-        raise BandError(
-            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
-            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
-        )
-    names = _no_duplicates(names)
+    names = _capture_names(files, names, bands)
     reference = (
         names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
     )
@@ -670,6 +653,31 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
         alignment=report,
         _memfile=mem,
     )
+
+
+def _check_band_file(ds, f: Path, settings: Settings, size: tuple[int, int] | None) -> None:
+    """One file of a multi-file capture: one band, the size of the others."""
+    _check_dataset(ds, f, settings)
+    if ds.count != 1:
+        raise InputError(
+            f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
+        )
+    if size and (ds.height, ds.width) != size:
+        raise InputError(f"{f.name} is {ds.width} x {ds.height}, unlike the other band files.")
+
+
+def _capture_names(files: list[Path], names: list[str], bands: Sequence[str] | None) -> list[str]:
+    """The band names of a capture: the user's, else one recorded in every file."""
+    if bands:
+        what = f"The capture has {len(files)} band files"
+        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
+    elif not all(names):
+        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
+        raise BandError(
+            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
+            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
+        )
+    return _no_duplicates(names)
 
 
 def _black_level(ds, path: Path) -> int:
@@ -730,9 +738,9 @@ def inspect_scene(
         if f.stat().st_size == 0:
             raise InputError(f"{f.name} is empty (0 bytes).")
         with _open_dataset(f) as ds:
-            _check_dataset(ds, f, settings)
             facts = read_camera_facts(f)
             if len(files) == 1:
+                _check_dataset(ds, f, settings)
                 warn: list[str] = []
                 names, indexes = _band_layout(ds, facts, bands, f.name, warn)
                 georef = _georef(ds, facts, f, warn)
@@ -741,26 +749,10 @@ def inspect_scene(
                 if kind == "frame":
                     _check_decoded_size(ds, f, indexes, settings)
                 return SceneFacts(kind, georef, ds.width, ds.height, tuple(names))
-            if ds.count != 1:
-                raise InputError(
-                    f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
-                )
-            if size and (ds.height, ds.width) != size:
-                raise InputError(
-                    f"{f.name} is {ds.width} x {ds.height}, unlike the other band files."
-                )
+            _check_band_file(ds, f, settings, size)
             size = (ds.height, ds.width)
             _check_decoded_size(ds, f, [1] * len(files), settings)
             names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
-    if bands:
-        what = f"The capture has {len(files)} band files"
-        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
-    elif not all(names):
-        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
-        raise BandError(
-            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
-            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
-        )
-    names = _no_duplicates(names)
+    names = _capture_names(files, names, bands)
     h, w = size or (0, 0)
     return SceneFacts(kind, georef, w, h, tuple(names))

@@ -265,13 +265,16 @@ def read_result(
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results" / name
     if not path.is_file():
         raise NotFoundError("That result is not ready (or this flight has none).")
-    if name == "summary.json":  # as stored, but without server paths (older flights have some)
+    if name == "summary.json":
+        # As stored (a device's, byte for byte), but without this server's folders: summaries
+        # of analyses made before they were removed at the source still name them.
         try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_text(encoding="utf-8")
+            if str(storage.data_dir()) in raw:
+                return JSONResponse(
+                    storage.strip_server_paths(json.loads(raw)),
+                    headers={"Content-Disposition": 'attachment; filename="summary.json"'},
+                )
         except (OSError, ValueError):
             raise NotFoundError("That result cannot be read.") from None
-        return JSONResponse(
-            storage.strip_server_paths(summary),
-            headers={"Content-Disposition": 'attachment; filename="summary.json"'},
-        )
     return FileResponse(path, media_type=products.media_type(name), filename=path.name)

@@ -655,21 +655,22 @@ async def account_password(request: Request, user: PageUser, db: DB) -> Response
     return RedirectResponse("/account?done=password", status_code=303)
 
 
-@router.post("/account/sessions/{session_id}/end")
-def account_end_session(session_id: int, user: PageUser, db: DB) -> Response:
-    row = db.get(WebSession, session_id) if 0 < session_id <= MAX_ID else None
+def _delete_own(db: Session, user: User, model, row_id: int) -> None:
+    """Delete the user's own session or token; anyone else's is "not found"."""
+    row = db.get(model, row_id) if 0 < row_id <= MAX_ID else None
     if row is None or row.user_id != user.id:
         raise _PageNotFound(user)
     db.delete(row)
     db.commit()
+
+
+@router.post("/account/sessions/{session_id}/end")
+def account_end_session(session_id: int, user: PageUser, db: DB) -> Response:
+    _delete_own(db, user, WebSession, session_id)
     return RedirectResponse("/account?done=session", status_code=303)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
 def account_revoke_token(token_id: int, user: PageUser, db: DB) -> Response:
-    row = db.get(ApiToken, token_id) if 0 < token_id <= MAX_ID else None
-    if row is None or row.user_id != user.id:
-        raise _PageNotFound(user)
-    db.delete(row)
-    db.commit()
+    _delete_own(db, user, ApiToken, token_id)
     return RedirectResponse("/account?done=token", status_code=303)

@@ -98,6 +98,17 @@ class Api:
         assert r.status_code == 201, r.text
         return farm, r.json()["id"]
 
+    def flight(self, who: dict, field: int, path: Path, run: bool = False) -> dict:
+        """A flight of `field` from the image at `path`, as `who`; analysed when `run`."""
+        up = self.upload(who, path, chunk=4 << 20)
+        r = self.client.post(
+            f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=who["headers"]
+        )
+        assert r.status_code == 201, r.text
+        if run:
+            run_queued_jobs()
+        return r.json()
+
     def upload(self, who: dict, path: Path, chunk: int = 64 * 1024, name: str | None = None) -> str:
         data = path.read_bytes()
         r = self.client.post(

@@ -324,46 +324,23 @@ def test_tokens_expire_and_are_revoked(api):
 def test_token_commands(database, tmp_path):
     import os
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    from tests.servers import run_khet
 
-    def khet(*args: str) -> str:
-        r = subprocess.run(
-            [sys.executable, "-m", "khet.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    khet("user", "add", "f@example.org", "--password", "sugar cane 42")
-    token = khet("token", "create", "f@example.org", "--name", "box", "--days", "7").strip()
-    listing = khet("token", "list")
+    env = dict(os.environ)
+    run_khet(env, "user", "add", "f@example.org", "--password", "sugar cane 42")
+    token = run_khet(env, "token", "create", "f@example.org", "--name", "box", "--days", "7")
+    listing = run_khet(env, "token", "list")
     assert "\tf@example.org\tbox\t" in listing and token not in listing
     token_id = listing.splitlines()[1].split("\t")[0]
-    assert "revoked" in khet("token", "revoke", token_id)
-    assert khet("token", "list").strip().splitlines()[1:] == []
+    assert "revoked" in run_khet(env, "token", "revoke", token_id)
+    assert run_khet(env, "token", "list").splitlines()[1:] == []
+    weak = ["user", "add", "g@example.org", "--password", "password1"]
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "khet.cli",
-            "user",
-            "add",
-            "g@example.org",
-            "--password",
-            "password1",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        [sys.executable, "-m", "khet.cli", *weak], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
     assert r.returncode == 2 and "common" in r.stderr
-    assert "disabled" in khet("user", "disable", "f@example.org")
+    assert "disabled" in run_khet(env, "user", "disable", "f@example.org")
 
 
 def test_account_page(api):
@@ -512,11 +489,7 @@ def test_no_server_paths_in_responses(api, geotiff, use_test_models, tmp_path):
     c = api.client
     alice = api.user()
     _, field = api.farm_field(alice)
-    up = api.upload(alice, geotiff)
-    fl = c.post(
-        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
-    ).json()["id"]
-    run_queued_jobs()
+    fl = api.flight(alice, field, geotiff, run=True)["id"]
     root = str(storage.data_dir())
     body = c.get(f"/api/v1/flights/{fl}", headers=alice["headers"]).json()
     assert body["summary"]["input"]["sources"] == ["field.tif"]
@@ -548,11 +521,7 @@ def test_page_ids_out_of_range_and_tiles_of_any_zoom(api, geotiff, use_test_mode
         r = c.get(path, follow_redirects=False)
         assert r.status_code == 404, (path, r.status_code)
     _, field = api.farm_field(alice)
-    up = api.upload(alice, geotiff)
-    fl = c.post(
-        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
-    ).json()["id"]
-    run_queued_jobs()
+    fl = api.flight(alice, field, geotiff, run=True)["id"]
     drain_queue()
     from khet.service import storage
     from khet.service.tiles import READERS

@@ -35,7 +35,7 @@ import pytest
 
 from tests.bundles import make_bundle
 from tests.pages.conftest import _free_port
-from tests.servers import wait_until_serving
+from tests.servers import run_khet, wait_for, wait_until_serving
 from tests.service.rasters import (
     bounds_lonlat,
     make_geotiff,
@@ -132,24 +132,6 @@ class Client:
         return up["id"]
 
 
-def _khet(env: dict, *args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "khet.cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
-
-
-def _wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def _snapshot(a: Client, data: Path, farm: int) -> dict:
     """Everything of farmer A's: what the API says and the bytes on disk."""
     out = {"farms": a.get("/api/v1/farms").json()}
@@ -197,8 +179,8 @@ def test_hostile_inputs(tmp_path):
     }
     tokens = {}
     for key, (email, role) in emails.items():
-        _khet(env, "user", "add", email, "--role", role, "--password", PASSWORD)
-        tokens[key] = _khet(env, "token", "create", email)
+        run_khet(env, "user", "add", email, "--role", role, "--password", PASSWORD)
+        tokens[key] = run_khet(env, "token", "create", email)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
@@ -231,13 +213,10 @@ def test_hostile_inputs(tmp_path):
         image = make_geotiff(tmp_path / "a.tif", size=256, bands=("red", "green", "blue"))
         up = a.upload(image)
         flight = a.post(f"/api/v1/fields/{field}/flights", json={"uploads": [up]}).json()["id"]
-        _wait(lambda: a.get(f"/api/v1/flights/{flight}").json()["status"] == "done", 90,
+        wait_for(lambda: a.get(f"/api/v1/flights/{flight}").json()["status"] == "done", 90,
               "A's flight")  # fmt: skip
-        _wait(lambda: a.get("/readyz").status_code == 200, 30, "ready")
-        subprocess.run(  # assign the extension worker to A's farm
-            [sys.executable, "-m", "khet.cli", "user", "assign", "in@example.org", str(farm)],
-            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        wait_for(lambda: a.get("/readyz").status_code == 200, 30, "ready")
+        run_khet(env, "user", "assign", "in@example.org", str(farm))
         time.sleep(2)  # the imagery web copy
         before = _snapshot(a, data, farm)
 
@@ -446,18 +425,18 @@ def test_hostile_inputs(tmp_path):
         b_img = make_geotiff(tmp_path / "b.tif", size=1024, bands=("red", "green", "blue"))
         b_up = b.upload(b_img)
         doomed = b.post(f"/api/v1/fields/{b_field}/flights", json={"uploads": [b_up]}).json()
-        _wait(lambda: b.get(f"/api/v1/flights/{doomed['id']}").json()["status"] == "running", 60,
+        wait_for(lambda: b.get(f"/api/v1/flights/{doomed['id']}").json()["status"] == "running", 60,
               "B's job to start")  # fmt: skip
         assert b.request("DELETE", f"/api/v1/flights/{doomed['id']}").status_code == 204
         kept = b.post(f"/api/v1/fields/{b_field}/flights", json={"uploads": [b_up]}).json()
         assert kept["id"] > doomed["id"] and kept["job"]["id"] > doomed["job"]["id"]
-        _wait(lambda: b.get(f"/api/v1/flights/{kept['id']}").json()["status"] == "running", 60,
+        wait_for(lambda: b.get(f"/api/v1/flights/{kept['id']}").json()["status"] == "running", 60,
               "B's second job to start")  # fmt: skip
         worker = next(
             p for p in psutil.Process(serve.pid).children() if "worker" in " ".join(p.cmdline())
         )
         worker.send_signal(signal.SIGKILL)
-        _wait(lambda: b.get(f"/api/v1/flights/{kept['id']}").json()["status"] == "done", 120,
+        wait_for(lambda: b.get(f"/api/v1/flights/{kept['id']}").json()["status"] == "done", 120,
               "B's flight after its worker was killed")  # fmt: skip
         flight_dirs = list((data / "farms").glob(f"*/fields/*/flights/{doomed['id']}"))
         assert flight_dirs == [], "the deleted flight's folder came back"

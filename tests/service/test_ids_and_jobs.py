@@ -20,15 +20,6 @@ from tests.service.rasters import make_geotiff
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _flight(api, who: dict, field: int, image: Path) -> dict:
-    up = api.upload(who, image, chunk=4 << 20)
-    r = api.client.post(
-        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=who["headers"]
-    )
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def _job(flight_id: int) -> dict | None:
     from khet.service.db import Job, session_scope
     from sqlalchemy import select
@@ -45,9 +36,9 @@ def test_ids_are_never_reused(api, geotiff, use_test_models):
     alice, bob = api.user(), api.user()
     _, field_a = api.farm_field(alice)
     farm_b, field_b = api.farm_field(bob)
-    gone = _flight(api, bob, field_b, geotiff)
+    gone = api.flight(bob, field_b, geotiff)
     assert c.delete(f"/api/v1/flights/{gone['id']}", headers=bob["headers"]).status_code == 204
-    new = _flight(api, alice, field_a, geotiff)
+    new = api.flight(alice, field_a, geotiff)
     assert new["id"] > gone["id"]
     assert new["job"]["id"] > gone["job"]["id"]
     # The same for fields and farms.
@@ -75,7 +66,7 @@ def test_deleting_a_running_flight_stops_its_job(api, tmp_path, use_test_models,
     alice, bob = api.user(), api.user()
     _, field_a = api.farm_field(alice)
     _, field_b = api.farm_field(bob)
-    fb = _flight(api, bob, field_b, big)
+    fb = api.flight(bob, field_b, big)
     fdir_b = storage.flight_dir(
         c.get(f"/api/v1/fields/{field_b}", headers=bob["headers"]).json()["farm_id"],
         field_b,
@@ -92,7 +83,7 @@ def test_deleting_a_running_flight_stops_its_job(api, tmp_path, use_test_models,
     else:
         pytest.fail("B's job never started")
     assert c.delete(f"/api/v1/flights/{fb['id']}", headers=bob["headers"]).status_code == 204
-    fa = _flight(api, alice, field_a, small)
+    fa = api.flight(alice, field_a, small)
     worker.join(120)
     assert not worker.is_alive()
     assert fa["id"] != fb["id"] and fa["job"]["id"] != fb["job"]["id"]
@@ -115,7 +106,7 @@ def test_worker_writes_only_while_it_owns_the_job(api, geotiff, use_test_models)
 
     alice = api.user()
     _, field = api.farm_field(alice)
-    fl = _flight(api, alice, field, geotiff)
+    fl = api.flight(alice, field, geotiff)
     job_id = fl["job"]["id"]
     first = _claim(job_id, service_settings())
     assert first is not None
@@ -154,8 +145,8 @@ def test_fair_queue(api, database, geotiff, use_test_models, monkeypatch):
     alice, bob = api.user(), api.user()
     _, field_a = api.farm_field(alice)
     _, field_b = api.farm_field(bob)
-    a = [_flight(api, alice, field_a, geotiff)["job"]["id"] for _ in range(3)]
-    b = _flight(api, bob, field_b, geotiff)["job"]["id"]
+    a = [api.flight(alice, field_a, geotiff)["job"]["id"] for _ in range(3)]
+    b = api.flight(bob, field_b, geotiff)["job"]["id"]
     assert drain_queue() == 4
     with session_scope() as db:
         order = [j.id for j in db.scalars(select(Job).order_by(Job.started_at))]
@@ -172,15 +163,15 @@ def test_per_user_job_limit(api, geotiff, use_test_models, monkeypatch):
     _, field_a = api.farm_field(alice)
     _, field_b = api.farm_field(bob)
     for _ in range(2):
-        _flight(api, alice, field_a, geotiff)
+        api.flight(alice, field_a, geotiff)
     up = api.upload(alice, geotiff)
     r = api.client.post(
         f"/api/v1/fields/{field_a}/flights", json={"uploads": [up]}, headers=alice["headers"]
     )
     assert r.status_code == 429 and "KHET_MAX_JOBS_PER_USER" in r.json()["detail"], r.text
-    _flight(api, bob, field_b, geotiff)  # another tenant is not held back
+    api.flight(bob, field_b, geotiff)  # another tenant is not held back
     run_queued_jobs()
-    _flight(api, alice, field_a, geotiff)  # and once A's are done, A may send more
+    api.flight(alice, field_a, geotiff)  # and once A's are done, A may send more
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.service.conftest import drain_queue, run_queued_jobs
+from tests.service.conftest import drain_queue
 
 
 def _age(path, hours: float = 2) -> None:
@@ -28,11 +28,7 @@ def test_worker_start_cleans_up_and_retries_copies(api, geotiff, use_test_models
     c = api.client
     alice = api.user()
     farm, field = api.farm_field(alice)
-    up = api.upload(alice, geotiff)
-    fl = c.post(
-        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
-    ).json()["id"]
-    run_queued_jobs()
+    fl = api.flight(alice, field, geotiff, run=True)["id"]
     drain_queue()  # the job's own message (the job already ran)
     root = storage.data_dir()
     fdir = storage.flight_dir(farm, field, fl)
@@ -77,14 +73,9 @@ def test_interrupted_swap_keeps_the_old_results(api, geotiff, use_test_models):
     from khet.service import storage
     from khet.service.jobs import clean_up
 
-    c = api.client
     alice = api.user()
     farm, field = api.farm_field(alice)
-    up = api.upload(alice, geotiff)
-    fl = c.post(
-        f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
-    ).json()["id"]
-    run_queued_jobs()
+    fl = api.flight(alice, field, geotiff, run=True)["id"]
     drain_queue()
     fdir = storage.flight_dir(farm, field, fl)
     os.replace(fdir / "results", fdir / ".old-results-3")

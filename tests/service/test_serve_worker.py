@@ -20,21 +20,11 @@ import pytest
 
 from tests.bundles import make_bundle
 from tests.pages.conftest import _free_port
-from tests.servers import wait_until_serving
+from tests.servers import run_khet, wait_for, wait_until_serving
 from tests.service.rasters import make_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "sugar cane 42"
-
-
-def _wait(pred, timeout: float, what: str, log: Path):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")
 
 
 def _workers(env_dir: str) -> list[psutil.Process]:
@@ -76,10 +66,7 @@ def test_worker_is_supervised_and_dies_with_serve(tmp_path):
         KHET_QUEUE_NAME=f"serve-{os.getpid()}",
         PYTHONUNBUFFERED="1",
     )
-    subprocess.run(
-        [sys.executable, "-m", "khet.cli", "user", "add", "f@example.org", "--password", PASSWORD],
-        cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    run_khet(env, "user", "add", "f@example.org", "--password", PASSWORD)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
@@ -91,8 +78,8 @@ def test_worker_is_supervised_and_dies_with_serve(tmp_path):
         c = httpx.Client(base_url=url, timeout=30)
         assert c.post("/api/v1/session", json={"email": "f@example.org", "password": PASSWORD}
                       ).status_code == 200  # fmt: skip
-        _wait(lambda: c.get("/readyz").status_code == 200, 30, "a ready service", log)
-        first = _wait(lambda: _workers(data), 30, "the worker", log)
+        wait_for(lambda: c.get("/readyz").status_code == 200, 30, "a ready service", log)
+        first = wait_for(lambda: _workers(data), 30, "the worker", log)
         assert len(first) == 1
         # The worker is killed: /readyz says so within seconds, serve starts another, and a
         # flight sent meanwhile is analysed.
@@ -105,11 +92,11 @@ def test_worker_is_supervised_and_dies_with_serve(tmp_path):
                        files={"files": ("f.tif", f, "image/tiff")})  # fmt: skip
         assert r.status_code == 201, r.text
         flight = r.json()["id"]
-        second = _wait(
+        second = wait_for(
             lambda: [w for w in _workers(data) if w.pid != first[0].pid], 30, "a new worker", log
         )
         assert len(_workers(data)) == 1
-        _wait(
+        wait_for(
             lambda: c.get(f"/api/v1/flights/{flight}").json()["status"] == "done",
             90,
             "the flight to be analysed by the new worker",
@@ -120,20 +107,20 @@ def test_worker_is_supervised_and_dies_with_serve(tmp_path):
         assert second[0].ppid() == serve.pid
         second[0].send_signal(signal.SIGSTOP)  # alive but silent, as a hung worker is
         try:
-            r = _wait(lambda: (x := c.get("/readyz")).status_code == 503 and x, 30,
+            r = wait_for(lambda: (x := c.get("/readyz")).status_code == 503 and x, 30,
                       "/readyz to notice the silent worker", log)  # fmt: skip
             assert r.json()["checks"]["worker"] != "ok"
         finally:
             second[0].send_signal(signal.SIGCONT)
-        _wait(lambda: c.get("/readyz").status_code == 200, 30, "/readyz ok again", log)
+        wait_for(lambda: c.get("/readyz").status_code == 200, 30, "/readyz ok again", log)
         # serve is killed with -9: its worker and web processes do not stay behind.
         serve_proc.send_signal(signal.SIGKILL)
         serve.wait(10)
-        _wait(lambda: not _workers(data), 20, "the orphaned worker to stop", log)
+        wait_for(lambda: not _workers(data), 20, "the orphaned worker to stop", log)
         # A new serve has exactly one worker.
         serve2 = _serve(env, port, log)
         wait_until_serving(url, serve2, log)
-        _wait(lambda: len(_workers(data)) == 1, 30, "one worker", log)
+        wait_for(lambda: len(_workers(data)) == 1, 30, "one worker", log)
         time.sleep(2)
         assert len(_workers(data)) == 1
     finally:
