@@ -70,3 +70,29 @@ def assert_disjoint(split: Mapping[str, Sequence[str]]) -> None:
             if i in seen and seen[i] != side:
                 raise ValueError(f"image {i} is on both {seen[i]} and {side}")
             seen[i] = side
+
+
+def contiguous_blocks(
+    ids: Sequence[str], fractions: Mapping[str, float], gap: int = 1
+) -> dict[str, list[str]]:
+    """Sides as runs of consecutive images (in `ids` order), with `gap` images left out between
+    neighbouring runs.
+
+    Photos taken one after another along a strip overlap or show the same plants: interleaving
+    them over train and test lets a test image be half-seen in training, and the test score
+    measures memory, not the model. Here each side is one run of the strip, and the images at
+    each boundary are used on neither side."""
+    ids = list(ids)
+    names = list(fractions)
+    usable = len(ids) - gap * (len(names) - 1)
+    total = float(sum(fractions.values()))
+    sizes = [max(1, round(usable * fractions[k] / total)) for k in names]
+    sizes[0] = usable - sum(sizes[1:])  # the first side takes the rounding
+    if min(sizes) < 1:
+        raise ValueError("too few images for these fractions")
+    out: dict[str, list[str]] = {}
+    i = 0
+    for k, n in zip(names, sizes, strict=True):
+        out[k] = sorted(ids[i : i + n])
+        i += n + gap
+    return out

@@ -1,10 +1,11 @@
 """Cut an image and its per-pixel class mask into labeled tiles, the way the pipeline sees them.
 
-The pipeline classifies an image on a grid of cells of size ``stride = tile_size - overlap``; the
-model input for each cell is the ``tile_size`` window centred on that cell (``overlap / 2`` pixels
-of context on each side, zero padded at the image edges). A training tile is cut the same way and
-labeled only by the mask pixels of its central ``stride x stride`` cell, so the label describes
-exactly the ground the pipeline will paint with the prediction.
+The pipeline classifies an image on the grid of vision/grid.py: cells of ``stride = tile_size -
+overlap``, each classified from the ``tile_size`` window centred on it (``overlap / 2`` pixels of
+context on each side, zero padded at the image edges). Training tiles are cut on the same `Grid`
+object (a test checks that the pipeline reads the very same windows), and labeled only by the
+mask pixels of the central ``stride x stride`` cell, so the label describes exactly the ground
+the pipeline will paint with the prediction.
 
 The label rule (``label_cell``):
   * pixels marked ``IGNORE`` (unlabeled, outside the image) do not count;
@@ -21,17 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from khet.vision.grid import MIN_VALID, PLANT_MIN, Grid
 
 CLASS_NAMES: tuple[str, ...] = ("soil", "crop", "weed")
 CLASS_COLORS: tuple[str, ...] = ("#8b6b4a", "#2e9e44", "#e0452b")
 SOIL, CROP, WEED = 0, 1, 2
 IGNORE = 255
 
-#: Plant share of a cell below which the cell is soil. 5 % of a 96 x 96 cell is ~460 pixels, at
-#: millimetre GSD a seedling leaf or two: enough to matter, more than mask-edge noise.
-PLANT_MIN = 0.05
-#: Share of a cell that must be labeled (inside the image / inside a labeled polygon).
-MIN_VALID = 0.5
+__all__ = ["MIN_VALID", "PLANT_MIN"]  # the label rule's thresholds, defined in vision/grid.py
 
 
 def label_rule_text(plant_min: float = PLANT_MIN, min_valid: float = MIN_VALID) -> str:
@@ -105,7 +103,8 @@ class TileSet:
 
 def grid_shape(height: int, width: int, stride: int) -> tuple[int, int]:
     """Cells covering the image (the last row/column may be partial)."""
-    return -(-height // stride), -(-width // stride)
+    g = Grid(width, height, stride, 0)
+    return g.rows, g.cols
 
 
 def cut_tiles(
@@ -120,7 +119,8 @@ def cut_tiles(
 ) -> TileSet:
     """Tiles of ``image`` (H x W x bands, uint8) labeled by ``mask`` (H x W class indices).
 
-    Cell (r, c) covers rows ``r*stride : (r+1)*stride``; its tile starts ``overlap/2`` earlier.
+    Cell (r, c) is the pipeline's window (r, c): `Grid.window` gives where it is read, in image
+    pixels (starting ``overlap / 2`` before the cell, padded with zeros past the edges).
     """
     if image.ndim == 2:
         image = image[:, :, None]
@@ -128,10 +128,10 @@ def cut_tiles(
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
     if overlap % 2 or overlap < 0 or overlap >= tile_size:
         raise ValueError("overlap must be even, >= 0 and < tile_size")
-    stride = tile_size - overlap
-    half = overlap // 2
     h, w = mask.shape
-    rows, cols = grid_shape(h, w, stride)
+    grid = Grid(w, h, tile_size, overlap)
+    stride, half = grid.stride, grid.margin
+    rows, cols = grid.window_rows, grid.window_cols
     ph, pw = rows * stride + overlap, cols * stride + overlap
     padded = np.zeros((ph, pw, image.shape[2]), dtype=np.uint8)
     padded[half : half + h, half : half + w] = image
@@ -147,8 +147,10 @@ def cut_tiles(
             counts = np.bincount(cell.ravel(), minlength=256)
             valid = counts[SOIL] + counts[CROP] + counts[WEED]
             fracs.append((counts[CROP] + counts[WEED]) / valid)
-            win = padded[r * stride : r * stride + tile_size, c * stride : c * stride + tile_size]
-            tiles.append(np.ascontiguousarray(win.transpose(2, 0, 1)))
+            win = grid.window(r, c)  # in image pixels; the padded array starts `half` earlier
+            y0, x0 = int(win.row_off) + half, int(win.col_off) + half
+            tile = padded[y0 : y0 + tile_size, x0 : x0 + tile_size]
+            tiles.append(np.ascontiguousarray(tile.transpose(2, 0, 1)))
             labels.append(label)
             cells.append((r, c))
     n = len(labels)

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from khet.errors import InputError, KhetError, ModelError
 
-_DATASETS = ("cwfid", "carrot_weed", "geotiff")
+_DATASETS = ("cwfid", "carrot_weed", "geotiff", "labelme")
+UAV_POTATO_LICENCE = (
+    "uav_potato (Lu et al., 'Weed instance segmentation from UAV orthomosaic images based on "
+    "deep learning', Smart Agricultural Technology 2025; paglab/UAV-weed-detection-paper): 150 "
+    "RGB tiles of a UAV orthomosaic of potato trials flown at 10 m, about 3 mm per pixel (an "
+    "estimate; the source does not state it). MIT licence."
+)
 
 
 def _log(msg: str) -> None:
@@ -63,8 +69,47 @@ def _check_geometry(args: argparse.Namespace) -> None:
         )
 
 
+def _seg_config(args: argparse.Namespace):  # -> SegConfig
+    from khet.datasets.labelme import parse_class_map
+    from khet.models.segment import SegConfig
+
+    if not args.classes:
+        raise InputError(
+            "Say which labels are crop and weed with --classes, "
+            "e.g. --classes potato=crop,weed=weed."
+        )
+    if not args.gsd or args.gsd <= 0:
+        raise InputError(
+            "Say the ground sample distance of the labeled images with --gsd (metres per pixel, "
+            "e.g. 0.003): the model learns which resolutions it holds for from it."
+        )
+    data = Path(args.data)
+    licence = UAV_POTATO_LICENCE if data.name == "uav_potato" else ""
+    return SegConfig(
+        data=data,
+        class_map=parse_class_map(args.classes),
+        native_gsd=args.gsd,
+        model_gsd=args.model_gsd,
+        arch=args.seg_arch,
+        epochs=args.epochs,
+        crops_per_epoch=args.epoch_tiles,
+        seed=args.seed,
+        threads=args.threads,
+        max_images=args.max_images,
+        name=args.name or "khet-rgb-uav",
+        licence=licence,
+        extra={"command": "khet " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     _need_torch()
+    if args.dataset == "labelme":
+        from khet.models.segment import train as train_segmenter
+
+        path = train_segmenter(_seg_config(args), Path(args.output), _log)
+        _log(f"bundle: {path}\ncard:   {path.with_suffix('.md')}")
+        return 0
     _check_geometry(args)
     from khet.models.train import run
 
@@ -105,6 +150,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise ModelError(f"Model file {model} does not exist.")
+    if args.dataset == "labelme":
+        return _evaluate_segmenter(args, model)
     evaluate_bundle(
         model,
         args.dataset,
@@ -119,9 +166,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a tile classifier on labeled real data, export and evaluate it",
-        description="Train on labeled tiles (split by image), export an ONNX bundle, compare "
-        "fp32 and static INT8, ship the better one and write its model card.",
+        help="train a model on labeled real data, export and evaluate it",
+        description="Train on labeled images (split by image), export an ONNX bundle and write "
+        "its model card. cwfid, carrot_weed and geotiff train a tile classifier (fp32 and "
+        "static INT8 compared); labelme (a folder of images with LabelMe/AnyLabeling polygon "
+        "JSON) trains a per-pixel segmentation network for drone imagery over a range of "
+        "ground sample distances.",
     )
     p.add_argument("--dataset", choices=_DATASETS, required=True)
     p.add_argument("--data", required=True, help="dataset folder, e.g. ../shared/data/cwfid")
@@ -145,7 +195,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--epoch-tiles", type=int, default=2048)
+    p.add_argument(
+        "--epoch-tiles", type=int, default=2048, help="tiles (labelme: crops) drawn per epoch"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument(
@@ -158,6 +210,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-images", type=int, default=None, help="reduced run: N images per side")
     p.add_argument("--bands", help="geotiff: band names in order, e.g. red,green,blue")
+    p.add_argument(
+        "--classes", help="labelme: which label is which class, e.g. potato=crop,weed=weed"
+    )
+    p.add_argument(
+        "--gsd", type=float, help="labelme: ground sample distance of the images, metres per pixel"
+    )
+    p.add_argument(
+        "--model-gsd",
+        type=float,
+        default=0.006,
+        help="labelme: the GSD the model reads imagery at (default 0.006)",
+    )
+    p.add_argument(
+        "--seg-arch",
+        default="lraspp_mobilenet_v3_small",
+        choices=("lraspp_mobilenet_v3_small", "lraspp_mobilenet_v3_large"),
+        help="labelme: segmentation architecture",
+    )
+    p.add_argument("--name", help="labelme: bundle name (default khet-rgb-uav)")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(
@@ -176,4 +247,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--data", required=True)
     v.add_argument("--card", help="card path (default: beside the bundle, .md)")
     v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--classes", help="labelme: label=class pairs, e.g. potato=crop,weed=weed")
+    v.add_argument("--gsd", type=float, help="labelme: metres per pixel of the labeled images")
     v.set_defaults(func=_evaluate)
+
+
+def _evaluate_segmenter(args: argparse.Namespace, model: Path) -> int:
+    """Score a segmentation bundle on a labelme folder's test images (its splits.csv) at each
+    test GSD, and rewrite its card."""
+    import json
+
+    from khet.datasets import labelme
+    from khet.models import segment
+    from khet.vision.bundle import Bundle
+
+    if not args.classes or not args.gsd:
+        raise InputError("A labelme evaluation needs --classes and --gsd, as for training.")
+    cmap = labelme.parse_class_map(args.classes)
+    items = labelme.find_images(Path(args.data))
+    split, how = segment.split_images(Path(args.data), items)
+    bundle = Bundle(model, threads=args.threads)
+    report = segment.evaluate(
+        bundle, segment.load(Path(args.data), cmap, split["test"]), args.gsd, log=_log
+    )
+    previous = model.with_suffix(".json")
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    for key in ("history", "best_epoch", "train_seconds", "config"):
+        if key in old:
+            report[key] = old[key]
+    report.update(split=split, split_rule=how)
+    cfg = segment.SegConfig(
+        data=Path(args.data),
+        class_map=cmap,
+        native_gsd=args.gsd,
+        model_gsd=bundle.info.gsd_m or 0.006,
+        tile_size=bundle.info.tile_size,
+        overlap=bundle.info.overlap,
+        name=bundle.info.name,
+        version=bundle.info.version,
+        licence=bundle.info.training_data,
+        extra={"command": (old.get("config") or {}).get("command", "")},
+    )
+    segment.finish(model, cfg, report)
+    _log(f"card: {model.with_suffix('.md')}")
+    return 0

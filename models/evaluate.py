@@ -51,6 +51,39 @@ def scores(
     }
 
 
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    names: Sequence[str] = CLASS_NAMES,
+    n: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """95 % intervals of precision, recall, F1 per class and of macro-F1, from `n` resamples of
+    whole images (`groups`) with replacement: tiles of one image are not independent samples,
+    so resampling tiles would give intervals far too narrow."""
+    ids = sorted(set(np.asarray(groups).tolist()))
+    k = len(names)
+    per = np.stack([confusion(y_true[groups == i], y_pred[groups == i], k) for i in ids])
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n):
+        cm = per[rng.integers(0, len(ids), len(ids))].sum(axis=0)
+        f1s = []
+        for c, name in enumerate(names):
+            tp = cm[c, c]
+            p = tp / cm[:, c].sum() if cm[:, c].sum() else 0.0
+            r = tp / cm[c].sum() if cm[c].sum() else 0.0
+            f = 2 * p * r / (p + r) if p + r else 0.0
+            f1s.append(f)
+            for key, v in (("precision", p), ("recall", r), ("f1", f)):
+                draws.setdefault(f"{name}.{key}", []).append(float(v))
+        draws.setdefault("macro_f1", []).append(float(np.mean(f1s)))
+    return {
+        key: [round(float(x), 4) for x in np.percentile(v, [2.5, 97.5])] for key, v in draws.items()
+    } | {"images": len(ids), "resamples": n}
+
+
 def soil_vs_plant(y: np.ndarray) -> np.ndarray:
     """Collapse crop and weed into one class, 'plant' (1)."""
     return (np.asarray(y) != SOIL).astype(int)
@@ -153,6 +186,7 @@ def evaluate_tiles(path: Path, tiles: TileSet, threads: int = 2) -> dict[str, An
     sess = onnx_session(path, threads)
     pred = onnx_predict(sess, tiles.tiles).argmax(1)
     out = scores(tiles.labels, pred)
+    out["ci95"] = bootstrap_intervals(tiles.labels, pred, tiles.image_ids)
     out["soil_vs_plant"] = scores(
         soil_vs_plant(tiles.labels), soil_vs_plant(pred), ("soil", "plant")
     )
@@ -163,13 +197,28 @@ def evaluate_tiles(path: Path, tiles: TileSet, threads: int = 2) -> dict[str, An
 
 
 def _table(s: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Per-class scores, each with its 95 % image-bootstrap interval when there is one."""
+    ci = s.get("ci95") or {}
+
+    def fig(v: float, key: str) -> str:
+        lo_hi = ci.get(key)
+        return f"{v:.3f} [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if lo_hi else f"{v:.3f}"
+
     lines = ["| class | precision | recall | F1 | tiles |", "|---|---:|---:|---:|---:|"]
     for n in names:
         c = s["per_class"][n]
         lines.append(
-            f"| {n} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+            f"| {n} | {fig(c['precision'], f'{n}.precision')} | {fig(c['recall'], f'{n}.recall')} "
+            f"| {fig(c['f1'], f'{n}.f1')} | {c['support']} |"
         )
-    lines.append(f"| **macro** | | | **{s['macro_f1']:.3f}** | {s['n_tiles']} |")
+    lines.append(f"| **macro** | | | **{fig(s['macro_f1'], 'macro_f1')}** | {s['n_tiles']} |")
+    if ci:
+        lines += [
+            "",
+            f"In brackets: 95 % intervals from {ci['resamples']} bootstrap resamples of the "
+            f"{ci['images']} test images (whole images, since tiles of one image are not "
+            "independent).",
+        ]
     return lines
 
 

@@ -78,3 +78,63 @@ class TileClassifier(nn.Module):
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(tiles), dim=1)
+
+
+# -- segmentation ----------------------------------------------------------------------------------
+SEG_ARCHITECTURES = ("lraspp_mobilenet_v3_small", "lraspp_mobilenet_v3_large")
+
+
+def segmentation_net(arch: str, bands: int, num_classes: int) -> nn.Module:
+    """torchvision's LR-ASPP head on a MobileNetV3 backbone (random weights, never downloaded).
+
+    torchvision builds LR-ASPP only on the large backbone; the small one (1.1 M parameters,
+    about 3 times cheaper on a CPU) uses the same head class on its own stages: the last stage
+    (1/16, dilated) for context and the 1/8 stage for detail."""
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.lraspp import LRASPP
+
+    if arch == "lraspp_mobilenet_v3_small":
+        features = tvm.mobilenet_v3_small(weights=None, dilated=True).features
+    elif arch == "lraspp_mobilenet_v3_large":
+        features = tvm.mobilenet_v3_large(weights=None, dilated=True).features
+    else:
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose from {', '.join(SEG_ARCHITECTURES)}"
+        )
+    features[0][0] = _replace_first_conv(features[0][0], bands)
+    stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
+    stages.append(len(features) - 1)
+    low, high = stages[-4], stages[-1]
+    backbone = IntermediateLayerGetter(features, return_layers={str(low): "low", str(high): "high"})
+    net = LRASPP(backbone, features[low].out_channels, features[high].out_channels, num_classes)
+    for mod in net.modules():  # see `backbone`: short from-scratch runs need momentum 0.1
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.momentum = 0.1
+    return net
+
+
+class Segmenter(nn.Module):
+    """uint8 tiles -> per-pixel class probabilities N x classes x H x W (or logits)."""
+
+    def __init__(
+        self,
+        arch: str,
+        bands: int,
+        num_classes: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        mean_t = torch.tensor(list(mean) if mean is not None else [0.5] * bands)
+        std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
+        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
+        self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
+        self.net = segmentation_net(arch, bands, num_classes)
+
+    def logits(self, tiles: torch.Tensor) -> torch.Tensor:
+        x = tiles.to(torch.float32) * self.scale + self.shift
+        return self.net(x)["out"]
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(tiles), dim=1)

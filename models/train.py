@@ -95,22 +95,22 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
         from khet.datasets import cwfid
         from khet.models.evaluate import index_baseline, ndvi
 
-        off = cwfid.official_split(data)
-        train_ids, test_ids = off["train"], off["test"]
+        nums = cwfid.image_ids(data)
         if cfg.max_images:
-            train_ids, test_ids = train_ids[: cfg.max_images], test_ids[: cfg.max_images]
-        log(f"reading CWFID: {len(train_ids)} train + {len(test_ids)} test images")
-        alltrain = cwfid.load_tiles(data, train_ids, cfg.tile_size, cfg.overlap, **rule)
-        test = cwfid.load_tiles(data, test_ids, cfg.tile_size, cfg.overlap, **rule)
-        strata = splits.image_strata(alltrain)
-        tv = splits.split_images(
-            list(strata),
-            {"train": 1 - cfg.val_fraction, "val": cfg.val_fraction},
-            cfg.seed,
-            strata,
-        )
-        split = {**tv, "test": sorted(set(test.image_ids.tolist()))}
-        train, val = alltrain.select_images(tv["train"]), alltrain.select_images(tv["val"])
+            nums = nums[: 3 * cfg.max_images]
+        log(f"reading CWFID: {len(nums)} images")
+        alltiles = cwfid.load_tiles(data, nums, cfg.tile_size, cfg.overlap, **rule)
+        # The robot photographed the field in order along its rows: neighbouring images share
+        # plants. The official split interleaves them (test 1, 3, 4, 9, 10 ... between train 2,
+        # 5, 6, 7 ...), so runs of consecutive images are the sides here instead.
+        ordered = sorted(set(alltiles.image_ids.tolist()))
+        fr = {
+            "train": 1 - cfg.val_fraction - cfg.test_fraction,
+            "val": cfg.val_fraction,
+            "test": cfg.test_fraction,
+        }
+        split = splits.contiguous_blocks(ordered, fr, gap=1)
+        train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
 
         def baseline(ids: list[str]) -> dict[str, Any]:
             nums = [int(i.split("-")[1]) for i in ids]
@@ -127,9 +127,9 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             scale,
             _GSD["cwfid"] / scale,
             cwfid.LICENCE,
-            "Official CWFID test split (20 images). Image 28 is listed on both sides of the "
-            "official split; it is kept in train only. Validation images for early stopping "
-            "are carved from the official train images (stratified by weed share, seeded).",
+            f"CWFID split into runs of consecutive images (train, then early stopping, then "
+            f"test: {fr}), one image left out at each boundary, so no test image has a "
+            "neighbour in training (the official split interleaves neighbouring images).",
             baseline,
             "NDVI",
         )
@@ -142,13 +142,13 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             stems = stems[: cfg.max_images]
         log(f"reading Carrot-Weed: {len(stems)} images at scale {scale}")
         alltiles = carrot_weed.load_tiles(data, stems, cfg.tile_size, cfg.overlap, scale, **rule)
-        strata = splits.image_strata(alltiles)
         fr = {
             "train": 1 - cfg.val_fraction - cfg.test_fraction,
             "val": cfg.val_fraction,
             "test": cfg.test_fraction,
         }
-        split = splits.split_images(stems, fr, cfg.seed, strata)
+        # 31 photos taken one after another along a strip: sides are runs of the strip.
+        split = splits.contiguous_blocks(stems, fr, gap=1)
         train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
 
         def baseline(ids: list[str]) -> dict[str, Any]:
@@ -168,9 +168,9 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             scale,
             _GSD["carrot_weed"] / scale,
             carrot_weed.LICENCE,
-            f"Carrot-Weed has no official split: images split {fr} by image with seed "
-            f"{cfg.seed}, stratified by each image's weed share of plant tiles; no image has "
-            "tiles on two sides.",
+            f"Carrot-Weed has no official split; its photos were taken one after another along "
+            f"a strip, so the sides are runs of consecutive photos ({fr}), with one photo left "
+            "out at each boundary: no test photo has a neighbour in training.",
             baseline,
             "ExG",
         )

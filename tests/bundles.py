@@ -74,3 +74,60 @@ def make_bundle(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
+
+
+def make_segmentation_bundle(
+    path: Path,
+    bands: tuple[str, ...] = ("red", "green", "blue"),
+    tile_size: int = 64,
+    overlap: int = 16,
+    gsd_m: float | None = 0.01,
+    gsd_range_m: tuple[float, float] | None = (0.004, 0.03),
+    name: str = "test-seg",
+) -> Path:
+    """A per-pixel bundle: 1 x 1 convolution of the bands then softmax. Soil scores red, crop
+    scores green over red and blue (excess green), weed never wins: a plant/soil segmenter."""
+    nb = len(bands)
+    w = np.zeros((3, nb, 1, 1), np.float32)
+    r, g = bands.index("red"), bands.index("green")
+    w[0, r], w[1, g], w[1, r] = 0.1, 0.2, -0.1
+    if "blue" in bands:
+        w[1, bands.index("blue")] = -0.1
+    nodes = [
+        helper.make_node("Cast", ["tiles"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["f", "W"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "khet-test-seg",
+        [
+            helper.make_tensor_value_info(
+                "tiles", TensorProto.UINT8, ["N", nb, tile_size, tile_size]
+            )
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3, tile_size, tile_size])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    info = BundleInfo(
+        name=name,
+        version="0.0.1",
+        classes=CLASSES,
+        bands=tuple(bands),
+        tile_size=tile_size,
+        overlap=overlap,
+        gsd_m=gsd_m,
+        gsd_range_m=gsd_range_m,
+        kind="segmentation",
+        label_rule="test rule",
+        training_data="none (test bundle)",
+    )
+    for k, v in info.to_metadata().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path

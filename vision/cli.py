@@ -23,7 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bands", help="band names in file order, e.g. red,green,blue,nir (- to skip one)"
     )
-    p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
+    p.add_argument(
+        "--model",
+        help="model bundle name or .onnx path (default: the one whose bands and validated "
+        "ground sample distance fit the image)",
+    )
+    p.add_argument(
+        "--gsd",
+        type=float,
+        help="ground sample distance in metres per pixel, e.g. 0.03 for 3 cm (default: from "
+        "the file's CRS or the camera's height and lens)",
+    )
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
     p.add_argument(
@@ -80,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             clip=clip,
             progress=update,
             title=args.title,
+            gsd=args.gsd,
         )
     finally:
         if bar:
@@ -93,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def one_line(summary: dict, out: Path) -> str:
+    """The result in one line: hectares (or shares) per class, weak crop, how it was made."""
     unit = summary["area_unit"]
     parts = []
     for c in summary["classes"]:
@@ -109,7 +121,19 @@ def one_line(summary: dict, out: Path) -> str:
     warn = (
         f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
     )
-    return f"{out}: {', '.join(parts)}{vig} — model {summary['model']['name']}{warn}"
+    method = summary.get("method", "model")
+    how = {
+        "model": f"model {(summary.get('model') or {}).get('name')}",
+        "rows": "crop rows",
+        "index": "vegetation index only (crop and weed not told apart)",
+    }.get(method, method)
+    gsd = (summary.get("gsd") or {}).get("metres")
+    at = (
+        f" at {gsd * 100:.1f} cm/px"
+        if gsd and gsd >= 0.01
+        else (f" at {gsd * 1000:.1f} mm/px" if gsd else " (GSD unknown)")
+    )
+    return f"{out}: {', '.join(parts)}{vig} — {how}{at}{warn}"
 
 
 def _read_boundary(path: Path) -> dict:

@@ -22,7 +22,9 @@ class CameraFacts:
     latitude: float | None = None
     longitude: float | None = None
     altitude_m: float | None = None  # GPS altitude above sea level
-    relative_altitude_m: float | None = None  # above take-off point (DJI XMP), when known
+    relative_altitude_m: float | None = None  # height above ground (or take-off point), when known
+    height_source: str | None = None  # where relative_altitude_m came from, e.g. "DJI XMP ..."
+    focal_length_35mm: float | None = None  # EXIF FocalLengthIn35mmFilm
     focal_length_mm: float | None = None
     pixel_pitch_mm: float | None = None  # from FocalPlaneXResolution
     make: str | None = None
@@ -31,13 +33,6 @@ class CameraFacts:
     band_name: str | None = None  # MicaSense/Pix4D XMP Camera:BandName
     wavelength_nm: float | None = None
     orientation: int | None = None
-
-    @property
-    def gsd_m(self) -> float | None:
-        """Approximate ground pixel size of a nadir photo, when the height above ground is known."""
-        if self.relative_altitude_m and self.focal_length_mm and self.pixel_pitch_mm:
-            return self.relative_altitude_m * self.pixel_pitch_mm / self.focal_length_mm
-        return None
 
     @property
     def has_gps(self) -> bool:
@@ -111,6 +106,11 @@ def read_camera_facts(path: Path) -> CameraFacts:
             facts.focal_length_mm = float(fl)
         except (TypeError, ValueError):
             pass
+    f35 = sub.get(41989)
+    try:
+        facts.focal_length_35mm = float(f35) if f35 and float(f35) > 0 else None
+    except (TypeError, ValueError):
+        pass
     fpx, unit = sub.get(41486), sub.get(41488)
     mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(int(unit) if unit else 2)
     try:
@@ -121,12 +121,30 @@ def read_camera_facts(path: Path) -> CameraFacts:
     xmp = _xmp(path)
     if xmp:
         facts.band_name = _xmp_value(xmp, "Camera:BandName")
-        wl = _xmp_value(xmp, "Camera:CentralWavelength")
-        facts.wavelength_nm = float(wl) if wl else None
-        rel = _xmp_value(xmp, "drone-dji:RelativeAltitude")
-        if rel:
-            try:
-                facts.relative_altitude_m = float(rel)
-            except ValueError:
-                pass
+        facts.wavelength_nm = _xmp_float(xmp, "Camera:CentralWavelength")
+        for key, source in _HEIGHT_KEYS:
+            h = _xmp_float(xmp, key)
+            if h is not None and 0 < h < 10000:
+                facts.relative_altitude_m, facts.height_source = h, f"{source} ({key})"
+                break
     return facts
+
+
+#: XMP keys that give the camera's height above the ground (or above the take-off point, which
+#: is the ground for a field flown from its edge), by maker.
+_HEIGHT_KEYS = (
+    ("drone-dji:RelativeAltitude", "DJI XMP, height above take-off"),
+    ("sensefly:Height", "senseFly XMP, height above ground"),
+    ("Camera:AboveGroundAltitude", "Parrot XMP, height above ground"),
+)
+
+
+def _xmp_float(xmp: str, key: str) -> float | None:
+    v = _xmp_value(xmp, key)
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f if f == f and abs(f) != float("inf") else None

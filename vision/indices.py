@@ -114,3 +114,93 @@ def compute(
         v = np.where(np.isfinite(v) if valid is None else valid & np.isfinite(v), v, np.nan)
         out[k] = v
     return out
+
+
+# -- vegetation vs soil --------------------------------------------------------------------------
+#: The index that tells vegetation from soil, first one available, the range its Otsu threshold
+#: is kept in (an image that is nearly all plants or all soil has no second mode, and Otsu's split
+#: of one mode means nothing), and the value used when the split is not clear.
+VEGETATION_ORDER: tuple[tuple[str, tuple[float, float], float], ...] = (
+    ("ndvi", (0.15, 0.6), 0.3),
+    ("exg", (0.03, 0.3), 0.1),
+)
+MIN_SEPARABILITY = 0.75  # Otsu's between-class share of variance; 2/pi for one Gaussian mode
+DARK_SHARE = 0.5  # of the median plant brightness: darker "plants" are shadows
+
+
+@dataclass(frozen=True)
+class Vegetation:
+    """Which pixels are plants: the index above a threshold, and not in deep shadow.
+
+    Ratio indices are noisy where every band is dark: the shadow between vine rows reads as
+    vegetation by NDVI alone. A pixel whose mean brightness (in the index's own bands) is below
+    half the median brightness of plant pixels is a shadow, not a plant."""
+
+    index: Index
+    threshold: float
+    dark: float
+    how: str  # how the threshold was chosen, for the summary
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.index.bands
+
+    def values(self, data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """The index of a block of this vegetation's bands (C x h x w), NaN where invalid."""
+        return compute([self.index], data, self.bands, valid)[0]
+
+    def plants(self, data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        v = self.values(data, valid)
+        bright = data.astype(np.float32, copy=False).mean(axis=0)
+        return (v > self.threshold) & (bright >= self.dark)
+
+    @classmethod
+    def fit(cls, data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]):
+        """The vegetation rule for an image, from a decimated read of all of it (`data`: the
+        bands `bands`, C x h x w); None when no vegetation index can be computed."""
+        found = vegetation_index(bands)
+        if found is None:
+            return None
+        idx, (lo, hi), default = found
+        block = np.stack([data[list(bands).index(b)] for b in idx.bands])
+        v = compute([idx], block, idx.bands, valid)[0]
+        thr, sep = otsu(v)
+        if sep >= MIN_SEPARABILITY and lo <= thr <= hi:
+            how = f"Otsu threshold of {idx.title} over the image: {thr:.3f}"
+        else:
+            thr = float(np.clip(thr, lo, hi)) if sep >= MIN_SEPARABILITY else default
+            how = f"{idx.title} above {thr:.3f} (no clear split between plants and soil)"
+        bright = block.astype(np.float32).mean(axis=0)
+        plant = np.isfinite(v) & (v > thr)
+        dark = float(DARK_SHARE * np.median(bright[plant])) if plant.any() else 0.0
+        return cls(idx, float(thr), dark, how)
+
+
+def vegetation_index(bands: Sequence[str]) -> tuple[Index, tuple[float, float], float] | None:
+    """(index, threshold range, default threshold) for telling plants from soil, or None."""
+    for name, rng, default in VEGETATION_ORDER:
+        idx = BY_NAME[name]
+        if all(b in bands for b in idx.bands):
+            return idx, rng, default
+    return None
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
+    """Otsu's threshold of finite `values` and its separability (between-class variance over
+    total variance, 0..1: near 1 for two well-separated modes)."""
+    v = values[np.isfinite(values)]
+    if v.size < 16 or float(v.max()) <= float(v.min()):
+        return float(v.mean()) if v.size else 0.0, 0.0
+    hist, edges = np.histogram(v, bins=bins)
+    p = hist.astype(np.float64) / hist.sum()
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * centres)
+    mt = m0[-1]
+    w1 = 1 - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 - m0) ** 2 / (w0 * w1)
+    between = np.nan_to_num(between)
+    k = int(np.argmax(between))
+    total = float(np.var(v))
+    return float(edges[k + 1]), float(between[k] / total) if total > 0 else 0.0

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import shapely
 from affine import Affine
+from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
-from khet.vision.bundle import Bundle
+from khet.vision import products
+from khet.vision.grid import MIN_VALID, Grid
 from khet.vision.outputs import Staging, write_cog, write_json
 from khet.vision.scene import Scene
 from PIL import Image, ImageDraw, ImageFont
@@ -27,6 +29,10 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
 from khet.errors import KhetError
+
+if TYPE_CHECKING:  # the pipeline and the plan pass these in; neither is imported at run time
+    from khet.vision.pipeline import CellMaps
+    from khet.vision.plan import Plan
 
 NODATA_CLASS = 255
 VIGOUR_LEVELS = ("low", "medium", "high")
@@ -101,11 +107,17 @@ class RunningStats:
         }
 
 
-def grid_transform(scene: Scene, stride: int) -> Affine:
-    return scene.transform @ Affine.scale(stride)
+def working_transform(scene: Scene, zoom: float) -> Affine:
+    """The transform of the working image (the scene resampled by `zoom`)."""
+    return scene.transform @ Affine.scale(1 / zoom) if zoom != 1 else scene.transform
 
 
-def clip_mask(geometry: dict, scene: Scene, grid) -> np.ndarray | None:
+def grid_transform(scene: Scene, grid: Grid, zoom: float = 1.0) -> Affine:
+    """The transform of the map's cell grid (one pixel of classes.tif per cell)."""
+    return working_transform(scene, zoom) @ Affine.scale(grid.cell)
+
+
+def clip_mask(geometry: dict, scene: Scene, grid: Grid, zoom: float = 1.0) -> np.ndarray | None:
     """Cells whose centre lies inside a field boundary (GeoJSON geometry in EPSG:4326)."""
     if scene.crs is None:
         scene.warnings.append(
@@ -120,7 +132,7 @@ def clip_mask(geometry: dict, scene: Scene, grid) -> np.ndarray | None:
     mask = features.geometry_mask(
         [local],
         out_shape=(grid.rows, grid.cols),
-        transform=grid_transform(scene, grid.stride),
+        transform=grid_transform(scene, grid, zoom),
         invert=True,
     )
     if not mask.any():
@@ -165,9 +177,21 @@ def _rgb(color: str) -> tuple[int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
-def _utm_for(lon: float, lat: float) -> str:
-    zone = int((lon + 180) // 6) + 1
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+def equal_area_crs(lon: float, lat: float) -> str:
+    """A Lambert azimuthal equal-area projection centred on (lon, lat): areas in it are true
+    (UTM is conformal: its areas are off by up to 0.2 % across a zone, Web Mercator by
+    1/cos^2(latitude))."""
+    return f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
+
+
+def hectares(geoms: np.ndarray, crs) -> np.ndarray:
+    """Areas in hectares of shapely geometries in `crs`, measured in a local equal-area
+    projection (every vertex reprojected in one array call)."""
+    if len(geoms) == 0:
+        return np.zeros(0)
+    c = shapely.union_all(shapely.envelope(geoms)).centroid
+    lon, lat = transform_geom(crs, "EPSG:4326", mapping(c))["coordinates"]
+    return shapely.area(shapely.transform(geoms, _reprojector(crs, equal_area_crs(lon, lat)))) / 1e4
 
 
 def _footprint(scene: Scene):
@@ -185,50 +209,104 @@ def _footprint(scene: Scene):
 
 def write_field_map(
     scene: Scene,
-    bundle: Bundle,
-    grid,
+    plan: Plan,
     index_list: list[vi.Index],
-    result: dict[str, Any],
+    result: CellMaps,
     st: Staging,
     title: str | None = None,
 ) -> dict[str, Any]:
-    """Write classes.tif, vigour.tif, zones.geojson, preview.png; return the summary."""
-    info = bundle.info
-    names = info.class_names
-    classes: np.ndarray = result["classes"]
-    probs: np.ndarray = result["probs"]
-    gt = grid_transform(scene, grid.stride)
-    crs = scene.crs
-    crop_id = names.index("crop") if "crop" in names else None
+    """Write the class, vigour, confidence and cover rasters, zones and preview; return the
+    summary (as a dict the pipeline completes and checks against `Summary`)."""
+    classes = result.classes
+    names = plan.class_names
     vig_index = vi.vigour_index(index_list)
     vig_pos = index_list.index(vig_index) if vig_index else None
-    vigour, vig_params = vigour_grid(classes, result["cell_index"], crop_id, vig_pos)
-
-    write_cog(
-        st.file("classes.tif"),
+    # Vigour compares crop cells; a map that cannot tell crop compares all its vegetation.
+    target = "crop" if "crop" in names else ("vegetation" if "vegetation" in names else None)
+    vigour, vig_params = vigour_grid(
+        classes, result.cell_index, names.index(target) if target else None, vig_pos
+    )
+    _class_rasters(scene, plan, result, vigour, vig_index, st)
+    areas = _Areas.of(scene)
+    zones, zone_areas = _zones(scene, plan, classes, vigour, names, areas)
+    fc: dict[str, Any] = {"type": "FeatureCollection", "features": zones}
+    if scene.crs is None:
+        fc["khet:coordinates"] = "image pixels (no georeference)"
+    write_json(st.file(products.ZONES.path), fc, indent=None)
+    write_preview(
+        st.file(products.PREVIEW.path),
+        result.preview,
+        scene,
+        plan,
         classes,
+        zone_areas,
+        areas.unit,
+        title,
+    )
+    return _summary(
+        scene,
+        plan,
+        index_list,
+        result,
+        vigour,
+        vig_index,
+        vig_params,
+        target,
+        zone_areas,
+        areas,
+        title,
+    )
+
+
+def _class_rasters(
+    scene: Scene,
+    plan: Plan,
+    result: CellMaps,
+    vigour: np.ndarray,
+    vig_index: vi.Index | None,
+    st: Staging,
+) -> None:
+    """classes.tif, vigour.tif and, where the method gives them, confidence.tif and cover.tif:
+    COGs on the cell grid in the scene's CRS."""
+    gt, crs, names = grid_transform(scene, plan.grid, plan.zoom), scene.crs, plan.class_names
+    model = plan.bundle.info if plan.bundle else None
+    write_cog(
+        st.file(products.CLASSES.path),
+        result.classes,
         transform=gt,
         crs=crs,
         nodata=NODATA_CLASS,
-        colormap=_colormap([c.color for c in info.classes]),
+        colormap=_colormap([c.color for c in plan.classes]),
         descriptions=["class"],
-        tags={"classes": json.dumps(names), "model": f"{info.name} {info.version}"},
+        tags={
+            "classes": json.dumps(names),
+            "method": plan.method,
+            "model": f"{model.name} {model.version}" if model else "",
+        },
     )
-    # Confidence of the chosen class, in percent: the map's honesty, cell by cell.
-    conf = np.full(classes.shape, NODATA_CLASS, np.uint8)
-    has = classes != NODATA_CLASS
-    top = probs.astype(np.float32).max(axis=-1)
-    conf[has] = np.clip(np.rint(top[has] * 100), 0, 100).astype(np.uint8)
+    if result.confidence is not None:
+        # The model's probability for the class it chose, in percent: its honesty, cell by cell.
+        write_cog(
+            st.file(products.CONFIDENCE.path),
+            result.confidence,
+            transform=gt,
+            crs=crs,
+            nodata=NODATA_CLASS,
+            descriptions=["confidence (%)"],
+        )
+    if result.cover is not None:
+        # Share of each cell's pixels per class (soil left out), in percent: weed pressure.
+        keep = [i for i, n in enumerate(names) if n != "soil"]
+        write_cog(
+            st.file(products.COVER.path),
+            np.moveaxis(result.cover[..., keep], -1, 0),
+            transform=gt,
+            crs=crs,
+            nodata=NODATA_CLASS,
+            descriptions=[f"{names[i]} cover (%)" for i in keep],
+        )
     write_cog(
-        st.file("confidence.tif"),
-        conf,
-        transform=gt,
-        crs=crs,
-        nodata=NODATA_CLASS,
-        descriptions=["confidence (%)"],
-    )
-    write_cog(
-        st.file("vigour.tif"),
+        st.file(products.VIGOUR.path),
         vigour,
         transform=gt,
         crs=crs,
@@ -241,97 +319,170 @@ def write_field_map(
         },
     )
 
-    zones, areas, unit = _zones(scene, grid, classes, vigour, names)
-    fc: dict[str, Any] = {"type": "FeatureCollection", "features": zones}
-    if crs is None:
-        fc["khet:coordinates"] = "image pixels (no georeference)"
-    write_json(st.file("zones.geojson"), fc, indent=None)
-    write_preview(
-        st.file("preview.png"), result["preview"], scene, grid, classes, info, areas, unit, title
-    )
 
-    analysed = int((classes != NODATA_CLASS).sum())
+class _Areas:
+    """How areas are measured: hectares on a georeferenced map (equal-area projection),
+    approximate hectares from the GSD on a frame without one, else image pixels."""
+
+    def __init__(self, unit: str, basis: str, px_m2: float | None) -> None:
+        self.unit, self.basis, self.px_m2 = unit, basis, px_m2
+
+    @classmethod
+    def of(cls, scene: Scene) -> _Areas:
+        if scene.crs is not None:
+            return cls("ha", "georeference", None)
+        g = scene.gsd.metres
+        if g is not None:
+            return cls("ha", "ground sample distance (approximate)", g * g)
+        return cls("px", "image pixels", None)
+
+    def measure(self, geoms: np.ndarray, crs) -> np.ndarray:
+        if crs is not None:
+            return hectares(geoms, crs)
+        px = shapely.area(geoms) if len(geoms) else np.zeros(0)
+        return px * self.px_m2 / 1e4 if self.px_m2 is not None else px
+
+
+def _summary(
+    scene: Scene,
+    plan: Plan,
+    index_list: list[vi.Index],
+    result: CellMaps,
+    vigour: np.ndarray,
+    vig_index: vi.Index | None,
+    vig_params: dict[str, Any],
+    target: str | None,
+    zone_areas: dict[str, dict[str, float]],
+    areas: _Areas,
+    title: str | None,
+) -> dict[str, Any]:
+    classes, unit = result.classes, areas.unit
     # Shares are of area (cells at the image edge count only their part inside the image), so
     # the summary, the preview legend and the zones agree.
-    total_area = sum(areas["class"].values())
-    crop_area = sum(areas["vigour"].values())
+    total_area = sum(zone_areas["class"].values())
+    crop_area = sum(zone_areas["vigour"].values())
+    digits = 6 if unit == "ha" else 0
     class_rows = []
-    for i, c in enumerate(info.classes):
+    for i, c in enumerate(plan.classes):
         sel = classes == i
         n = int(sel.sum())
+        conf = None
+        if result.confidence is not None and n:
+            conf = round(float(result.confidence[sel].astype(np.float32).mean()) / 100, 3)
+        a = zone_areas["class"].get(c.name, 0.0)
         class_rows.append(
             {
                 "name": c.name,
                 "color": c.color,
                 "cells": n,
-                "share": round(areas["class"].get(c.name, 0.0) / total_area, 4)
-                if total_area
-                else 0.0,
-                f"area_{unit}": round(areas["class"].get(c.name, 0.0), 6 if unit == "ha" else 0),
-                "mean_confidence": round(float(probs[sel][:, i].astype(np.float32).mean()), 3)
-                if n
-                else None,
+                "share": round(a / total_area, 4) if total_area else 0.0,
+                f"area_{unit}": round(a, digits),
+                "mean_confidence": conf,
             }
         )
     vig_rows = []
     for lvl_i, lvl in enumerate(VIGOUR_LEVELS):
-        n = int((vigour == lvl_i).sum())
+        a = zone_areas["vigour"].get(lvl, 0.0)
         vig_rows.append(
             {
                 "name": lvl,
                 "color": VIGOUR_COLORS[lvl_i],
-                "cells": n,
-                "share_of_crop": round(areas["vigour"].get(lvl, 0.0) / crop_area, 4)
-                if crop_area
-                else 0.0,
-                f"area_{unit}": round(areas["vigour"].get(lvl, 0.0), 6 if unit == "ha" else 0),
+                "cells": int((vigour == lvl_i).sum()),
+                "share_of_crop": round(a / crop_area, 4) if crop_area else 0.0,
+                f"area_{unit}": round(a, digits),
             }
         )
-    loc = _location(scene)
+    rule = (
+        VIGOUR_RULE.format(index=vig_index.title)
+        if vig_index
+        else "No vegetation index available for these bands: vigour not assessed."
+    )
+    if vig_index and target == "vegetation":
+        rule += " Crop is not told apart here, so all vegetation is compared."
+    g = plan.working_gsd_m
+    grid = plan.grid
+    layers = {
+        "classes": {"method": plan.method, "detail": plan.detail, "gsd_m": g},
+        "vigour": {"method": "rule", "detail": rule, "gsd_m": g},
+        "indices": {
+            "method": "index",
+            "detail": "Vegetation indices per pixel, from the image's own values.",
+            "gsd_m": g * result.index_step if g else None,
+        },
+    }
     summary: dict[str, Any] = {
         "title": title,
         "input": scene.describe(),
-        "location": loc,
+        "gsd": scene.gsd.model_dump(exclude_none=True),
+        "location": _location(scene),
         "area_unit": unit,
-        "model": bundle.describe(),
+        "area_basis": areas.basis,
+        "model": plan.bundle.describe() if plan.bundle else None,
+        "method": plan.method,
+        "layers": layers,
         "tiling": {
             "tile_size": grid.tile,
             "overlap": grid.overlap,
             "stride": grid.stride,
+            "cell": grid.cell,
             "rows": grid.rows,
             "cols": grid.cols,
-            "cells_analysed": analysed,
-            "cells_skipped": int(result["skipped"]),
-            "min_valid_share": 0.5,
+            "cells_analysed": result.analysed,
+            "cells_skipped": result.skipped,
+            "min_valid_share": MIN_VALID,
+            "cell_m": round(g * grid.cell, 4) if g else None,
         },
         "classes": class_rows,
+        "cover": _cover(plan, result),
         "vigour": {
             "index": vig_index.name if vig_index else None,
-            "rule": VIGOUR_RULE.format(index=vig_index.title)
-            if vig_index
-            else "No vegetation index available for these bands: vigour not assessed.",
+            "rule": rule,
             "thresholds": vig_params,
             "levels": vig_rows,
         },
-        "indices": {s.index.name: s.result() for s in result["index_stats"]},
-        "index_resolution_step": result["index_step"],
+        "indices": {s.index.name: s.result() for s in result.index_stats},
+        "index_resolution_step": result.index_step,
         "outputs": {
-            "classes": "classes.tif",
-            "vigour": "vigour.tif",
-            "zones": "zones.geojson",
-            "preview": "preview.png",
-            "indices": {k: f"indices/{k}.tif" for k in result["index_paths"]},
-        },
+            p.key: p.path
+            for p in products.PRODUCTS
+            if p.key not in ("index", "summary")
+            and (p.key != "confidence" or result.confidence is not None)
+            and (p.key != "cover" or result.cover is not None)
+        }
+        | {"indices": {k: f"indices/{k}.tif" for k in result.index_paths}},
         "warnings": list(scene.warnings),
     }
+    if plan.rows is not None:
+        summary["rows"] = plan.rows.describe()
     if unit == "ha":
-        summary["area_total_ha"] = round(sum(areas["class"].values()), 6)
+        summary["area_total_ha"] = round(total_area, 6)
+        if scene.crs is None:
+            scene.warnings.append(
+                "No georeference: areas are approximate, from the ground sample distance "
+                f"({gsd_.describe(scene.gsd.metres)} per pixel) for a frame looking straight down."
+            )
+            summary["warnings"] = list(scene.warnings)
     else:
-        gsd = scene.camera.gsd_m
-        summary["area_total_px"] = int(sum(areas["class"].values()))
-        if gsd:
-            summary["area_total_ha_approx"] = round(summary["area_total_px"] * gsd * gsd / 1e4, 4)
+        summary["area_total_px"] = int(total_area)
     return summary
+
+
+def _cover(plan: Plan, result: CellMaps) -> dict[str, Any] | None:
+    """Shares of the analysed area covered by each kind of plant, from per-pixel classes."""
+    if result.cover is None:
+        return None
+    names = plan.class_names
+    valid = result.classes != NODATA_CLASS
+    if not valid.any():
+        return None
+    share = result.cover[valid].astype(np.float64).mean(axis=0) / 100.0
+    out: dict[str, Any] = {"method": plan.method}
+    for i, n in enumerate(names):
+        if n in ("crop", "weed", "vegetation"):
+            out[n] = round(float(share[i]), 4)
+    plants = [i for i, n in enumerate(names) if n != "soil"]
+    out["vegetation"] = round(float(share[plants].sum()), 4)
+    return out
 
 
 def _location(scene: Scene) -> dict[str, Any] | None:
@@ -361,9 +512,9 @@ def _reprojector(src, dst, decimals: int | None = None):
     return run
 
 
-def _zones(scene, grid, classes, vigour, names):
+def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
     """Polygons of each class (crop split by vigour level) with their areas."""
-    gt = grid_transform(scene, grid.stride)
+    gt = grid_transform(scene, plan.grid, plan.zoom)
     code = np.full(classes.shape, 255, np.uint8)
     valid = classes != NODATA_CLASS
     code[valid] = classes[valid] * 4 + 3  # 3 = no vigour level
@@ -371,14 +522,7 @@ def _zones(scene, grid, classes, vigour, names):
     code[has_v] = classes[has_v] * 4 + vigour[has_v]
     footprint = _footprint(scene)
     crs = scene.crs
-    unit = "ha" if crs is not None else "px"
-    utm = None
-    if crs is not None:
-        c = footprint.centroid
-        lon, lat = transform_geom(crs, "EPSG:4326", mapping(c))["coordinates"]
-        # Always measure in the local UTM zone: a projected CRS in metres is not necessarily
-        # equal-area (Web Mercator inflates areas by 1/cos^2(latitude): +38% in Punjab).
-        utm = _utm_for(lon, lat)
+    unit = areas.unit
     zones: list[tuple[int, Any]] = []
     for geom, value in features.shapes(code, mask=code != 255, transform=gt, connectivity=4):
         poly = shape(geom).intersection(footprint)
@@ -386,31 +530,27 @@ def _zones(scene, grid, classes, vigour, names):
             zones.append((int(value), poly))
     zones.sort(key=lambda z: z[0])
     polys = np.array([p for _, p in zones], dtype=object)
-    if utm is not None and len(polys):
-        # Every vertex of every zone reprojected in one array call: per-polygon calls cost
-        # more than the model on large maps.
-        area_list = shapely.area(shapely.transform(polys, _reprojector(crs, utm))) / 1e4
+    area_list = areas.measure(polys, crs)
+    if crs is not None and len(polys):
         out_geoms = [
             mapping(g) for g in shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7))
         ]
     else:
-        area_list = [p.area for _, p in zones]
         out_geoms = [mapping(p) for p in polys]
     feats = []
-    areas: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
+    totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
     for (value, _), area, out_geom in zip(zones, area_list, out_geoms, strict=True):
         cls_i, lvl = divmod(value, 4)
         props: dict[str, Any] = {"class": names[cls_i]}
         if lvl < 3:
             props["vigour"] = VIGOUR_LEVELS[lvl]
-        props[f"area_{unit}"] = round(area, 5 if unit == "ha" else 0)
+        props[f"area_{unit}"] = round(float(area), 5 if unit == "ha" else 0)
         feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
-        areas["class"][names[cls_i]] = areas["class"].get(names[cls_i], 0.0) + area
+        totals["class"][names[cls_i]] = totals["class"].get(names[cls_i], 0.0) + float(area)
         if lvl < 3:
-            areas["vigour"][VIGOUR_LEVELS[lvl]] = (
-                areas["vigour"].get(VIGOUR_LEVELS[lvl], 0.0) + area
-            )
-    return feats, areas, unit
+            key = VIGOUR_LEVELS[lvl]
+            totals["vigour"][key] = totals["vigour"].get(key, 0.0) + float(area)
+    return feats, totals
 
 
 def _display_bands(bands: tuple[str, ...]) -> list[str]:
@@ -428,12 +568,13 @@ class PreviewCanvas:
     edges are rounded from image coordinates, so neighbouring blocks tile exactly.
     """
 
-    def __init__(self, scene: Scene, max_size: int = 1024) -> None:
+    def __init__(self, scene: Scene, width: int, height: int, max_size: int = 1024) -> None:
+        """A canvas for the working image of `width` x `height` pixels."""
         self.show = _display_bands(scene.bands)
         self.bands = list(dict.fromkeys(self.show))
-        f = max(max(scene.width, scene.height) / max_size, 1.0)
-        self.h, self.w = max(1, round(scene.height / f)), max(1, round(scene.width / f))
-        self.sy, self.sx = self.h / scene.height, self.w / scene.width
+        f = max(max(width, height) / max_size, 1.0)
+        self.h, self.w = max(1, round(height / f)), max(1, round(width / f))
+        self.sy, self.sx = self.h / height, self.w / width
         self.data = np.zeros((len(self.bands), self.h, self.w), scene.dtype)
         self.valid = np.zeros((self.h, self.w), bool)
 
@@ -471,27 +612,26 @@ def write_preview(
     path: Path,
     canvas: PreviewCanvas,
     scene: Scene,
-    grid,
+    plan: Plan,
     classes: np.ndarray,
-    info,
-    areas,
+    areas: dict[str, dict[str, float]],
     unit: str,
     title: str | None,
 ) -> None:
-    """The image with the class map over it and a legend: what a farmer looks at first."""
+    """The image with the class map over it and a legend: what a farmer looks at first. The
+    legend says which method made the classes, at which ground sample distance."""
+    grid = plan.grid
     data, valid = canvas.data, canvas.valid
     rgb8 = scene.to_uint8(data, canvas.bands) if data.dtype != np.uint8 else data
     img = np.stack([rgb8[canvas.bands.index(b)] for b in canvas.show], axis=-1)
     ph, pw = img.shape[:2]
     # Which cell each preview pixel falls in.
-    ys = np.minimum((np.arange(ph) + 0.5) * scene.height / ph // grid.stride, grid.rows - 1).astype(
-        int
-    )
-    xs = np.minimum((np.arange(pw) + 0.5) * scene.width / pw // grid.stride, grid.cols - 1).astype(
-        int
-    )
+    ys = (np.arange(ph) + 0.5) * grid.height / ph // grid.cell
+    xs = (np.arange(pw) + 0.5) * grid.width / pw // grid.cell
+    ys = np.minimum(ys, grid.rows - 1).astype(int)
+    xs = np.minimum(xs, grid.cols - 1).astype(int)
     cell = classes[np.ix_(ys, xs)]
-    colors = np.array([_rgb(c.color) for c in info.classes], np.uint8)
+    colors = np.array([_rgb(c.color) for c in plan.classes], np.uint8)
     has = cell != NODATA_CLASS
     overlay = colors[np.where(has, cell, 0)]
     alpha = 0.45
@@ -499,10 +639,10 @@ def write_preview(
     img = np.where(has[..., None], blended, img)
     img[~valid] = 255  # nodata shown as white
 
-    legend_w = 240
-    canvas = Image.new("RGB", (pw + legend_w, max(ph, 220)), (250, 250, 247))
-    canvas.paste(Image.fromarray(img), (0, 0))
-    d = ImageDraw.Draw(canvas)
+    legend_w = 260
+    canvas_img = Image.new("RGB", (pw + legend_w, max(ph, 260)), (250, 250, 247))
+    canvas_img.paste(Image.fromarray(img), (0, 0))
+    d = ImageDraw.Draw(canvas_img)
     try:
         font = ImageFont.load_default(size=15)
         small = ImageFont.load_default(size=12)
@@ -512,17 +652,34 @@ def write_preview(
     d.text((x0, y), title or "Khet field map", fill=(20, 20, 20), font=font)
     y += 28
     total = sum(areas["class"].values()) or 1.0
-    for c in info.classes:
+    for c in plan.classes:
         a = areas["class"].get(c.name, 0.0)
         d.rectangle([x0, y, x0 + 16, y + 16], fill=_rgb(c.color), outline=(60, 60, 60))
         amount = f"{a:.2f} ha" if unit == "ha" else f"{a / total:.0%}"
         d.text((x0 + 24, y), f"{c.name}  {amount}", fill=(20, 20, 20), font=font)
         y += 24
     y += 8
-    d.text((x0, y), f"model {info.name} {info.version}", fill=(90, 90, 90), font=small)
-    y += 18
-    d.text((x0, y), f"cell {grid.stride} px; white = no data", fill=(90, 90, 90), font=small)
-    if unit != "ha":
+    method = {
+        "model": f"model {plan.bundle.info.name}" if plan.bundle else "model",
+        "rows": "crop rows (on row: crop)",
+        "index": "vegetation index only",
+    }[plan.method]
+    lines = [
+        method,
+        f"at {gsd_.describe(plan.working_gsd_m)} per pixel"
+        if plan.working_gsd_m
+        else "ground sample distance unknown",
+        f"cell {gsd_.describe(plan.working_gsd_m * grid.cell)}; white = no data"
+        if plan.working_gsd_m
+        else f"cell {grid.cell} px; white = no data",
+    ]
+    if plan.method == "index":
+        lines.append("crop and weed not told apart")
+    for line in lines:
+        d.text((x0, y), line, fill=(90, 90, 90), font=small)
         y += 18
+    if unit != "ha":
         d.text((x0, y), "no georeference: shares, not hectares", fill=(150, 60, 30), font=small)
-    canvas.save(path, format="PNG", optimize=False)
+    elif scene.crs is None:
+        d.text((x0, y), "no georeference: hectares approximate", fill=(150, 60, 30), font=small)
+    canvas_img.save(path, format="PNG", optimize=False)

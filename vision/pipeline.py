@@ -2,16 +2,17 @@
 
 `khet analyze`, the service's worker and the edge runner all call this function.
 
-    Scene ──► grid of cells ──► strips of tiles ──► ONNX Runtime ──► class grid ──► outputs
-                                   └──► indices per pixel (scratch raster) + per cell
+    Scene ─► plan (method, GSD) ─► grid ─► strips of windows ─► labeller ─► cells ─► outputs
+             (plan.py)             (grid.py)  read at working GSD  (labelling.py)   (maps.py)
+                                                  └─► indices per pixel (scratch raster) + per cell
 
-The image is cut into a grid of square cells of `stride = tile_size - overlap` pixels; each cell
-is classified from the `tile_size` window centred on it (so a cell sees `overlap/2` pixels of
-context on each side; edges are padded with zeros). One worker per core takes the next strip of
-up to `batch_size` tiles into its own reused buffers, shrinks the strip's index bands (computed,
-once a row of cells is complete, into a scratch raster) and adds it to the preview, then runs the
-model on it while another worker reads: reading, index work and inference overlap, and memory is
-bounded by a strip per worker, whatever the raster size.
+The plan decides how the crop/weed split is made (a model at its own ground sample distance, crop
+rows, or vegetation only) and the working GSD the scene is read at: resampled while reading, so
+memory never holds more than a strip per worker, whatever the raster's size. One worker per core
+takes the next strip into its own reused buffers under a lock, shrinks the strip's index bands
+(computed, once a row of windows is complete, into a scratch raster) and adds it to the preview,
+then labels it (running the model) while another worker reads: reading, index work and inference
+overlap.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
 from khet.vision import maps, products
-from khet.vision.bundle import Bundle, choose_bundle
+from khet.vision.grid import NODATA, Grid
+from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
+from khet.vision.plan import Plan, make_plan
 from khet.vision.scene import Scene, is_all_valid, open_scene
 from khet.vision.summary import SCHEMA_VERSION, Summary
 from rasterio.windows import Window
@@ -44,43 +47,25 @@ from khet.errors import InputError, KhetError
 from khet.settings import Settings, get_settings
 
 Progress = Callable[[int, int], None]
-MIN_VALID = 0.5  # a cell with less valid pixels than this share is shown as nodata
 
 
 @dataclass
-class Grid:
-    """The cell grid over a scene."""
+class CellMaps:
+    """What the strips produced: the map's cells, per-cell index means and index statistics."""
 
-    width: int
-    height: int
-    tile: int
-    overlap: int
-
-    @property
-    def stride(self) -> int:
-        return self.tile - self.overlap
-
-    @property
-    def rows(self) -> int:
-        return math.ceil(self.height / self.stride)
-
-    @property
-    def cols(self) -> int:
-        return math.ceil(self.width / self.stride)
-
-    @property
-    def margin(self) -> int:
-        return self.overlap // 2
-
-
-@dataclass
-class Strip:
-    """One batch of tiles from one row of cells, with what was computed while reading them."""
-
-    row: int
-    col0: int
-    tiles: np.ndarray  # n x bands x tile x tile, model dtype
-    valid_share: np.ndarray  # n, share of valid pixels in each cell
+    classes: np.ndarray  # rows x cols uint8, NODATA outside the data
+    confidence: np.ndarray | None  # rows x cols uint8 percent (255: none); a model's maps only
+    cover: np.ndarray | None  # rows x cols x classes uint8 percent; per-pixel methods only
+    cell_index: np.ndarray  # rows x cols x indices float32, NaN where none
+    analysed: int  # cells with data
+    skipped: int
+    windows: int  # windows run through the model
+    inference_seconds: float
+    index_stats: list[maps.RunningStats]
+    index_step: int
+    index_paths: dict[str, Path]
+    scratch_path: Path | None
+    preview: maps.PreviewCanvas
 
 
 def analyze(
@@ -95,38 +80,30 @@ def analyze(
     progress: Progress | None = None,
     settings: Settings | None = None,
     title: str | None = None,
+    gsd: float | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
     `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
+    `gsd` states the ground sample distance in metres per pixel (else from the file).
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
     started = time.perf_counter()
-    scene = open_scene(inputs, bands=bands, settings=settings)
+    scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
         n_infer = settings.threads or os.cpu_count() or 1
-        bundle = choose_bundle(scene.bands, model=model, models_dir=settings.models_dir, threads=1)
-        info = bundle.info
-        tile = tile_size or info.tile_size
-        ov = info.overlap if overlap is None else overlap
-        if tile <= 0 or ov < 0 or ov >= tile or (tile - ov) % 2:
-            raise KhetError(
-                f"Tile size {tile} with overlap {ov} does not work: the overlap must be smaller "
-                "than the tile and leave an even step."
-            )
-        grid = Grid(scene.width, scene.height, tile, ov)
-        model_bands = list(info.bands)
-        scene.require(model_bands, f"Model {info.name}")
+        plan = make_plan(scene, settings.models_dir, model, tile_size, overlap)
+        if plan.bundle is not None:
+            scene.require(list(plan.bundle.info.bands), f"Model {plan.bundle.info.name}")
+        scene.warnings.extend(plan.warnings)
         index_list = vi.available(scene.bands)
-        clip_cells = maps.clip_mask(clip, scene, grid) if clip else None
+        clip_cells = maps.clip_mask(clip, scene, plan.grid, plan.zoom) if clip else None
 
         with staging(Path(out_dir)) as st:
-            result = _classify(
-                scene, bundle, grid, index_list, st, settings, clip_cells, progress, n_infer
-            )
-            if result["analysed"] == 0:
+            result = _classify(scene, plan, index_list, st, settings, clip_cells, progress, n_infer)
+            if result.analysed == 0:
                 raise InputError(
                     "The image holds no usable pixels (all nodata, transparent or outside the "
                     "field boundary): nothing to analyze."
@@ -135,25 +112,17 @@ def analyze(
             # class maps, zones and preview are written: the cores have no idle tail.
             with ThreadPoolExecutor(max_workers=2) as pool:
                 cogs = _index_cogs(pool, result, index_list)
-                summary = maps.write_field_map(
-                    scene,
-                    bundle,
-                    grid,
-                    index_list,
-                    result,
-                    st,
-                    title=title,
-                )
+                summary = maps.write_field_map(scene, plan, index_list, result, st, title=title)
                 for job in cogs:
                     job.result()
-            if result["scratch_path"] is not None:
-                result["scratch_path"].unlink()
+            if result.scratch_path is not None:
+                result.scratch_path.unlink()
             elapsed = time.perf_counter() - started
             summary["timing"] = {
                 "seconds": round(elapsed, 2),
-                "inference_seconds": round(result["inference_seconds"], 2),
-                "tiles": result["analysed"],
-                "tiles_per_second": round(result["analysed"] / max(elapsed, 1e-9), 1),
+                "inference_seconds": round(result.inference_seconds, 2),
+                "tiles": result.windows,
+                "tiles_per_second": round(result.windows / max(elapsed, 1e-9), 1),
             }
             summary["khet_version"] = __version__
             summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -166,42 +135,150 @@ def analyze(
 
 
 def _index_step(grid: Grid, max_size: int) -> int:
-    """Index maps are written at 1/step of the input resolution; step divides the stride."""
+    """Index maps are written at 1/step of the working resolution; step divides the cell."""
     need = max(1, math.ceil(max(grid.width, grid.height) / max_size))
-    for k in range(need, grid.stride + 1):
-        if grid.stride % k == 0:
+    for k in range(need, grid.cell + 1):
+        if grid.cell % k == 0:
             return k
-    return grid.stride
+    return grid.cell
+
+
+class StripReader:
+    """Reads strips of windows in order (one caller at a time, under the pipeline's read lock)
+    and does the per-strip work that needs the pixels: validity per cell, the preview, and the
+    index bands of a row of windows."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        plan: Plan,
+        index_list: list[vi.Index],
+        step: int,
+        clip_cells: np.ndarray | None,
+        preview: maps.PreviewCanvas,
+        index_row: _IndexRow | None,
+        needed: list[str],
+    ) -> None:
+        self.scene, self.plan, self.grid = scene, plan, plan.grid
+        self.index_list, self.step, self.clip_cells = index_list, step, clip_cells
+        self.preview, self.index_row = preview, index_row
+        self.idx_bands = vi.needed_bands(index_list)
+        self.bands = list(dict.fromkeys(needed + self.idx_bands + preview.bands))
+        self.positions = {b: i for i, b in enumerate(self.bands)}
+
+    def read(self, r: int, c0: int, n: int, buffers: Buffers) -> Strip:
+        g, scene = self.grid, self.scene
+        s, m = g.stride, g.margin
+        win = g.strip(r, c0, n)
+        shape = (len(self.bands), g.tile, n * s + g.overlap)
+        data, valid = scene.read(
+            win, self.bands, out=buffers.get("data", shape, scene.dtype), zoom=self.plan.zoom
+        )
+        # Rows/cols past the image edge are padding, not data.
+        h_img = min(s, g.height - r * s)
+        w_img = min(n * s, g.width - c0 * s)
+        all_valid = is_all_valid(valid)  # no mask, no nodata, no padding: skip the mask work
+        core = valid[m : m + s, m : m + n * s]
+        core_valid = None
+        if not all_valid or self.clip_cells is not None:
+            core_valid = core.copy()
+            if self.clip_cells is not None:
+                per = g.per_window
+                inside = self.clip_cells[r * per : (r + 1) * per, c0 * per : (c0 + n) * per]
+                full = np.zeros((per, n * per), bool)
+                full[: inside.shape[0], : inside.shape[1]] = inside
+                core_valid &= np.repeat(np.repeat(full, g.cell, axis=0), g.cell, axis=1)
+        strip = Strip(r, c0, n, data, core_valid, self.positions)
+        self._preview_and_indices(strip, all_valid, core, h_img, w_img)
+        return strip
+
+    def _take(self, data: np.ndarray, names: list[str]) -> np.ndarray:
+        pos = [self.positions[b] for b in names]
+        if pos and pos == list(range(pos[0], pos[0] + len(pos))):
+            return data[pos[0] : pos[0] + len(pos)]
+        return data[pos]
+
+    def _preview_and_indices(
+        self, strip: Strip, all_valid: bool, core: np.ndarray, h_img: int, w_img: int
+    ) -> None:
+        g, step, preview = self.grid, self.step, self.preview
+        s, m, r, c0, n = g.stride, g.margin, strip.r, strip.c0, strip.n
+        # The preview is shrunk from the index's reduced bands when it shows only those and is
+        # coarser than them (the usual case on an orthomosaic), else from the full block.
+        shown_reduced = (
+            bool(self.index_list)
+            and step > 1
+            and max(preview.sx, preview.sy) * step <= 1.0
+            and set(preview.bands) <= set(self.idx_bands)
+        )
+        if not shown_reduced:
+            preview.add(
+                self._take(strip.data, preview.bands)[:, m : m + h_img, m : m + w_img],
+                None if all_valid else core[:h_img, :w_img],
+                r * s,
+                c0 * s,
+            )
+        if not self.index_list:
+            return
+        # Index pixels of the windows' kept centres only, at 1/step resolution.
+        bands = self._take(strip.data, self.idx_bands)[:, m : m + s, m : m + n * s]
+        bands = bands[:, :h_img, :w_img]
+        valid = strip.core_valid[:h_img, :w_img] if strip.core_valid is not None else None
+        if step > 1:
+            hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
+            # Average in the sensor's own integer type (cv2 does uint8/uint16).
+            bands = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in bands]
+            if valid is not None:
+                small = cv2.resize(
+                    valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST
+                )
+                valid = small > 0
+            if shown_reduced:
+                preview.add(
+                    np.stack([bands[self.idx_bands.index(b)] for b in preview.bands]),
+                    valid,
+                    r * s,
+                    c0 * s,
+                    size=(h_img, w_img),
+                )
+        self.index_row.add(c0 * s // step, bands, valid)
+        if c0 + n == g.window_cols:
+            self.index_row.flush(r)
 
 
 def _classify(
     scene: Scene,
-    bundle: Bundle,
-    grid: Grid,
+    plan: Plan,
     index_list: list[vi.Index],
     st: Staging,
     settings: Settings,
     clip_cells: np.ndarray | None,
     progress: Progress | None,
     n_infer: int = 1,
-) -> dict[str, Any]:
-    info = bundle.info
-    n_cls = len(info.classes)
-    rows, cols = grid.rows, grid.cols
-    classes = np.full((rows, cols), maps.NODATA_CLASS, np.uint8)
-    probs = np.zeros((rows, cols, n_cls), np.float16)
+) -> CellMaps:
+    grid = plan.grid
+    rows, cols, per = grid.rows, grid.cols, grid.per_window
+    n_cls = len(plan.classes)
+    classes = np.full((rows, cols), NODATA, np.uint8)
+    confidence = np.full((rows, cols), NODATA, np.uint8) if plan.method == "model" else None
+    cover = (
+        None
+        if plan.method == "model" and not plan.segmentation
+        else np.full((rows, cols, n_cls), NODATA, np.uint8)
+    )
     cell_index = np.full((rows, cols, max(len(index_list), 1)), np.nan, np.float32)
     step = _index_step(grid, settings.index_max_size)
     stats = [maps.RunningStats(i) for i in index_list]
 
-    model_bands = list(info.bands)
+    needed: list[str] = []
+    to_model = None
+    if plan.bundle is not None:
+        needed = list(plan.bundle.info.bands)
+        to_model = _model_converter(scene, needed, plan.bundle.info.dtype)
+    elif plan.vegetation is not None:
+        needed = list(plan.vegetation.bands)
+    preview = maps.PreviewCanvas(scene, grid.width, grid.height)
     idx_bands = vi.needed_bands(index_list)
-    preview = maps.PreviewCanvas(scene)
-    read_bands = list(dict.fromkeys(model_bands + idx_bands + preview.bands))
-    pos_model = [read_bands.index(b) for b in model_bands]
-    pos_idx = [read_bands.index(b) for b in idx_bands]
-    pos_show = [read_bands.index(b) for b in preview.bands]
-    to_model = _model_converter(scene, model_bands, info.dtype)
 
     scratch = None
     scratch_path = st.file("scratch-indices.tif")
@@ -212,63 +289,63 @@ def _classify(
             height=math.ceil(grid.height / step),
             count=len(index_list),
             dtype="float32",
-            transform=scene.transform @ Affine.scale(step),
+            transform=maps.working_transform(scene, plan.zoom) @ Affine.scale(step),
             crs=scene.crs,
             nodata=vi.NODATA,
         )
         for i, idx in enumerate(index_list, start=1):
             scratch.set_band_description(i, idx.name)
-
     index_row = (
         _IndexRow(grid, step, scene.dtype, index_list, idx_bands, stats, scratch, cell_index)
         if index_list
         else None
     )
+    reader = StripReader(scene, plan, index_list, step, clip_cells, preview, index_row, needed)
+    labeller: Labeller = labeller_for(plan, grid, to_model)
     batch = max(1, settings.batch_size)
-    total = rows * cols
+    wrows, wcols = grid.window_rows, grid.window_cols
+    total = wrows * wcols
     strips = iter(
-        [(r, c0, min(batch, cols - c0)) for r in range(rows) for c0 in range(0, cols, batch)]
+        [(r, c0, min(batch, wcols - c0)) for r in range(wrows) for c0 in range(0, wcols, batch)]
     )
     read_lock = threading.Lock()  # the dataset, scratch raster, stats and preview: one at a time
     tally_lock = threading.Lock()
-    tally = {"analysed": 0, "done": 0, "infer_s": 0.0}
+    tally = {"windows": 0, "done": 0, "infer_s": 0.0}
     errors: list[BaseException] = []
 
+    def store(strip: Strip, cells: Cells) -> None:
+        y0, x0 = strip.r * per, strip.c0 * per
+        h = min(cells.classes.shape[0], rows - y0)
+        w = min(cells.classes.shape[1], cols - x0)
+        classes[y0 : y0 + h, x0 : x0 + w] = cells.classes[:h, :w]
+        if confidence is not None and cells.confidence is not None:
+            confidence[y0 : y0 + h, x0 : x0 + w] = cells.confidence[:h, :w]
+        if cover is not None and cells.cover is not None:
+            cover[y0 : y0 + h, x0 : x0 + w] = cells.cover[:h, :w]
+
     def work() -> None:
-        """Read the next strip (in order, under the lock), then run the model on it.
+        """Read the next strip (in order, under the lock), then label it.
 
-        Each worker reads into its own two buffers (the strip's pixels and its batch of tiles),
-        reused strip after strip: see `_StripBuffers`.
-
+        Each worker reads into its own buffers, reused strip after strip (see `Buffers`).
         `n_infer` of these run side by side, each with a single-threaded ONNX Runtime call:
         while one runs the model the other reads, so reading and index work fill the cores'
         gaps instead of interrupting a multi-threaded model run (measured on 2 cores).
         """
-        bufs = _StripBuffers()
+        buffers = Buffers()
         try:
             while not errors:
                 with read_lock:
                     nxt = next(strips, None)
                     if nxt is None:
                         return
-                    r, c0, n = nxt
-                    s = _read_strip(
-                        scene, grid, r, c0, n, read_bands, pos_model, pos_idx, pos_show, preview,
-                        idx_bands, index_list, to_model, step, clip_cells, bufs,
-                        index_row,
-                    )  # fmt: skip
-                keep = np.flatnonzero(s.valid_share >= MIN_VALID)
+                    strip = reader.read(*nxt, buffers)
                 t0 = time.perf_counter()
-                if keep.size:
-                    batch_tiles = s.tiles if keep.size == n else s.tiles[keep]  # no copy if full
-                    p = bundle.predict(batch_tiles)
-                    cols_k = s.col0 + keep
-                    classes[s.row, cols_k] = p.argmax(axis=1).astype(np.uint8)
-                    probs[s.row, cols_k] = p.astype(np.float16)
+                cells = labeller.label(strip, buffers)
+                store(strip, cells)
                 with tally_lock:
                     tally["infer_s"] += time.perf_counter() - t0
-                    tally["analysed"] += int(keep.size)
-                    tally["done"] += n
+                    tally["windows"] += cells.windows
+                    tally["done"] += strip.n
                     if progress:
                         progress(tally["done"], total)
         except BaseException as e:  # raised again by the main thread
@@ -289,31 +366,30 @@ def _classify(
             scratch.close()
     if errors:
         raise errors[0]
-    analysed, infer_s = tally["analysed"], tally["infer_s"] / n_infer
+    analysed = int((classes != NODATA).sum())
+    return CellMaps(
+        classes=classes,
+        confidence=confidence,
+        cover=cover,
+        cell_index=cell_index,
+        analysed=analysed,
+        skipped=rows * cols - analysed,
+        windows=int(tally["windows"]),
+        inference_seconds=float(tally["infer_s"]) / n_infer,
+        index_stats=stats,
+        index_step=step,
+        index_paths={idx.name: st.file(f"indices/{idx.name}.tif") for idx in index_list},
+        scratch_path=scratch_path if index_list else None,
+        preview=preview,
+    )
 
-    index_paths = {idx.name: st.file(f"indices/{idx.name}.tif") for idx in index_list}
-    return {
-        "classes": classes,
-        "probs": probs,
-        "cell_index": cell_index,
-        "analysed": analysed,
-        "skipped": total - analysed,
-        "index_stats": stats,
-        "index_step": step,
-        "index_paths": index_paths,
-        "scratch_path": scratch_path if index_list else None,
-        "preview": preview,
-        "inference_seconds": infer_s,
-    }
 
-
-def _index_cogs(pool: ThreadPoolExecutor, result: dict[str, Any], index_list: list[vi.Index]):
+def _index_cogs(pool: ThreadPoolExecutor, result: CellMaps, index_list: list[vi.Index]):
     """Start writing each index map from the scratch raster as its own COG; the futures."""
-    if not index_list:
+    if not index_list or result.scratch_path is None:
         return []
-    paths = result["index_paths"]
     return [
-        pool.submit(_single_band_cog, result["scratch_path"], i, paths[idx.name], idx)
+        pool.submit(_single_band_cog, result.scratch_path, i, result.index_paths[idx.name], idx)
         for i, idx in enumerate(index_list, start=1)
     ]
 
@@ -355,96 +431,6 @@ def _model_converter(
     )
 
 
-def _read_strip(
-    scene: Scene,
-    grid: Grid,
-    r: int,
-    c0: int,
-    n: int,
-    read_bands: list[str],
-    pos_model: list[int],
-    pos_idx: list[int],
-    pos_show: list[int],
-    preview: maps.PreviewCanvas,
-    idx_bands: list[str],
-    index_list: list[vi.Index],
-    to_model: Callable[[np.ndarray], np.ndarray],
-    step: int,
-    clip_cells: np.ndarray | None,
-    bufs: _StripBuffers,
-    index_row: _IndexRow | None,
-) -> Strip:
-    s, m, tile = grid.stride, grid.margin, grid.tile
-    win = Window(c0 * s - m, r * s - m, n * s + grid.overlap, tile)
-    shape = (len(read_bands), tile, n * s + grid.overlap)
-    data, valid = scene.read(win, read_bands, out=bufs.get("data", shape, scene.dtype))
-    model_data = to_model(_take(data, pos_model))
-    # Tiles: n windows of `tile` px, `s` apart, along the strip.
-    tiles = np.stack(
-        [model_data[:, :, k * s : k * s + tile] for k in range(n)],
-        out=bufs.get("tiles", (n, model_data.shape[0], tile, tile), model_data.dtype),
-    )
-    # Rows/cols past the image edge are padding, not data.
-    h_img = min(s, scene.height - r * s)
-    w_img = min(n * s, scene.width - c0 * s)
-    all_valid = is_all_valid(valid)  # no mask, no nodata, no padding: skip the mask work
-    core = valid[m : m + s, m : m + n * s]
-    if all_valid:
-        share = np.ones(n)
-    else:
-        share = core.reshape(s, n, s).sum(axis=(0, 2), dtype=np.int32) / float(s * s)
-    if clip_cells is not None:
-        share = np.where(clip_cells[r, c0 : c0 + n], share, 0.0)
-    # The preview is shrunk from the index's reduced bands when it shows only those and is
-    # coarser than them (the usual case on an orthomosaic), else from the full-resolution block.
-    shown_reduced = (
-        bool(index_list)
-        and step > 1
-        and max(preview.sx, preview.sy) * step <= 1.0
-        and set(preview.bands) <= set(idx_bands)
-    )
-    if not shown_reduced:
-        preview.add(
-            _take(data, pos_show)[:, m : m + h_img, m : m + w_img],
-            None if all_valid else core[:h_img, :w_img],
-            r * s,
-            c0 * s,
-        )
-    if index_list:
-        # Index pixels of the cells' cores only, at 1/step resolution.
-        core_bands = _take(data, pos_idx)[:, m : m + s, m : m + n * s][:, :h_img, :w_img]
-        core_valid = None
-        if not all_valid or clip_cells is not None:
-            core_valid = core.copy()
-            if clip_cells is not None:
-                for k in np.flatnonzero(~clip_cells[r, c0 : c0 + n]):
-                    core_valid[:, k * s : (k + 1) * s] = False
-            core_valid = core_valid[:h_img, :w_img]
-        if step > 1:
-            hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
-            # Average in the sensor's own integer type (cv2 does uint8/uint16).
-            core_bands = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in core_bands]
-            if core_valid is not None:
-                core_valid = (
-                    cv2.resize(
-                        core_valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST
-                    )
-                    > 0
-                )
-            if shown_reduced:
-                preview.add(
-                    np.stack([core_bands[idx_bands.index(b)] for b in preview.bands]),
-                    core_valid,
-                    r * s,
-                    c0 * s,
-                    size=(h_img, w_img),
-                )
-        index_row.add(c0 * s // step, core_bands, core_valid)
-        if c0 + n == grid.cols:
-            index_row.flush(r)
-    return Strip(r, c0, tiles, share)
-
-
 class _IndexRow:
     """One row of cells' index pixels, gathered strip by strip, then computed at once.
 
@@ -482,44 +468,21 @@ class _IndexRow:
         values = vi.compute(self.index_list, bands, self.idx_bands, valid)
         for st_, v in zip(self.stats, values, strict=True):
             st_.add(v)
-        # Mean of each index over each cell of the row, all cells at once.
-        cw = grid.stride // self.step
-        full = np.full((n_idx, h, grid.cols * cw), np.nan, np.float32)
-        full[:, :, : self.width] = values
-        cells = full.reshape(n_idx, h, grid.cols, cw)
+        # Mean of each index over each cell of the row of windows, all cells at once.
+        cw = grid.cell // self.step  # reduced pixels per cell side
+        per = grid.per_window
+        full = np.full((n_idx, per * cw, grid.cols * cw), np.nan, np.float32)
+        full[:, :h, : self.width] = values
+        cells = full.reshape(n_idx, per, cw, grid.cols, cw)
         finite = np.isfinite(cells)
-        count = finite.sum(axis=(1, 3))
-        total = np.where(finite, cells, 0).sum(axis=(1, 3))
+        count = finite.sum(axis=(2, 4))
+        total = np.where(finite, cells, 0).sum(axis=(2, 4))
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.cell_index[r] = np.where(count > 0, total / np.maximum(count, 1), np.nan).T
+            means = np.where(count > 0, total / np.maximum(count, 1), np.nan)  # idx x per x cols
+        y0 = r * per
+        y1 = min(y0 + per, grid.rows)
+        self.cell_index[y0:y1] = means[:, : y1 - y0].transpose(1, 2, 0)
         out = np.where(np.isfinite(values), values, vi.NODATA).astype(np.float32)
         self.scratch.write(out, window=Window(0, r * grid.stride // self.step, self.width, h))
         self.valid[:] = True
         self.masked = False
-
-
-class _StripBuffers:
-    """A worker's arrays, kept from strip to strip (the shorter last strip of each row has its
-    own).
-
-    A new multi-MB array per strip (hundreds of strips per orthomosaic) costs page faults, and
-    unmapping it interrupts the other core, which is running the model: measured on 2 cores,
-    reading took 3.7 s of a 8 s run with fresh arrays and 1.7 s with these. Memory stays flat
-    because nothing is freed and reallocated."""
-
-    def __init__(self) -> None:
-        self.arrays: dict[tuple, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        key = (name, shape, np.dtype(dtype).str)
-        a = self.arrays.get(key)
-        if a is None:
-            a = self.arrays[key] = np.empty(shape, dtype)
-        return a
-
-
-def _take(data: np.ndarray, positions: list[int]) -> np.ndarray:
-    """Bands at `positions`: a view when they are consecutive (the usual case), else a copy."""
-    if positions and positions == list(range(positions[0], positions[0] + len(positions))):
-        return data[positions[0] : positions[0] + len(positions)]
-    return data[positions]

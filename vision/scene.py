@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from khet.vision import align
+from khet.vision import gsd as gsd_
 from khet.vision.exif import CameraFacts, read_camera_facts
+from khet.vision.summary import Gsd
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
@@ -100,6 +102,7 @@ class Scene:
     warnings: list[str] = field(default_factory=list)
     kind: str = "raster"  # "raster", "frame", "capture"
     alignment: list[dict] = field(default_factory=list)
+    gsd: Gsd = field(default_factory=Gsd)  # metres per pixel and how it was found ("unknown")
     _memfile: MemoryFile | None = None
     _stretch: dict[str, tuple[float, float]] | None = None
 
@@ -140,6 +143,12 @@ class Scene:
             return True
         flags = self.dataset.mask_flag_enums
         return any(MaskFlags.all_valid not in f for f in flags)
+
+    def working_size(self, zoom: float = 1.0) -> tuple[int, int]:
+        """(width, height) of the scene resampled by `zoom` (working pixels per scene pixel)."""
+        if zoom == 1.0:
+            return self.width, self.height
+        return max(1, round(self.width * zoom)), max(1, round(self.height * zoom))
 
     def _valid(self, window: Window | None = None, out_shape=None) -> np.ndarray:
         """Validity from GDAL's mask (nodata, alpha, internal mask), or from nodata alone when
@@ -187,7 +196,11 @@ class Scene:
         return [self.band_indexes[self.band_names.index(n)] for n in names]
 
     def read(
-        self, window: Window, names: Sequence[str], out: np.ndarray | None = None
+        self,
+        window: Window,
+        names: Sequence[str],
+        out: np.ndarray | None = None,
+        zoom: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Bands `names` in `window` (which may reach past the edges: padded with 0) and validity.
 
@@ -195,9 +208,15 @@ class Scene:
         shape and dtype, is filled and returned instead of a new one: the pipeline reuses its
         strip buffers, since a fresh multi-MB array per strip costs page faults and, freed from
         a thread, interrupts the other cores. The validity may be a shared read-only array.
+
+        `zoom` reads the scene resampled to `zoom` working pixels per scene pixel (a model's
+        ground sample distance): `window` is then in working pixels. GDAL resamples while
+        reading (averaging when shrinking, using overviews where the file has them; bilinear
+        when enlarging), so no full-size copy is ever made.
         """
         idx = self.require(names, "This step")
-        full = Window(0, 0, self.width, self.height)
+        wz, hz = self.working_size(zoom)
+        full = Window(0, 0, wz, hz)
         try:
             inner = window.intersection(full)
         except Exception:  # rasterio raises WindowError when they do not meet
@@ -219,8 +238,21 @@ class Scene:
         if out is not None and not inside:
             data[...] = 0  # the padding past the image's edge
         try:
-            self.dataset.read(idx, window=inner, out=data[:, r0 : r0 + ih, c0 : c0 + iw])
-            v = self._valid(inner)
+            if zoom == 1.0:
+                self.dataset.read(idx, window=inner, out=data[:, r0 : r0 + ih, c0 : c0 + iw])
+                v = self._valid(inner)
+            else:
+                # A fractional window: GDAL resamples exactly this footprint of the scene.
+                src = Window(inner.col_off / zoom, inner.row_off / zoom, iw / zoom, ih / zoom)
+                how = Resampling.average if zoom < 1 else Resampling.bilinear
+                part = data[:, r0 : r0 + ih, c0 : c0 + iw]
+                if part.flags.c_contiguous:  # the whole window is inside: read in place
+                    self.dataset.read(idx, window=src, out=part, resampling=how)
+                else:
+                    part[...] = self.dataset.read(
+                        idx, window=src, out_shape=(len(idx), ih, iw), resampling=how
+                    )
+                v = self._valid(src, out_shape=(ih, iw))
         except RasterioError as e:
             raise InputError(
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
@@ -516,14 +548,44 @@ def open_scene(
     inputs: str | Path | Sequence[str | Path],
     bands: Sequence[str] | None = None,
     settings: Settings | None = None,
+    gsd: float | None = None,
 ) -> Scene:
-    """Open a file, the band files of one capture, or a folder holding one capture."""
+    """Open a file, the band files of one capture, or a folder holding one capture.
+
+    `gsd` states the ground sample distance (metres per pixel) instead of taking it from the
+    file (see vision/gsd.py)."""
     settings = settings or get_settings()
     apply_gdal_env(settings)
+    if gsd is not None and not (0 < gsd < 1000 and np.isfinite(gsd)):
+        raise InputError(
+            f"A ground sample distance of {gsd} does not work: give metres per pixel, "
+            "e.g. --gsd 0.03 for 3 cm."
+        )
     files = resolve_inputs(inputs)
-    if len(files) == 1:
-        return _open_single(files[0], bands, settings)
-    return _open_capture(files, bands, settings)
+    scene = (
+        _open_single(files[0], bands, settings)
+        if len(files) == 1
+        else _open_capture(files, bands, settings)
+    )
+    scene.gsd = _ground_sample_distance(scene, gsd)
+    return scene
+
+
+def _ground_sample_distance(scene: Scene, stated: float | None) -> Gsd:
+    """The GSD from the user, the CRS or the camera, in that order; "unknown" with the reason."""
+    if stated is not None:
+        return gsd_.from_user(stated)
+    if scene.crs is not None:
+        try:
+            found = gsd_.from_crs(scene.crs, scene.transform, scene.width, scene.height)
+        except Exception:  # an unusual CRS without usable units: said below as unknown
+            found = None
+        if found is not None:
+            return found
+    found = gsd_.from_camera(scene.camera, scene.width, scene.height)
+    if found is not None:
+        return found
+    return Gsd(source="unknown", detail=gsd_.missing_reason(scene.camera, scene.crs is not None))
 
 
 def _open_single(path: Path, bands: Sequence[str] | None, settings: Settings) -> Scene:

@@ -61,3 +61,16 @@ def test_real_carrot_weed_split_keeps_images_whole(carrot_weed_root):
     s = splits.split_images(stems, {"train": 0.6, "val": 0.15, "test": 0.25}, seed=0)
     splits.assert_disjoint(s)
     assert not set(s["train"]) & set(s["test"])
+
+
+def test_contiguous_blocks_keep_neighbouring_images_on_one_side():
+    from khet.datasets.splits import contiguous_blocks
+
+    ids = [f"IMG_{n}" for n in range(3438, 3469)]  # Carrot-Weed's 31 photos along one strip
+    s = contiguous_blocks(ids, {"train": 0.6, "val": 0.15, "test": 0.25}, gap=1)
+    assert sum(len(v) for v in s.values()) == len(ids) - 2
+    pos = {i: k for k, v in s.items() for i in v}
+    for a, b in zip(ids, ids[1:]):  # no two consecutive photos on two different sides
+        if a in pos and b in pos:
+            assert pos[a] == pos[b], (a, b)
+    assert len(s["test"]) == 7 and s["test"][-1] == "IMG_3468"

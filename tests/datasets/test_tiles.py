@@ -92,3 +92,29 @@ def test_partial_edge_cells_below_min_valid_are_dropped():
 def test_bad_overlap_rejected():
     with pytest.raises(ValueError):
         cut_tiles(np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8), np.uint8), 8, 3)
+
+
+def test_training_tiles_are_the_windows_the_pipeline_classifies(tmp_path):
+    """Train/serve skew, checked: the pipeline's StripReader reads, for every cell, exactly the
+    pixels that `cut_tiles` gives the model in training (same window, same zero padding)."""
+    from khet.vision.grid import Grid
+    from khet.vision.labelling import Buffers, _tiles
+    from khet.vision.scene import open_scene
+
+    from tests.vision.rasters import field_rgb, write_geotiff
+
+    img = field_rgb(200, 250)  # not a multiple of the stride: partial cells at the edges
+    path = write_geotiff(tmp_path / "f.tif", img)
+    mask = np.zeros(img.shape[1:], np.uint8)
+    ts = cut_tiles(np.moveaxis(img, 0, -1), mask, 64, 16, min_valid=0.0)
+    grid = Grid(250, 200, 64, 16)
+    with open_scene(path) as scene:
+        seen = {}
+        for r in range(grid.window_rows):
+            data, _ = scene.read(grid.strip(r, 0, grid.window_cols), ["red", "green", "blue"])
+            batch = _tiles(data, grid, grid.window_cols, Buffers())
+            for c in range(grid.window_cols):
+                seen[(r, c)] = batch[c]
+    assert len(ts) == grid.window_rows * grid.window_cols
+    for (r, c), tile in zip(map(tuple, ts.cells), ts.tiles, strict=True):
+        assert np.array_equal(tile, seen[(r, c)]), (r, c)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from khet.vision.bundle import Bundle, choose_bundle
+from khet.vision.bundle import Bundle
 
 BUNDLES = Path(__file__).resolve().parents[2] / "models" / "bundles"
 EXPECTED = {
@@ -44,13 +44,26 @@ def test_bundle_contract(name):
     assert json.loads(json.dumps(info.metrics))  # plain JSON
 
 
-def test_pipeline_picks_by_bands():
-    assert choose_bundle(["red", "green", "blue"], models_dir=BUNDLES).info.name == (
-        "khet-rgb-carrotweed"
-    )
-    assert choose_bundle(["red", "green", "blue", "nir"], models_dir=BUNDLES).info.name == (
-        "khet-rednir-cwfid"
-    )
+@pytest.mark.parametrize(
+    ("bands", "gsd", "want"),
+    [
+        (("red", "green", "blue"), 0.0004, "khet-rgb-carrotweed"),
+        (("red", "green", "blue", "nir"), 0.0002, "khet-rednir-cwfid"),
+        (("red", "green", "blue", "nir"), 0.05, None),  # survey GSD: no close-range model
+    ],
+)
+def test_pipeline_picks_by_bands_and_gsd(tmp_path, monkeypatch, bands, gsd, want):
+    from khet.vision.plan import make_plan
+    from khet.vision.scene import open_scene
+
+    from tests.vision.rasters import field_rgb, write_geotiff
+
+    img = field_rgb(128, 128)
+    data = np.concatenate([img, img[1:2]])[: len(bands)]
+    path = write_geotiff(tmp_path / "f.tif", data, res=gsd, descriptions=list(bands))
+    with open_scene(path) as scene:
+        plan = make_plan(scene, BUNDLES)
+    assert (plan.bundle.info.name if plan.bundle else None) == want
 
 
 def test_manifest_lists_every_shipped_bundle_with_its_checksum():

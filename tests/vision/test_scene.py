@@ -135,8 +135,17 @@ def test_fourth_band_described_as_nir_is_not_taken_for_alpha(tmp_path):
 
     data = np.random.default_rng(0).integers(1, 255, (4, 64, 64), dtype=np.uint8)
     p = tmp_path / "rgbn.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint8",
-                       crs="EPSG:32643", transform=Affine(0.05, 0, 350000, 0, -0.05, 3500000)) as d:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:32643",
+        transform=Affine(0.05, 0, 350000, 0, -0.05, 3500000),
+    ) as d:
         d.write(data)
         for i, n in enumerate(["red", "green", "blue", "nir"], 1):
             d.set_band_description(i, n)

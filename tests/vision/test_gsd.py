@@ -1,0 +1,137 @@
+"""Ground sample distance: known, said where it came from, used everywhere, never guessed."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from khet.vision.scene import open_scene
+from PIL import Image
+
+from tests.vision.rasters import field_rgb, write_geotiff
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _jpeg_with_xmp(path: Path, xmp: str, *, focal: float, fpx: float | None, model: str) -> Path:
+    """A drone-style JPEG: EXIF focal length (and focal-plane resolution) plus an XMP packet."""
+    im = Image.fromarray(np.moveaxis(field_rgb(240, 320), 0, -1))
+    exif = Image.Exif()
+    exif[0x0110] = model
+    sub = {0x920A: focal}
+    if fpx:
+        sub.update({0xA20E: fpx, 0xA20F: fpx, 0xA210: 3})  # pixels per cm
+    exif.get_ifd(0x8769).update(sub)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, quality=92)
+    data = buf.getvalue()
+    packet = b"http://ns.adobe.com/xap/1.0/\x00" + xmp.encode()
+    app1 = b"\xff\xe1" + struct.pack(">H", len(packet) + 2) + packet
+    path.write_bytes(data[:2] + app1 + data[2:])
+    return path
+
+
+def test_projected_crs_gives_the_pixel_size(tmp_path):
+    p = write_geotiff(tmp_path / "a.tif", field_rgb(), res=0.03)
+    with open_scene(p) as s:
+        assert s.gsd.source == "crs" and s.gsd.metres == pytest.approx(0.03)
+
+
+def test_feet_are_converted(tmp_path):
+    # NAD83 / Texas Central (ftUS): 0.1 ft pixels are 3.048 cm.
+    p = write_geotiff(tmp_path / "ft.tif", field_rgb(), crs="EPSG:2277", res=0.1)
+    with open_scene(p) as s:
+        assert s.gsd.metres == pytest.approx(0.1 * 1200 / 3937, rel=1e-4)
+
+
+def test_geographic_crs_converted_at_the_centre(tmp_path):
+    import rasterio
+    from affine import Affine
+
+    p = tmp_path / "geo.tif"
+    deg = 1e-6
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=Affine(deg, 0, 74.3, 0, -deg, 31.5),
+    ) as d:
+        d.write(field_rgb(64, 64))
+    with open_scene(p) as s:
+        assert s.gsd.source == "crs-geographic"
+        # 1e-6 degree: 11.1 cm north-south, 9.5 cm east-west at 31.5 N.
+        assert s.gsd.metres == pytest.approx((0.1109 + 0.0949) / 2, rel=0.01)
+
+
+def test_sensefly_frame_from_height_focal_length_and_pixel_pitch(shared_data):
+    frame = shared_data / "seneca_flight" / "images" / "IMG_0446.jpg"
+    with open_scene(frame) as s:
+        assert s.gsd.source == "camera"
+        # 66.1 m x 6.2 um / 4.3 mm = 9.5 cm (the README: about 11 cm for these 4x frames).
+        assert s.gsd.metres == pytest.approx(0.0953, rel=0.01)
+        assert "senseFly" in s.gsd.detail
+
+
+def test_dji_frame_uses_relative_altitude_and_camera_table(tmp_path):
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+        'drone-dji:RelativeAltitude="+40.00"/></rdf:RDF></x:xmpmeta>'
+    )
+    p = _jpeg_with_xmp(tmp_path / "DJI_0042.JPG", xmp, focal=8.8, fpx=None, model="FC6310")
+    with open_scene(p) as s:
+        assert s.gsd.source == "camera"
+        assert s.gsd.metres == pytest.approx(40 * (13.2 / 5472) / 8.8, rel=1e-3)  # 1.1 cm
+        assert "FC6310" in s.gsd.detail
+
+
+def test_unknown_is_said_with_the_reason(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.moveaxis(field_rgb(64, 64), 0, -1)).save(p)
+    with open_scene(p) as s:
+        assert s.gsd.metres is None and s.gsd.source == "unknown"
+        assert "height above ground" in s.gsd.detail
+
+
+def test_user_gsd_wins_and_bad_values_are_refused(tmp_path):
+    p = write_geotiff(tmp_path / "a.tif", field_rgb(), res=0.03)
+    with open_scene(p, gsd=0.012) as s:
+        assert s.gsd.source == "user" and s.gsd.metres == 0.012
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "khet.cli", "analyze", str(p), "-o", str(out), "--gsd", "-3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2 and "metres per pixel" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_gsd_in_summary_and_frame_areas_in_approximate_hectares(tmp_path, use_test_models):
+    from khet.vision.pipeline import analyze
+
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+        'drone-dji:RelativeAltitude="10.0"/></rdf:RDF></x:xmpmeta>'
+    )
+    p = _jpeg_with_xmp(tmp_path / "DJI_0001.JPG", xmp, focal=10.0, fpx=500.0, model="X")
+    # 10 m x (10 mm / 500 px per cm = 0.02 mm) / 10 mm = 2 cm per pixel.
+    summary = analyze(p, tmp_path / "out")
+    assert summary["gsd"]["metres"] == pytest.approx(0.02)
+    assert summary["area_unit"] == "ha" and summary["area_basis"].startswith("ground sample")
+    # 320 x 240 px of 2 cm: 0.003072 ha.
+    assert summary["area_total_ha"] == pytest.approx(320 * 240 * 0.02**2 / 1e4, rel=0.02)
+    assert any("approximate" in w for w in summary["warnings"])
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert on_disk["layers"]["classes"]["method"] in ("model", "rows", "index")

@@ -1,0 +1,150 @@
+"""Which method paints crop and weed, at which ground sample distance (vision/plan.py), and the
+resampling that puts every image at a model's own GSD."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from khet.vision.pipeline import analyze
+
+from tests.bundles import make_segmentation_bundle
+from tests.vision.rasters import write_geotiff
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def seg_models(tmp_path, monkeypatch) -> Path:
+    """Only a segmentation bundle read at 1 cm, validated for 4 mm to 3 cm."""
+    from khet.settings import get_settings
+
+    d = tmp_path / "models"
+    make_segmentation_bundle(d / "test-seg.onnx", gsd_m=0.01, gsd_range_m=(0.004, 0.03))
+    monkeypatch.setenv("KHET_MODELS_DIR", str(d))
+    get_settings.cache_clear()
+    return d
+
+
+def plants(h: int, w: int, seed: int = 0, rows_every: int | None = None) -> np.ndarray:
+    """Soil with round green plants: in rows `rows_every` px apart, or scattered."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (150, 115, 85)
+    n = h * w // 900
+    ys = rng.integers(0, h, n)
+    if rows_every:
+        ys = (rng.integers(0, h // rows_every + 1, n) * rows_every).clip(0, h - 1)
+    for y, x in zip(ys, rng.integers(0, w, n), strict=True):
+        cv2.circle(img, (int(x), int(y)), int(rng.integers(3, 7)), (50, 160, 55), -1)
+    img = np.clip(img.astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, -1, 0)
+
+
+def _classes(out: Path) -> np.ndarray:
+    with rasterio.open(out / "classes.tif") as ds:
+        return ds.read(1)
+
+
+def test_the_same_field_at_two_resolutions_gives_the_same_map(tmp_path, seg_models):
+    """1x at 5 mm and the same field averaged to 1 cm are both read at the model's 1 cm: the
+    maps agree cell for cell. Were the GSD ignored, the 5 mm image would be mapped on twice as
+    many, half-size cells of different content."""
+    fine = plants(512, 640, seed=3)
+    coarse = np.moveaxis(
+        cv2.resize(np.moveaxis(fine, 0, -1), (320, 256), interpolation=cv2.INTER_AREA), -1, 0
+    )
+    a = analyze(write_geotiff(tmp_path / "fine.tif", fine, res=0.005), tmp_path / "a")
+    b = analyze(write_geotiff(tmp_path / "coarse.tif", coarse, res=0.01), tmp_path / "b")
+    for s in (a, b):
+        assert s["method"] == "model" and s["layers"]["classes"]["gsd_m"] == 0.01
+    ca, cb = _classes(tmp_path / "a"), _classes(tmp_path / "b")
+    # Cells of 16 px (the model's 48 px stride and 32 px map cells share 16) of 1 cm.
+    assert ca.shape == cb.shape == (16, 20)
+    assert (ca == cb).mean() >= 0.95
+    assert 0.2 < (ca == 1).mean() < 0.95  # plants are found at all
+    crop = {x["name"]: x["share"] for x in a["classes"]}["crop"]
+    assert crop == pytest.approx({x["name"]: x["share"] for x in b["classes"]}["crop"], abs=0.05)
+    assert a["cover"]["crop"] == pytest.approx(b["cover"]["crop"], abs=0.01)
+
+
+def test_a_model_outside_its_range_is_not_used(tmp_path, seg_models):
+    p = write_geotiff(tmp_path / "survey.tif", plants(256, 320, seed=1), res=0.05)
+    s = analyze(p, tmp_path / "out")
+    assert s["method"] in ("rows", "index") and s.get("model") is None
+    assert "test-seg is validated for 4.0 mm to 3.0 cm" in s["layers"]["classes"]["detail"]
+    assert "confidence.tif" not in s["outputs"].values()
+    assert {c["name"] for c in s["classes"]} >= {"soil", "vegetation"}
+
+
+def test_naming_a_model_outside_its_range_is_an_error(tmp_path, seg_models):
+    p = write_geotiff(tmp_path / "survey.tif", plants(256, 320, seed=1), res=0.05)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "khet.cli",
+            "analyze",
+            str(p),
+            "-o",
+            str(out),
+            "--model",
+            "test-seg",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "validated for imagery of 4.0 mm to 3.0 cm" in r.stderr and "5.0 cm" in r.stderr
+    assert not out.exists()
+
+
+def test_unknown_gsd_paints_vegetation_only_and_says_why(tmp_path, seg_models):
+    from PIL import Image
+
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.moveaxis(plants(256, 320, seed=2), 0, -1)).save(p)
+    s = analyze(p, tmp_path / "out")
+    assert s["method"] == "index"
+    assert "--gsd" in s["layers"]["classes"]["detail"]
+    assert [c["name"] for c in s["classes"]] == ["soil", "vegetation"]
+
+
+def test_rows_found_in_a_row_crop_and_not_in_scattered_plants(tmp_path, seg_models):
+    # 4 cm (beyond the test model's 3 cm): rows 0.96 m apart (24 px), and the same plants
+    # scattered.
+    rows = analyze(
+        write_geotiff(tmp_path / "rows.tif", plants(640, 640, 4, rows_every=24), res=0.04),
+        tmp_path / "r",
+    )
+    assert rows["method"] == "rows", rows["layers"]["classes"]["detail"]
+    assert rows["rows"]["spacing_m"] == pytest.approx(0.96, rel=0.05)
+    assert rows["cover"]["crop"] > 3 * rows["cover"]["weed"]
+    scattered = analyze(
+        write_geotiff(tmp_path / "b.tif", plants(640, 640, 5), res=0.04), tmp_path / "s"
+    )
+    assert scattered["method"] == "index"
+    assert "no crop rows were found" in scattered["layers"]["classes"]["detail"]
+
+
+def test_vineyard_rows_are_crop_and_the_road_is_soil(tmp_path, shared_data, seg_models):
+    """The MicaSense capture at about 4.9 cm per pixel (71 m above ground): vine rows on the
+    left, a farm road down the middle, orchard rows on the right."""
+    s = analyze(shared_data / "micasense_rededge" / "flight", tmp_path / "m", gsd=0.049)
+    assert s["method"] == "rows", s["layers"]["classes"]["detail"]
+    assert s["rows"]["share_with_rows"] >= 0.8
+    c = _classes(tmp_path / "m")
+    names = [x["name"] for x in s["classes"]]
+    cols = c.shape[1]
+    vines = c[:, : int(cols * 0.40)]
+    road = c[:, int(cols * 0.50) : int(cols * 0.53)]
+    assert (vines == names.index("crop")).mean() >= 0.6
+    assert (vines == names.index("weed")).mean() <= 0.2
+    assert (road == names.index("soil")).mean() >= 0.9

@@ -1,0 +1,418 @@
+"""Crop rows at survey ground sample distance: on the row is crop, between the rows is weed.
+
+Most field crops, vines and orchards are planted in rows. At 1-10 cm per pixel a single plant is
+a few pixels and no model can tell crop from weed by its leaves, but the rows can be seen: the
+approach of Pérez-Ortiz et al. (2015) and Bah et al. (2018). Khet finds the rows from the
+vegetation index, then calls vegetation on a row crop and vegetation between the rows weed.
+
+How the rows are found (in metres, so any GSD works):
+
+1. The scene is read at an analysis GSD of at least 2.5 cm (reading averages pixels, so a finer
+   image costs no more than a 2.5 cm one) in blocks of about 40 m: enough for seven orchard rows
+   6 m apart.
+   An orthomosaic holds several fields, each with its own row direction, so every block is judged
+   on its own.
+2. A block's vegetation index, minus its mean and tapered by a Hann window, is Fourier transformed
+   (zero-padded for a finer frequency grid). Parallel rows are a peak in the power spectrum at the
+   rows' spatial frequency, pointing across the rows; spacings from 0.2 m to 6 m are searched. A
+   peak whose half or third frequency is also strong is a harmonic of it (narrow rows far apart).
+   A grid of trees has peaks in several directions; the strongest few are tried.
+3. Each candidate is refined by a fine search over spacing and direction for the highest
+   *coherence*: |sum of index x exp(2 pi i u / spacing)| / sum |index|, where u is the distance
+   across the rows. Its argument is the block's phase (where the row centres lie); its value is
+   0.5-0.65 for clean rows and near 0 for plants without rows. The best candidate is kept when its
+   coherence and its peak's prominence over other directions at the same spacing pass fixed
+   thresholds. A block without rows is split in four and each quarter tried alone (two fields
+   with different rows in one block), down to about 10 m.
+4. The row band's width comes from the block's vegetation profile across its rows.
+
+A pixel is then on a row, between rows, or in a block without rows (where the map says
+"vegetation": crop and weed are not told apart there).
+
+What this will not do: follow rows that curve within a block, or tell a weed growing inside the
+row from the crop (it is crop here). The summary's method text says both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from khet.vision import indices as vi
+from rasterio.windows import Window
+
+ANALYSIS_GSD_M = 0.025
+BLOCK_M = 40.0
+SPACING_M = (0.2, 6.0)
+MIN_COHERENCE = 0.25
+SMOOTH_M = 0.08  # leaf texture is noise here: the index is smoothed over ~8 cm first
+BACKGROUND_M = 2.0  # and what varies over more than ~20 m (a road, a field's edge) taken out
+MIN_PROMINENCE = 3.0  # peak power over the mean power at the same spacing, other directions
+MIN_RADIAL = 1.5  # peak power over the power at 0.7 and 1.4 times its frequency, same direction
+MIN_VEGETATION = 0.03  # a block with less vegetation says nothing about rows
+MIN_FOUND = 0.5  # share of vegetated blocks with rows for a map to use them
+SUB_M = 10.0  # rows drift and bend a little: their phase is measured every ~10 m
+WIDTH_LEVEL = 0.3  # the row band: plants above 30 % of the way from the profile's low to high
+PAD = 2
+CANDIDATES = 3
+
+ON, OFF, UNKNOWN = 1, 0, 2
+
+ReadBlock = Callable[[Window, float], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Block:
+    """The rows of one block, in analysis pixels."""
+
+    angle: float  # direction across the rows, radians (x right, y down)
+    spacing: float  # analysis pixels, centre to centre
+    phase: np.ndarray  # radians, per sub-block: row centres where 2 pi u / spacing == phase
+    halfwidth: float  # the row band's half width, fraction of the spacing
+    coherence: float
+    prominence: float
+    origin: tuple[int, int] = (0, 0)  # the block's top-left analysis pixel
+    sub: tuple[float, float] = (1.0, 1.0)  # sub-block height and width, analysis pixels
+
+
+@dataclass
+class Rows:
+    """Where the rows of a scene are, in working pixels of the pipeline's grid.
+
+    `owner` maps each unit square (`unit` analysis pixels) of the image to the block whose rows
+    hold there (-1: none)."""
+
+    blocks: list[Block]
+    owner: np.ndarray
+    unit: float  # analysis pixels per owner cell
+    zoom: float  # analysis pixels per working pixel
+    plants: np.ndarray  # owner cells with plants
+    gsd_m: float  # working GSD
+
+    @property
+    def found_share(self) -> float:
+        """Share of the area with plants where rows were found."""
+        return float((self.plants & (self.owner >= 0)).sum()) / max(int(self.plants.sum()), 1)
+
+    def label(self, y0: float, x0: float, h: int, w: int, step: int = 1) -> np.ndarray:
+        """ON, OFF or UNKNOWN for each pixel of the h x w block at working pixel (y0, x0)
+        (sampled every `step` working pixels)."""
+        ya_all = (y0 + (np.arange(h) + 0.5) * step) * self.zoom
+        xa_all = (x0 + (np.arange(w) + 0.5) * step) * self.zoom
+        oy = np.minimum((ya_all // self.unit).astype(int), self.owner.shape[0] - 1)
+        ox = np.minimum((xa_all // self.unit).astype(int), self.owner.shape[1] - 1)
+        own = self.owner[np.ix_(oy, ox)]
+        out = np.full((h, w), UNKNOWN, np.uint8)
+        for k in np.unique(own):
+            if k < 0:
+                continue
+            blk = self.blocks[int(k)]
+            sel = own == k
+            rsel, csel = sel.any(axis=1), sel.any(axis=0)
+            ya, xa = ya_all[rsel], xa_all[csel]
+            u = xa[None, :] * math.cos(blk.angle) + ya[:, None] * math.sin(blk.angle)
+            sy = np.clip(((ya - blk.origin[0]) // blk.sub[0]).astype(int), 0, None)
+            sx = np.clip(((xa - blk.origin[1]) // blk.sub[1]).astype(int), 0, None)
+            sy = np.minimum(sy, blk.phase.shape[0] - 1)
+            sx = np.minimum(sx, blk.phase.shape[1] - 1)
+            t = u / blk.spacing - blk.phase[np.ix_(sy, sx)] / (2 * math.pi)
+            t -= np.rint(t)  # distance to the nearest row centre, in spacings
+            lab = np.where(np.abs(t) <= blk.halfwidth, ON, OFF).astype(np.uint8)
+            sub = out[np.ix_(rsel, csel)]
+            sub[sel[np.ix_(rsel, csel)]] = lab[sel[np.ix_(rsel, csel)]]
+            out[np.ix_(rsel, csel)] = sub
+        return out
+
+    def describe(self) -> dict[str, float | int]:
+        """Median spacing, direction and width of the rows, and how much of the field has them."""
+        b = self.blocks
+        spacing = float(np.median([x.spacing for x in b])) / self.zoom * self.gsd_m
+        width = float(np.median([2 * x.halfwidth * x.spacing for x in b])) / self.zoom
+        a = np.array([x.angle for x in b])
+        # The rows' own direction (across their normal), clockwise from image up, mod 180: the
+        # mean of doubled angles, since 10 and 170 degrees are 20 degrees apart.
+        azimuth = np.arctan2(-np.sin(a), -np.cos(a))
+        d = np.degrees(np.angle(np.mean(np.exp(2j * azimuth))) / 2) % 180
+        return {
+            "spacing_m": round(spacing, 3),
+            "direction_deg": round(float(d), 1),  # 0: rows run up-down the image
+            "row_width_m": round(width * self.gsd_m, 3),
+            "fields": len(b),
+            "share_with_rows": round(self.found_share, 3),
+            "coherence": round(float(np.median([x.coherence for x in b])), 2),
+        }
+
+
+@dataclass
+class NoRows:
+    reason: str
+
+
+def find(
+    read_block: ReadBlock,
+    width: int,
+    height: int,
+    gsd_m: float,
+    veg: vi.Vegetation,
+) -> Rows | NoRows:
+    """The rows of a working image of `width` x `height` pixels at `gsd_m` metres per pixel.
+
+    `read_block(window, zoom)` returns (the vegetation's bands C x h x w, valid h x w) of the
+    working image read at `zoom` (analysis pixels per working pixel), for a window in analysis
+    pixels. A block without rows is split in four and each quarter tried on its own (two fields
+    with different rows side by side), down to a quarter of the block size."""
+    ga = max(gsd_m, ANALYSIS_GSD_M)
+    zoom = gsd_m / ga
+    wa, ha = max(1, round(width * zoom)), max(1, round(height * zoom))
+    b = int(max(64, min(2048, round(BLOCK_M / ga))))
+    unit = b / 4
+    # Blocks of equal size that cover the image (a thin last row of blocks would have too few
+    # rows of plants to measure): between 0.75 and 1.5 times the nominal size.
+    nby, nbx = max(1, round(ha / b)), max(1, round(wa / b))
+    bh, bw = math.ceil(ha / nby), math.ceil(wa / nbx)
+    spectrum = _Spectrum(int(max(bh, bw)), ga)
+    owner = np.full((math.ceil(ha / unit), math.ceil(wa / unit)), -1, np.int32)
+    plant_cells = np.zeros(owner.shape, bool)
+    blocks: list[Block] = []
+
+    def units(y0: int, x0: int, h: int, w: int) -> tuple[slice, slice]:
+        return (
+            slice(int(y0 // unit), math.ceil((y0 + h) / unit)),
+            slice(int(x0 // unit), math.ceil((x0 + w) / unit)),
+        )
+
+    def attempt(v, ok, plants, y0: int, x0: int, depth: int) -> None:
+        h, w = v.shape
+        if ok.mean() < 0.25 or plants[ok].mean() < MIN_VEGETATION:
+            return
+        blk = _block_rows(v, ok, plants, spectrum, (y0, x0), ga, SUB_M / ga)
+        if blk is not None:
+            ys, xs = units(y0, x0, h, w)
+            owner[ys, xs] = len(blocks)
+            blocks.append(blk)
+            return
+        if depth < 2 and min(h, w) >= b / 2:
+            hh, hw = h // 2, w // 2
+            for dy, dx, sh, sw in (
+                (0, 0, hh, hw),
+                (0, hw, hh, w - hw),
+                (hh, 0, h - hh, hw),
+                (hh, hw, h - hh, w - hw),
+            ):
+                sl = (slice(dy, dy + sh), slice(dx, dx + sw))
+                attempt(v[sl], ok[sl], plants[sl], y0 + dy, x0 + dx, depth + 1)
+
+    for by in range(nby):
+        for bx in range(nbx):
+            data, valid = read_block(Window(bx * bw, by * bh, bw, bh), zoom)
+            v = veg.values(data, valid)
+            ok = np.isfinite(v)
+            plants = veg.plants(data, valid)
+            h, w = v.shape
+            for uy in range(math.ceil(h / unit)):
+                for ux in range(math.ceil(w / unit)):
+                    sl = (
+                        slice(int(uy * unit), int((uy + 1) * unit)),
+                        slice(int(ux * unit), int((ux + 1) * unit)),
+                    )
+                    if plants[sl].mean() >= MIN_VEGETATION:
+                        gy, gx = int((by * bh) // unit) + uy, int((bx * bw) // unit) + ux
+                        if gy < owner.shape[0] and gx < owner.shape[1]:
+                            plant_cells[gy, gx] = True
+            attempt(v, ok, plants, by * bh, bx * bw, 0)
+    if not plant_cells.any():
+        return NoRows("no vegetation to find rows in")
+    rows = Rows(blocks, owner, unit, zoom, plant_cells, gsd_m)
+    found = rows.found_share
+    if found < MIN_FOUND:
+        return NoRows(
+            f"regular rows in {found:.0%} of the area with plants (at least {MIN_FOUND:.0%} "
+            "needed): no row crop, or rows too irregular to follow"
+        )
+    return rows
+
+
+class _Spectrum:
+    """The frequency grid of one block size, computed once."""
+
+    def __init__(self, b: int, ga: float) -> None:
+        self.b, self.n = b, b * PAD
+        self._hann: dict[tuple[int, int], np.ndarray] = {}
+        f = np.fft.fftfreq(self.n)
+        self.fy, self.fx = np.meshgrid(f, f, indexing="ij")
+        self.rho = np.hypot(self.fx, self.fy)
+        self.annulus = (
+            (self.rho >= ga / SPACING_M[1]) & (self.rho <= ga / SPACING_M[0]) & (self.fy >= 0)
+        )
+        self.ring_step = 1.0 / self.n
+
+    def hann(self, h: int, w: int) -> np.ndarray:
+        if (h, w) not in self._hann:
+            self._hann[(h, w)] = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+        return self._hann[(h, w)]
+
+
+def _block_rows(
+    v: np.ndarray,
+    ok: np.ndarray,
+    plants: np.ndarray,
+    sp: _Spectrum,
+    origin: tuple[int, int],
+    ga: float,
+    sub_px: float,
+) -> Block | None:
+    """The rows of one block of index values (NaN outside the image), or None."""
+    h, w = v.shape
+    centred = _band_pass(v, ok, SMOOTH_M / ga, BACKGROUND_M / ga)
+    power = np.abs(np.fft.fft2(centred * sp.hann(h, w), s=(sp.n, sp.n))) ** 2
+    best: Block | None = None
+    for kx, ky in _candidates(power, sp):
+        prominence = _prominence(power, sp, kx, ky)
+        if prominence < MIN_PROMINENCE or _radial(power, sp, kx, ky) < MIN_RADIAL:
+            continue
+        blk = _refine(
+            centred, ok, plants, origin, math.atan2(ky, kx), 1 / math.hypot(kx, ky), sub_px
+        )
+        blk.prominence = prominence
+        if best is None or blk.coherence > best.coherence:
+            best = blk
+    if best is None or best.coherence < MIN_COHERENCE:
+        return None
+    return best
+
+
+def _band_pass(v: np.ndarray, ok: np.ndarray, fine: float, coarse: float) -> np.ndarray:
+    """The index smoothed over `fine` pixels minus its local mean over `coarse` pixels (Gaussian
+    sigmas; means over valid pixels only), 0 outside the image."""
+    x = np.where(ok, v, 0.0).astype(np.float32)
+    w = ok.astype(np.float32)
+
+    def blur(a: np.ndarray, sigma: float) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), sigma) if sigma >= 0.5 else a
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        detail = blur(x, fine) / np.maximum(blur(w, fine), 1e-6)
+        background = blur(x, coarse) / np.maximum(blur(w, coarse), 1e-6)
+    return np.where(ok, detail - background, 0.0).astype(np.float32)
+
+
+def _candidates(power: np.ndarray, sp: _Spectrum) -> list[tuple[float, float]]:
+    """The strongest peaks of the annulus in distinct directions, each moved to its fundamental."""
+    masked = np.where(sp.annulus, power, 0.0)
+    order = np.argsort(masked, axis=None)[::-1]
+    out: list[tuple[float, float]] = []
+    for flat in order[:4096]:
+        i = np.unravel_index(int(flat), power.shape)
+        if masked[i] <= 0:
+            break
+        kx, ky = float(sp.fx[i]), float(sp.fy[i])
+        a = math.atan2(ky, kx)
+        if any(_angle_diff(a, math.atan2(y, x)) < math.radians(15) for x, y in out):
+            continue
+        for div in (3, 2):  # a harmonic of rows spaced div times further apart
+            j = (int(round(ky / div * sp.n)) % sp.n, int(round(kx / div * sp.n)) % sp.n)
+            if sp.annulus[j] and power[j] >= 0.3 * masked[i]:
+                kx, ky = kx / div, ky / div
+                break
+        out.append((kx, ky))
+        if len(out) == CANDIDATES:
+            break
+    return out
+
+
+def _prominence(power: np.ndarray, sp: _Spectrum, kx: float, ky: float) -> float:
+    """Power at (kx, ky) over the mean power at the same spatial frequency in all directions:
+    rows are one direction; plants scattered at a typical distance are a whole ring."""
+    k = math.hypot(kx, ky)
+    ring = sp.annulus & (np.abs(sp.rho - k) <= sp.ring_step)
+    j = (int(round(ky * sp.n)) % sp.n, int(round(kx * sp.n)) % sp.n)
+    mean = float(power[ring].mean()) if ring.any() else 0.0
+    return float(power[j]) / mean if mean > 0 else 0.0
+
+
+def _radial(power: np.ndarray, sp: _Spectrum, kx: float, ky: float) -> float:
+    """Power at (kx, ky) over the larger of the powers at 0.7 and 1.4 times that frequency in the
+    same direction: rows are an isolated peak (with harmonics at 2x, 3x); the straight edge of a
+    field or a road is a line of power falling steadily with frequency, which this rejects."""
+
+    def at(f: float) -> float:
+        return float(power[int(round(ky * f * sp.n)) % sp.n, int(round(kx * f * sp.n)) % sp.n])
+
+    side = max(at(0.7), at(1.4))
+    return at(1.0) / side if side > 0 else float("inf")
+
+
+def _angle_diff(a: float, b: float) -> float:
+    return abs((a - b + math.pi / 2) % math.pi - math.pi / 2)
+
+
+def _refine(
+    v: np.ndarray,
+    ok: np.ndarray,
+    plants: np.ndarray,
+    origin: tuple[int, int],
+    angle: float,
+    spacing: float,
+    sub_px: float,
+) -> Block:
+    """The spacing and direction near (angle, spacing) with the highest coherence (a coarse then
+    a fine search), the phase of each ~10 m sub-block there, and the row band's width."""
+    step = max(1, int(spacing // 6))  # a few samples per row period are enough
+    ys, xs = np.mgrid[0 : v.shape[0] : step, 0 : v.shape[1] : step]
+    vals = v[ys, xs].astype(np.float64)
+    gy, gx = ys + origin[0], xs + origin[1]
+    norm = max(float(np.abs(vals).sum()), 1e-12)
+
+    def search(angles: np.ndarray, spacings: np.ndarray, start: tuple) -> tuple:
+        best = start
+        for a in angles:
+            u = gx * math.cos(a) + gy * math.sin(a)
+            for s in spacings:
+                coef = complex(np.sum(vals * np.exp(2j * np.pi * u / s)))
+                if abs(coef) / norm > best[0]:
+                    best = (abs(coef) / norm, float(a), float(s))
+        return best
+
+    c0 = search(
+        angle + np.radians(np.linspace(-4, 4, 9)),
+        spacing * np.linspace(0.9, 1.1, 21),
+        (-1.0, angle, spacing),
+    )
+    coherence, a, s = search(
+        c0[1] + np.radians(np.linspace(-0.8, 0.8, 9)), c0[2] * np.linspace(0.99, 1.01, 11), c0
+    )
+    # The phase per sub-block, from the Fourier coefficient of its own pixels.
+    u = (gx * math.cos(a) + gy * math.sin(a)) / s
+    wave = vals * np.exp(2j * np.pi * u)
+    whole = complex(wave.sum())
+    nsy = max(1, round(v.shape[0] / sub_px))
+    nsx = max(1, round(v.shape[1] / sub_px))
+    sub = (v.shape[0] / nsy, v.shape[1] / nsx)
+    phase = np.full((nsy, nsx), np.angle(whole))
+    iy = np.minimum((ys // sub[0]).astype(int), nsy - 1)
+    ix = np.minimum((xs // sub[1]).astype(int), nsx - 1)
+    sums = np.zeros((nsy, nsx), np.complex128)
+    mags = np.zeros((nsy, nsx))
+    np.add.at(sums, (iy, ix), wave)
+    np.add.at(mags, (iy, ix), np.abs(vals))
+    strong = np.abs(sums) >= 0.5 * MIN_COHERENCE * np.maximum(mags, 1e-12)
+    phase[strong] = np.angle(sums[strong])
+    # The plant profile across the rows, folded over the block: the row band is where plants
+    # are more frequent than WIDTH_LEVEL of the way from the profile's low to its high (a vine
+    # canopy fills most of its row period, a young row crop little of it).
+    yy, xx = np.mgrid[0 : v.shape[0], 0 : v.shape[1]]
+    py = np.minimum((yy // sub[0]).astype(int), nsy - 1)
+    px = np.minimum((xx // sub[1]).astype(int), nsx - 1)
+    uu = ((xx + origin[1]) * math.cos(a) + (yy + origin[0]) * math.sin(a)) / s
+    t = uu - phase[py, px] / (2 * np.pi)
+    t = np.abs(t - np.rint(t))[ok]
+    bins = np.minimum((t * 20).astype(int), 9)
+    prof = np.bincount(bins, weights=plants[ok].astype(float), minlength=10)
+    prof /= np.maximum(np.bincount(bins, minlength=10), 1)
+    level = prof.min() + WIDTH_LEVEL * (prof.max() - prof.min())
+    inside = np.flatnonzero(prof >= level)
+    width = (inside.max() + 1) / 20 if inside.size else 0.25
+    return Block(a, s, phase, float(np.clip(width, 0.15, 0.4)), coherence, 0.0, origin, sub)
