@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/khet analyze tests/fixtures/micasense_crop -o $(DEMO_OUT)
+	$(BIN)/khet analyze tests/fixtures/micasense_crop --panel tests/fixtures/micasense_panel_crop \
+		-o $(DEMO_OUT)
 	@echo "Open $(DEMO_OUT)/preview.png, or load $(DEMO_OUT)/classes.tif in QGIS."
 
 test: $(STAMP)
@@ -29,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_speed.py
 	$(BIN)/python bench/pipeline_memory.py
+	$(BIN)/python bench/rows_potato.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -20,16 +20,33 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, env_extra: dict | None = None, worker: bool = False, processes: int | None = None
+    data_dir: Path,
+    env_extra: dict | None = None,
+    worker: bool = False,
+    processes: int | None = None,
 ):
     """Start `python -m khet.cli serve` and return (process, base_url, token)."""
-    env = {**os.environ, "KHET_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    env = {
+        **os.environ,
+        "KHET_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(ROOT),
+        **(env_extra or {}),
+    }
     env.pop("KHET_DATABASE_URL", None)
     py = [sys.executable, "-m", "khet.cli"]
-    subprocess.run([*py, "user", "add", "bench@example.org", "--password", "bench password"],
-                   env=env, check=True, capture_output=True)
-    token = subprocess.run([*py, "token", "create", "bench@example.org"], env=env, check=True,
-                           capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [*py, "user", "add", "bench@example.org", "--password", "bench password"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    token = subprocess.run(
+        [*py, "token", "create", "bench@example.org"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     port = free_port()
     cmd = [*py, "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
     if processes:

@@ -46,8 +46,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096, help="orthomosaic width/height in pixels")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--processes", type=int, default=None, help="khet serve --processes (default: its own)")
-    ap.add_argument("--cache", type=int, default=1024, help="KHET_TILE_CACHE for the server; 0 = render every tile")
+    ap.add_argument(
+        "--processes", type=int, default=None, help="khet serve --processes (default: its own)"
+    )
+    ap.add_argument(
+        "--cache",
+        type=int,
+        default=1024,
+        help="KHET_TILE_CACHE for the server; 0 = render every tile",
+    )
     args = ap.parse_args()
 
     import morecantile
@@ -67,8 +74,10 @@ def main() -> None:
         farm = c.post("/api/v1/farms", json={"name": "bench"}).json()["id"]
         field = c.post(f"/api/v1/farms/{farm}/fields", json={"name": "f"}).json()["id"]
         with image.open("rb") as f:
-            flight = c.post(f"/api/v1/fields/{field}/flights/upload",
-                            files=[("files", ("ortho.tif", f, "image/tiff"))]).json()
+            flight = c.post(
+                f"/api/v1/fields/{field}/flights/upload",
+                files=[("files", ("ortho.tif", f, "image/tiff"))],
+            ).json()
         t0 = time.time()
         while True:
             st = c.get(f"/api/v1/flights/{flight['id']}").json()
@@ -89,7 +98,9 @@ def main() -> None:
         tj = c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer=classes").json()
         # The tile URLs each layer's TileJSON gives, as the map page uses them.
         templates = {
-            layer: c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer={layer}").json()["tiles"][0]
+            layer: c.get(f"/api/v1/flights/{flight['id']}/tilejson.json?layer={layer}").json()[
+                "tiles"
+            ][0]
             for layer in layers
         }
         urls = []
@@ -98,7 +109,9 @@ def main() -> None:
                 for layer in layers:
                     url = templates[layer].format(z=z, x=t.x, y=t.y).removeprefix(base)
                     urls.append((layer, z, url))
-        print(f"{len(urls)} distinct tiles over layers {layers}, zooms {tj['maxzoom'] - 4}-{tj['maxzoom']}")
+        print(
+            f"{len(urls)} distinct tiles over layers {layers}, zooms {tj['maxzoom'] - 4}-{tj['maxzoom']}"
+        )
         for _, _, u in urls:  # warm the page cache and check every tile answers
             r = c.get(u)
             assert r.status_code in (200, 404), (u, r.status_code, r.text[:200])
@@ -118,8 +131,10 @@ def main() -> None:
             by_group.setdefault((layer, z), []).append(ms)
         lat.sort()
         q = statistics.quantiles(lat, n=100)
-        print(f"tile cache: {args.cache} tiles; {args.clients} concurrent clients, {len(lat)} tiles in {args.seconds:.0f} s "
-              f"({len(lat) / args.seconds:.0f} tiles/s), server errors: {errors[0]}")
+        print(
+            f"tile cache: {args.cache} tiles; {args.clients} concurrent clients, {len(lat)} tiles in {args.seconds:.0f} s "
+            f"({len(lat) / args.seconds:.0f} tiles/s), server errors: {errors[0]}"
+        )
         print("p95 by layer and zoom (ms):")
         for layer in layers:
             row = []
@@ -127,8 +142,10 @@ def main() -> None:
                 g = sorted(by_group.get((layer, z), []))
                 row.append(f"z{z} {g[int(0.95 * (len(g) - 1))]:6.1f}" if g else f"z{z}    -  ")
             print(f"  {layer:8s} " + "  ".join(row))
-        print(f"tile latency: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, max {lat[-1]:.1f} ms "
-              f"(goal p95 < 50 ms: {'met' if q[94] < 50 else 'NOT met'})")
+        print(
+            f"tile latency: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, max {lat[-1]:.1f} ms "
+            f"(goal p95 < 50 ms: {'met' if q[94] < 50 else 'NOT met'})"
+        )
     finally:
         proc.terminate()
         proc.wait(30)

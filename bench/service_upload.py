@@ -66,29 +66,38 @@ def main() -> None:
         sampler = Sampler(proc.pid)
         sampler.start()
         t0 = time.time()
-        up = c.post("/api/v1/uploads", json={"filename": "big.tif", "size": size,
-                                              "sha256": digest.hexdigest()}).json()
+        up = c.post(
+            "/api/v1/uploads",
+            json={"filename": "big.tif", "size": size, "sha256": digest.hexdigest()},
+        ).json()
         offset = 0
         for part in body(size):
-            r = c.put(f"/api/v1/uploads/{up['id']}", content=part, headers={
-                "Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{size}"})
+            r = c.put(
+                f"/api/v1/uploads/{up['id']}",
+                content=part,
+                headers={"Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{size}"},
+            )
             r.raise_for_status()
             offset = r.json()["offset"]
         assert r.json()["complete"], r.text
         dt = time.time() - t0
         sampler.stop.set()
         sampler.join()
-        print(f"chunked: {args.mb} MB in {dt:.1f} s ({args.mb / dt:.0f} MB/s), chunks of "
-              f"{args.chunk_mb} MB; server RSS before {before:.0f} MB, peak {max(sampler.samples):.0f} MB, "
-              f"after {rss_mb(proc.pid):.0f} MB")
+        print(
+            f"chunked: {args.mb} MB in {dt:.1f} s ({args.mb / dt:.0f} MB/s), chunks of "
+            f"{args.chunk_mb} MB; server RSS before {before:.0f} MB, peak {max(sampler.samples):.0f} MB, "
+            f"after {rss_mb(proc.pid):.0f} MB"
+        )
 
         before = rss_mb(proc.pid)
         sampler = Sampler(proc.pid)
         sampler.start()
         t0 = time.time()
         boundary = "khetbenchboundary"
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
-                f"filename=\"big.tif\"\r\nContent-Type: image/tiff\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="big.tif"\r\nContent-Type: image/tiff\r\n\r\n'
+        ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
         def form():
@@ -96,16 +105,23 @@ def main() -> None:
             yield from body(size)
             yield tail
 
-        r = c.post(f"/api/v1/fields/{field}/flights/upload", content=form(), headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(len(head) + size + len(tail))})
+        r = c.post(
+            f"/api/v1/fields/{field}/flights/upload",
+            content=form(),
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + size + len(tail)),
+            },
+        )
         dt = time.time() - t0
         sampler.stop.set()
         sampler.join()
-        print(f"multipart: {args.mb} MB in {dt:.1f} s ({args.mb / dt:.0f} MB/s), answer "
-              f"{r.status_code} ({r.json().get('error', 'created')}: the filler is not a real image); "
-              f"server RSS before {before:.0f} MB, peak {max(sampler.samples):.0f} MB, "
-              f"after {rss_mb(proc.pid):.0f} MB")
+        print(
+            f"multipart: {args.mb} MB in {dt:.1f} s ({args.mb / dt:.0f} MB/s), answer "
+            f"{r.status_code} ({r.json().get('error', 'created')}: the filler is not a real image); "
+            f"server RSS before {before:.0f} MB, peak {max(sampler.samples):.0f} MB, "
+            f"after {rss_mb(proc.pid):.0f} MB"
+        )
     finally:
         proc.terminate()
         proc.wait(30)

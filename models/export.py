@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME
@@ -89,13 +90,14 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
-def export_onnx(model: object, path: Path, meta: Mapping[str, str]) -> Path:
-    """Export a ``TileClassifier`` (eval mode, CPU) to a single-file ONNX bundle."""
+def export_onnx(model: Any, path: Path, meta: Mapping[str, str]) -> Path:
+    """Export a ``TileClassifier`` or ``Segmenter`` (eval mode, CPU) to a single-file ONNX
+    bundle. (`Any`: torch is imported only here, so `models` imports without it.)"""
     import onnx
     import torch
 
-    model = model.eval()  # type: ignore[attr-defined]
-    bands = int(model.scale.shape[1])  # type: ignore[attr-defined]
+    model = model.eval()
+    bands = int(model.scale.shape[1])
     size = int(meta["tile_size"])
     example = torch.zeros((2, bands, size, size), dtype=torch.uint8)
     path = Path(path)

@@ -20,12 +20,13 @@ ARCHITECTURES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18")
 
 
 def _replace_first_conv(conv: nn.Conv2d, bands: int) -> nn.Conv2d:
+    k, st, pad = conv.kernel_size, conv.stride, conv.padding
     return nn.Conv2d(
         bands,
         conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
+        kernel_size=(k[0], k[1]),
+        stride=(st[0], st[1]),
+        padding=pad if isinstance(pad, str) else (pad[0], pad[1]),
         bias=conv.bias is not None,
     )
 
@@ -72,8 +73,12 @@ class TileClassifier(nn.Module):
         self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
         self.net = backbone(arch, bands, num_classes)
 
+    def _buffer(self, name: str) -> torch.Tensor:
+        b = self.get_buffer(name)
+        return b
+
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = tiles.to(torch.float32) * self.scale + self.shift
+        x = tiles.to(torch.float32) * self._buffer("scale") + self._buffer("shift")
         return self.net(x)
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
@@ -132,8 +137,12 @@ class Segmenter(nn.Module):
         self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
         self.net = segmentation_net(arch, bands, num_classes)
 
+    def _buffer(self, name: str) -> torch.Tensor:
+        b = self.get_buffer(name)
+        return b
+
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = tiles.to(torch.float32) * self.scale + self.shift
+        x = tiles.to(torch.float32) * self._buffer("scale") + self._buffer("shift")
         return self.net(x)["out"]
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:

@@ -162,7 +162,7 @@ class Sampler:
         k = int(rng.integers(len(self.images)))
         im = self.images[k]
         h, w = im.mask.shape
-        d = math.exp(rng.uniform(*(math.log(x) for x in cfg.degrade)))
+        d = math.exp(rng.uniform(math.log(cfg.degrade[0]), math.log(cfg.degrade[1])))
         native = cfg.native_gsd * math.exp(rng.uniform(-0.2, 0.2))  # the stated GSD is an estimate
         span = min(int(round(cfg.crop * cfg.model_gsd / native)), h, w)
         u = rng.random()
@@ -180,10 +180,9 @@ class Sampler:
             y0, x0 = (int(v) for v in rng.integers(0, [h - span + 1, w - span + 1]))
         img = degrade(im.image[y0 : y0 + span, x0 : x0 + span], d)
         if rng.random() < 0.5:  # orthomosaics are often stored as JPEG at their own resolution
-            ok, buf = cv2.imencode(
-                ".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 95))]
-            )
-            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)[..., ::-1]
+            quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 95))]
+            _, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), quality)
+            img = np.asarray(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED))[..., ::-1]
         img = resample(img, (cfg.crop, cfg.crop))
         onehot = np.stack(
             [(im.mask[y0 : y0 + span, x0 : x0 + span] == c).astype(np.float32) for c in range(3)],
@@ -285,10 +284,12 @@ def pixel_scores(conf: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def objects(mask: np.ndarray, cls: int, min_px: int = 4) -> list[np.ndarray]:
+def objects(mask: np.ndarray, cls: int, min_px: int = 4) -> list[tuple[int, int, np.ndarray]]:
     """Connected components (8-connected) of one class, as boolean masks of their bounding box
     with the box's offset: (y0, x0, mask)."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((mask == cls).astype(np.uint8), 8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(
+        (mask == cls).astype(np.uint8), connectivity=8
+    )
     out = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
@@ -342,6 +343,31 @@ def bootstrap(
     return float(lo), float(hi)
 
 
+def _pixel_stat(name: str, key: str) -> Callable[[np.ndarray], float]:
+    def stat(conf: np.ndarray) -> float:
+        return float(pixel_scores(conf)[name][key])
+
+    return stat
+
+
+def _macro_f1(conf: np.ndarray) -> float:
+    return float(pixel_scores(conf)["macro_f1"])
+
+
+def _ratio(num: int, den: int) -> Callable[[np.ndarray], float]:
+    def stat(a: np.ndarray) -> float:
+        return float(a[num]) / max(float(a[den]), 1.0)
+
+    return stat
+
+
+def _mean_of(n: int) -> Callable[[np.ndarray], float]:
+    def stat(a: np.ndarray) -> float:
+        return float(a[0]) / n
+
+    return stat
+
+
 def evaluate(
     bundle: Any,
     images: list[Labeled],
@@ -377,14 +403,9 @@ def evaluate(
         total = np.sum(confs, axis=0)
         s = pixel_scores(total)
         for n in CLASS_NAMES:
-            c = CLASS_NAMES.index(n)
-            for key, fn in (
-                ("f1", lambda m, c=c: pixel_scores(m)[CLASS_NAMES[c]]["f1"]),
-                ("precision", lambda m, c=c: pixel_scores(m)[CLASS_NAMES[c]]["precision"]),
-                ("recall", lambda m, c=c: pixel_scores(m)[CLASS_NAMES[c]]["recall"]),
-            ):
-                s[n][f"{key}_ci"] = bootstrap(confs, fn)
-        s["macro_f1_ci"] = bootstrap(confs, lambda m: pixel_scores(m)["macro_f1"])
+            for key in ("f1", "precision", "recall"):
+                s[n][f"{key}_ci"] = bootstrap(confs, _pixel_stat(n, key))
+        s["macro_f1_ci"] = bootstrap(confs, _macro_f1)
         o = np.sum(objs, axis=0)
         s["objects"] = {}
         for j, n in enumerate(("crop", "weed")):
@@ -395,14 +416,14 @@ def evaluate(
                 "matched": m,
                 "precision": m / p if p else 0.0,
                 "recall": m / t if t else 0.0,
-                "precision_ci": bootstrap(objs, lambda a, j=j: a[3 * j + 2] / max(a[3 * j + 1], 1)),
-                "recall_ci": bootstrap(objs, lambda a, j=j: a[3 * j + 2] / max(a[3 * j], 1)),
+                "precision_ci": bootstrap(objs, _ratio(3 * j + 2, 3 * j + 1)),
+                "recall_ci": bootstrap(objs, _ratio(3 * j + 2, 3 * j)),
             }
         errs = [np.array([e]) for e in cover_err]
         n_img = len(errs)
         s["weed_cover"] = {
             "mae": float(np.mean(cover_err)),
-            "mae_ci": bootstrap(errs, lambda a, n=n_img: float(a[0]) / n),
+            "mae_ci": bootstrap(errs, _mean_of(n_img)),
             "label_mean": float(np.mean([r["label"] for r in cover_rows])),
             "predicted_mean": float(np.mean([r["predicted"] for r in cover_rows])),
             "per_image": cover_rows,

@@ -93,6 +93,17 @@ EN: dict[str, str] = {
     "compare_need_two": "Two finished flights of this field are needed to compare.",
     "compare_units_differ": "One of these flights has no map coordinates, so areas are compared "
     "as shares of the image, not hectares.",
+    "compare_uncalibrated": "Flight {flights} is uncalibrated: its vegetation index values are "
+    "raw sensor numbers, not reflectance, so a change in crop vigour or index between these "
+    "flights may only be a change in the light.",
+    "index_reflectance": "Vegetation indices are computed from reflectance (calibrated with "
+    "{method}), so they can be compared with other calibrated flights.",
+    "index_uncalibrated": "UNCALIBRATED: this flight's vegetation indices come from raw sensor "
+    "numbers, not reflectance. They cannot be compared with other flights: a change may only be "
+    "a change in the light.",
+    "cal_panel+dls": "the reflectance panel and the light sensor",
+    "cal_panel": "the reflectance panel",
+    "cal_dls": "the light sensor",
     "upload_title": "Upload drone images",
     "upload_intro": "Choose one image (GeoTIFF, JPEG or PNG) or all band files of one capture. "
     "If the connection drops, the upload waits and continues where it stopped.",
@@ -284,6 +295,17 @@ UR: dict[str, str] = {
     "compare_need_two": "موازنے کے لیے اس کھیت کی دو مکمل پروازیں چاہییں۔",
     "compare_units_differ": "ایک پرواز کے نقشے کے کوآرڈینیٹ نہیں، اس لیے رقبہ ہیکٹر کی بجائے "
     "تصویر کے حصے کے طور پر دکھایا گیا ہے۔",
+    "compare_uncalibrated": "پرواز {flights} غیر کیلیبریٹ شدہ ہے: اس کے نباتاتی اشاریے سینسر کے "
+    "خام اعداد ہیں، انعکاس نہیں، اس لیے ان پروازوں کے درمیان فصل کی قوت یا اشاریے کا فرق صرف "
+    "روشنی کا فرق بھی ہو سکتا ہے۔",
+    "index_reflectance": "نباتاتی اشاریے انعکاس سے نکالے گئے ہیں ({method} سے کیلیبریٹ شدہ)، اس "
+    "لیے انہیں دوسری کیلیبریٹ شدہ پروازوں سے ملایا جا سکتا ہے۔",
+    "index_uncalibrated": "غیر کیلیبریٹ شدہ: اس پرواز کے نباتاتی اشاریے سینسر کے خام اعداد سے "
+    "ہیں، انعکاس سے نہیں۔ انہیں دوسری پروازوں سے نہیں ملایا جا سکتا: فرق صرف روشنی کا بھی ہو "
+    "سکتا ہے۔",
+    "cal_panel+dls": "ریفلیکٹنس پینل اور روشنی کے سینسر",
+    "cal_panel": "ریفلیکٹنس پینل",
+    "cal_dls": "روشنی کے سینسر",
     "upload_title": "ڈرون تصویریں اپ لوڈ کریں",
     "upload_intro": "ایک تصویر یا ایک کیپچر کی تمام بینڈ فائلیں چنیں۔ کنکشن ٹوٹ جائے تو اپ لوڈ "
     "انتظار کر کے وہیں سے جاری رہتا ہے۔",

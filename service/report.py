@@ -366,6 +366,23 @@ class Report:
     advice: list[str]
     model: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    radiometry: str | None = None  # the line on how the index values were calibrated
+    uncalibrated: bool = False
+
+
+def radiometry_status(summary: dict | None) -> str | None:
+    """ "reflectance", "uncalibrated", or None (imagery Khet did not calibrate, e.g. a photo).
+
+    Summaries written before calibration existed have no `radiometry`: their multispectral
+    captures were raw numbers, so they count as uncalibrated."""
+    summary = summary or {}
+    r = summary.get("radiometry")
+    if isinstance(r, dict):
+        return {True: "reflectance", False: "uncalibrated"}.get(r.get("calibrated"))
+    kind = (
+        (summary.get("input") or {}).get("kind") if isinstance(summary.get("input"), dict) else None
+    )
+    return "uncalibrated" if kind == "capture" else None
 
 
 def flight_date(flight) -> str:
@@ -470,8 +487,23 @@ def build_report(flight, results: Path, t: Translator) -> Report:
             "label_rule": text(model.get("label_rule")),
             "gsd_m": num(model.get("gsd_m")),
         },
+<<<<<<< HEAD
         warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
+=======
+        warnings=[str(w) for w in summary.get("warnings") or []],
+        **_radiometry_line(summary, t),
+>>>>>>> main
     )
+
+
+def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:
+    status = radiometry_status(summary)
+    if status == "uncalibrated":
+        return {"radiometry": t("index_uncalibrated"), "uncalibrated": True}
+    if status == "reflectance":
+        method = str((summary.get("radiometry") or {}).get("method"))
+        return {"radiometry": t("index_reflectance", method=t(f"cal_{method}"))}
+    return {}
 
 
 def data_uri(path: Path, media: str = "image/png") -> str | None:

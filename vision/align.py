@@ -50,7 +50,8 @@ def estimate(reference: np.ndarray, band: np.ndarray, max_iter: int = 100) -> Al
         w = warp.copy()
         w[:, 2] *= scale
         try:
-            score, w = cv2.findTransformECC(r, b, w, cv2.MOTION_AFFINE, criteria, None, 5)
+            # OpenCV takes None for "no mask"; its type stubs do not say so.
+            score, w = cv2.findTransformECC(r, b, w, cv2.MOTION_AFFINE, criteria, None, 5)  # type: ignore[call-overload]
             warp = w.copy()
             warp[:, 2] /= scale
         except cv2.error:

@@ -207,6 +207,7 @@ def _fields(data: bytes):
     while i < n:
         key, i = _varint(data, i)
         field_no, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, i = _varint(data, i)
         elif wire == 1:
@@ -320,5 +321,3 @@ def default_models_dir() -> Path:
 def list_bundles(models_dir: Path | None = None) -> list[Path]:
     d = models_dir or default_models_dir()
     return sorted(p for p in d.glob("*.onnx") if p.is_file())
-
-

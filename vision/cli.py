@@ -40,6 +40,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--boundary", type=Path, help="GeoJSON of the field boundary (EPSG:4326) to clip to"
     )
     p.add_argument("--title", help="title for the preview and summary")
+    p.add_argument(
+        "--panel",
+        nargs="+",
+        type=Path,
+        metavar="PANEL",
+        help="band files (or folder) of the reflectance panel capture taken for this flight",
+    )
+    p.add_argument(
+        "--panel-reflectance",
+        metavar="VALUES",
+        help="the panel's reflectance from its calibration sheet: one value for all bands, or "
+        "blue=0.67,green=0.69,red=0.68,nir=0.61,rededge=0.67 (default: from the panel's QR code)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=["auto", "panel+dls", "panel", "dls", "none"],
+        default="auto",
+        help="how band files become reflectance: auto (panel and light sensor, whichever there "
+        "is), one of them only, or none (raw numbers)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -65,6 +85,7 @@ def _progress(enabled: bool):
 
 
 def run(args: argparse.Namespace) -> int:
+    from khet.vision import radiometry
     from khet.vision.pipeline import analyze
 
     from khet.errors import KhetError
@@ -76,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             raise KhetError(f"Cannot read the boundary file {args.boundary} ({e}).") from e
     bands = [b for b in args.bands.split(",")] if args.bands else None
+    calibration = radiometry.Options(
+        panel=tuple(args.panel or ()),
+        panel_reflectance=radiometry.parse_panel_reflectance(args.panel_reflectance)
+        if args.panel_reflectance
+        else None,
+        method=args.calibration,
+    )
     bar, update = _progress(sys.stderr.isatty() and not args.json)
     if bar:
         bar.start()
@@ -91,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             progress=update,
             title=args.title,
             gsd=args.gsd,
+            calibration=calibration,
         )
     finally:
         if bar:
@@ -133,7 +162,15 @@ def one_line(summary: dict, out: Path) -> str:
         if gsd and gsd >= 0.01
         else (f" at {gsd * 1000:.1f} mm/px" if gsd else " (GSD unknown)")
     )
-    return f"{out}: {', '.join(parts)}{vig} — {how}{at}{warn}"
+    radiometry = summary.get("radiometry") or {}
+    if radiometry.get("calibrated") is False:
+        values = "raw numbers" if radiometry.get("values") == "raw" else "radiance"
+        cal = f"; UNCALIBRATED indices ({values}, not reflectance)"
+    elif radiometry.get("calibrated"):
+        cal = f"; reflectance ({radiometry.get('method')})"
+    else:
+        cal = ""
+    return f"{out}: {', '.join(parts)}{vig}{cal} — {how}{at}{warn}"
 
 
 def _read_boundary(path: Path) -> dict:

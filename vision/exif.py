@@ -6,6 +6,7 @@ packet, which is small text inside the file's first megabytes.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,3 +149,43 @@ def _xmp_float(xmp: str, key: str) -> float | None:
     except ValueError:
         return None
     return f if f == f and abs(f) != float("inf") else None
+
+
+# -- XMP helpers for other modules (radiometry reads MicaSense calibration from the XMP) --------
+
+
+def read_xmp(path: Path) -> str:
+    """The file's XMP packet as text ("" when it has none or cannot be read)."""
+    try:
+        return _xmp(path)
+    except OSError:
+        return ""
+
+
+def xmp_value(xmp: str, key: str) -> str | None:
+    """A simple XMP property (`<ns:Key>v</ns:Key>` or `ns:Key="v"`) as text."""
+    return _xmp_value(xmp, key)
+
+
+def xmp_float(xmp: str, key: str) -> float | None:
+    """A numeric XMP property; None when absent or not a finite number (a damaged or odd packet
+    must not stop the analysis)."""
+    return _xmp_float(xmp, key)
+
+
+def xmp_floats(xmp: str, key: str) -> list[float] | None:
+    """A list property (`<ns:Key><rdf:Seq><rdf:li>1</rdf:li>...`, or comma-separated text) as
+    numbers; None when absent or when any item is not a finite number."""
+    m = re.search(rf"<{key}>(.*?)</{key}>", xmp, re.S)
+    if m:
+        items = re.findall(r"<rdf:li>([^<]*)</rdf:li>", m.group(1)) or m.group(1).split(",")
+    else:
+        v = _xmp_value(xmp, key)
+        if v is None:
+            return None
+        items = v.split(",")
+    try:
+        out = [float(i) for i in items if i.strip()]
+    except ValueError:
+        return None
+    return out if out and all(math.isfinite(f) for f in out) else None

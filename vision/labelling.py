@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from khet.vision import indices as vi
 from khet.vision import rows as rows_
+from khet.vision.bundle import Bundle
 from khet.vision.grid import MIN_VALID, NODATA, Grid, cell_class, cell_counts
 from khet.vision.plan import Plan
 
@@ -91,7 +93,8 @@ class TileClassifier(Labeller):
 
     def __init__(self, plan: Plan, grid: Grid, to_model: Callable) -> None:
         super().__init__(plan, grid)
-        self.bundle = plan.bundle
+        assert plan.bundle is not None
+        self.bundle: Bundle = plan.bundle
         self.to_model = to_model
 
     def label(self, strip: Strip, buffers: Buffers) -> Cells:
@@ -113,7 +116,8 @@ class Segmenter(Labeller):
 
     def __init__(self, plan: Plan, grid: Grid, to_model: Callable) -> None:
         super().__init__(plan, grid)
-        self.bundle = plan.bundle
+        assert plan.bundle is not None
+        self.bundle: Bundle = plan.bundle
         self.to_model = to_model
 
     def label(self, strip: Strip, buffers: Buffers) -> Cells:
@@ -145,12 +149,18 @@ class Segmenter(Labeller):
 class RowsRule(Labeller):
     """Vegetation on a crop row is crop, between rows weed, in a part without rows vegetation."""
 
+    def __init__(self, plan: Plan, grid: Grid) -> None:
+        super().__init__(plan, grid)
+        assert plan.vegetation is not None and plan.rows is not None
+        self.veg: vi.Vegetation = plan.vegetation
+        self.rows: rows_.Rows = plan.rows
+
     def label(self, strip: Strip, buffers: Buffers) -> Cells:
         g, s = self.grid, self.grid.stride
-        veg = self.plan.vegetation
+        veg = self.veg
         data = core(g, _bands(strip, veg.bands))
         plants = veg.plants(data, strip.core_valid)
-        where = self.plan.rows.label(strip.r * s, strip.c0 * s, *plants.shape)
+        where = self.rows.label(strip.r * s, strip.c0 * s, *plants.shape)
         names = self.plan.class_names
         labels = np.full(plants.shape, self.soil, np.uint8)
         labels[plants & (where == rows_.ON)] = names.index("crop")
@@ -162,8 +172,13 @@ class RowsRule(Labeller):
 class IndexRule(Labeller):
     """Vegetation or soil, from the vegetation index alone."""
 
+    def __init__(self, plan: Plan, grid: Grid) -> None:
+        super().__init__(plan, grid)
+        assert plan.vegetation is not None
+        self.veg: vi.Vegetation = plan.vegetation
+
     def label(self, strip: Strip, buffers: Buffers) -> Cells:
-        veg = self.plan.vegetation
+        veg = self.veg
         data = core(self.grid, _bands(strip, veg.bands))
         plants = veg.plants(data, strip.core_valid)
         labels = np.where(plants, self.plan.class_names.index("vegetation"), self.soil)
@@ -172,6 +187,7 @@ class IndexRule(Labeller):
 
 def labeller_for(plan: Plan, grid: Grid, to_model: Callable | None) -> Labeller:
     if plan.method == "model":
+        assert to_model is not None
         return (Segmenter if plan.segmentation else TileClassifier)(plan, grid, to_model)
     return RowsRule(plan, grid) if plan.method == "rows" else IndexRule(plan, grid)
 

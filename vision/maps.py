@@ -413,6 +413,7 @@ def _summary(
     summary: dict[str, Any] = {
         "title": title,
         "input": scene.describe(),
+        "radiometry": scene.radiometry,
         "gsd": scene.gsd.model_dump(exclude_none=True),
         "location": _location(scene),
         "area_unit": unit,
@@ -492,10 +493,11 @@ def _location(scene: Scene) -> dict[str, Any] | None:
 
         lon, lat = wt(scene.crs, "EPSG:4326", [cx], [cy])
         return {"lon": round(lon[0], 7), "lat": round(lat[0], 7), "based_on": "georeferenced image"}
-    if scene.camera.has_gps:
+    lon, lat = scene.camera.longitude, scene.camera.latitude
+    if lon is not None and lat is not None:
         return {
-            "lon": round(scene.camera.longitude, 7),
-            "lat": round(scene.camera.latitude, 7),
+            "lon": round(lon, 7),
+            "lat": round(lat, 7),
             "based_on": "camera GPS (EXIF), image centre, approximate",
         }
     return None

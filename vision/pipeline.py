@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from affine import Affine
 from khet.vision import indices as vi
-from khet.vision import maps, products
+from khet.vision import maps, products, radiometry
 from khet.vision.grid import NODATA, Grid
 from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
@@ -81,16 +81,19 @@ def analyze(
     settings: Settings | None = None,
     title: str | None = None,
     gsd: float | None = None,
+    calibration: radiometry.Options | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
     `clip` is a GeoJSON geometry in EPSG:4326 (a field boundary): cells outside it are nodata.
     `gsd` states the ground sample distance in metres per pixel (else from the file).
+    `calibration` says how a multispectral capture becomes reflectance (default: the light
+    sensor when the band files carry it; see radiometry.Options).
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     settings = settings or get_settings()
     started = time.perf_counter()
-    scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd)
+    scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd, calibration=calibration)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
         n_infer = settings.threads or os.cpu_count() or 1
@@ -222,12 +225,13 @@ class StripReader:
             return
         # Index pixels of the windows' kept centres only, at 1/step resolution.
         bands = self._take(strip.data, self.idx_bands)[:, m : m + s, m : m + n * s]
-        bands = bands[:, :h_img, :w_img]
+        block = bands[:, :h_img, :w_img]
         valid = strip.core_valid[:h_img, :w_img] if strip.core_valid is not None else None
+        reduced: list[np.ndarray] = list(block)
         if step > 1:
             hh, ww = math.ceil(h_img / step), math.ceil(w_img / step)
             # Average in the sensor's own integer type (cv2 does uint8/uint16).
-            bands = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in bands]
+            reduced = [cv2.resize(b, (ww, hh), interpolation=cv2.INTER_AREA) for b in block]
             if valid is not None:
                 small = cv2.resize(
                     valid.astype(np.uint8), (ww, hh), interpolation=cv2.INTER_NEAREST
@@ -235,13 +239,14 @@ class StripReader:
                 valid = small > 0
             if shown_reduced:
                 preview.add(
-                    np.stack([bands[self.idx_bands.index(b)] for b in preview.bands]),
+                    np.stack([reduced[self.idx_bands.index(b)] for b in preview.bands]),
                     valid,
                     r * s,
                     c0 * s,
                     size=(h_img, w_img),
                 )
-        self.index_row.add(c0 * s // step, bands, valid)
+        assert self.index_row is not None  # made whenever there are indices
+        self.index_row.add(c0 * s // step, reduced, valid)
         if c0 + n == g.window_cols:
             self.index_row.flush(r)
 
@@ -310,7 +315,7 @@ def _classify(
     )
     read_lock = threading.Lock()  # the dataset, scratch raster, stats and preview: one at a time
     tally_lock = threading.Lock()
-    tally = {"windows": 0, "done": 0, "infer_s": 0.0}
+    tally: dict[str, float] = {"windows": 0, "done": 0, "infer_s": 0.0}
     errors: list[BaseException] = []
 
     def store(strip: Strip, cells: Cells) -> None:
@@ -347,7 +352,7 @@ def _classify(
                     tally["windows"] += cells.windows
                     tally["done"] += strip.n
                     if progress:
-                        progress(tally["done"], total)
+                        progress(int(tally["done"]), total)
         except BaseException as e:  # raised again by the main thread
             errors.append(e)
 

@@ -83,9 +83,9 @@ def make_plan(
         bundle = _named_bundle(model, models_dir, scene.bands)
         _check_range(bundle, scene)
         return _model_plan(scene, bundle, veg, tile_size, overlap)
-    bundle, passed = _best_bundle(scene, models_dir)
-    if bundle is not None:
-        return _model_plan(scene, bundle, veg, tile_size, overlap)
+    best, passed = _best_bundle(scene, models_dir)
+    if best is not None:
+        return _model_plan(scene, best, veg, tile_size, overlap)
     if veg is None:
         raise BandError(
             f"Nothing can map these bands ({', '.join(scene.bands) or 'unnamed'}): no model "

@@ -22,8 +22,8 @@ How the rows are found (in metres, so any GSD works):
    across the rows. Its argument is the block's phase (where the row centres lie); its value is
    0.5-0.65 for clean rows and near 0 for plants without rows. The best candidate is kept when its
    coherence and its peak's prominence over other directions at the same spacing pass fixed
-   thresholds. A block without rows is split in four and each quarter tried alone (two fields
-   with different rows in one block), down to about 10 m.
+   thresholds. A block without rows is split in two across its longer side and each half tried
+   alone (two fields with different rows in one block), down to an eighth of the block.
 4. The row band's width comes from the block's vegetation profile across its rows.
 
 A pixel is then on a row, between rows, or in a block without rows (where the map says
@@ -57,7 +57,7 @@ MIN_FOUND = 0.5  # share of vegetated blocks with rows for a map to use them
 SUB_M = 10.0  # rows drift and bend a little: their phase is measured every ~10 m
 WIDTH_LEVEL = 0.3  # the row band: plants above 30 % of the way from the profile's low to high
 PAD = 2
-CANDIDATES = 3
+CANDIDATES = 4
 
 ON, OFF, UNKNOWN = 1, 0, 2
 
@@ -162,8 +162,8 @@ def find(
 
     `read_block(window, zoom)` returns (the vegetation's bands C x h x w, valid h x w) of the
     working image read at `zoom` (analysis pixels per working pixel), for a window in analysis
-    pixels. A block without rows is split in four and each quarter tried on its own (two fields
-    with different rows side by side), down to a quarter of the block size."""
+    pixels. A block without rows is split in two across its longer side and each half tried on
+    its own (two fields with different rows side by side), down to an eighth of the block."""
     ga = max(gsd_m, ANALYSIS_GSD_M)
     zoom = gsd_m / ga
     wa, ha = max(1, round(width * zoom)), max(1, round(height * zoom))
@@ -194,14 +194,13 @@ def find(
             owner[ys, xs] = len(blocks)
             blocks.append(blk)
             return
-        if depth < 2 and min(h, w) >= b / 2:
-            hh, hw = h // 2, w // 2
-            for dy, dx, sh, sw in (
-                (0, 0, hh, hw),
-                (0, hw, hh, w - hw),
-                (hh, 0, h - hh, hw),
-                (hh, hw, h - hh, w - hw),
-            ):
+        if depth < 3 and max(h, w) >= b / 2:
+            # Halves across the longer side: two fields side by side are told apart first.
+            if w >= h:
+                parts = ((0, 0, h, w // 2), (0, w // 2, h, w - w // 2))
+            else:
+                parts = ((0, 0, h // 2, w), (h // 2, 0, h - h // 2, w))
+            for dy, dx, sh, sw in parts:
                 sl = (slice(dy, dy + sh), slice(dx, dx + sw))
                 attempt(v[sl], ok[sl], plants[sl], y0 + dy, x0 + dx, depth + 1)
 
@@ -271,7 +270,7 @@ def _block_rows(
     best: Block | None = None
     for kx, ky in _candidates(power, sp):
         prominence = _prominence(power, sp, kx, ky)
-        if prominence < MIN_PROMINENCE or _radial(power, sp, kx, ky) < MIN_RADIAL:
+        if prominence < MIN_PROMINENCE:
             continue
         blk = _refine(
             centred, ok, plants, origin, math.atan2(ky, kx), 1 / math.hypot(kx, ky), sub_px
@@ -317,6 +316,8 @@ def _candidates(power: np.ndarray, sp: _Spectrum) -> list[tuple[float, float]]:
             if sp.annulus[j] and power[j] >= 0.3 * masked[i]:
                 kx, ky = kx / div, ky / div
                 break
+        if _radial(power, sp, kx, ky) < MIN_RADIAL:
+            continue  # a straight edge, not rows: it must not take a candidate's place
         out.append((kx, ky))
         if len(out) == CANDIDATES:
             break
@@ -410,7 +411,7 @@ def _refine(
     t = uu - phase[py, px] / (2 * np.pi)
     t = np.abs(t - np.rint(t))[ok]
     bins = np.minimum((t * 20).astype(int), 9)
-    prof = np.bincount(bins, weights=plants[ok].astype(float), minlength=10)
+    prof = np.bincount(bins, weights=plants[ok].astype(float), minlength=10).astype(float)
     prof /= np.maximum(np.bincount(bins, minlength=10), 1)
     level = prof.min() + WIDTH_LEVEL * (prof.max() - prof.min())
     inside = np.flatnonzero(prof >= level)

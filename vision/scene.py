@@ -8,8 +8,9 @@ named bands, a validity mask, and facts about where it is on Earth:
   does not grow with the raster.
 - JPEG/PNG frames have no internal tiling, so windowed reads would decode them again and again;
   they are decoded once into memory (bounded by `max_decoded_mb`).
-- Multi-file captures (MicaSense RedEdge: IMG_0001_1.tif ... _5.tif) are co-registered onto one
-  band's grid and stacked in memory; camera frames are small.
+- Multi-file captures (MicaSense RedEdge: IMG_0001_1.tif ... _5.tif) are calibrated to
+  reflectance (radiometry.py), co-registered onto one band's grid and stacked in memory; camera
+  frames are small.
 
 What this module will not do: orthorectify frames, mosaic several captures, or guess band names
 that neither the file nor the user gives.
@@ -23,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
-from khet.vision import align
+from khet.vision import align, radiometry
 from khet.vision import gsd as gsd_
 from khet.vision.exif import CameraFacts, read_camera_facts
 from khet.vision.summary import Gsd
@@ -60,6 +62,13 @@ _ALIASES = {
 }
 SKIP = "-"  # a band name the user gives to a band Khet should ignore
 _CAPTURE_RE = re.compile(r"^(?P<prefix>.+)_(?P<band>\d{1,2})$")
+AS_STORED = {
+    "calibrated": None,
+    "values": "as stored",
+    "method": "none",
+    "note": "Values as stored in the file: Khet calibrates MicaSense band files to reflectance; "
+    "other imagery (a reflectance orthomosaic, a photo) is used as it is.",
+}
 
 
 def _all_true(shape: tuple[int, int]) -> np.ndarray:
@@ -103,6 +112,7 @@ class Scene:
     kind: str = "raster"  # "raster", "frame", "capture"
     alignment: list[dict] = field(default_factory=list)
     gsd: Gsd = field(default_factory=Gsd)  # metres per pixel and how it was found ("unknown")
+    radiometry: dict = field(default_factory=lambda: dict(AS_STORED))
     _memfile: MemoryFile | None = None
     _stretch: dict[str, tuple[float, float]] | None = None
 
@@ -152,7 +162,8 @@ class Scene:
 
     def _valid(self, window: Window | None = None, out_shape=None) -> np.ndarray:
         """Validity from GDAL's mask (nodata, alpha, internal mask), or from nodata alone when
-        GDAL's alpha band is really a spectral band."""
+        GDAL's alpha band is really a spectral band. `window` None: the whole scene."""
+        window = window or Window(0, 0, self.width, self.height)
         if self.alpha_is_band:
             nd = self.dataset.nodata
             shape = out_shape or (int(window.height), int(window.width))
@@ -366,12 +377,13 @@ def group_captures(files: Sequence[Path]) -> dict[str, list[Path]]:
         )
         groups.setdefault(key, []).append(f)
     for v in groups.values():
-        v.sort(
-            key=lambda f: (
-                int(_CAPTURE_RE.match(f.stem).group("band")) if _CAPTURE_RE.match(f.stem) else 0
-            )
-        )
+        v.sort(key=_band_number)
     return groups
+
+
+def _band_number(f: Path) -> int:
+    m = _CAPTURE_RE.match(f.stem)
+    return int(m.group("band")) if m else 0
 
 
 def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
@@ -549,11 +561,14 @@ def open_scene(
     bands: Sequence[str] | None = None,
     settings: Settings | None = None,
     gsd: float | None = None,
+    calibration: radiometry.Options | None = None,
 ) -> Scene:
     """Open a file, the band files of one capture, or a folder holding one capture.
 
     `gsd` states the ground sample distance (metres per pixel) instead of taking it from the
-    file (see vision/gsd.py)."""
+    file (see vision/gsd.py). Band files of a MicaSense capture are calibrated to reflectance
+    (see radiometry.py), with `calibration` saying how (a panel capture, the light sensor, or
+    none)."""
     settings = settings or get_settings()
     apply_gdal_env(settings)
     if gsd is not None and not (0 < gsd < 1000 and np.isfinite(gsd)):
@@ -562,10 +577,15 @@ def open_scene(
             "e.g. --gsd 0.03 for 3 cm."
         )
     files = resolve_inputs(inputs)
+    if len(files) == 1 and calibration is not None and calibration.panel:
+        raise InputError(
+            "--panel calibrates the band files of a multispectral capture (MicaSense); "
+            f"{files[0].name} is a single image."
+        )
     scene = (
         _open_single(files[0], bands, settings)
         if len(files) == 1
-        else _open_capture(files, bands, settings)
+        else _open_capture(files, bands, settings, calibration or radiometry.Options())
     )
     scene.gsd = _ground_sample_distance(scene, gsd)
     return scene
@@ -648,8 +668,74 @@ def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Sc
     )
 
 
-def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Settings) -> Scene:
-    """One file per band: name each band, co-register them onto one grid, stack."""
+def _open_capture(
+    files: list[Path],
+    bands: Sequence[str] | None,
+    settings: Settings,
+    calibration: radiometry.Options,
+) -> Scene:
+    """One file per band: name each band, calibrate, co-register them onto one grid, stack."""
+    arrays, names, facts_all = _read_band_files(files, settings)
+    warn: list[str] = []
+    names = _capture_names(files, names, bands)
+    panel = None
+    if calibration.panel:
+        pfiles = resolve_inputs(list(calibration.panel))
+        panel = radiometry.BandFiles(pfiles, *_read_band_files(pfiles, settings))
+    # Radiance needs each band in its own lens's pixel grid (vignetting, row gradient): before
+    # co-registration.
+    cal = radiometry.calibrate(
+        radiometry.BandFiles(files, arrays, names, facts_all), panel, calibration
+    )
+    arrays = cal.arrays
+    warn.extend(cal.warnings)
+    reference = (
+        names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
+    )
+    aligned, valid, aligns = align.coregister(arrays, reference)
+    report: list[dict[str, Any]] = [
+        {"band": n, "shift_px": round(a.shift_px, 2), "score": round(a.score, 3)}
+        for n, a in zip(names, aligns, strict=True)
+    ]
+    poor = [str(r["band"]) for r in report if r["score"] < 0.5]
+    if poor:
+        warn.append(
+            f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result."
+        )
+    facts = facts_all[0]
+    if cal.height_above_ground_m is not None and facts.relative_altitude_m is None:
+        facts.relative_altitude_m = cal.height_above_ground_m
+        facts.height_source = cal.height_source
+    georef = "exif-gps" if facts.has_gps else "none"
+    if facts.has_gps:
+        warn.append(
+            "No georeference: the location is the camera's GPS position (EXIF) at the image "
+            "centre, approximate; zones are in image pixels."
+        )
+    else:
+        warn.append("No georeference: areas are in pixels, not hectares.")
+    # Trim the border that not every band covers, so no pixel mixes real and missing bands.
+    stack = np.stack(aligned)
+    mem, mds = _to_memory(stack, valid, str(stack.dtype))
+    return Scene(
+        mds,
+        tuple(names),
+        tuple(range(1, len(names) + 1)),
+        list(files),
+        georef,
+        facts,
+        warn,
+        "capture",
+        alignment=report,
+        radiometry=cal.radiometry,
+        _memfile=mem,
+    )
+
+
+def _read_band_files(
+    files: Sequence[Path], settings: Settings
+) -> tuple[list[np.ndarray], list[str], list[CameraFacts]]:
+    """The raw image, XMP band name and camera facts of each band file of a capture."""
     arrays: list[np.ndarray] = []
     names: list[str] = []
     facts_all: list[CameraFacts] = []
@@ -670,51 +756,10 @@ def _open_capture(files: list[Path], bands: Sequence[str] | None, settings: Sett
             except RasterioError as e:
                 raise InputError(f"{f.name} is damaged or truncated ({_short(e)}).") from e
             facts = read_camera_facts(f)
-            black = _black_level(ds, f)
-            if black:
-                a = np.where(a > black, a - black, 0).astype(a.dtype)
             arrays.append(a)
             facts_all.append(facts)
             names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
-    warn: list[str] = []
-    names = _capture_names(files, names, bands)
-    reference = (
-        names.index("green") if "green" in names else (names.index("red") if "red" in names else 0)
-    )
-    aligned, valid, aligns = align.coregister(arrays, reference)
-    report = [
-        {"band": n, "shift_px": round(a.shift_px, 2), "score": round(a.score, 3)}
-        for n, a in zip(names, aligns, strict=True)
-    ]
-    poor = [r["band"] for r in report if r["score"] < 0.5]
-    if poor:
-        warn.append(
-            f"Band(s) {', '.join(poor)} could not be aligned confidently; check the result."
-        )
-    facts = facts_all[0]
-    georef = "exif-gps" if facts.has_gps else "none"
-    if facts.has_gps:
-        warn.append(
-            "No georeference: the location is the camera's GPS position (EXIF) at the image "
-            "centre, approximate; zones are in image pixels."
-        )
-    else:
-        warn.append("No georeference: areas are in pixels, not hectares.")
-    # Trim the border that not every band covers, so no pixel mixes real and missing bands.
-    stack = np.stack(aligned)
-    mem, mds = _to_memory(stack, valid, dtype or "uint16")
-    return Scene(
-        mds,
-        tuple(names),
-        tuple(range(1, len(names) + 1)),
-        list(files),
-        georef,
-        facts,
-        warn,
-        "capture",
-        alignment=report,
-        _memfile=mem,
-    )
+    return arrays, names, facts_all
 
 
 def _check_band_file(ds, f: Path, settings: Settings, size: tuple[int, int] | None) -> None:
@@ -740,21 +785,6 @@ def _capture_names(files: list[Path], names: list[str], bands: Sequence[str] | N
             "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
         )
     return _no_duplicates(names)
-
-
-def _black_level(ds, path: Path) -> int:
-    """Sensor black level (TIFF BlackLevel tag, MicaSense), subtracted before any index."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            tag = im.tag_v2.get(50714) if hasattr(im, "tag_v2") else None
-        if tag is None:
-            return 0
-        vals = tag if isinstance(tag, tuple) else (tag,)
-        return int(round(float(np.mean([float(v) for v in vals]))))
-    except Exception:
-        return 0
 
 
 def _probe(scene: Scene) -> None:

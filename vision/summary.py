@@ -173,6 +173,19 @@ class Cover(_Model):
     method: Name = ""
 
 
+class Radiometry(_Model):
+    """How pixel values became the numbers indices are computed from (vision/radiometry.py):
+    reflectance (`calibrated` true), radiance or raw numbers (false: not comparable between
+    flights), or values used as stored in a file Khet does not calibrate (absent)."""
+
+    calibrated: bool | None = None
+    values: Literal["reflectance", "radiance", "raw", "as stored"] = "as stored"
+    method: Literal["panel+dls", "panel", "dls", "none"] = "none"
+    note: Text = ""
+    bands: dict[Name, dict[str, Any]] = Field(default_factory=dict, max_length=32)
+    panel: dict[str, Any] | None = None
+
+
 class Timing(_Model):
     seconds: Finite = 0.0
     inference_seconds: Finite = 0.0
@@ -184,6 +197,7 @@ class Summary(_Model):
     schema_version: int = 1
     title: Text | None = None
     input: InputInfo = Field(default_factory=InputInfo)
+    radiometry: Radiometry | None = None
     gsd: Gsd | None = None
     location: Location | None = None
     area_unit: Literal["ha", "px"] = "px"

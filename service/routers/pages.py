@@ -572,6 +572,7 @@ def compare_page(
                     "imagery": bool((f.imagery or {}).get("tileable")),
                 }
             )
+    uncalibrated = [f"#{f.id}" for f in pair if rp.radiometry_status(f.summary) == "uncalibrated"]
     config = {
         "sides": [
             {"flight": s["flight"].id, "georeferenced": s["georef"], "imagery": s["imagery"]}
@@ -589,6 +590,7 @@ def compare_page(
             "pair": pair,
             "rows": rows,
             "same_units": same_units,
+            "uncalibrated": ", ".join(uncalibrated),
             "sides": sides,
             "config": config,
             "legend": map_layers(pair[1], t)[0]["legend"] if pair else [],

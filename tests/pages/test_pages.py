@@ -272,3 +272,53 @@ def test_location_words():
     gps = latlon({"lat": 36.5, "lon": -119.4, "based_on": "camera GPS (EXIF)"}, t)
     assert gps.startswith("36.50000° N, 119.40000° W") and "approximate" in gps
     assert latlon(None, t) is None
+
+
+def _capture_flight(app, field: int, folder: Path, day: str) -> int:
+    files = [
+        ("files", (f.name, f.read_bytes(), "image/tiff")) for f in sorted(folder.glob("*.tif"))
+    ]
+    r = app.post(f"/api/v1/fields/{field}/flights/upload", files=files, data={"captured_at": day})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_compare_and_report_say_when_a_flight_is_uncalibrated(app, tmp_path):
+    """Two multispectral captures of a field: the demo capture (reflectance from its light
+    sensor) and the same capture without its exposure times (raw numbers: uncalibrated)."""
+    from tests.service.conftest import run_queued_jobs
+    from tests.vision.tiffcopy import copy_band_file
+
+    fixture = Path("tests/fixtures/micasense_crop")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in sorted(fixture.glob("*.tif")):
+        copy_band_file(f, raw / f.name, drop_exif=(33434,))
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Chak 42"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Vines"}).json()["id"]
+    a = _capture_flight(app, field, raw, "2026-06-01T09:00:00")
+    b = _capture_flight(app, field, fixture, "2026-06-12T09:00:00")
+    run_queued_jobs()
+    page = app.get(f"/fields/{field}/compare?a={a}&b={b}").text
+    alert = re.search(r'id="compare-uncalibrated">([^<]*)<', page)
+    assert alert and f"#{a}" in alert.group(1) and f"#{b}" not in alert.group(1)
+    assert "raw sensor numbers" in alert.group(1)
+    uncal = app.get(f"/flights/{a}/report").text
+    assert re.search(r'id="radiometry-note">UNCALIBRATED', uncal)
+    cal = app.get(f"/flights/{b}/report").text
+    assert "calibrated with the light sensor" in cal and "UNCALIBRATED" not in cal
+    assert "غیر کیلیبریٹ" in app.get(f"/flights/{a}/report?lang=ur").text
+    both = app.get(f"/fields/{field}/compare?a={b}&b={b}").text
+    assert 'id="compare-uncalibrated"' not in both
+
+
+def test_summaries_from_before_calibration_count_captures_as_uncalibrated():
+    from khet.service.report import radiometry_status
+
+    assert radiometry_status({"input": {"kind": "capture"}}) == "uncalibrated"
+    assert radiometry_status({"input": {"kind": "raster"}}) is None
+    assert radiometry_status({"radiometry": {"calibrated": True}}) == "reflectance"
+    assert radiometry_status({"radiometry": {"calibrated": None}}) is None
+    assert radiometry_status(None) is None

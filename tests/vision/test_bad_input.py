@@ -175,3 +175,15 @@ def test_disk_full_mid_write_leaves_no_finished_looking_output(tmp_path, use_tes
     assert sorted(x.name for x in out.iterdir()) == [
         "keep.txt"
     ]  # nothing half-written, nothing lost
+
+
+def test_calibration_options_misused(tmp_path, capsys):
+    """--panel on a single image, a capture without a panel as the panel, a bad reflectance."""
+    crop, panel = Path("tests/fixtures/micasense_crop"), Path("tests/fixtures/micasense_panel_crop")
+    out = tmp_path / "out"
+    code, err = _run(capsys, crop / "IMG_0001_1.tif", "--panel", panel, "-o", out)
+    _assert_clean_failure(code, err, out, "single image")
+    code, err = _run(capsys, crop, "--panel", crop, "-o", out)
+    _assert_clean_failure(code, err, out, "no reflectance panel found")
+    code, err = _run(capsys, crop, "--panel", panel, "--panel-reflectance", "red=7", "-o", out)
+    _assert_clean_failure(code, err, out, "between 0 and 1")

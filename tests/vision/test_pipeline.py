@@ -112,6 +112,8 @@ def test_multispectral_capture_uses_the_red_nir_model_and_all_indices(tmp_path):
     assert s["model"]["bands"] == ["red", "nir"]
     assert set(s["indices"]) == {"ndvi", "ndre", "gndvi", "vari", "exg", "gli"}
     assert s["vigour"]["index"] == "ndvi"
+    # The fixture keeps the camera's metadata: indices from reflectance (light sensor).
+    assert s["radiometry"]["calibrated"] is True and s["radiometry"]["method"] == "dls"
     assert s["area_unit"] == "px" and s["location"]["based_on"].startswith("camera GPS")
     assert any("No georeference" in w for w in s["warnings"])
     with rasterio.open(tmp_path / "out" / "indices" / "ndvi.tif") as d:
