@@ -375,13 +375,14 @@ def radiometry_status(summary: dict | None) -> str | None:
 
     Summaries written before calibration existed have no `radiometry`: their multispectral
     captures were raw numbers, so they count as uncalibrated."""
-    summary = summary or {}
+    summary = mapping(summary)
     r = summary.get("radiometry")
     if isinstance(r, dict):
-        return {True: "reflectance", False: "uncalibrated"}.get(r.get("calibrated"))
-    kind = (
-        (summary.get("input") or {}).get("kind") if isinstance(summary.get("input"), dict) else None
-    )
+        calibrated = r.get("calibrated")
+        if not isinstance(calibrated, bool):
+            return None
+        return "reflectance" if calibrated else "uncalibrated"
+    kind = mapping(summary.get("input")).get("kind")
     return "uncalibrated" if kind == "capture" else None
 
 
@@ -487,12 +488,8 @@ def build_report(flight, results: Path, t: Translator) -> Report:
             "label_rule": text(model.get("label_rule")),
             "gsd_m": num(model.get("gsd_m")),
         },
-<<<<<<< HEAD
         warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
-=======
-        warnings=[str(w) for w in summary.get("warnings") or []],
         **_radiometry_line(summary, t),
->>>>>>> main
     )
 
 
@@ -501,7 +498,7 @@ def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:
     if status == "uncalibrated":
         return {"radiometry": t("index_uncalibrated"), "uncalibrated": True}
     if status == "reflectance":
-        method = str((summary.get("radiometry") or {}).get("method"))
+        method = str(mapping(summary.get("radiometry")).get("method"))
         return {"radiometry": t("index_reflectance", method=t(f"cal_{method}"))}
     return {}
 

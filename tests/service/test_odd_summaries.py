@@ -30,6 +30,7 @@ VARIANTS = {
             "levels": [{"name": "low", "share_of_crop": 0.1, "color": "url(javascript:1)"}],
         },
     },
+    "radiometry_odd": {"radiometry": {"calibrated": [1], "method": {}}, "input": [1]},
     "location_odd": {"location": {"lat": "north", "lon": None}, "model": "m", "warnings": 3},
     "names_odd": {
         "classes": [{"name": None}, {"name": ["x"]}, 7, "weed"],
