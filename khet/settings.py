@@ -20,9 +20,6 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
     redis_url: str | None = Field(None, description="Use RedisHuey at this URL for jobs")
     models_dir: Path | None = Field(None, description="Folder of .onnx bundles; default: shipped")
-    secret_key: str | None = Field(
-        None, description="Session signing key; default: made and kept in data_dir"
-    )
 
     # Resources: a field device sets these low.
     threads: int = Field(0, ge=0, description="Inference threads; 0 = all cores")
@@ -30,10 +27,15 @@ class Settings(BaseSettings):
     gdal_cache_mb: int = Field(
         64, ge=8, description="GDAL block cache; bounds memory on big rasters"
     )
+    # 2^30 pixels (32768 x 32768) is a few minutes of analysis on 2 cores; a 100000 x 100000
+    # raster (a few hundred KB when sparse) kept the only worker busy for hours.
     max_pixels: int = Field(
-        64 * 1024 * 1024 * 1024, description="Largest image accepted, in pixels"
+        1 << 30, ge=1, description="Largest image accepted, in pixels (width x height)"
     )
-    max_decoded_mb: int = Field(1024, description="Largest JPEG/PNG decoded whole into memory")
+    # A photo is decoded whole; the process peaks at about 2.2 x its decoded size.
+    max_decoded_mb: int = Field(
+        512, ge=1, description="Largest JPEG/PNG (or band capture) decoded whole into memory"
+    )
     index_max_size: int = Field(
         2048, ge=256, description="Index maps are written at input resolution up to this many px"
     )

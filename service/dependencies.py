@@ -8,6 +8,7 @@ admin assigned to them, an admin everything. Anything else is "not found" (404),
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -20,9 +21,11 @@ from khet.service.db import (
     Flight,
     Upload,
     User,
+    WebSession,
+    now,
     sessionmaker_for,
 )
-from sqlalchemy import exists, select, true
+from sqlalchemy import exists, select, true, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from khet.errors import AuthError, KhetError, NotFoundError
@@ -49,26 +52,64 @@ def get_db() -> Iterator[Session]:
 DB = Annotated[Session, Depends(get_db)]
 
 
+SEEN_EVERY = timedelta(minutes=5)  # last-seen times are written at most this often
+
+
 def _user_from_request(request: Request, db: Session) -> User | None:
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("Send the API token as 'Authorization: Bearer <token>'.")
-        user = db.scalar(
-            select(User)
-            .join(ApiToken, ApiToken.user_id == User.id)
+        row = db.scalar(
+            select(ApiToken)
             .where(ApiToken.token_hash == security.token_digest(token.strip()))
+            .options(joinedload(ApiToken.user))
         )
-        if user is None:
+        t = now()
+        if row is None or row.user.disabled:
             raise AuthError("That API token is not valid (revoked or mistyped).")
-        return user
+        if row.expires_at is not None and _aware(row.expires_at) < t:
+            raise AuthError("That API token has expired; make a new one (khet token create).")
+        if row.last_used_at is None or _aware(row.last_used_at) < t - SEEN_EVERY:
+            _touch(db, ApiToken, row.id, last_used_at=t)
+        return row.user
     cookie = request.cookies.get(security.SESSION_COOKIE)
     if cookie:
-        uid = security.read_session(cookie)
-        if uid is not None and 0 < uid <= MAX_ID:
-            return db.get(User, uid)
+        return session_user(db, cookie)
     return None
+
+
+def session_user(db: Session, cookie: str) -> User | None:
+    """The user of a live session, or None for any other cookie (forged, expired, ended)."""
+    if len(cookie) > 200:
+        return None
+    row = db.scalar(
+        select(WebSession)
+        .where(WebSession.token_hash == security.token_digest(cookie))
+        .options(joinedload(WebSession.user))
+    )
+    t = now()
+    if row is None or row.user.disabled or _aware(row.expires_at) < t:
+        return None
+    if row.last_seen_at is None or _aware(row.last_seen_at) < t - SEEN_EVERY:
+        _touch(db, WebSession, row.id, last_seen_at=t)
+    return row.user
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _touch(db: Session, model, row_id: int, **values) -> None:
+    """A short write of its own, so a request never holds a write lock longer than this."""
+    try:
+        with sessionmaker_for()() as s:
+            s.execute(update(model).where(model.id == row_id).values(**values))
+            s.commit()
+    except Exception:  # a last-seen time is not worth failing a request over
+        pass
 
 
 def current_user_optional(request: Request, db: DB) -> User | None:

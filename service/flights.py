@@ -1,12 +1,13 @@
 """Making a flight from stored files: checks, the per-flight folder, the job.
 
 Shared by the JSON API (uploads already stored) and the multipart upload. Everything is staged in
-a hidden sibling folder and renamed into place only when every check passed, so a refused flight
-leaves nothing behind.
+a folder of its own (`staging/`) and renamed into place only when every check passed, so a
+refused flight leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -14,21 +15,22 @@ from pathlib import Path
 
 import rasterio
 from khet.service import storage
+from khet.service.config import service_settings
 from khet.service.db import Field, Flight, Job, User, now
-from khet.service.jobs import enqueue
+from khet.service.jobs import enqueue, enqueue_web_copies
 from khet.service.schemas import FlightOut, JobOut
-from khet.service.tiles import WEB_DIR, build_map_layers
+from khet.service.tiles import WEB_DIR
 from khet.vision import products
 from khet.vision.flight import is_flight, read_flight
-from khet.vision.scene import open_scene
+from khet.vision.scene import inspect_scene
 from khet.vision.sfm import load_pycolmap
 from khet.vision.summary import Summary
 from rasterio.errors import RasterioError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from khet.errors import InputError, KhetError
+from khet.errors import InputError, KhetError, OutputError
 
 log = logging.getLogger("khet.service.flights")
 
@@ -46,19 +48,23 @@ def find_by_client_id(db: Session, field_id: int, client_id: str | None) -> Flig
     )
 
 
-def imagery_info(scene) -> dict:
-    """How the imagery layer is tiled: which bands as RGB, how to stretch them to 8 bits."""
+NO_TILES = (
+    "The imagery has no map coordinates (CRS) or is several band files; only georeferenced "
+    "single-file imagery is tiled. The field map layers (classes, vigour, indices) are tiled "
+    "when the results are georeferenced."
+)
+
+
+def imagery_info(scene, reason: str | None = None) -> dict:
+    """How the imagery layer is tiled: which bands as RGB, how to stretch them to 8 bits.
+    `scene` None: imagery that is not tiled (a photo, a band capture, or one that failed)."""
     info: dict = {
-        "georeferenced": scene.crs is not None and scene.georef == "crs",
-        "kind": scene.kind,
+        "georeferenced": scene is not None and scene.crs is not None and scene.georef == "crs",
+        "kind": scene.kind if scene is not None else None,
         "tileable": False,
     }
     if not info["georeferenced"] or scene.kind != "raster" or len(scene.sources) != 1:
-        info["reason"] = (
-            "The imagery has no map coordinates (CRS) or is several band files; "
-            "only georeferenced single-file imagery is tiled. The field map layers "
-            "(classes, vigour, indices) are tiled when the results are georeferenced."
-        )
+        info["reason"] = reason or NO_TILES
         return info
     names = list(scene.bands)
     pick = next(
@@ -93,16 +99,25 @@ def flight_imagery_info(paths: list[Path]) -> dict:
     }
 
 
+def _imagery_at_arrival(facts) -> dict:
+    """What is known of the imagery layer before the worker opens the imagery: a georeferenced
+    raster will be tiled once the worker has looked at it ("pending"); anything else never."""
+    if facts.kind == "raster" and facts.georef == "crs":
+        return {"georeferenced": True, "kind": "raster", "tileable": False, "pending": True}
+    return {"georeferenced": False, "kind": facts.kind, "tileable": False, "reason": NO_TILES}
+
+
 def _check_results(staged: Path) -> dict:
+    """Cheap checks of a device's results, in the request: JSON parses, rasters are TIFFs of a
+    size a server can tile (headers only: the web copies are made by the worker)."""
     summary_path = staged / "summary.json"
     if not summary_path.exists():
         raise InputError("Results from a device must include summary.json.")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = json.loads(summary_path.read_text(encoding="utf-8"), parse_constant=_no_nan)
     except (ValueError, UnicodeDecodeError):
         raise InputError("summary.json is not valid JSON.") from None
-    # The pages, the report and the tiles read this summary: a malformed one is refused now.
-    summary = Summary.read(summary, "The device's summary.json").to_json()
+    summary = check_device_summary(summary)
     for path in staged.rglob("*"):
         if path.is_dir():
             continue
@@ -117,21 +132,64 @@ def _check_results(staged: Path) -> dict:
         elif rel.endswith(".tif"):
             _check_tif(path, rel)
         elif rel.endswith(".png"):
-            if storage.sniff(path.read_bytes()[:16]) != "png":
-                raise InputError(f"{rel} is not a PNG image.")
+            with open(path, "rb") as f:
+                if storage.sniff(f.read(16)) != "png":
+                    raise InputError(f"{rel} is not a PNG image.")
     return summary
 
 
+def _no_nan(word: str) -> None:
+    raise InputError(
+        f"summary.json holds {word}, which JSON does not allow; send a number or null."
+    )
+
+
+def check_device_summary(summary: object) -> dict:
+    """A device's summary.json checked against the typed summary (vision/summary.py): the pages,
+    the report and the tiles read it, so a malformed one is refused now (422), not a page that
+    fails later. Server paths are dropped on the way in."""
+    checked = Summary.read(summary, "The device's summary.json").to_json()
+    return storage.strip_server_paths(checked)
+
+
 def _check_tif(path: Path, rel: str) -> None:
-    if storage.sniff(path.open("rb").read(16)) != "tiff":
+    if storage.sniff_file(path) != "tiff":
         raise InputError(f"{rel} is not a GeoTIFF.")
+    limit = service_settings().max_result_pixels
     try:
         with rasterio.open(path) as ds:
-            if ds.width * ds.height > 1 << 34:
-                raise InputError(f"{rel} is too large.")
+            if ds.width * ds.height > limit:
+                raise InputError(
+                    f"{rel} is {ds.width} x {ds.height} pixels; a result may have at most "
+                    f"{limit:,} (KHET_MAX_RESULT_PIXELS): a field map has one pixel per "
+                    "analysed cell, far fewer."
+                )
             ds.read(1, window=((0, min(ds.height, 16)), (0, min(ds.width, 16))))
     except RasterioError as e:
         raise InputError(f"{rel} cannot be opened as a GeoTIFF ({str(e)[:120]}).") from None
+
+
+class TooManyJobs(KhetError):
+    status_code = 429
+    code = "too_many_jobs"
+
+
+def check_job_quota(db: Session, user: User) -> None:
+    """One user may have `max_jobs_per_user` analyses queued or running at once."""
+    limit = service_settings().max_jobs_per_user
+    waiting = db.scalar(
+        select(func.count())
+        .select_from(Job)
+        .join(Flight, Flight.id == Job.flight_id)
+        .where(Flight.created_by == user.id)
+        .where(Job.status.in_(("queued", "running")))
+    )
+    if waiting >= limit:
+        raise TooManyJobs(
+            f"You have {waiting} analyses waiting or running, the most this service takes from "
+            f"one account at once ({limit}, KHET_MAX_JOBS_PER_USER); send more when they "
+            "are done."
+        )
 
 
 def create_flight(
@@ -145,12 +203,19 @@ def create_flight(
     captured_at: str | None = None,
     client_id: str | None = None,
 ) -> tuple[Flight, bool]:
-    """The new flight (and True), or the existing one with this client_id (and False)."""
+    """The new flight (and True), or the existing one with this client_id (and False).
+
+    Files are checked and assembled in a staging folder with no database transaction open
+    (SQLite's write lock would make every other tenant wait, then fail); the flight and its
+    job are then inserted in one short transaction and the folder renamed into place. Only
+    headers are read here: decoding, analysis and web copies happen in the worker."""
     existing = find_by_client_id(db, field.id, client_id)
     if existing is not None:
         return existing, False
     if not inputs and not results:
         raise InputError("A flight needs imagery (uploads) or results from a device.")
+    if not results:
+        check_job_quota(db, user)
     names = [storage.safe_filename(n) for n, _ in inputs]
     if len(set(names)) != len(names):
         raise InputError("Two of the files have the same name; each band file needs its own name.")
@@ -160,7 +225,25 @@ def create_flight(
     for n in result_names:
         if not storage.result_name_ok(n):
             raise InputError(f"{n!r} is not a result file Khet knows ({products.described()}).")
-
+    staged = storage.staging_dir()
+    imagery, summary = None, None
+    try:
+        for (_name, src), clean in zip(inputs, names, strict=True):
+            storage.link_or_copy(src, staged / "input" / clean)
+        if inputs:
+            paths = [staged / "input" / n for n in names]
+            if is_flight(paths):  # a whole flight's frames: mosaicked by the job
+                imagery = flight_imagery_info(paths)
+            else:
+                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands)
+                imagery = _imagery_at_arrival(facts)
+        if results:
+            for name, src in results:
+                storage.link_or_copy(src, staged / "results" / name)
+            summary = _check_results(staged / "results")
+    except BaseException:
+        storage.remove_tree(staged)
+        raise
     flight = Flight(
         field_id=field.id,
         created_by=user.id,
@@ -169,56 +252,43 @@ def create_flight(
         bands=bands,
         inputs=names,
         source="edge" if results else "service",
+        imagery=imagery,
+        summary=summary,
     )
-    db.add(flight)
-    db.flush()
-    final = storage.flight_dir(field.farm_id, field.id, flight.id)
-    staged = final.with_name(f".new-{flight.id}-{os.getpid()}")
-    try:
-        for (_name, src), clean in zip(inputs, names, strict=True):
-            storage.link_or_copy(src, staged / "input" / clean)
-        if inputs:
-            paths = [staged / "input" / n for n in names]
-            if is_flight(paths):
-                flight.imagery = flight_imagery_info(paths)
-            else:
-                with open_scene(paths if len(paths) > 1 else paths[0], bands=bands) as scene:
-                    flight.imagery = imagery_info(scene)
-        if results:
-            for name, src in results:
-                storage.link_or_copy(src, staged / "results" / name)
-            flight.summary = _check_results(staged / "results")
-            _web_copies(staged / "results")
-        storage.remove_tree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-    except BaseException:
-        storage.remove_tree(staged)
-        db.rollback()
-        raise
     if results:
-        db.add(
-            Job(
-                flight_id=flight.id,
-                status="done",
-                progress=1.0,
-                attempts=0,
-                finished_at=now(),
-                queued_at=now(),
-            )
-        )
+        job = Job(status="done", progress=1.0, attempts=0, finished_at=now(), queued_at=now())
     else:
-        db.add(Job(flight_id=flight.id, status="queued"))
+        job = Job(status="queued")
+    flight.job = job
+    db.add(flight)
     try:
         db.commit()
     except IntegrityError:  # the same client_id raced in from a second request
         db.rollback()
-        storage.remove_tree(final)
+        storage.remove_tree(staged)
         existing = find_by_client_id(db, field.id, client_id)
         if existing is None:
             raise
         return existing, False
-    if not results:
+    except BaseException:
+        db.rollback()
+        storage.remove_tree(staged)
+        raise
+    final = storage.flight_dir(field.farm_id, field.id, flight.id)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+    except OSError as e:
+        storage.remove_tree(staged)
+        db.delete(flight)
+        db.commit()
+        raise OutputError(f"The flight could not be stored ({e.strerror or e}).") from None
+    if results:
+        try:
+            enqueue_web_copies(flight.id)
+        except Exception:  # tiles are read from the originals meanwhile; the worker retries
+            log.warning("could not queue web copies of flight %s", flight.id, exc_info=True)
+    else:
         enqueue_or_fail(db, flight)
     return flight, True
 
@@ -235,17 +305,6 @@ def enqueue_or_fail(db: Session, flight: Flight) -> None:
         ) from None
 
 
-def _web_copies(results: Path) -> None:
-    """Web-optimized copies of a device's map layers, made here as the job does for uploads (a
-    device's own `web/` folder is not trusted). Only tiles get faster: a failure is logged."""
-    storage.remove_tree(results / WEB_DIR)
-    try:
-        build_map_layers(results)
-    except Exception:
-        log.warning("no web-optimized copies of synced results in %s", results, exc_info=True)
-        storage.remove_tree(results / WEB_DIR)
-
-
 def result_files(flight: Flight) -> list[str]:
     """The result files a user downloads (the web-optimized copies behind the tiles are not
     listed)."""
@@ -257,6 +316,14 @@ def result_files(flight: Flight) -> list[str]:
     return sorted(f for f in files if not f.startswith(WEB_DIR + "/"))
 
 
+def public_summary(summary: dict | None) -> dict | None:
+    """The summary as users see it: without server paths (flights analysed before they were
+    removed at the source still have them stored)."""
+    if summary is None:
+        return None
+    return storage.strip_server_paths(copy.deepcopy(summary))
+
+
 def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:
     job = flight.job
     status = job.status if job else "done"
@@ -266,14 +333,18 @@ def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:
         farm_id=flight.field.farm_id,
         status=status,
         progress=job.progress if job else 1.0,
-        error=job.error if job else None,
+        error=storage.public_message(job.error) if job and job.error else None,
         source=flight.source,
         client_id=flight.client_id,
         captured_at=flight.captured_at,
         inputs=list(flight.inputs or []),
         bands=flight.bands,
         created_at=flight.created_at,
-        job=JobOut.model_validate(job) if job else None,
-        summary=flight.summary if with_summary else None,
+        job=JobOut.model_validate(job).model_copy(
+            update={"error": storage.public_message(job.error) if job.error else None}
+        )
+        if job
+        else None,
+        summary=public_summary(flight.summary) if with_summary else None,
         results=result_files(flight) if status == "done" else [],
     )

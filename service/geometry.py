@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from khet.service.config import service_settings
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
@@ -37,7 +38,17 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
         value = value.get("geometry")
     if not isinstance(value, dict) or value.get("type") not in ("Polygon", "MultiPolygon"):
         raise InputError("The boundary must be a GeoJSON Polygon or MultiPolygon (lon/lat).")
-    for ring in _rings(value):
+    rings = _rings(value)
+    # Every list page carries the boundary: a million points made each of them 100 MB.
+    limit = service_settings().max_boundary_vertices
+    points = sum(len(r) if isinstance(r, list) else 0 for r in rings)
+    if points > limit:
+        raise InputError(
+            f"The boundary has {points:,} points; at most {limit:,} are accepted "
+            "(KHET_MAX_BOUNDARY_VERTICES). Simplify it (e.g. in QGIS: Vector > Geometry Tools "
+            "> Simplify)."
+        )
+    for ring in rings:
         if not isinstance(ring, list) or len(ring) < 4:
             raise InputError(
                 "Each boundary ring needs at least 4 points (the last repeats the first)."

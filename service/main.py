@@ -41,7 +41,26 @@ def _problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
 
 def served_app() -> FastAPI:
     """The app in each `khet serve` process (the parent process ran the migrations)."""
+    _die_with_serve()
     return create_app(migrate=False)
+
+
+def _die_with_serve() -> None:
+    """A web process that uvicorn started for `khet serve` ends when `khet serve` does, even
+    when it is killed with `kill -9` (Linux: PR_SET_PDEATHSIG), instead of serving on alone."""
+    import os
+    import signal
+    import sys
+
+    parent = os.environ.get("KHET_SERVE_PID")
+    if sys.platform != "linux" or parent != str(os.getppid()):
+        return  # not a child of khet serve (a single process, a test)
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # it died before the call above
+        os._exit(0)
 
 
 def _http_protocol():
@@ -93,6 +112,42 @@ def _import_what_requests_use() -> None:
     hash_password("warm-up")  # pwdlib loads its argon2 hasher when first used
 
 
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Khet API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/api/v1/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/v1/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api/v1/docs/init.js"></script></body></html>
+"""
+DOCS_INIT = """window.ui = SwaggerUIBundle({url: "/api/v1/openapi.json", dom_id: "#swagger-ui",
+  deepLinking: true, presets: [SwaggerUIBundle.presets.apis]});
+"""
+
+
+def _docs(app: FastAPI) -> None:
+    """Swagger UI from the fastapi-offline package's copy (the service must work with no
+    internet), started by a script file rather than an inline one (the CSP allows no inline
+    script)."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from fastapi.responses import HTMLResponse, Response
+    from fastapi.staticfiles import StaticFiles
+
+    spec = find_spec("fastapi_offline")
+    assets = Path(spec.origin).parent / "static"  # type: ignore[union-attr, arg-type]
+    app.mount("/api/v1/docs/assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
+
+    @app.get("/api/v1/docs/init.js", include_in_schema=False)
+    def docs_init() -> Response:
+        return Response(DOCS_INIT, media_type="text/javascript")
+
+
 def create_app(*, migrate: bool = True) -> FastAPI:
     """The app. `migrate` brings the database schema up to date first (idempotent)."""
     from khet.service.db import migrate as run_migrations
@@ -102,19 +157,27 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     apply_gdal_env()
     if migrate:
         run_migrations()
+    from khet.service.config import service_settings
+    from khet.service.middleware import Hardening
+
     _import_what_requests_use()
+    svc = service_settings()
     app = FastAPI(
         title="Khet",
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served below from local files: no CDN
         redoc_url=None,
     )
+    app.add_middleware(Hardening, public_url=svc.public_url, max_body_kb=svc.max_body_kb)
+    _docs(app)
 
     @app.exception_handler(KhetError)
     async def khet_error(_: Request, exc: KhetError) -> JSONResponse:
-        return _problem(exc.status_code, exc.code, exc.message, **getattr(exc, "extra", {}))
+        resp = _problem(exc.status_code, exc.code, exc.message, **getattr(exc, "extra", {}))
+        resp.headers.update(getattr(exc, "headers", None) or {})
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -135,13 +198,19 @@ def create_app(*, migrate: bool = True) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        return _problem(
-            exc.status_code,
-            codes.get(exc.status_code, "error"),
-            str(exc.detail),
-            **({} if not exc.headers else {}),
-        )
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            413: "too_large",
+        }
+        detail = str(exc.detail)
+        if exc.status_code == 413:
+            detail = (
+                f"The request body is larger than the {svc.max_body_kb} KB this service "
+                "accepts here (KHET_MAX_BODY_KB); send imagery as an upload."
+            )
+        return _problem(exc.status_code, codes.get(exc.status_code, "error"), detail)
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:
@@ -150,15 +219,19 @@ def create_app(*, migrate: bool = True) -> FastAPI:
 
     from khet.service.routers import auth, farms, flights, health, tiles, uploads
 
+    # Every body but the two upload routes' (which stream to disk and count bytes against
+    # KHET_MAX_UPLOAD_MB themselves): JSON and forms are parsed in memory. Set per router, not
+    # on the app, so that a 413 passes the middleware that makes it JSON.
+    limit = svc.max_body_kb * 1024
     for module in (health, auth, farms, uploads, flights, tiles):
-        app.include_router(module.router)
+        app.include_router(module.router, max_body_size=limit)
     try:
         pages = importlib.import_module("khet.service.routers.pages")
     except ModuleNotFoundError as e:
         if e.name != "khet.service.routers.pages":
             raise
     else:
-        app.include_router(pages.router)
+        app.include_router(pages.router, max_body_size=limit)
         if hasattr(pages, "mount"):
             pages.mount(app)
     return app

@@ -19,6 +19,7 @@ from typing import Any
 
 import weasyprint
 from khet.service.i18n import Translator
+from khet.service.values import color, dicts, mapping, num, text
 from weasyprint import HTML
 
 WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
@@ -55,11 +56,11 @@ def pct(share: float | None) -> str:
     return f"{p:.1f}%" if p < 10 else f"{p:.0f}%"
 
 
-def latlon(location: dict | None, t: Translator) -> str | None:
+def latlon(location: object, t: Translator) -> str | None:
     """'30.90681° N, 73.74478° E', marked approximate when it comes from the camera's GPS."""
-    try:
-        lat, lon = float(location["lat"]), float(location["lon"])
-    except (TypeError, KeyError, ValueError):
+    location = mapping(location)
+    lat, lon = num(location.get("lat")), num(location.get("lon"))
+    if lat is None or lon is None:
         return None
     text = f"{abs(lat):.5f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.5f}° {'E' if lon >= 0 else 'W'}"
     if "georeferenced" not in str(location.get("based_on") or ""):
@@ -67,17 +68,17 @@ def latlon(location: dict | None, t: Translator) -> str | None:
     return text
 
 
-def weed_share(summary: dict | None) -> float | None:
-    for c in (summary or {}).get("classes") or []:
-        if isinstance(c, dict) and c.get("name") == "weed":
-            return float(c.get("share") or 0.0)
+def weed_share(summary: object) -> float | None:
+    for c in dicts(mapping(summary).get("classes")):
+        if c.get("name") == "weed":
+            return num(c.get("share"), 0.0)
     return None
 
 
-def low_vigour_share(summary: dict | None) -> float | None:
-    for lvl in ((summary or {}).get("vigour") or {}).get("levels") or []:
-        if isinstance(lvl, dict) and lvl.get("name") == "low":
-            return float(lvl.get("share_of_crop") or 0.0)
+def low_vigour_share(summary: object) -> float | None:
+    for lvl in dicts(mapping(mapping(summary).get("vigour")).get("levels")):
+        if lvl.get("name") == "low":
+            return num(lvl.get("share_of_crop"), 0.0)
     return None
 
 
@@ -92,13 +93,33 @@ class Patch:
 
 
 def _polys(geom: dict) -> list[list[list[list[float]]]]:
+    """The polygons of a geometry, keeping only rings of [x, y] numbers."""
     if not isinstance(geom, dict):
         return []
+    coords = geom.get("coordinates")
     if geom.get("type") == "Polygon":
-        return [geom.get("coordinates") or []]
-    if geom.get("type") == "MultiPolygon":
-        return list(geom.get("coordinates") or [])
-    return []
+        polys = [coords]
+    elif geom.get("type") == "MultiPolygon":
+        polys = coords if isinstance(coords, list) else []
+    else:
+        return []
+    out = []
+    for poly in polys:
+        rings = []
+        for ring in poly if isinstance(poly, list) else []:
+            pts = [
+                [float(p[0]), float(p[1])]
+                for p in (ring if isinstance(ring, list) else [])
+                if isinstance(p, list | tuple)
+                and len(p) >= 2
+                and num(p[0]) is not None
+                and num(p[1]) is not None
+            ]
+            if pts:
+                rings.append(pts)
+        if rings:
+            out.append(rings)
+    return out
 
 
 def _ring_centroid(ring: list[list[float]]) -> tuple[float, float, float]:
@@ -146,13 +167,13 @@ def _bounds(geoms: list[dict]) -> tuple[float, float, float, float] | None:
 def largest_patch(zones: dict, unit: str, cls: str, vigour: str | None = None) -> Patch | None:
     """The biggest connected zone of a class (and vigour level), from zones.geojson."""
     best: Patch | None = None
-    for f in (zones or {}).get("features") or []:
-        props = f.get("properties") or {}
+    for f in dicts(mapping(zones).get("features")):
+        props = mapping(f.get("properties"))
         if props.get("class") != cls or (vigour is not None and props.get("vigour") != vigour):
             continue
-        area = props.get(f"area_{unit}")
-        c = _centroid(f.get("geometry") or {})
-        if not isinstance(area, int | float) or c is None:
+        area = num(props.get(f"area_{unit}"))
+        c = _centroid(mapping(f.get("geometry")))
+        if area is None or c is None:
             continue
         if best is None or area > best.area:
             best = Patch(float(area), c[0], c[1])
@@ -169,7 +190,7 @@ def direction(dx: float, dy: float, half_extent: float) -> str:
 
 def locate(patch: Patch, zones: dict, unit: str, boundary: dict | None) -> str:
     """Where the patch lies relative to the middle of the field (or of the image)."""
-    geoms = [f.get("geometry") or {} for f in (zones or {}).get("features") or []]
+    geoms = [mapping(f.get("geometry")) for f in dicts(mapping(zones).get("features"))]
     if unit == "ha" and boundary:
         geoms = [boundary.get("geometry", boundary)]
     b = _bounds(geoms)
@@ -189,10 +210,11 @@ def locate(patch: Patch, zones: dict, unit: str, boundary: dict | None) -> str:
 
 def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translator) -> list[str]:
     """What to do next, most important first; always ends with the caveat."""
-    unit = summary.get("area_unit") or "ha"
-    total = float(summary.get(f"area_total_{unit}") or 0.0)
+    summary = mapping(summary)
+    unit = area_unit(summary)
+    total = num(summary.get(f"area_total_{unit}"), 0.0)
     out: list[str] = []
-    classes = {c.get("name"): c for c in summary.get("classes") or [] if isinstance(c, dict)}
+    classes = {c["name"]: c for c in dicts(summary.get("classes")) if text(c.get("name"))}
     where_key = "dir" if unit == "ha" else "img"
     zones = zones or {}
     ws = weed_share(summary) or 0.0
@@ -206,7 +228,7 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
         else:
             out.append(t("advice_weed_patch_img", share=pct(weed.area / total), where=where))
     low = largest_patch(zones, unit, "crop", "low")
-    crop_area = float((classes.get("crop") or {}).get(f"area_{unit}") or 0.0)
+    crop_area = num(mapping(classes.get("crop")).get(f"area_{unit}"), 0.0)
     if low and crop_area and low.area / crop_area >= 0.05:
         where = t(f"{where_key}_{locate(low, zones, unit, boundary)}")
         if unit == "ha":
@@ -214,7 +236,7 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
         else:
             out.append(t("advice_low_patch_img", share=pct(low.area / crop_area), where=where))
     if not out:
-        plant = sum(float((classes.get(n) or {}).get("share") or 0) for n in ("crop", "weed"))
+        plant = sum(num(mapping(classes.get(n)).get("share"), 0.0) for n in ("crop", "weed"))
         out.append(t("advice_all_good") if plant > 0 else t("advice_none"))
     out.append(t("advice_check"))
     return out
@@ -240,13 +262,13 @@ def share_chart(rows: list[dict], title: str) -> str:
     ]
     for i, r in enumerate(rows):
         y = gap + i * (bar_h + gap)
-        w = max(0.0, min(1.0, float(r.get("share") or 0))) * plot_w
+        w = max(0.0, min(1.0, num(r.get("share"), 0.0))) * plot_w
         ty = y + bar_h * 0.72
         parts.append(
             f'<text x="{label_w - 8}" y="{ty:.1f}" text-anchor="end" '
             f'class="chart-label">{_esc(r["label"])}</text>'
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="3" '
-            f'fill="{_esc(r["color"])}"/>'
+            f'fill="{_esc(color(r.get("color")))}"/>'
             f'<text x="{label_w + w + 6:.1f}" y="{ty:.1f}" class="chart-value">'
             f"{_esc(pct(r.get('share')))}</text>"
         )
@@ -261,8 +283,14 @@ def _index_color(frac: float) -> str:
 
 def histogram_chart(stats: dict, title: str, median_label: str = "median") -> str | None:
     """Bars of an index histogram, coloured like the map's index layer, with p10/median/p90."""
-    hist = (stats or {}).get("histogram") or {}
-    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    stats = mapping(stats)
+    hist = mapping(stats.get("histogram"))
+    edges, counts = hist.get("edges"), hist.get("counts")
+    if not isinstance(edges, list) or not isinstance(counts, list):
+        return None
+    edges, counts = [num(e) for e in edges], [num(c) for c in counts]
+    if None in edges or None in counts or any(c < 0 for c in counts):
+        return None
     if len(edges) != len(counts) + 1 or not counts or max(counts) <= 0:
         return None
     # Trim empty bins at both ends so the shape is readable.
@@ -274,9 +302,9 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
     lo, hi = float(edges[0]), float(edges[-1])
     span = (hi - lo) or 1.0
     top = max(counts)
-    p10, p90 = stats.get("p10"), stats.get("p90")
+    p10, p90 = num(stats.get("p10")), num(stats.get("p90"))
     cl, ch = lo, hi
-    if isinstance(p10, int | float) and isinstance(p90, int | float) and p90 > p10:
+    if p10 is not None and p90 is not None and p90 > p10:
         cl, ch = p10, p90
     bw = plot_w / len(counts)
     parts = [
@@ -300,8 +328,8 @@ def histogram_chart(stats: dict, title: str, median_label: str = "median") -> st
             f'<text x="{x:.1f}" y="{height - 12}" text-anchor="middle" '
             f'class="chart-tick">{float(edges[i]):.2f}</text>'
         )
-    med = stats.get("median")
-    if isinstance(med, int | float) and lo <= med <= hi:
+    med = num(stats.get("median"))
+    if med is not None and lo <= med <= hi:
         x = pad_l + (med - lo) / span * plot_w
         right = x > width * 0.6  # keep the label inside the chart
         parts.append(
@@ -347,13 +375,14 @@ def radiometry_status(summary: dict | None) -> str | None:
 
     Summaries written before calibration existed have no `radiometry`: their multispectral
     captures were raw numbers, so they count as uncalibrated."""
-    summary = summary or {}
+    summary = mapping(summary)
     r = summary.get("radiometry")
     if isinstance(r, dict):
-        return {True: "reflectance", False: "uncalibrated"}.get(r.get("calibrated"))
-    kind = (
-        (summary.get("input") or {}).get("kind") if isinstance(summary.get("input"), dict) else None
-    )
+        calibrated = r.get("calibrated")
+        if not isinstance(calibrated, bool):
+            return None
+        return "reflectance" if calibrated else "uncalibrated"
+    kind = mapping(summary.get("input")).get("kind")
     return "uncalibrated" if kind == "capture" else None
 
 
@@ -369,55 +398,54 @@ def load_zones(results: Path) -> dict | None:
         return None
 
 
+def area_unit(summary: object) -> str:
+    """ "ha" for a georeferenced map, "px" for one in image pixels; anything else is "ha"."""
+    return "px" if mapping(summary).get("area_unit") == "px" else "ha"
+
+
 def build_report(flight, results: Path, t: Translator) -> Report:
-    summary = flight.summary or {}
+    summary = mapping(flight.summary)
     field_ = flight.field
-    unit = summary.get("area_unit") or "ha"
-    total_v = summary.get(f"area_total_{unit}")
-    total_f = float(total_v) if isinstance(total_v, int | float) else None
+    unit = area_unit(summary)
+    total_f = num(summary.get(f"area_total_{unit}"))
     classes = []
-    for c in summary.get("classes") or []:
-        if not isinstance(c, dict):
-            continue
+    for c in dicts(summary.get("classes")):
         classes.append(
             {
-                "name": c.get("name"),
+                "name": text(c.get("name")),
                 "label": t.name("cls", str(c.get("name"))),
-                "color": c.get("color") or "#888888",
-                "share": c.get("share") or 0.0,
-                "area": fmt_area(c.get(f"area_{unit}"), unit, t, total_f),
+                "color": color(c.get("color")),
+                "share": num(c.get("share"), 0.0),
+                "area": fmt_area(num(c.get(f"area_{unit}")), unit, t, total_f),
             }
         )
-    vig = summary.get("vigour") or {}
+    vig = mapping(summary.get("vigour"))
     crop_area = next(
         (
-            c.get(f"area_{unit}")
-            for c in summary.get("classes") or []
-            if isinstance(c, dict) and c.get("name") == "crop"
+            num(c.get(f"area_{unit}"))
+            for c in dicts(summary.get("classes"))
+            if c.get("name") == "crop"
         ),
         None,
     )
     levels = []
-    for lvl in vig.get("levels") or []:
-        if not isinstance(lvl, dict):
-            continue
+    for lvl in dicts(vig.get("levels")):
         levels.append(
             {
-                "name": lvl.get("name"),
+                "name": text(lvl.get("name")),
                 "label": t.name("lvl", str(lvl.get("name"))),
-                "color": lvl.get("color") or "#888888",
-                "share": lvl.get("share_of_crop") or 0.0,
-                "area": fmt_area(
-                    lvl.get(f"area_{unit}"), unit, t, float(crop_area) if crop_area else None
-                ),
+                "color": color(lvl.get("color")),
+                "share": num(lvl.get("share_of_crop"), 0.0),
+                "area": fmt_area(num(lvl.get(f"area_{unit}")), unit, t, crop_area or None),
             }
         )
     hists = []
-    indices = summary.get("indices") or {}
-    order = [vig.get("index")] + [k for k in indices if k != vig.get("index")]
-    for name in [n for n in order if n and isinstance(indices.get(n), dict)][:2]:
+    indices = mapping(summary.get("indices"))
+    vig_index = text(vig.get("index"))
+    order = [vig_index] + [k for k in indices if k != vig_index]
+    for name in [n for n in order if isinstance(n, str) and isinstance(indices.get(n), dict)][:2]:
         st = indices[name]
-        label = st.get("title") or name.upper()
+        label = text(st.get("title")) or name.upper()
         svg = histogram_chart(st, t("histogram", index=label), t("median"))
         if svg:
             hists.append(
@@ -426,15 +454,16 @@ def build_report(flight, results: Path, t: Translator) -> Report:
                     "title": t("histogram", index=label),
                     "note": t("histogram_note", index=label),
                     "svg": svg,
-                    "formula": st.get("formula"),
+                    "formula": text(st.get("formula")),
                 }
             )
     if unit == "ha":
         total = fmt_area(total_f, unit, t)
     else:
-        approx = summary.get("area_total_ha_approx")
-        total = t("approx_ha", ha=f"{approx:.2f}") if isinstance(approx, int | float) else None
-    model = summary.get("model") or {}
+        approx = num(summary.get("area_total_ha_approx"))
+        total = t("approx_ha", ha=f"{approx:.2f}") if approx is not None else None
+    model = mapping(summary.get("model"))
+    warnings = summary.get("warnings")
     return Report(
         lang=t.lang,
         dir=t.dir,
@@ -449,17 +478,17 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         total=total,
         classes=classes,
         vigour=levels,
-        vigour_rule=vig.get("rule") if levels else None,
+        vigour_rule=text(vig.get("rule")) if levels else None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
         advice=advice(summary, load_zones(results), field_.boundary, t),
         model={
-            "name": model.get("name", "?"),
-            "version": model.get("version", "?"),
-            "label_rule": model.get("label_rule"),
-            "gsd_m": model.get("gsd_m"),
+            "name": str(model.get("name", "?")),
+            "version": str(model.get("version", "?")),
+            "label_rule": text(model.get("label_rule")),
+            "gsd_m": num(model.get("gsd_m")),
         },
-        warnings=[str(w) for w in summary.get("warnings") or []],
+        warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
         **_radiometry_line(summary, t),
     )
 
@@ -469,7 +498,7 @@ def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:
     if status == "uncalibrated":
         return {"radiometry": t("index_uncalibrated"), "uncalibrated": True}
     if status == "reflectance":
-        method = str((summary.get("radiometry") or {}).get("method"))
+        method = str(mapping(summary.get("radiometry")).get("method"))
         return {"radiometry": t("index_reflectance", method=t(f"cal_{method}"))}
     return {}
 

@@ -7,11 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+# No control characters, and no bidirectional overrides or isolates (U+202A-U+202E,
+# U+2066-U+2069): they make a name display as something else (an override turns
+# "farm-exe.pdf" around).
+# Urdu names need none of them; the pages set the direction themselves.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$"
 Name = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NAME_PATTERN),
 ]
 Email = Annotated[
     str,
@@ -41,6 +44,18 @@ class UserOut(BaseModel):
     email: str
     name: str | None
     role: str
+    disabled: bool = False
+
+
+class UserPatch(Strict):
+    disabled: bool | None = Field(
+        None, description="true: the account cannot log in and its sessions end"
+    )
+
+
+class PasswordIn(Strict):
+    current_password: Annotated[str, StringConstraints(max_length=256)]
+    new_password: Password
 
 
 class UserIn(Strict):
@@ -57,12 +72,39 @@ class SessionIn(Strict):
 
 class TokenIn(Strict):
     name: Name = "device"
+    days: int | None = Field(
+        None,
+        ge=0,
+        le=3650,
+        description="Valid this many days (default KHET_TOKEN_DAYS); 0: until revoked",
+    )
 
 
 class TokenOut(BaseModel):
     id: int
     name: str
     token: str = Field(description="Shown once; send it as 'Authorization: Bearer <token>'.")
+    expires_at: datetime | None = None
+
+
+class TokenInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+class SessionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime | None
+    client: str | None
+    agent: str | None
+    current: bool = False
 
 
 class AssignmentIn(Strict):

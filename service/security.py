@@ -1,28 +1,38 @@
-"""Passwords, API tokens and the signed session cookie.
+"""Passwords, API tokens and web sessions.
 
-- Passwords: argon2 through pwdlib.
+- Passwords: argon2 through pwdlib, with a basic strength check when one is set.
 - API tokens (devices, scripts): 32 random bytes shown once; only their SHA-256 is stored (a
-  high-entropy token needs no slow hash).
-- Session cookie (web pages): `<user id>.<expiry>.<hmac>` signed with KHET_SECRET_KEY (or a key
-  made once and kept in the data folder). HttpOnly, SameSite=Lax.
+  high-entropy token needs no slow hash). They expire (KHET_TOKEN_DAYS) and can be revoked.
+- Web sessions: the cookie holds another random token, its SHA-256 is a row in `sessions`.
+  Nothing is signed, so there is no key to keep, and no cookie outlives a logout, a password
+  change or a disabled account. A cookie that matches no row (forged, mangled, non-ASCII) is
+  simply no session. HttpOnly, SameSite=Lax, Secure over HTTPS.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import os
 import secrets
-import time
 from functools import lru_cache
-from pathlib import Path
 
 from pwdlib import PasswordHash
 
-from khet.settings import Settings, get_settings
+from khet.errors import InputError
 
 TOKEN_PREFIX = "khet_"
 SESSION_COOKIE = "khet_session"
+MIN_PASSWORD = 8
+# The most common passwords of leaked lists that are 8 characters or longer; a strength meter
+# would be a dependency for little more than this.
+COMMON_PASSWORDS = frozenset(
+    """password password1 password12 password123 passw0rd p@ssword p@ssw0rd 12345678 123456789
+    1234567890 0123456789 87654321 11111111 00000000 88888888 12341234 11223344 123123123
+    qwertyuiop qwerty123 qwerty12 1q2w3e4r 1q2w3e4r5t qazwsxedc zaq12wsx asdfghjkl asdfasdf
+    iloveyou princess sunshine football baseball superman welcome1 welcome123 letmein1
+    trustno1 starwars whatever computer internet abc12345 abcd1234 changeme changeme1
+    administrator admin123 admin1234 pakistan pakistan1 pakistan123 lahore123 karachi123
+    farmer123 khet1234 khetkhet""".split()
+)
 
 
 @lru_cache
@@ -44,52 +54,28 @@ def verify_password(password: str, hashed: str | None) -> bool:
         return False
 
 
+def check_password_strength(password: str, email: str = "") -> None:
+    """Refuse passwords that the first guesses of an attacker would find."""
+    stripped = password.strip()
+    if len(password) < MIN_PASSWORD:
+        raise InputError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if len(set(stripped)) < 4:
+        raise InputError("The password is too simple: use more different characters.")
+    lowered = stripped.lower()
+    local = email.split("@")[0].lower()
+    if lowered in COMMON_PASSWORDS or lowered.rstrip("0123456789!") in COMMON_PASSWORDS:
+        raise InputError("That password is one of the most common ones; choose another.")
+    if local and len(local) >= 4 and local in lowered and len(lowered) - len(local) < 4:
+        raise InputError("The password is too close to the email address; choose another.")
+
+
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def new_session_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def secret_key(settings: Settings | None = None) -> bytes:
-    settings = settings or get_settings()
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    return _stored_key(Path(settings.data_dir).resolve())
-
-
-@lru_cache
-def _stored_key(data_dir: Path) -> bytes:
-    path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".secret_key.{os.getpid()}")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)  # first writer wins; never overwrite a key in use
-        except FileExistsError:
-            pass
-        tmp.unlink()
-    return path.read_text().strip().encode()
-
-
-def sign_session(user_id: int, days: int, settings: Settings | None = None) -> str:
-    expires = int(time.time()) + days * 86400
-    payload = f"{user_id}.{expires}"
-    sig = hmac.new(secret_key(settings), payload.encode(), hashlib.sha256).hexdigest()
-    return f"{payload}.{sig}"
-
-
-def read_session(cookie: str, settings: Settings | None = None) -> int | None:
-    """The user id in a valid, unexpired cookie; None for anything else."""
-    try:
-        uid, expires, sig = cookie.split(".")
-        payload = f"{uid}.{expires}"
-        good = hmac.new(secret_key(settings), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, sig) or int(expires) < time.time():
-            return None
-        return int(uid)
-    except (ValueError, UnicodeError):
-        return None

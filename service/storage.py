@@ -1,21 +1,25 @@
 """Files on disk: the data folder layout, safe names, sniffing, streaming with a checksum.
 
     <data_dir>/
-      khet.db, queue.db, secret_key
+      khet.db, queue.db
       uploads/<user id>/<upload id>             chunked uploads (kept; flights link to them)
+      staging/<random>/                         a flight being assembled by a request
+      work/<job id>-<token>/                    an analysis being written by a worker
       farms/<farm id>/fields/<field id>/flights/<flight id>/
           input/<file name>                      the imagery (hard link of the upload, or a copy)
           results/                      classes.tif, vigour.tif, indices/, zones.geojson, ...
 
-Results are produced in a sibling `.work-*` folder and renamed into `results/`, so a reader never
-sees half a result.
+Results are produced in `work/` and renamed into `results/`, so a reader never sees half a
+result, and a flight deleted meanwhile is not brought back by the worker's writes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import unicodedata
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,6 +45,37 @@ def data_dir(settings: Settings | None = None) -> Path:
 def _resolved(path: str, cwd: str) -> Path:
     """Resolving walks every folder of the path: once per path (and working folder) is enough."""
     return Path(path).resolve()
+
+
+def staging_dir(settings: Settings | None = None) -> Path:
+    """A fresh folder for a request to assemble a flight in before it is renamed into place
+    (same file system as the flights, so the rename is atomic)."""
+    path = data_dir(settings) / "staging" / uuid.uuid4().hex
+    path.mkdir(parents=True)
+    return path
+
+
+def public_message(text: str, settings: Settings | None = None) -> str:
+    """`text` without this server's folders: a path under the data folder becomes its file
+    name ("/srv/khet-data/farms/3/fields/9/flights/41/input/a.tif" → "a.tif"). Messages and
+    summaries reach users, who need the file name, not the layout of someone's server."""
+    root = re.escape(str(data_dir(settings)))
+    return re.sub(root + r"(?:/[^/\s'\"]+)*/", "", text).replace(str(data_dir(settings)), "")
+
+
+def strip_server_paths(value, settings: Settings | None = None):
+    """`public_message` applied to every string of a JSON-like value, in place; returned."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            value[k] = strip_server_paths(v, settings)
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            value[i] = strip_server_paths(v, settings)
+        return value
+    if isinstance(value, str) and "/" in value:
+        return public_message(value, settings)
+    return value
 
 
 def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) -> Path:
@@ -93,6 +128,11 @@ def sniff(head: bytes) -> str | None:
         if any(head.startswith(m) for m in magics):
             return kind
     return None
+
+
+def sniff_file(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        return sniff(f.read(16))
 
 
 def require_image(path: Path, filename: str) -> str:

@@ -10,14 +10,16 @@ Speed: the job also writes each layer as a web-optimized COG (`results/web/`): E
 to the tile grid, with overviews at each zoom. A tile is then one block read, with no warping
 (rio-tiler skips its WarpedVRT when the file is already in the tile CRS): 1 to 2 ms instead of
 3 to 30 ms for a warped read of a UTM orthomosaic without overviews. Results synced from a
-device get their copies when they arrive. Layers without a copy (flights analysed before copies
-existed, imagery while its copy is being made) are read as they are.
+device get their copies from the worker soon after they arrive (never inside the request).
+Layers without a copy (flights analysed before copies existed, imagery while its copy is being
+made) are read as they are.
 Open readers are pooled per file, so a tile does not pay for opening the COG either.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import threading
@@ -34,15 +36,17 @@ import rasterio.shutil
 from khet.service import storage
 from khet.service.config import service_settings
 from khet.service.db import Flight
+from khet.service.values import mapping, num
 from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler.colormap import cmap
-from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import PointOutsideBounds, RioTilerError, TileOutsideBounds
 from rio_tiler.io import Reader
 
 from khet.errors import KhetError, NotFoundError
 
+log = logging.getLogger("khet.service.tiles")
 INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 INDEX_COLORMAP = "rdylgn"
 TILE_SIZE = 256
@@ -64,6 +68,8 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
     fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
     if layer == "imagery":
         info = flight.imagery or {}
+        if info.get("pending"):
+            raise NotFoundError("The imagery layer is not ready yet.")
         if not info.get("tileable"):
             raise NotGeoreferenced(info.get("reason", "This flight has no imagery to tile."))
         copy = fdir / "results" / WEB_DIR / "imagery.tif"
@@ -83,11 +89,11 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
         opts: dict = {"colormap": "embedded"}
     elif INDEX_RE.match(layer):
         path = results / "indices" / f"{layer}.tif"
-        stats = ((flight.summary or {}).get("indices") or {}).get(layer) or {}
-        lo, hi = stats.get("p10"), stats.get("p90")
-        if not isinstance(lo, int | float) or not isinstance(hi, int | float) or hi <= lo:
-            lo, hi = stats.get("min", -1.0), stats.get("max", 1.0)
-        if not isinstance(lo, int | float) or not isinstance(hi, int | float) or hi <= lo:
+        stats = mapping(mapping(mapping(flight.summary).get("indices")).get(layer))
+        lo, hi = num(stats.get("p10")), num(stats.get("p90"))
+        if lo is None or hi is None or hi <= lo:
+            lo, hi = num(stats.get("min"), -1.0), num(stats.get("max"), 1.0)
+        if hi <= lo:
             lo, hi = -1.0, 1.0
         opts = {"colormap": INDEX_COLORMAP, "rescale": [[float(lo), float(hi)]]}
     else:
@@ -101,20 +107,26 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
 # --- web-optimized copies, made by the job ----------------------------------------------------
 
 
-def build_map_layers(results: Path) -> None:
-    """Web-optimized copies of a results folder's map layers, in `results/web/`.
+def build_map_layers(results: Path, web: Path | None = None) -> None:
+    """Web-optimized copies of a results folder's map layers, in `results/web/` (or `web`).
 
     Classes and vigour keep their colour maps (nearest neighbour, mode for overviews); indices
-    are resampled bilinearly (average for overviews). Called on the job's work folder before it
-    is renamed into place, so the copies appear with the results they belong to.
+    are resampled bilinearly (average for overviews). Called by the worker on the job's work
+    folder before it is renamed into place, so the copies appear with the results they belong
+    to; for a device's results, into a staging folder renamed to `web/` when complete.
     """
-    web = results / WEB_DIR
+    web = web or results / WEB_DIR
     web.mkdir(exist_ok=True)
     layers = [(results / f"{n}.tif", "category") for n in ("classes", "vigour")]
     layers += [(p, "continuous") for p in sorted((results / "indices").glob("*.tif"))]
     for src, kind in layers:
-        if src.is_file():
+        if src.is_file() and _has_crs(src):  # a map in image pixels has no place on a web map
             _web_cog(str(src), web / src.name, kind)
+
+
+def _has_crs(path: Path) -> bool:
+    with rasterio.open(path) as ds:
+        return ds.crs is not None
 
 
 def build_imagery_layer(results: Path, source: Path, info: dict) -> Path | None:
@@ -379,6 +391,10 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
             img = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=opts.get("indexes"))
         except TileOutsideBounds:
             raise NotFoundError("No map at this tile.") from None
+        except (RasterioError, RioTilerError) as e:
+            # e.g. "Invalid dataset dimensions" for a map smaller than a pixel of this zoom
+            log.info("no tile %s/%s/%s of %s: %s", z, x, y, path.name, e)
+            raise NotFoundError("No map at this tile (zoom in).") from None
         colormap = None
         if opts.get("colormap") == "embedded":
             colormap = reader.colormap

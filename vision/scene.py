@@ -411,7 +411,8 @@ def _check_dataset(ds, path: Path, settings: Settings) -> None:
     if ds.width * ds.height > settings.max_pixels:
         raise InputError(
             f"{path.name} declares {ds.width} x {ds.height} pixels, more than the "
-            f"{settings.max_pixels:,} Khet accepts (KHET_MAX_PIXELS); it may be damaged."
+            f"{settings.max_pixels:,} one machine analyses in reasonable time "
+            "(KHET_MAX_PIXELS); split it into parts, or it may be damaged."
         )
     bad = sorted({d for d in ds.dtypes if d not in SUPPORTED_DTYPES})
     if bad:
@@ -628,14 +629,20 @@ def _open_single(path: Path, bands: Sequence[str] | None, settings: Settings) ->
     return scene
 
 
-def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Scene:
-    """JPEG/PNG: decode once into memory; windowed reads of a JPEG would decode it repeatedly."""
+def _check_decoded_size(ds, path: Path, indexes, settings: Settings) -> None:
+    """A photo is decoded whole: refuse one whose pixels would not fit `max_decoded_mb`."""
     nbytes = ds.width * ds.height * len(indexes) * np.dtype(ds.dtypes[0]).itemsize
     if nbytes > settings.max_decoded_mb * 1024 * 1024:
         raise InputError(
-            f"{path.name} is {ds.width} x {ds.height} pixels, too large to decode as a photo; "
+            f"{path.name} is {ds.width} x {ds.height} pixels, too large to decode as a photo "
+            f"(more than {settings.max_decoded_mb} MB decoded, KHET_MAX_DECODED_MB); "
             "convert it to a tiled GeoTIFF (gdal_translate -co TILED=YES)."
         )
+
+
+def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Scene:
+    """JPEG/PNG: decode once into memory; windowed reads of a JPEG would decode it repeatedly."""
+    _check_decoded_size(ds, path, indexes, settings)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -670,16 +677,7 @@ def _open_capture(
     """One file per band: name each band, calibrate, co-register them onto one grid, stack."""
     arrays, names, facts_all = _read_band_files(files, settings)
     warn: list[str] = []
-    if bands:
-        what = f"The capture has {len(files)} band files"
-        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
-    elif not all(names):
-        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
-        raise BandError(
-            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
-            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
-        )
-    names = _no_duplicates(names)
+    names = _capture_names(files, names, bands)
     panel = None
     if calibration.panel:
         pfiles = resolve_inputs(list(calibration.panel))
@@ -747,15 +745,7 @@ def _read_band_files(
             raise InputError(f"{f.name} is empty (0 bytes).")
         ds = _open_dataset(f)
         with ds:
-            _check_dataset(ds, f, settings)
-            if ds.count != 1:
-                raise InputError(
-                    f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
-                )
-            if arrays and (ds.height, ds.width) != arrays[0].shape:
-                raise InputError(
-                    f"{f.name} is {ds.width} x {ds.height}, unlike the other band files."
-                )
+            _check_band_file(ds, f, settings, arrays[0].shape if arrays else None)
             if dtype and ds.dtypes[0] != dtype:
                 raise InputError(
                     f"{f.name} stores {ds.dtypes[0]} pixels, unlike the other band files."
@@ -772,6 +762,31 @@ def _read_band_files(
     return arrays, names, facts_all
 
 
+def _check_band_file(ds, f: Path, settings: Settings, size: tuple[int, int] | None) -> None:
+    """One file of a multi-file capture: one band, the size of the others."""
+    _check_dataset(ds, f, settings)
+    if ds.count != 1:
+        raise InputError(
+            f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
+        )
+    if size and (ds.height, ds.width) != size:
+        raise InputError(f"{f.name} is {ds.width} x {ds.height}, unlike the other band files.")
+
+
+def _capture_names(files: list[Path], names: list[str], bands: Sequence[str] | None) -> list[str]:
+    """The band names of a capture: the user's, else one recorded in every file."""
+    if bands:
+        what = f"The capture has {len(files)} band files"
+        names = _user_band_names(bands, len(files), what, "one name per file, in file order")
+    elif not all(names):
+        unnamed = [f.name for f, n in zip(files, names, strict=True) if not n]
+        raise BandError(
+            f"Band names are not recorded in {', '.join(unnamed)}; name every file's band with "
+            "--bands in file order, e.g. --bands blue,green,red,nir,rededge."
+        )
+    return _no_duplicates(names)
+
+
 def _probe(scene: Scene) -> None:
     """Read one small window so a truncated file fails now with a clear message, not mid-run."""
     w = Window(0, 0, min(scene.width, 64), min(scene.height, 64))
@@ -784,3 +799,52 @@ def _probe(scene: Scene) -> None:
     )
     if scene.bands:
         scene.read(last, scene.bands[:1])
+
+
+@dataclass(frozen=True)
+class SceneFacts:
+    """What `inspect_scene` learns from the headers alone."""
+
+    kind: str  # "raster", "frame", "capture"
+    georef: str  # as Scene.georef
+    width: int
+    height: int
+    band_names: tuple[str, ...]
+
+
+def inspect_scene(
+    inputs: str | Path | Sequence[str | Path],
+    bands: Sequence[str] | None = None,
+    settings: Settings | None = None,
+) -> SceneFacts:
+    """The checks `open_scene` makes before it reads a pixel: headers, sizes, pixel types, band
+    names, the decoded size of a photo. For a web request, which must answer quickly and in
+    bounded memory; the worker then opens the scene for real (a photo is decoded only there)."""
+    settings = settings or get_settings()
+    apply_gdal_env(settings)
+    files = resolve_inputs(inputs)
+    names: list[str] = []
+    size: tuple[int, int] | None = None
+    kind, georef = "capture", "none"
+    for f in files:
+        if f.stat().st_size == 0:
+            raise InputError(f"{f.name} is empty (0 bytes).")
+        with _open_dataset(f) as ds:
+            facts = read_camera_facts(f)
+            if len(files) == 1:
+                _check_dataset(ds, f, settings)
+                warn: list[str] = []
+                names, indexes = _band_layout(ds, facts, bands, f.name, warn)
+                georef = _georef(ds, facts, f, warn)
+                kind = "raster" if ds.driver in {"GTiff", "COG", "VRT", "JP2OpenJPEG"} else "frame"
+                kind = "raster" if georef == "crs" else kind
+                if kind == "frame":
+                    _check_decoded_size(ds, f, indexes, settings)
+                return SceneFacts(kind, georef, ds.width, ds.height, tuple(names))
+            _check_band_file(ds, f, settings, size)
+            size = (ds.height, ds.width)
+            _check_decoded_size(ds, f, [1] * len(files), settings)
+            names.append(normalise_band_name(facts.band_name) if facts.band_name else "")
+    names = _capture_names(files, names, bands)
+    h, w = size or (0, 0)
+    return SceneFacts(kind, georef, w, h, tuple(names))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from khet.service import storage
 from khet.service.db import Flight, now
 from khet.service.dependencies import (
@@ -23,6 +24,7 @@ from khet.service.dependencies import (
     get_upload,
 )
 from khet.service.flights import create_flight, enqueue_or_fail, flight_out
+from khet.service.routers.uploads import STREAMED
 from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
@@ -89,6 +91,7 @@ def create_from_uploads(
     status_code=201,
     responses={413: {"model": Problem}, 422: {"model": Problem}},
     summary="Upload imagery as multipart/form-data and queue its analysis",
+    max_body_size=STREAMED,  # streamed to disk against KHET_MAX_UPLOAD_MB
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -256,7 +259,7 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
 )
 def read_result(
     flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)], user: CurrentUser, db: DB
-) -> FileResponse:
+) -> Response:
     flight = get_flight(db, user, flight_id)
     if not storage.result_name_ok(name):
         raise NotFoundError("No such result file.")
@@ -264,4 +267,16 @@ def read_result(
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results" / name
     if not path.is_file():
         raise NotFoundError("That result is not ready (or this flight has none).")
+    if name == "summary.json":
+        # As stored (a device's, byte for byte), but without this server's folders: summaries
+        # of analyses made before they were removed at the source still name them.
+        try:
+            raw = path.read_text(encoding="utf-8")
+            if str(storage.data_dir()) in raw:
+                return JSONResponse(
+                    storage.strip_server_paths(json.loads(raw)),
+                    headers={"Content-Disposition": 'attachment; filename="summary.json"'},
+                )
+        except (OSError, ValueError):
+            raise NotFoundError("That result cannot be read.") from None
     return FileResponse(path, media_type=products.media_type(name), filename=path.name)

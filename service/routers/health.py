@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from khet.service.db import get_engine
-from khet.service.jobs import queue_ok
+from khet.service.jobs import queue_ok, worker_alive
 from khet.vision.bundle import list_bundles
 from sqlalchemy import text
 
@@ -19,7 +19,7 @@ def healthz() -> dict:
 
 @router.get(
     "/readyz",
-    summary="Database, job queue and models are usable",
+    summary="Database, job queue, a live job worker and models are usable",
     responses={503: {"description": "Something the service needs is missing"}},
 )
 def readyz():
@@ -31,6 +31,15 @@ def readyz():
     except Exception as e:
         checks["database"] = f"unreachable: {type(e).__name__}"
     checks["queue"] = "ok" if queue_ok() else "unreachable"
+    try:
+        checks["worker"] = (
+            "ok"
+            if worker_alive()
+            else "no job worker has reported in the last seconds (khet worker, or khet serve "
+            "without --no-worker)"
+        )
+    except Exception as e:
+        checks["worker"] = f"unknown: {type(e).__name__}"
     try:
         checks["models"] = "ok" if list_bundles() else "no model bundles found (KHET_MODELS_DIR)"
     except Exception as e:

@@ -15,25 +15,29 @@ from typing import Annotated
 from urllib.parse import quote, urlparse
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from khet.service import report as rp
-from khet.service import security, storage
-from khet.service.config import service_settings
-from khet.service.db import Farm, Field, Flight, User, UserSettings, now
+from khet.service import storage
+from khet.service.db import ApiToken, Farm, Field, Flight, User, UserSettings, WebSession, now
 from khet.service.dependencies import (
     DB,
+    MAX_ID,
     current_user_optional,
     get_field,
     get_flight,
     visible_farms,
 )
 from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
+from khet.service.ratelimit import TooManyAttempts
+from khet.service.routers import auth
+from khet.service.tiles import INDEX_RE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from khet import __version__
-from khet.errors import NotFoundError
+from khet.errors import AuthError, KhetError, NotFoundError
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -116,6 +120,8 @@ PageUser = Annotated[User, Depends(page_user)]
 
 
 def page_field(field_id: int, user: PageUser, db: DB) -> Field:
+    if not 0 < field_id <= MAX_ID:  # SQLite cannot even bind an id past 2**63: not found
+        raise _PageNotFound(user)
     try:
         return get_field(db, user, field_id)
     except NotFoundError:
@@ -123,6 +129,8 @@ def page_field(field_id: int, user: PageUser, db: DB) -> Field:
 
 
 def page_flight(flight_id: int, user: PageUser, db: DB) -> Flight:
+    if not 0 < flight_id <= MAX_ID:
+        raise _PageNotFound(user)
     try:
         return get_flight(db, user, flight_id)
     except NotFoundError:
@@ -199,32 +207,31 @@ async def login_submit(request: Request, db: DB) -> Response:
     email = str(form.get("email") or "").strip().lower()[:254]
     password = str(form.get("password") or "")[:256]
     target = _safe_next(str(form.get("next") or "/"))
-    found = db.scalar(select(User).where(User.email == email)) if email else None
-    if not security.verify_password(password, found.password_hash if found else None):
-        return _render(
+    try:
+        found = await run_in_threadpool(auth.login_user, db, email, password, request)
+    except (AuthError, TooManyAttempts) as e:
+        limited = isinstance(e, TooManyAttempts)
+        resp = _render(
             request,
             "login.html",
-            {"next": target, "error": "login_failed", "email": email},
-            status=401,
+            {
+                "next": target,
+                "error": "login_limited" if limited else "login_failed",
+                "email": email,
+            },
+            status=e.status_code,
         )
-    svc = service_settings()
+        resp.headers.update(getattr(e, "headers", {}))
+        return resp
     resp = RedirectResponse(target, status_code=303)
-    resp.set_cookie(
-        security.SESSION_COOKIE,
-        security.sign_session(found.id, svc.session_days),
-        max_age=svc.session_days * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=svc.cookie_secure,
-        path="/",
-    )
+    await run_in_threadpool(auth.start_session, db, found, request, resp)
     return resp
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, db: DB) -> Response:
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(security.SESSION_COOKIE, path="/")
+    auth.end_session(db, request, resp)
     return resp
 
 
@@ -326,44 +333,44 @@ def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> R
 
 def map_layers(flight: Flight, t: Translator) -> list[dict]:
     """The overlays the map offers, each with what its legend shows."""
-    summary = flight.summary or {}
+    summary = rp.mapping(flight.summary)
     layers = [
         {
             "id": "classes",
             "label": t("layer_classes"),
             "legend": [
-                {"label": t.name("cls", c["name"]), "color": c.get("color", "#888")}
-                for c in summary.get("classes") or []
-                if isinstance(c, dict) and c.get("name")
+                {"label": t.name("cls", c["name"]), "color": rp.color(c.get("color"))}
+                for c in rp.dicts(summary.get("classes"))
+                if rp.text(c.get("name"))
             ],
         }
     ]
-    vig = summary.get("vigour") or {}
-    if vig.get("index") and vig.get("levels"):
+    vig = rp.mapping(summary.get("vigour"))
+    if rp.text(vig.get("index")) and rp.dicts(vig.get("levels")):
         layers.append(
             {
                 "id": "vigour",
                 "label": t("layer_vigour"),
                 "legend": [
-                    {"label": t.name("lvl", lv["name"]), "color": lv.get("color", "#888")}
-                    for lv in vig["levels"]
-                    if isinstance(lv, dict) and lv.get("name")
+                    {"label": t.name("lvl", lv["name"]), "color": rp.color(lv.get("color"))}
+                    for lv in rp.dicts(vig.get("levels"))
+                    if rp.text(lv.get("name"))
                 ],
-                "note": vig.get("rule"),
+                "note": rp.text(vig.get("rule")),
             }
         )
-    for name, st in (summary.get("indices") or {}).items():
-        if not isinstance(st, dict):
+    for name, st in rp.mapping(summary.get("indices")).items():
+        if not isinstance(st, dict) or not INDEX_RE.match(str(name)):
             continue
-        lo, hi = st.get("p10"), st.get("p90")
-        if not (isinstance(lo, int | float) and isinstance(hi, int | float) and hi > lo):
-            lo, hi = st.get("min", -1), st.get("max", 1)
+        lo, hi = rp.num(st.get("p10")), rp.num(st.get("p90"))
+        if lo is None or hi is None or hi <= lo:
+            lo, hi = rp.num(st.get("min"), -1.0), rp.num(st.get("max"), 1.0)
         layers.append(
             {
                 "id": name,
-                "label": st.get("title") or name.upper(),
+                "label": rp.text(st.get("title")) or name.upper(),
                 "gradient": {"colors": list(rp.INDEX_COLORS), "lo": lo, "hi": hi},
-                "note": st.get("formula"),
+                "note": rp.text(st.get("formula")),
             }
         )
     return layers
@@ -378,8 +385,8 @@ def _results_dir(flight: Flight) -> Path:
 def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     t = Translator(_lang(request))
     status = _status(flight)
-    summary = flight.summary or {}
-    unit = summary.get("area_unit") or "ha"
+    summary = rp.mapping(flight.summary)
+    unit = rp.area_unit(summary)
     results = _results_dir(flight)
     georef = status == "done" and unit == "ha" and (results / "classes.tif").is_file()
     report = rp.build_report(flight, results, t) if _done(flight) else None
@@ -392,8 +399,8 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
         "layers": map_layers(flight, t) if georef else [],
         "names": {
             c["name"]: t.name("cls", c["name"])
-            for c in summary.get("classes") or []
-            if isinstance(c, dict) and c.get("name")
+            for c in rp.dicts(summary.get("classes"))
+            if rp.text(c.get("name"))
         },
         "levels": {lv: t.name("lvl", lv) for lv in ("low", "medium", "high")},
         "text": {
@@ -515,32 +522,32 @@ def compare_page(
     pair = [by_id[a], by_id[b]] if a in by_id and b in by_id else []
     rows, same_units, sides = [], True, []
     if pair:
-        units = [(f.summary or {}).get("area_unit") or "ha" for f in pair]
+        units = [rp.area_unit(f.summary) for f in pair]
         same_units = units[0] == units[1] == "ha"
         names: list[str] = []
         per = []
         for f in pair:
             d = {
-                c.get("name"): c
-                for c in (f.summary or {}).get("classes") or []
-                if isinstance(c, dict)
+                c["name"]: c
+                for c in rp.dicts(rp.mapping(f.summary).get("classes"))
+                if rp.text(c.get("name"))
             }
             per.append(d)
             names += [n for n in d if n not in names]
         for n in names:
             ca, cb = per[0].get(n) or {}, per[1].get(n) or {}
             if same_units:
-                va, vb = float(ca.get("area_ha") or 0), float(cb.get("area_ha") or 0)
+                va, vb = rp.num(ca.get("area_ha"), 0.0), rp.num(cb.get("area_ha"), 0.0)
                 delta = round(vb - va, 6)
                 fa, fb = rp.fmt_area(va, "ha", t), rp.fmt_area(vb, "ha", t)
                 sign = "+" if delta > 0 else "−" if delta < 0 else ""
                 fd = sign + rp.fmt_area(abs(delta), "ha", t)
             else:
-                va, vb = float(ca.get("share") or 0), float(cb.get("share") or 0)
+                va, vb = rp.num(ca.get("share"), 0.0), rp.num(cb.get("share"), 0.0)
                 delta = round(vb - va, 6)
                 fa, fb = rp.pct(va), rp.pct(vb)
                 fd = ("+" if delta > 0 else "−" if delta < 0 else "") + rp.pct(abs(delta))
-            color = ca.get("color") or cb.get("color") or "#888"
+            color = rp.color(ca.get("color"), rp.color(cb.get("color")))
             # More weeds is worse, more crop is better; other classes are neither.
             trend = {"weed": -1, "crop": 1}.get(n, 0) * (1 if delta > 0 else -1 if delta < 0 else 0)
             rows.append(
@@ -557,7 +564,7 @@ def compare_page(
             )
         for f in pair:
             results = _results_dir(f)
-            unit = (f.summary or {}).get("area_unit") or "ha"
+            unit = rp.area_unit(f.summary)
             sides.append(
                 {
                     "flight": f,
@@ -591,3 +598,82 @@ def compare_page(
         },
         user=user,
     )
+
+
+# --- the account: password, sessions, tokens ---------------------------------------------------
+
+
+def _account(
+    request: Request,
+    user: User,
+    db: Session,
+    message: str | None = None,
+    error: bool = False,
+    status: int = 200,
+) -> Response:
+    return _render(
+        request,
+        "account.html",
+        {
+            "sessions": list(
+                db.scalars(
+                    select(WebSession)
+                    .where(WebSession.user_id == user.id)
+                    .order_by(WebSession.id.desc())
+                )
+            ),
+            "current": auth.current_session_id(db, request),
+            "tokens": list(
+                db.scalars(
+                    select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
+                )
+            ),
+            "message": message,
+            "error": error,
+        },
+        status=status,
+        user=user,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, user: PageUser, db: DB) -> Response:
+    t = Translator(_lang(request))
+    done = {"password": "password_changed", "session": "session_ended", "token": "token_revoked"}
+    key = done.get(request.query_params.get("done") or "")
+    return _account(request, user, db, t(key) if key else None)
+
+
+@router.post("/account/password")
+async def account_password(request: Request, user: PageUser, db: DB) -> Response:
+    form = await request.form()
+    current = str(form.get("current") or "")[:256]
+    new = str(form.get("new") or "")[:256]
+    try:
+        await run_in_threadpool(auth.login_user, db, user.email, current, request)
+        keep = auth.current_session_id(db, request)
+        await run_in_threadpool(auth.set_password, db, user, new, keep)
+    except KhetError as e:
+        return _account(request, user, db, e.message, error=True, status=e.status_code)
+    return RedirectResponse("/account?done=password", status_code=303)
+
+
+def _delete_own(db: Session, user: User, model, row_id: int) -> None:
+    """Delete the user's own session or token; anyone else's is "not found"."""
+    row = db.get(model, row_id) if 0 < row_id <= MAX_ID else None
+    if row is None or row.user_id != user.id:
+        raise _PageNotFound(user)
+    db.delete(row)
+    db.commit()
+
+
+@router.post("/account/sessions/{session_id}/end")
+def account_end_session(session_id: int, user: PageUser, db: DB) -> Response:
+    _delete_own(db, user, WebSession, session_id)
+    return RedirectResponse("/account?done=session", status_code=303)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def account_revoke_token(token_id: int, user: PageUser, db: DB) -> Response:
+    _delete_own(db, user, ApiToken, token_id)
+    return RedirectResponse("/account?done=token", status_code=303)

@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from khet.service import storage
+from khet.service.config import service_settings
 from khet.service.db import Flight, sessionmaker_for
 from khet.service.dependencies import DB, CurrentUser, IdPath, current_user, get_flight
 from khet.service.schemas import Problem
 from khet.service.tiles import NotGeoreferenced, layer_source, point_values, render_tile, tilejson
+from khet.service.values import mapping, text
 from sqlalchemy.orm import defer
 
 from khet.errors import NotFoundError
@@ -102,12 +104,16 @@ def flight_tilejson(
     flight_id: IdPath, request: Request, user: CurrentUser, db: DB, layer: LayerQ = "classes"
 ) -> dict:
     """Flights whose imagery had no map coordinates answer `"georeferenced": false`, no tile
-    URLs, and a `message`: their maps are in pixel space; use preview.png."""
+    URLs, and a `message`: their maps are in pixel space; use preview.png. Tile URLs are
+    absolute when KHET_PUBLIC_URL is set, else paths on this server."""
     flight = get_flight(db, user, flight_id)
-    url = str(
-        request.url_for("tile_auto", flight_id=flight_id, layer=layer, z="{z}", x="{x}", y="{y}")
-    )
-    url = url.replace("%7B", "{").replace("%7D", "}")
+    # Not from the request's Host header, which the client chooses: the configured address,
+    # else a path on this server (what the map pages use).
+    root = request.scope.get("root_path", "")
+    url = f"{root}/api/v1/flights/{flight_id}/tiles/{layer}/{{z}}/{{x}}/{{y}}"
+    public = service_settings().public_url
+    if public:
+        url = public.rstrip("/") + url
     try:
         path, _ = layer_source(flight, layer, web=False)
         return tilejson(path, url, f"flight {flight.id} {layer}")
@@ -132,7 +138,7 @@ def point(
     """For click-to-inspect: `inside` is false when the point is off the map; `confidence` is
     the model's confidence in the class there, in percent."""
     flight = get_flight(db, user, flight_id)
-    summary = flight.summary or {}
+    summary = mapping(flight.summary)
     out: dict = {
         "lon": lon,
         "lat": lat,
@@ -153,9 +159,9 @@ def point(
     if cls is None:
         return out
     out["inside"] = True
-    classes = summary.get("classes") or []
+    classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
     if isinstance(cls, int) and 0 <= cls < len(classes) and isinstance(classes[cls], dict):
-        out["class"] = classes[cls].get("name", cls)
+        out["class"] = text(classes[cls].get("name")) or cls
     else:
         out["class"] = cls
     if (results / "confidence.tif").is_file():
@@ -163,9 +169,10 @@ def point(
         out["confidence"] = c if isinstance(c, int) and 0 <= c <= 100 else None
     if (results / "vigour.tif").is_file():
         v = point_values(results / "vigour.tif", lon, lat)
-        levels = ((summary.get("vigour") or {}).get("levels")) or []
+        levels = mapping(summary.get("vigour")).get("levels")
+        levels = levels if isinstance(levels, list) else []
         if isinstance(v, int) and 0 <= v < len(levels) and isinstance(levels[v], dict):
-            out["vigour"] = levels[v].get("name", v)
+            out["vigour"] = text(levels[v].get("name")) or v
     for p in sorted((results / "indices").glob("*.tif")) if (results / "indices").is_dir() else []:
         v = point_values(p, lon, lat)
         out["indices"][p.stem] = None if v is None else round(float(v), 4)

@@ -36,6 +36,9 @@ from khet.errors import ConflictError, InputError, KhetError
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 UploadIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+# The chunk streams to disk and may not be longer than its Content-Range, which may not pass the
+# declared size, which may not pass KHET_MAX_UPLOAD_MB: the app-wide body limit is not for it.
+STREAMED = 1 << 50
 _RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19})\s*$")
 
 
@@ -111,6 +114,7 @@ def read_upload(upload_id: UploadIdPath, user: CurrentUser, db: DB) -> UploadOut
     "/{upload_id}",
     response_model=ChunkOut,
     summary="Send one chunk (Content-Range: bytes START-END/TOTAL, raw body)",
+    max_body_size=STREAMED,
     responses={
         409: {"description": "START is past the stored offset; body has `offset`"},
         422: {"model": Problem, "description": "Checksum mismatch (data discarded)"},

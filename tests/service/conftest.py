@@ -98,6 +98,17 @@ class Api:
         assert r.status_code == 201, r.text
         return farm, r.json()["id"]
 
+    def flight(self, who: dict, field: int, path: Path, run: bool = False) -> dict:
+        """A flight of `field` from the image at `path`, as `who`; analysed when `run`."""
+        up = self.upload(who, path, chunk=4 << 20)
+        r = self.client.post(
+            f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=who["headers"]
+        )
+        assert r.status_code == 201, r.text
+        if run:
+            run_queued_jobs()
+        return r.json()
+
     def upload(self, who: dict, path: Path, chunk: int = 64 * 1024, name: str | None = None) -> str:
         data = path.read_bytes()
         r = self.client.post(
@@ -152,3 +163,16 @@ def run_queued_jobs() -> list[int]:
     for job_id in ids:
         run_job(job_id)
     return ids
+
+
+def drain_queue() -> int:
+    """Run every message waiting in the real job queue in this process, as a worker would
+    (analyses and web copies alike); how many ran."""
+    from khet.service.jobs import get_huey
+
+    huey = get_huey()
+    ran = 0
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+        ran += 1
+    return ran

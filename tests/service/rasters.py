@@ -55,3 +55,60 @@ def bounds_lonlat(size: int = 128, res: float = 0.05) -> tuple[float, float, flo
 
     x0, y1 = ORIGIN
     return transform_bounds(CRS, "EPSG:4326", x0, y1 - size * res, x0 + size * res, y1)
+
+
+def make_sparse_geotiff(path: Path, size: int, dtype: str = "uint8") -> Path:
+    """A `size` x `size` GeoTIFF of a few hundred KB: tiled, compressed, no tile written (GDAL
+    reads them as zeros). What an attacker sends to make a server work for hours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype=dtype,
+        crs=CRS,
+        transform=from_origin(ORIGIN[0], ORIGIN[1], 0.05, 0.05),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        sparse_ok=True,
+        BIGTIFF="YES",
+    ):
+        pass
+    return path
+
+
+def make_png_bomb(path: Path, width: int, height: int, channels: int = 3) -> Path:
+    """A PNG of black pixels declaring `width` x `height`: about 1 KB per 1000 rows on disk, the
+    full size once decoded. Written row by row, so making it takes no memory either."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    color = {1: 0, 3: 2, 4: 6}[channels]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * channels)  # filter byte + pixels
+    idat = bytearray()
+    rows_per_step = max(1, (8 << 20) // len(row))
+    done = 0
+    while done < height:
+        n = min(rows_per_step, height - done)
+        idat += comp.compress(row * n)
+        done += n
+    idat += comp.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", bytes(idat))
+        + chunk(b"IEND", b"")
+    )
+    return path

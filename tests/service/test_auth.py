@@ -53,10 +53,15 @@ def test_tokens_for_devices(api):
 
 
 def test_health_and_readiness(api, use_test_models):
+    from khet.service.jobs import beat
+
     assert api.client.get("/healthz").json() == {"status": "ok"}
+    r = api.client.get("/readyz")  # no worker: jobs would wait forever
+    assert r.status_code == 503 and r.json()["checks"]["worker"] != "ok", r.text
+    beat("test-worker")  # what a live worker records every few seconds
     r = api.client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok", "queue": "ok", "models": "ok"}
+    assert r.json()["checks"] == {"database": "ok", "queue": "ok", "worker": "ok", "models": "ok"}
 
 
 def test_readiness_without_models(api, monkeypatch, tmp_path):

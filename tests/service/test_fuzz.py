@@ -28,10 +28,14 @@ def fuzz_app(tmp_path_factory, test_models):
         mp.setenv("KHET_DATABASE_URL", f"sqlite:///{root / 'fuzz.db'}")
         mp.setenv("KHET_MODELS_DIR", str(test_models))
         mp.setenv("KHET_QUEUE_NAME", f"fuzz-{os.getpid()}")
+        mp.setenv("KHET_HEARTBEAT_SECONDS", "3600")  # the worker beat below stays fresh
         dispose_engines()
         get_settings.cache_clear()
         app = create_app()
         from khet.service.db import session_scope
+        from khet.service.jobs import beat
+
+        beat("fuzz-worker")  # /readyz is ready only with a live worker
         from khet.service.routers.auth import add_user, make_token
 
         with session_scope() as db:

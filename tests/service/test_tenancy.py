@@ -140,13 +140,13 @@ def test_admin_only_endpoints(api, world):
         assert r.status_code in (403, 404)
     r = c.post(
         "/api/v1/users",
-        json={"email": "New@Example.org", "password": "12345678", "role": "extension"},
+        json={"email": "New@Example.org", "password": "sugar cane 42", "role": "extension"},
         headers=world["admin"]["headers"],
     )
     assert r.status_code == 201 and r.json()["email"] == "new@example.org"
     r = c.post(
         "/api/v1/users",
-        json={"email": "new@example.org", "password": "12345678"},
+        json={"email": "new@example.org", "password": "sugar cane 42"},
         headers=world["admin"]["headers"],
     )
     assert r.status_code == 409

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from PIL import Image
 
-from tests.service.conftest import run_queued_jobs
+from tests.service.conftest import drain_queue, run_queued_jobs
 from tests.service.rasters import bounds_lonlat
 
 TMS = morecantile.tms.get("WebMercatorQuad")
@@ -163,5 +163,7 @@ def test_results_from_a_device_get_web_copies(api, geotiff, use_test_models, tmp
     )
     assert r.status_code == 201, r.text
     web = _results(r.json()["id"]) / "web"
+    assert not web.exists()  # made by the worker, never inside the request
+    assert drain_queue() == 1
     with rasterio.open(web / "classes.tif") as ds:
         assert ds.crs.to_epsg() == 3857

@@ -12,11 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.servers import wait_for
 from tests.service.conftest import POSTGRES_URL, REDIS_URL, reset_postgres
 from tests.service.rasters import make_geotiff
 
@@ -45,16 +45,6 @@ def _start_worker(env: dict, log: Path) -> subprocess.Popen:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-
-
-def _wait(pred, timeout: float, what: str, log: Path):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.slow
@@ -102,7 +92,7 @@ def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test
         log = tmp_path / "worker.log"
         first = _start_worker(env, log)
         try:
-            _wait(
+            wait_for(
                 lambda: _job(flight)["status"] == "running" and _job(flight)["progress"] > 0.02,
                 60,
                 "the first worker to make progress",
@@ -118,7 +108,7 @@ def test_killed_worker_job_is_recovered(backend, tmp_path, monkeypatch, use_test
 
         second = _start_worker(env, log)
         try:
-            _wait(
+            wait_for(
                 lambda: _job(flight)["status"] in ("done", "failed"),
                 120,
                 "the second worker to finish the job",

@@ -1,7 +1,7 @@
 """job stage: what a running job is doing, in words ("placing frame 37 of 167")
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003_hardening
 Create Date: 2026-11-29 17:00:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003_hardening"
 branch_labels = None
 depends_on = None
 
