@@ -195,6 +195,7 @@ class Flight(Base):
     client_id: Mapped[str | None] = mapped_column(String(200))
     captured_at: Mapped[str | None] = mapped_column(String(40))
     bands: Mapped[list[Any] | None] = mapped_column(JSON)
+    gsd_m: Mapped[float | None] = mapped_column(Float)  # stated ground sample distance, m/px
     inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)  # file names in input/
     imagery: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # how to tile the imagery
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -202,6 +202,7 @@ def create_flight(
     bands: list[str] | None = None,
     captured_at: str | None = None,
     client_id: str | None = None,
+    gsd: float | None = None,
 ) -> tuple[Flight, bool]:
     """The new flight (and True), or the existing one with this client_id (and False).
 
@@ -250,6 +251,7 @@ def create_flight(
         client_id=client_id,
         captured_at=captured_at,
         bands=bands,
+        gsd_m=gsd,
         inputs=names,
         source="edge" if results else "service",
         imagery=imagery,
@@ -339,6 +341,7 @@ def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:
         captured_at=flight.captured_at,
         inputs=list(flight.inputs or []),
         bands=flight.bands,
+        gsd=flight.gsd_m,
         created_at=flight.created_at,
         job=JobOut.model_validate(job).model_copy(
             update={"error": storage.public_message(job.error) if job.error else None}

@@ -165,6 +165,27 @@ EN: dict[str, str] = {
     "vigour_limits": "Crop vigour compares each part of the crop with the rest of this field; "
     "it shows where the crop is weaker, not why (water, nutrients, pests or "
     "sowing).",
+    "gsd_line": "Each pixel covers {gsd} of ground ({how}).",
+    "gsd_from_crs": "from the map's coordinates",
+    "gsd_from_camera": "from the drone's height and camera; approximate",
+    "gsd_from_user": "as given",
+    "gsd_unknown": "How much ground a pixel covers is unknown, so crop and weeds are not told "
+    "apart.",
+    "method_model": "Crop and weeds were told apart by the learned model {name} {version}, which "
+    "reads the image at {gsd} per pixel.",
+    "method_model_range": "It was tested on drone images from {lo} to {hi} per pixel.",
+    "method_rows": "Crop and weeds were told apart by the crop rows found in the image (about "
+    "{spacing} m apart): plants on a row are crop, plants between the rows are weeds.",
+    "method_index": "This map does not tell crop from weeds at this image's resolution: it shows "
+    "plants and bare soil, from the vegetation index.",
+    "limits_model": "A learned model can be wrong on crops, soils and light it has not seen: "
+    "check the map on foot before you spray or fertilise.",
+    "limits_rows": "A weed growing inside a row counts as crop, and where no rows were found "
+    "plants are shown as vegetation: check on foot before you spray.",
+    "limits_index": "To tell crop from weeds, fly lower (1.5 cm per pixel or finer) or map a row "
+    "crop between 1 and 10 cm per pixel.",
+    "weed_cover": "Weeds cover {pct} of the mapped area.",
+    "cls_vegetation": "Vegetation",
     "label_rule": "How the training images were labelled: {rule}",
     "warnings": "Notes from the analysis",
     "approx_ha": "about {ha} ha",
@@ -366,6 +387,27 @@ UR: dict[str, str] = {
     "جا کر دیکھیں۔",
     "vigour_limits": "فصل کی طاقت ہر حصے کا اسی کھیت کے باقی حصوں سے موازنہ ہے؛ یہ بتاتی ہے کہ فصل "
     "کہاں کمزور ہے، یہ نہیں کہ کیوں (پانی، خوراک، کیڑے یا بوائی)۔",
+    "gsd_line": "ہر پکسل زمین کا {gsd} حصہ دکھاتا ہے ({how})۔",
+    "gsd_from_crs": "نقشے کے کوآرڈینیٹس سے",
+    "gsd_from_camera": "ڈرون کی اونچائی اور کیمرے سے؛ اندازاً",
+    "gsd_from_user": "جیسا بتایا گیا",
+    "gsd_unknown": "یہ معلوم نہیں کہ ایک پکسل کتنی زمین دکھاتا ہے، اس لیے فصل اور جڑی بوٹیوں میں "
+    "فرق نہیں کیا گیا۔",
+    "method_model": "فصل اور جڑی بوٹیوں میں فرق سیکھے ہوئے ماڈل {name} {version} نے کیا، جو تصویر "
+    "کو {gsd} فی پکسل پر پڑھتا ہے۔",
+    "method_model_range": "اسے {lo} سے {hi} فی پکسل کی ڈرون تصویروں پر جانچا گیا ہے۔",
+    "method_rows": "فصل اور جڑی بوٹیوں میں فرق تصویر میں ملی فصل کی قطاروں سے کیا گیا (تقریباً "
+    "{spacing} میٹر کے فاصلے پر): قطار پر اگے پودے فصل ہیں، قطاروں کے بیچ اگے پودے جڑی بوٹیاں۔",
+    "method_index": "اس تصویر کی تفصیل پر یہ نقشہ فصل اور جڑی بوٹیوں میں فرق نہیں کرتا: یہ سبزے "
+    "کے اشاریے سے صرف پودے اور خالی مٹی دکھاتا ہے۔",
+    "limits_model": "سیکھا ہوا ماڈل ان فصلوں، مٹی اور روشنی پر غلط ہو سکتا ہے جو اس نے نہیں "
+    "دیکھیں: اسپرے یا کھاد سے پہلے کھیت میں جا کر نقشہ جانچیں۔",
+    "limits_rows": "قطار کے اندر اگی جڑی بوٹی فصل گنی جاتی ہے، اور جہاں قطاریں نہیں ملیں وہاں "
+    "پودے صرف سبزہ دکھائے گئے ہیں: اسپرے سے پہلے کھیت میں جا کر دیکھیں۔",
+    "limits_index": "فصل اور جڑی بوٹیوں میں فرق کے لیے نیچی پرواز کریں (1.5 سینٹی میٹر فی پکسل یا "
+    "اس سے باریک) یا قطاروں والی فصل کا نقشہ 1 سے 10 سینٹی میٹر فی پکسل پر بنائیں۔",
+    "weed_cover": "جڑی بوٹیاں نقشے والے رقبے کے {pct} حصے پر ہیں۔",
+    "cls_vegetation": "سبزہ",
     "label_rule": "تربیتی تصویروں پر نشان کیسے لگے: {rule}",
     "warnings": "تجزیے کے نوٹ",
     "approx_ha": "تقریباً {ha} ہیکٹر",

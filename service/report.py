@@ -20,6 +20,7 @@ from typing import Any
 import weasyprint
 from khet.service.i18n import Translator
 from khet.service.values import color, dicts, mapping, num, text
+from khet.vision.gsd import describe as describe_gsd
 from weasyprint import HTML
 
 WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
@@ -368,6 +369,58 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     radiometry: str | None = None  # the line on how the index values were calibrated
     uncalibrated: bool = False
+    method: str | None = None  # which method made the crop/weed split, in words
+    gsd: str | None = None  # the ground sample distance and how it was found, in words
+    limits: str | None = None  # what the method cannot tell
+    weed_cover: str | None = None  # weeds' share of the field's area, per pixel
+
+
+def _describe_method(summary: dict, t: Translator) -> dict[str, Any]:
+    """The map's method, its GSD and its limits in the reader's language (the analysis writes
+    them in English for scripts; a farmer reads these)."""
+    gsd = mapping(summary.get("gsd"))
+    metres = num(gsd.get("metres"))
+    how = {
+        "crs": "gsd_from_crs",
+        "crs-geographic": "gsd_from_crs",
+        "camera": "gsd_from_camera",
+        "user": "gsd_from_user",
+    }.get(str(gsd.get("source")))
+    if metres is not None and metres > 0:
+        gsd_line = t("gsd_line", gsd=describe_gsd(metres), how=t(how) if how else "")
+    elif "method" in summary:
+        gsd_line = t("gsd_unknown")
+    else:
+        gsd_line = None  # a summary from before Khet knew ground sample distances
+    method = text(summary.get("method"))
+    model = mapping(summary.get("model"))
+    line = limits = None
+    if method == "model":
+        rng = model.get("gsd_range_m")
+        lo, hi = (num(v) for v in rng) if isinstance(rng, list) and len(rng) == 2 else (None, None)
+        work = num(mapping(mapping(summary.get("layers")).get("classes")).get("gsd_m"))
+        line = t(
+            "method_model",
+            name=str(model.get("name", "?")),
+            version=str(model.get("version", "?")),
+            gsd=describe_gsd(work) if work else "?",
+        )
+        if lo and hi:
+            line += " " + t("method_model_range", lo=describe_gsd(lo), hi=describe_gsd(hi))
+        limits = t("limits_model")
+    elif method == "rows":
+        spacing = num(mapping(summary.get("rows")).get("spacing_m"))
+        line = t("method_rows", spacing=f"{spacing:.1f}" if spacing else "?")
+        limits = t("limits_rows")
+    elif method == "index":
+        line, limits = t("method_index"), t("limits_index")
+    weed = num(mapping(summary.get("cover")).get("weed"))
+    return {
+        "method": line,
+        "gsd": gsd_line,
+        "limits": limits,
+        "weed_cover": t("weed_cover", pct=pct(weed)) if weed is not None else None,
+    }
 
 
 def radiometry_status(summary: dict | None) -> str | None:
@@ -490,6 +543,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         },
         warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
         **_radiometry_line(summary, t),
+        **_describe_method(summary, t),
     )
 
 

@@ -203,6 +203,13 @@ class FlightIn(Strict):
         None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']"
     )
     captured_at: datetime | None = Field(None, description="When the flight was flown (ISO 8601)")
+    gsd: float | None = Field(
+        None,
+        gt=0,
+        lt=1000,
+        description="Ground sample distance in metres per pixel (e.g. 0.03), for imagery whose "
+        "files do not tell it (a photo without its flying height). Default: from the files.",
+    )
     client_id: (
         Annotated[
             str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -248,6 +255,9 @@ class FlightOut(BaseModel):
     captured_at: str | None
     inputs: list[str]
     bands: list[str] | None
+    gsd: float | None = Field(
+        None, description="The ground sample distance stated for the flight, if any"
+    )
     created_at: datetime
     job: JobOut | None
     summary: dict[str, Any] | None

@@ -78,6 +78,7 @@ def create_from_uploads(
         inputs=inputs,
         results=results or None,
         bands=body.bands,
+        gsd=body.gsd,
         captured_at=body.captured_at.isoformat() if body.captured_at else None,
         client_id=body.client_id,
     )
@@ -169,6 +170,14 @@ async def create_from_multipart(
                 captured = datetime.fromisoformat(captured.strip()).isoformat()
             except ValueError:
                 raise InputError("captured_at must be an ISO 8601 date, e.g. 2026-06-12.") from None
+        gsd = None
+        if (sink.fields.get("gsd") or "").strip():
+            try:
+                gsd = float(sink.fields["gsd"])
+            except ValueError:
+                gsd = -1.0
+            if not (0 < gsd < 1000):
+                raise InputError("gsd must be metres per pixel, e.g. 0.03 for 3 cm.")
         client_id = (sink.fields.get("client_id") or "").strip() or None
         if client_id and (len(client_id) > 200 or any(ord(c) < 32 for c in client_id)):
             raise InputError("client_id must be up to 200 printable characters.")
@@ -179,6 +188,7 @@ async def create_from_multipart(
             field,
             inputs=[(f["filename"], f["path"]) for f in files],
             bands=bands,
+            gsd=gsd,
             captured_at=captured,
             client_id=client_id,
         )
