@@ -310,8 +310,11 @@ _GSD_NOTE = (
     "The training images are close-range: about {mm:.1f} mm per pixel as the model sees them "
     "(an estimate from the camera setups; the data files do not state it). Typical drone "
     "flights are 1-5 cm per pixel, 10-100 times coarser: a {tile} px tile here covers about "
-    "{cm:.0f} cm of ground, in a drone orthomosaic it would cover metres. The model has not "
-    "been validated at drone GSD."
+    "{cm:.0f} cm of ground, in a drone orthomosaic it would cover metres. The bundle states the "
+    "range it holds for ({lo:.2f}-{hi:.2f} mm per pixel: its training GSD within a factor of "
+    "1.5), and Khet reads an image at the model's GSD inside that range and never uses the model "
+    "outside it (drone imagery gets the drone model, the crop-row method or the vegetation "
+    "index instead)."
 )
 
 _LIMITS = [
@@ -481,7 +484,9 @@ def evaluate_bundle(
             "training time": f"{cfg.get('train_seconds')} s on {cfg.get('threads')} CPU threads",
             "image scale": cfg.get("scale"),
         },
-        "gsd_note": _GSD_NOTE.format(mm=gsd * 1000, tile=tile, cm=gsd * tile * 100),
+        "gsd_note": _GSD_NOTE.format(
+            mm=gsd * 1000, tile=tile, cm=gsd * tile * 100, lo=gsd / 1.5 * 1000, hi=gsd * 1.5 * 1000
+        ),
         "limits": _LIMITS,
         "command": (cfg.get("extra") or {}).get("command", ""),
     }

@@ -393,11 +393,18 @@ def bundle_metadata(cfg: TrainConfig, prep: Prepared, info: dict[str, Any]) -> d
     scale_note = (
         f" Images were resampled by {prep.scale} before tiling." if prep.scale != 1.0 else ""
     )
+    gsd_range = (prep.gsd_m / 1.5, prep.gsd_m * 1.5) if prep.gsd_m else None
+    where = (
+        f"Validated only for imagery of {gsd_range[0] * 1000:.2f}-{gsd_range[1] * 1000:.2f} mm "
+        "per pixel (its training GSD, an estimate, within a factor of 1.5): Khet does not use "
+        "it on drone imagery."
+        if gsd_range
+        else "Its ground sample distance is not known: treat it as unvalidated."
+    )
     desc = (
         f"Classifies {cfg.tile_size} px tiles of top-down {bands} imagery into soil, crop and "
         f"weed ({cfg.arch}, trained from scratch on {prep.licence.split(' (')[0]}).{scale_note} "
-        "Trained at close range (millimetres per pixel): on drone imagery at centimetres per "
-        "pixel treat it as unvalidated."
+        f"{where}"
     )
     bi = BundleInfo(
         name=prep.name,
@@ -407,6 +414,8 @@ def bundle_metadata(cfg: TrainConfig, prep: Prepared, info: dict[str, Any]) -> d
         tile_size=cfg.tile_size,
         overlap=cfg.overlap,
         gsd_m=prep.gsd_m,
+        gsd_range_m=gsd_range,
+        kind="tiles",
         label_rule=label_rule_text(cfg.plant_min, MIN_VALID),
         training_data=prep.licence + " " + prep.split_note,
         description=desc,
