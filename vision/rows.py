@@ -56,7 +56,7 @@ MIN_VEGETATION = 0.03  # a block with less vegetation says nothing about rows
 MIN_FOUND = 0.5  # share of vegetated blocks with rows for a map to use them
 SUB_M = 10.0  # rows drift and bend a little: their phase is measured every ~10 m
 WIDTH_LEVEL = 0.3  # the row band: plants above 30 % of the way from the profile's low to high
-PAD = 2
+PAD = 1  # no zero padding: the refining search finds the exact spacing, and memory stays small
 CANDIDATES = 4
 
 ON, OFF, UNKNOWN = 1, 0, 2
