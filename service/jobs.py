@@ -216,8 +216,9 @@ def _owns(s, job_id: int, token: str):
 
 
 class _Heartbeat(threading.Thread):
-    """Tells the database the job is alive, passes on progress at most every second, and
-    notices when the job is no longer this worker's (deleted, or taken over)."""
+    """Tells the database the job is alive, passes on progress at most every second and a new
+    stage at once (a stage can last less than a beat: "placing frame 3 of 8" on a small
+    flight), and notices when the job is no longer this worker's (deleted, or taken over)."""
 
     def __init__(self, job_id: int, token: str, every: float) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
@@ -226,9 +227,26 @@ class _Heartbeat(threading.Thread):
         self.cancelled = threading.Event()
         self.progress: float | None = None
         self.stage: str | None = None
+        self._wake = threading.Event()
+
+    def say(self, text: str) -> None:
+        """A new stage: written at once rather than at the next beat."""
+        self.stage = text[:200]
+        self._wake.set()
+
+    def finish(self) -> None:
+        """Stop beating (the job's end is written by the caller)."""
+        self.stop.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout=30)  # no late beat may overwrite the job's final state
 
     def run(self) -> None:
-        while not self.stop.wait(min(self.every, 1.0)):
+        while True:
+            self._wake.wait(min(self.every, 1.0))
+            self._wake.clear()
+            if self.stop.is_set():
+                return
             values = {"heartbeat_at": now()}
             if self.progress is not None:
                 values["progress"] = self.progress
@@ -270,7 +288,7 @@ def _run(job_id: int, token: str, svc: ServiceSettings) -> None:
         beat.progress = round(done / total, 4) if total else 0.0
 
     def stage(text: str) -> None:
-        beat.stage = text[:200]
+        beat.say(text)
 
     work = work_root() / f"{job_id}-{token}"
     storage.remove_tree(work)
@@ -303,17 +321,17 @@ def _run(job_id: int, token: str, svc: ServiceSettings) -> None:
         os.replace(work, results)
         storage.remove_tree(previous)
     except JobCancelled:
-        beat.stop.set()
+        beat.finish()
         storage.remove_tree(work)
         log.info("job %s: its flight was deleted or the job taken over; stopped", job_id)
         return
     except KhetError as e:
-        beat.stop.set()
+        beat.finish()
         storage.remove_tree(work)
         _finish(job_id, token, "failed", error=storage.public_message(e.message))
         return
     except Exception as e:  # a bug, not the user's fault: say so plainly, keep the trace in the log
-        beat.stop.set()
+        beat.finish()
         log.exception("job %s crashed", job_id)
         storage.remove_tree(work)
         _finish(
@@ -325,7 +343,7 @@ def _run(job_id: int, token: str, svc: ServiceSettings) -> None:
         )
         return
     finally:
-        beat.stop.set()
+        beat.finish()
     values: dict = {"summary": summary}
     if imagery.get("in_results"):
         values["imagery"] = imagery

@@ -39,7 +39,7 @@ def _stages_while(run) -> list[str]:
     done = threading.Event()
 
     def watch() -> None:
-        while not done.wait(0.2):
+        while not done.wait(0.05):
             with session_scope() as db:
                 for stage in db.scalars(select(Job.stage)):
                     if stage and (not seen or seen[-1] != stage):
