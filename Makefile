@@ -24,8 +24,11 @@ test: $(STAMP)
 	bash .ci/services
 	$(BIN)/python -m pytest -q
 
+# What CI checks before the tests: lint, formatting, types (mypy, on the package, tests, benches).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PYTHON=$(BIN)/python bash .ci/typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_speed.py

@@ -37,6 +37,7 @@ def real_tiles(seed: int = 0) -> list[np.ndarray]:
     out = []
     for i in order:
         bgr = cv2.imread(str(paths[i]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert bgr is not None, paths[i]
         out.append(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))
     return out
 

@@ -43,6 +43,7 @@ def real_images() -> list[np.ndarray]:
     out = []
     for f in files[:12]:
         bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        assert bgr is not None, f
         out.append(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)))  # RGB, CHW
     return out
 

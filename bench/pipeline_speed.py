@@ -78,6 +78,7 @@ def main() -> None:
     bundle = Bundle(Path(args.model), threads=0).load()
     one = Bundle(Path(args.model), threads=1).load()
     info = bundle.info
+    assert info.gsd_m is not None, "the benchmark needs a bundle that states its GSD"
     batch = get_settings().batch_size
     print(
         f"model {info.name} {info.version} ({info.kind}, reads at {info.gsd_m * 1000:.0f} mm), "
@@ -94,17 +95,18 @@ def main() -> None:
             )
         # Bare model: windows read beforehand at the model's GSD, in memory as uint8.
         with open_scene(raster) as scene:
+            assert scene.gsd.metres is not None
             zoom = scene.gsd.metres / info.gsd_m
             wz, hz = scene.working_size(zoom)
             grid = Grid(wz, hz, info.tile_size, info.overlap)
             per_row = grid.window_cols
             need = 16 * batch
-            tiles = []
+            tiles: list[np.ndarray] = []
             r = 0
             while len(tiles) < need and r < grid.window_rows:
                 data, _ = scene.read(grid.strip(r, 0, per_row), ["red", "green", "blue"], zoom=zoom)
-                s = grid.stride
-                tiles += [data[:, :, k * s : k * s + grid.tile] for k in range(per_row)]
+                st = grid.stride
+                tiles += [data[:, :, k * st : k * st + grid.tile] for k in range(per_row)]
                 r += 1
             tiles_arr = np.stack(tiles[:need])
         bare_before = bare_rate(bundle, one, tiles_arr, batch)

@@ -27,7 +27,8 @@ from bench.service_common import rss_mb, start_server  # noqa: E402
 class Sampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.pid, self.stop = pid, threading.Event()
+        self.samples: list[float] = []
 
     def run(self) -> None:
         while not self.stop.wait(0.1):

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from khet import __version__
 from khet.errors import KhetError
@@ -20,7 +21,7 @@ _PARTS = ("khet.vision.cli", "khet.models.cli", "khet.service.cli", "khet.edge.c
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its usage line
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its usage line
         self.print_usage(sys.stderr)
         self.exit(2, f"khet: {message}\n")
 

@@ -177,12 +177,15 @@ class TooManyJobs(KhetError):
 def check_job_quota(db: Session, user: User) -> None:
     """One user may have `max_jobs_per_user` analyses queued or running at once."""
     limit = service_settings().max_jobs_per_user
-    waiting = db.scalar(
-        select(func.count())
-        .select_from(Job)
-        .join(Flight, Flight.id == Job.flight_id)
-        .where(Flight.created_by == user.id)
-        .where(Job.status.in_(("queued", "running")))
+    waiting = (
+        db.scalar(
+            select(func.count())
+            .select_from(Job)
+            .join(Flight, Flight.id == Job.flight_id)
+            .where(Flight.created_by == user.id)
+            .where(Job.status.in_(("queued", "running")))
+        )
+        or 0
     )
     if waiting >= limit:
         raise TooManyJobs(
@@ -296,11 +299,13 @@ def create_flight(
 
 
 def enqueue_or_fail(db: Session, flight: Flight) -> None:
+    job = flight.job
+    assert job is not None  # made with the flight
     try:
-        enqueue(flight.job.id)
+        enqueue(job.id)
     except Exception as e:
-        log.exception("could not queue job %s", flight.job.id)
-        flight.job.status, flight.job.error = "failed", "The job queue could not be reached; retry."
+        log.exception("could not queue job %s", job.id)
+        job.status, job.error = "failed", "The job queue could not be reached; retry."
         db.commit()
         raise QueueDown(
             f"The job queue is unreachable ({type(e).__name__}); retry later."

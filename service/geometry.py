@@ -18,10 +18,7 @@ MAX_AREA_M2 = 10_000 * 10_000.0  # 10,000 ha
 
 def _rings(geom: dict) -> list[list]:
     coords = geom.get("coordinates")
-    if geom["type"] == "Polygon":
-        polys = [coords]
-    else:
-        polys = coords
+    polys = [coords] if geom["type"] == "Polygon" else coords
     if not isinstance(polys, list) or not polys:
         raise InputError("The boundary has no coordinates.")
     rings = []

@@ -30,12 +30,14 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 from huey import RedisHuey, SqliteHuey
 from khet.service import storage
 from khet.service.config import ServiceSettings, service_settings
 from khet.service.db import Field, Flight, Job, WorkerBeat, now, session_scope
 from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.engine import CursorResult, Result
 
 from khet.errors import KhetError
 from khet.settings import Settings, get_settings
@@ -128,7 +130,7 @@ def _claim(job_id: int, svc: ServiceSettings) -> str | None:
                 error=None,
             )
         )
-        return token if res.rowcount == 1 else None
+        return token if _rows(res) == 1 else None
 
 
 def fair_order(s) -> list[int]:
@@ -208,7 +210,7 @@ def _set(job_id: int, token: str, **values) -> bool:
         res = s.execute(
             update(Job).where(Job.id == job_id).where(Job.token == token).values(**values)
         )
-        return res.rowcount == 1
+        return _rows(res) == 1
 
 
 def _owns(s, job_id: int, token: str):
@@ -247,7 +249,7 @@ class _Heartbeat(threading.Thread):
             self._wake.clear()
             if self.stop.is_set():
                 return
-            values = {"heartbeat_at": now()}
+            values: dict[str, Any] = {"heartbeat_at": now()}
             if self.progress is not None:
                 values["progress"] = self.progress
             if self.stage is not None:
@@ -258,6 +260,11 @@ class _Heartbeat(threading.Thread):
                     return
             except Exception:  # the database blinked: try again next beat
                 log.exception("heartbeat failed for job %s", self.job_id)
+
+
+def _rows(result: Result) -> int:
+    """Rows an UPDATE touched (SQLAlchemy types `Session.execute` as a plain Result)."""
+    return cast(CursorResult, result).rowcount
 
 
 def work_root(settings: Settings | None = None) -> Path:
@@ -389,7 +396,7 @@ def _save_flight(flight_id: int, job_id: int, token: str, **values) -> bool:
             .where(_owns(s, job_id, token))
             .values(**values)
         )
-        return res.rowcount == 1
+        return _rows(res) == 1
 
 
 def _forget_deleted(fdir: Path, flight_id: int) -> None:
@@ -423,7 +430,12 @@ def _web_copies(build, job_id: int | None, what: str) -> None:
 
 
 def _finish(job_id: int, token: str, status: str, error: str | None = None) -> None:
-    values = {"status": status, "error": error, "finished_at": now(), "heartbeat_at": now()}
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "finished_at": now(),
+        "heartbeat_at": now(),
+    }
     if status == "done":
         values["progress"], values["stage"] = 1.0, None
     _set(job_id, token, **values)
@@ -463,7 +475,7 @@ def build_web_copies(flight_id: int) -> None:
             imagery = imagery_info(None, reason=storage.public_message(e.message))
         with session_scope() as s:
             res = s.execute(update(Flight).where(Flight.id == flight_id).values(imagery=imagery))
-            if res.rowcount != 1:
+            if _rows(res) != 1:
                 return
     if (
         imagery.get("tileable")

@@ -510,6 +510,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
                     "formula": text(st.get("formula")),
                 }
             )
+    total: str | None
     if unit == "ha":
         total = fmt_area(total_f, unit, t)
     else:

@@ -284,17 +284,17 @@ class _TileCache:
     def __init__(self) -> None:
 
         self.size = service_settings().tile_cache
-        self.items: OrderedDict[tuple, bytes] = OrderedDict()
+        self.items: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: tuple) -> bytes | None:
+    def get(self, key: tuple) -> tuple[bytes, str] | None:
         with self.lock:
             png = self.items.get(key)
             if png is not None:
                 self.items.move_to_end(key)
             return png
 
-    def put(self, key: tuple, png: bytes) -> None:
+    def put(self, key: tuple, png: tuple[bytes, str]) -> None:
         if self.size <= 0:
             return
         with self.lock:
@@ -317,10 +317,11 @@ def render_tile(
     except OSError:
         raise NotFoundError("This layer is not there (the flight may have been deleted).") from None
     key = (str(path), mtime, repr(opts), z, x, y, fmt)
-    tile = TILE_CACHE.get(key)
-    if tile is None:
-        tile = _render_tile(path, opts, z, x, y, fmt)
-        TILE_CACHE.put(key, tile)
+    cached = TILE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    tile = _render_tile(path, opts, z, x, y, fmt)
+    TILE_CACHE.put(key, tile)
     return tile
 
 

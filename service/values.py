@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+from typing import overload
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+@overload
+def num(value: object) -> float | None: ...
+@overload
+def num(value: object, default: float) -> float: ...
+@overload
+def num(value: object, default: None) -> float | None: ...
 def num(value: object, default: float | None = None) -> float | None:
     """A finite number, or `default` (strings, booleans, lists, NaN are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):

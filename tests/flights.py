@@ -48,9 +48,9 @@ def multispectral_flight(shared_data: Path, dest: Path, names: list[str]) -> Pat
             rgb = np.asarray(src.convert("RGB"))
         for k, (dx, dy) in enumerate(BAND_SHIFTS):
             band = rgb[:, :, k].astype(np.float32) * 200.0
-            m = np.float32([[1, 0, dx], [0, 1, dy]])
-            band = cv2.warpAffine(band, m, band.shape[::-1], borderMode=cv2.BORDER_REFLECT)
-            Image.fromarray(band.astype(np.uint16)).save(dest / f"{n}_{k + 1}.tif", exif=exif)
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+            moved = cv2.warpAffine(band, m, band.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+            Image.fromarray(moved.astype(np.uint16)).save(dest / f"{n}_{k + 1}.tif", exif=exif)
     return dest
 
 
@@ -63,6 +63,6 @@ def pose_from_summary(d: dict):
     camera = pycolmap.Camera.create_from_model_name(
         0, cam["model"], 1.0, cam["width"], cam["height"]
     )
-    camera.params = np.array(cam["params"], np.float64)
+    camera.params = [float(v) for v in cam["params"]]
     m = np.array(d["cam_from_world"], np.float64)
     return Pose(m[:9].reshape(3, 3), m[9:12], camera, d["how"])

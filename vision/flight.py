@@ -49,8 +49,27 @@ class FlightFrame:
 
     @property
     def has_attitude(self) -> bool:
+        return self.attitude is not None
+
+    @property
+    def attitude(self) -> tuple[float, float, float] | None:
+        """Yaw, pitch and roll from the autopilot, in degrees, when all three are recorded."""
         f = self.facts
-        return None not in (f.yaw_deg, f.pitch_deg, f.roll_deg)
+        if f.yaw_deg is None or f.pitch_deg is None or f.roll_deg is None:
+            return None
+        return f.yaw_deg, f.pitch_deg, f.roll_deg
+
+    @property
+    def lat(self) -> float:
+        """Latitude (a flight's frames all have GPS: frames without it are left out first)."""
+        assert self.facts.latitude is not None
+        return self.facts.latitude
+
+    @property
+    def lon(self) -> float:
+        """Longitude (see `lat`)."""
+        assert self.facts.longitude is not None
+        return self.facts.longitude
 
 
 @dataclass
@@ -176,8 +195,8 @@ def nearest_distances(frames: Sequence[FlightFrame]) -> np.ndarray:
 
 def utm_crs(frames: Sequence[FlightFrame]) -> str:
     """The UTM zone of the flight's centre, as an EPSG code."""
-    lat = float(np.mean([f.facts.latitude for f in frames]))
-    lon = float(np.mean([f.facts.longitude for f in frames]))
+    lat = float(np.mean([f.lat for f in frames]))
+    lon = float(np.mean([f.lon for f in frames]))
     zone = int((lon + 180) // 6) % 60 + 1
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
@@ -190,19 +209,20 @@ def utm_positions(frames: Sequence[FlightFrame], crs: str) -> np.ndarray:
     """
     from rasterio.warp import transform
 
-    lon = [f.facts.longitude for f in frames]
-    lat = [f.facts.latitude for f in frames]
+    lon = [f.lon for f in frames]
+    lat = [f.lat for f in frames]
     e, n = transform("EPSG:4326", crs, lon, lat)
     heights = [f.height_m for f in frames]
-    if any(h is None for h in heights):
-        heights = [f.facts.altitude_m or 0.0 for f in frames]
-    return np.column_stack([e, n, heights]).astype(np.float64)
+    z = [h for h in heights if h is not None]
+    if len(z) < len(heights):
+        z = [f.facts.altitude_m or 0.0 for f in frames]
+    return np.column_stack([e, n, z]).astype(np.float64)
 
 
 def local_xy(frames: Sequence[FlightFrame]) -> np.ndarray:
     """Camera positions in metres on a local flat grid (for overlap checks only)."""
-    lat = np.radians([f.facts.latitude for f in frames])
-    lon = np.radians([f.facts.longitude for f in frames])
+    lat = np.radians([f.lat for f in frames])
+    lon = np.radians([f.lon for f in frames])
     r = 6_371_000.0
     x = (lon - lon.mean()) * r * math.cos(float(lat.mean()))
     y = (lat - lat.mean()) * r

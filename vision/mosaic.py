@@ -133,10 +133,7 @@ def _mosaic(
 
     # Without a recorded height, a footprint of three frame spacings (at least 100 m).
     footprint = footprint_m(frames) or max(100.0, 3 * float(np.median(nearest_distances(frames))))
-    attitudes = [
-        (f.facts.yaw_deg, f.facts.pitch_deg, f.facts.roll_deg) if f.has_attitude else None
-        for f in frames
-    ]
+    attitudes = [f.attitude for f in frames]
     phases = {"finding": "features", "found": "features", "matching": "match", "placing": "place"}
     current = {"phase": ""}
 
@@ -339,15 +336,16 @@ def seam_misalignment(
     gaps: list[np.ndarray] = []
     for a, b in sorted(stats.seams):
         oa, ob = solved.observations.get(a), solved.observations.get(b)
-        if not oa or not ob or poses[a] is None or poses[b] is None:
+        pose_a, pose_b = poses[a], poses[b]
+        if not oa or not ob or pose_a is None or pose_b is None:
             continue
         common = oa.keys() & ob.keys()
         if len(common) < 3:
             continue
         ka = np.array([oa[k] for k in common])
         kb = np.array([ob[k] for k in common])
-        pa = _to_ground(poses[a], images[a], ka, ground)
-        pb = _to_ground(poses[b], images[b], kb, ground)
+        pa = _to_ground(pose_a, images[a], ka, ground)
+        pb = _to_ground(pose_b, images[b], kb, ground)
         gaps.append(np.hypot(*(pa - pb).T) / gsd)
     if not gaps:
         return {"pairs": 0}

@@ -21,10 +21,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 from khet.vision.sfm import Pose
+
+_T = TypeVar("_T")
+
+
+def _known(x: _T | None) -> _T:
+    """A per-frame value the caller has already checked is there (a placed frame's pose)."""
+    assert x is not None
+    return x
+
 
 BLOCK = 512  # output pixels per block side
 COARSE = 16  # projections are computed every COARSE output pixels, interpolated between
@@ -87,7 +97,7 @@ class Ground:
     def describe(self) -> dict:
         """The ground as the summary records it (enough to rebuild it with `from_dict`)."""
         a, b, _ = self.plane
-        d = {
+        d: dict[str, Any] = {
             "kind": "surface" if self.grid is not None else "plane",
             "plane": [float(v) for v in self.plane],
             "slope_percent": round(100 * math.hypot(a, b), 2),
@@ -244,8 +254,11 @@ def flat_fields(
         flat = np.empty((shape[0], h, w), np.float32)
         for b in range(shape[0]):
             stack = np.stack(
-                [cv2.resize(thumbs[i][b], (w, h), interpolation=cv2.INTER_AREA) for i in members]
-            )
+                [
+                    cv2.resize(_known(thumbs[i])[b], (w, h), interpolation=cv2.INTER_AREA)
+                    for i in members
+                ]
+            ).astype(np.float32)
             with np.errstate(invalid="ignore", divide="ignore"):
                 stack /= np.nanmedian(stack.reshape(len(members), -1), axis=1)[:, None, None]
                 med = np.nanmedian(stack, axis=0)
@@ -285,22 +298,22 @@ def exposure_gains(
     gains = np.ones((len(poses), nb), np.float64)
     if len(idx) < 2:
         return gains
-    boxes = np.array([feet[i].bbox for i in idx])
+    boxes = np.array([_known(feet[i]).bbox for i in idx])
     x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
     cols = int((boxes[:, 2].max() - x0) / spacing) + 1
     samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i in idx:
-        xmin, ymin, xmax, ymax = feet[i].bbox
+        xmin, ymin, xmax, ymax = _known(feet[i]).bbox
         cx = np.arange(int((xmin - x0) / spacing), int((xmax - x0) / spacing) + 1)
         cy = np.arange(int((ymin - y0) / spacing), int((ymax - y0) / spacing) + 1)
-        gx, gy = np.meshgrid(cx, cy)
-        gx, gy = gx.ravel(), gy.ravel()
+        mx, my = np.meshgrid(cx, cy)
+        gx, gy = mx.ravel(), my.ravel()
         x = x0 + (gx + 0.5) * spacing
         y = y0 + (gy + 0.5) * spacing
         xyz = np.column_stack([x, y, ground.z(x, y)])
-        uv, front = poses[i].project(xyz)
+        uv, front = _known(poses[i]).project(xyz)
         w, h = sizes[i]
-        th = thumbs[i]
+        th = _known(thumbs[i])
         sx, sy = th.shape[2] / w, th.shape[1] / h
         u = (uv[:, 0] + 0.5) * sx - 0.5
         v = (uv[:, 1] + 0.5) * sy - 0.5
@@ -325,7 +338,7 @@ def exposure_gains(
         for a_i, a in enumerate(keys):
             ca, va = samples[a]
             for c_ in keys[a_i + 1 :]:
-                if not _boxes_meet(feet[a].bbox, feet[c_].bbox):
+                if not _boxes_meet(_known(feet[a]).bbox, _known(feet[c_]).bbox):
                     continue
                 cb, vb = samples[c_]
                 common, ia, ib = np.intersect1d(ca, cb, return_indices=True)
@@ -432,11 +445,11 @@ def render_block(
     big = np.float32(1e9)
     costs, maps = [], []
     for i in cands:
-        uv, front = poses[i].project(xyz)
-        c = poses[i].center
+        uv, front = _known(poses[i]).project(xyz)
+        c = _known(poses[i]).center
         horiz = np.hypot(xyz[:, 0] - c[0], xyz[:, 1] - c[1])
         oblique = horiz > (c[2] - xyz[:, 2]) * math.tan(math.radians(MAX_OFF_NADIR_DEG))
-        cost = horiz + (GPS_PENALTY_M if poses[i].how == "gps" else 0.0)
+        cost = horiz + (GPS_PENALTY_M if _known(poses[i]).how == "gps" else 0.0)
         cost = np.where(front & ~oblique, cost, 1e7)
         shape = (len(ys), len(xs))
         mx = _upsample(uv[:, 0].reshape(shape), ys, xs, h, w)

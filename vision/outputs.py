@@ -191,7 +191,15 @@ def cog_from(src, path: Path, *, resampling: str, nodata: float | int | None) ->
 
 
 def open_scratch_raster(
-    path: Path, *, width: int, height: int, count: int, dtype: str, transform, crs, nodata: float
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    count: int,
+    dtype: str,
+    transform,
+    crs,
+    nodata: float | None,
 ) -> rasterio.io.DatasetWriter:
     """An uncompressed tiled GeoTIFF that takes arbitrary window writes cheaply."""
     profile = {

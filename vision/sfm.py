@@ -349,8 +349,10 @@ def _place_from_attitude(
     ground error this placement would have had on the placed frames (how far the centre of the
     frame's view lands from where structure from motion puts it) decides whether it is used.
     """
-    placed = [i for i, p in enumerate(result.poses) if p is not None and attitudes[i]]
-    todo = [i for i in result.reasons if attitudes[i] is not None]
+    att = {i: a for i, a in enumerate(attitudes) if a is not None}
+    poses = {i: p for i, p in enumerate(result.poses) if p is not None}
+    placed = [i for i in poses if i in att]
+    todo = [i for i in result.reasons if i in att]
     if not todo:
         for i in result.reasons:
             result.reasons[i] += "; its file records no camera attitude to place it by"
@@ -363,18 +365,18 @@ def _place_from_attitude(
     for sp in (1, -1):
         for sr in (1, -1):
             body = {
-                i: world_from_body(attitudes[i][0], sp * attitudes[i][1], sr * attitudes[i][2])
-                for i in placed + todo
+                i: world_from_body(att[i][0], sp * att[i][1], sr * att[i][2]) for i in placed + todo
             }
-            mount = _nearest_rotation(sum(result.poses[i].rotation @ body[i] for i in placed))
+            mount = _nearest_rotation(np.sum([poses[i].rotation @ body[i] for i in placed], axis=0))
             errs = []
             for i in placed:
-                pose = result.poses[i]
+                pose = poses[i]
                 r = mount @ body[i].T
                 errs.append(_ground_error(pose, r, images[i].prior, ground))
             err = float(np.median(errs))
             if best is None or err < best[0]:
                 best = (err, sp, sr, mount, body, errs)
+    assert best is not None  # the loop above ran
     err, sp, sr, mount, body, errs = best
     result.attitude_check = {
         "median_ground_error_m": round(err, 2),
@@ -403,7 +405,7 @@ def _camera_like(camera, image: SfmImage):
     cam = pycolmap.Camera.create_from_model_name(
         0, camera.model_name, 1.0, int(camera.width), int(camera.height)
     )
-    cam.params = np.array(camera.params, dtype=np.float64)
+    cam.params = [float(v) for v in camera.params]
     if (cam.width, cam.height) != (image.full_width, image.full_height):
         cam.rescale(int(image.full_width), int(image.full_height))
     return cam

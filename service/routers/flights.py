@@ -228,7 +228,7 @@ def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
 def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     flight = get_flight(db, user, flight_id)
     job = flight.job
-    if flight.source == "edge" or not flight.inputs:
+    if flight.source == "edge" or not flight.inputs or job is None:
         raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
     if job.status in ("queued", "running"):
         raise ConflictError("This flight's analysis is already queued or running.")

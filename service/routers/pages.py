@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -211,7 +211,7 @@ async def login_submit(request: Request, db: DB) -> Response:
         found = await run_in_threadpool(auth.login_user, db, email, password, request)
     except (AuthError, TooManyAttempts) as e:
         limited = isinstance(e, TooManyAttempts)
-        resp = _render(
+        page: Response = _render(
             request,
             "login.html",
             {
@@ -221,8 +221,8 @@ async def login_submit(request: Request, db: DB) -> Response:
             },
             status=e.status_code,
         )
-        resp.headers.update(getattr(e, "headers", {}))
-        return resp
+        page.headers.update(getattr(e, "headers", {}))
+        return page
     resp = RedirectResponse(target, status_code=303)
     await run_in_threadpool(auth.start_session, db, found, request, resp)
     return resp
@@ -334,7 +334,7 @@ def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> R
 def map_layers(flight: Flight, t: Translator) -> list[dict]:
     """The overlays the map offers, each with what its legend shows."""
     summary = rp.mapping(flight.summary)
-    layers = [
+    layers: list[dict[str, Any]] = [
         {
             "id": "classes",
             "label": t("layer_classes"),
@@ -520,7 +520,9 @@ def compare_page(
         a = a if a in by_id else done[-2].id
         b = b if b in by_id else done[-1].id
     pair = [by_id[a], by_id[b]] if a in by_id and b in by_id else []
-    rows, same_units, sides = [], True, []
+    rows: list[dict[str, Any]] = []
+    sides: list[dict[str, Any]] = []
+    same_units = True
     if pair:
         units = [rp.area_unit(f.summary) for f in pair]
         same_units = units[0] == units[1] == "ha"

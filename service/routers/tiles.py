@@ -159,7 +159,8 @@ def point(
     if cls is None:
         return out
     out["inside"] = True
-    classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
+    listed = summary.get("classes")
+    classes: list = listed if isinstance(listed, list) else []
     if isinstance(cls, int) and 0 <= cls < len(classes) and isinstance(classes[cls], dict):
         out["class"] = text(classes[cls].get("name")) or cls
     else:

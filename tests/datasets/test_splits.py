@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from khet.datasets import carrot_weed, splits
@@ -70,7 +72,7 @@ def test_contiguous_blocks_keep_neighbouring_images_on_one_side():
     s = contiguous_blocks(ids, {"train": 0.6, "val": 0.15, "test": 0.25}, gap=1)
     assert sum(len(v) for v in s.values()) == len(ids) - 2
     pos = {i: k for k, v in s.items() for i in v}
-    for a, b in zip(ids, ids[1:]):  # no two consecutive photos on two different sides
+    for a, b in itertools.pairwise(ids):  # no two consecutive photos on two different sides
         if a in pos and b in pos:
             assert pos[a] == pos[b], (a, b)
     assert len(s["test"]) == 7 and s["test"][-1] == "IMG_3468"

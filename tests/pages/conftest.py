@@ -51,8 +51,14 @@ class Server:
     users: dict[str, str] = field(default_factory=dict)
 
     def cli(self, *args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "khet.cli", *args], cwd=ROOT, env=self.env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "khet.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -71,26 +77,66 @@ def server(tmp_path_factory) -> Iterator[Server]:
     models = base / "models"
     models.mkdir()
     make_bundle(models / "test-rgb.onnx", bands=("red", "green", "blue"), name="test-rgb")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KHET_DATABASE_URL", "KHET_REDIS_URL")}
-    env.update(KHET_DATA_DIR=str(base / "data"), KHET_MODELS_DIR=str(models),
-               KHET_QUEUE_NAME=f"khet-web-{os.getpid()}", PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in ("KHET_DATABASE_URL", "KHET_REDIS_URL")}
+    env.update(
+        KHET_DATA_DIR=str(base / "data"),
+        KHET_MODELS_DIR=str(models),
+        KHET_QUEUE_NAME=f"khet-web-{os.getpid()}",
+        PYTHONUNBUFFERED="1",
+    )
     port = _free_port()
     log = base / "server.log"
     # 1024 px at 10 cm: three 1 MB chunks, so the upload test can drop one mid-way.
-    srv = Server(url=f"http://127.0.0.1:{port}", env=env, data=base / "data", log=log,
-                 image=make_field(base / "north-field.tif", size=1024, res=0.1))
-    srv.cli("user", "add", "farmer@example.org", "--role", "farmer", "--password", PASSWORD,
-            "--name", "Amna Bibi")
-    srv.cli("user", "add", "worker@example.org", "--role", "extension", "--password", PASSWORD,
-            "--name", "Imran (extension)")
+    srv = Server(
+        url=f"http://127.0.0.1:{port}",
+        env=env,
+        data=base / "data",
+        log=log,
+        image=make_field(base / "north-field.tif", size=1024, res=0.1),
+    )
+    srv.cli(
+        "user",
+        "add",
+        "farmer@example.org",
+        "--role",
+        "farmer",
+        "--password",
+        PASSWORD,
+        "--name",
+        "Amna Bibi",
+    )
+    srv.cli(
+        "user",
+        "add",
+        "worker@example.org",
+        "--role",
+        "extension",
+        "--password",
+        PASSWORD,
+        "--name",
+        "Imran (extension)",
+    )
     srv.cli("user", "add", "other@example.org", "--role", "farmer", "--password", PASSWORD)
     proc = subprocess.Popen(
         # Two web processes, as `khet serve` runs on a 2-core machine, on any machine.
-        [sys.executable, "-m", "khet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--processes", "2"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)  # its own process group: the worker goes with it at the end
+        [
+            sys.executable,
+            "-m",
+            "khet.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--processes",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # its own process group: the worker goes with it at the end
     try:
         try:
             wait_until_serving(srv.url, proc, log)
@@ -98,11 +144,17 @@ def server(tmp_path_factory) -> Iterator[Server]:
             pytest.fail(str(e))
         with srv.client("farmer@example.org") as c:
             farm = c.post("/api/v1/farms", json={"name": "Chak 42 farm"}).json()
-            fld = c.post(f"/api/v1/farms/{farm['id']}/fields", json={
-                "name": "North field", "crop": "wheat",
-                "boundary": boundary_lonlat(size=1024, res=0.1)}).json()
-            c.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Canal field",
-                                                               "crop": "cotton"})
+            fld = c.post(
+                f"/api/v1/farms/{farm['id']}/fields",
+                json={
+                    "name": "North field",
+                    "crop": "wheat",
+                    "boundary": boundary_lonlat(size=1024, res=0.1),
+                },
+            ).json()
+            c.post(
+                f"/api/v1/farms/{farm['id']}/fields", json={"name": "Canal field", "crop": "cotton"}
+            )
         srv.farm_id, srv.field_id = farm["id"], fld["id"]
         srv.cli("user", "assign", "worker@example.org", str(farm["id"]))
         yield srv
@@ -123,9 +175,17 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -139,6 +199,7 @@ def shots() -> Path:
 
 def offsite_guard(page, origin: str, offsite: list[str]) -> None:
     """Fail any request that leaves the Khet server: the pages must work offline."""
+
     def handle(route):
         url = route.request.url
         if url.startswith(origin) or url.startswith("data:") or url.startswith("blob:"):

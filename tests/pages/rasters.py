@@ -18,8 +18,9 @@ ORIGIN = (380000.0, 3420000.0)
 CRS = "EPSG:32643"
 
 
-def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1,
-               weeds: str = "north-east") -> Path:
+def make_field(
+    path: Path, size: int = 384, res: float = 0.25, seed: int = 1, weeds: str = "north-east"
+) -> Path:
     rng = np.random.default_rng(seed)
     red = np.full((size, size), 45, np.int32)
     green = np.full((size, size), 170, np.int32)
@@ -30,8 +31,8 @@ def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1,
     blue[:, : size // 5] = 80
     # Weaker crop in a strip across the south.
     s = slice(int(size * 0.75), size)
-    red[s, size // 5:] = 95
-    green[s, size // 5:] = 140
+    red[s, size // 5 :] = 95
+    green[s, size // 5 :] = 140
     # A weed patch in one corner.
     if weeds == "north-east":
         w, e = slice(0, size // 4), slice(int(size * 0.7), size)
@@ -44,8 +45,17 @@ def make_field(path: Path, size: int = 384, res: float = 0.25, seed: int = 1,
     data = np.clip(data + rng.integers(-6, 7, data.shape), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=CRS,
-        transform=from_origin(ORIGIN[0], ORIGIN[1], res, res), tiled=True, blockxsize=128,
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=from_origin(ORIGIN[0], ORIGIN[1], res, res),
+        tiled=True,
+        blockxsize=128,
         blockysize=128,
     ) as ds:
         ds.write(data)
@@ -59,6 +69,11 @@ def boundary_lonlat(size: int = 384, res: float = 0.25, inset: float = 2.0) -> d
 
     x0, y1 = ORIGIN
     x1, y0 = x0 + size * res, y1 - size * res
-    ring = [(x0 + inset, y0 + inset), (x1 - inset, y0 + inset), (x1 - inset, y1 - inset),
-            (x0 + inset, y1 - inset), (x0 + inset, y0 + inset)]
+    ring = [
+        (x0 + inset, y0 + inset),
+        (x1 - inset, y0 + inset),
+        (x1 - inset, y1 - inset),
+        (x0 + inset, y1 - inset),
+        (x0 + inset, y0 + inset),
+    ]
     return transform_geom(CRS, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})

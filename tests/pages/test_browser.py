@@ -38,7 +38,9 @@ def _wait_tiles(page, tile_status: list[tuple[str, int]], layer: str) -> int:
             .filter(i => i.src.includes('/tiles/{layer}/'));
           return t.length > 0 && t.every(i => i.complete) &&
                  t.filter(i => i.naturalWidth > 0).length > 0;
-        }}""", timeout=30000)
+        }}""",
+        timeout=30000,
+    )
     loaded = page.evaluate(f"""() => Array.from(document.querySelectorAll('img.leaflet-tile'))
         .filter(i => i.src.includes('/tiles/{layer}/') && i.naturalWidth === 256).length""")
     seen = [s for u, s in tile_status if f"/tiles/{layer}/" in u]
@@ -75,8 +77,11 @@ def test_farmer_upload_map_report_pdf(server, browser, shots, tmp_path):
 
     def drop_one(route):
         req = route.request
-        if (req.method == "PUT" and not cut
-                and not (req.headers.get("content-range") or "").startswith("bytes 0-")):
+        if (
+            req.method == "PUT"
+            and not cut
+            and not (req.headers.get("content-range") or "").startswith("bytes 0-")
+        ):
             cut.append(req.headers.get("content-range"))
             route.abort("connectionreset")
         else:
@@ -133,8 +138,21 @@ def test_farmer_upload_map_report_pdf(server, browser, shots, tmp_path):
         assert "North field" in text and "weed patch" in text and "indicative" in text
         info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
         assert int(re.search(r"Pages:\s+(\d+)", info).group(1)) >= 2
-        subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "2", str(pdf),
-                        str(shots / "07-report-pdf")], check=False)
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-r",
+                "50",
+                "-png",
+                "-f",
+                "1",
+                "-l",
+                "2",
+                str(pdf),
+                str(shots / "07-report-pdf"),
+            ],
+            check=False,
+        )
 
     # Urdu: right to left, Urdu language attribute, translated headings; the PDF follows.
     page.get_by_role("link", name="اردو").click()
@@ -163,12 +181,20 @@ def test_worker_flags_thresholds_and_compare(server, browser, shots):
     from tests.pages.rasters import make_field
 
     with server.client("farmer@example.org") as c:
-        done = [f for f in c.get(f"/api/v1/fields/{server.field_id}/flights").json()
-                if f["status"] == "done"]
+        done = [
+            f
+            for f in c.get(f"/api/v1/fields/{server.field_id}/flights").json()
+            if f["status"] == "done"
+        ]
     if not done:
         _api_flight(server, server.image, "2026-03-02T10:00:00")
-    _api_flight(server, make_field(server.data.parent / "second.tif", size=512, res=0.2, seed=3,
-                                   weeds="south-west"), "2026-03-20T10:00:00")
+    _api_flight(
+        server,
+        make_field(
+            server.data.parent / "second.tif", size=512, res=0.2, seed=3, weeds="south-west"
+        ),
+        "2026-03-20T10:00:00",
+    )
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     offsite: list[str] = []
@@ -197,10 +223,13 @@ def test_worker_flags_thresholds_and_compare(server, browser, shots):
     page.wait_for_selector("#delta-table")
     rows = page.locator("#delta-table tbody tr").all_inner_texts()
     assert len(rows) == 3 and all("ha" in r for r in rows), rows
-    page.wait_for_function("""() => ['#map-0', '#map-1'].every(m => {
+    page.wait_for_function(
+        """() => ['#map-0', '#map-1'].every(m => {
         const t = Array.from(document.querySelectorAll(m + ' img.leaflet-tile'));
         return t.length > 0 && t.every(i => i.complete && i.naturalWidth > 0);
-    })""", timeout=30000)
+    })""",
+        timeout=30000,
+    )
     page.wait_for_timeout(300)  # Leaflet's fade-in
     assert tile_status and all(s == 200 for _, s in tile_status), tile_status
     page.screenshot(path=shots / "11-compare.png", full_page=True)
@@ -232,12 +261,18 @@ def test_flight_without_georeference(server, browser, shots):
 
 
 def test_phone_screen(server, browser, shots):
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                              is_mobile=True, has_touch=True)
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
     page = ctx.new_page()
     _login(page, server, "farmer@example.org")
-    for name, path in (("12-phone-dashboard", "/"),
-                       ("13-phone-upload", f"/fields/{server.field_id}/upload")):
+    for name, path in (
+        ("12-phone-dashboard", "/"),
+        ("13-phone-upload", f"/fields/{server.field_id}/upload"),
+    ):
         page.goto(server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow} px on a phone"
@@ -259,15 +294,25 @@ def _api_flight(server, images, captured_at: str, field_id: int | None = None) -
     with server.client("farmer@example.org") as c:
         for image in images if isinstance(images, list) else [images]:
             data = image.read_bytes()
-            up = c.post("/api/v1/uploads", json={
-                "filename": image.name, "size": len(data),
-                "sha256": hashlib.sha256(data).hexdigest()}).json()
-            r = c.put(f"/api/v1/uploads/{up['id']}", content=data,
-                      headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
+            up = c.post(
+                "/api/v1/uploads",
+                json={
+                    "filename": image.name,
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                },
+            ).json()
+            r = c.put(
+                f"/api/v1/uploads/{up['id']}",
+                content=data,
+                headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+            )
             assert r.status_code == 200, r.text
             ids.append(up["id"])
-        r = c.post(f"/api/v1/fields/{field_id or server.field_id}/flights",
-                   json={"uploads": ids, "captured_at": captured_at})
+        r = c.post(
+            f"/api/v1/fields/{field_id or server.field_id}/flights",
+            json={"uploads": ids, "captured_at": captured_at},
+        )
         assert r.status_code == 201, r.text
         fid = r.json()["id"]
         end = time.monotonic() + 60

@@ -62,15 +62,24 @@ def _queued_flight(app, tmp_path) -> dict:
     _user("farmer", "farmer@example.org")
     _login(app, "farmer@example.org")
     farm = app.post("/api/v1/farms", json={"name": "Chak 42"}).json()
-    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={
-        "name": "North field", "crop": "wheat", "boundary": boundary_lonlat()}).json()
+    field = app.post(
+        f"/api/v1/farms/{farm['id']}/fields",
+        json={"name": "North field", "crop": "wheat", "boundary": boundary_lonlat()},
+    ).json()
     data = make_field(tmp_path / "f.tif").read_bytes()
-    up = app.post("/api/v1/uploads", json={"filename": "f.tif", "size": len(data),
-                                           "sha256": hashlib.sha256(data).hexdigest()}).json()
-    app.put(f"/api/v1/uploads/{up['id']}", content=data,
-            headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"})
-    fl = app.post(f"/api/v1/fields/{field['id']}/flights",
-                  json={"uploads": [up["id"]], "captured_at": "2026-06-12T09:00:00"}).json()
+    up = app.post(
+        "/api/v1/uploads",
+        json={"filename": "f.tif", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    ).json()
+    app.put(
+        f"/api/v1/uploads/{up['id']}",
+        content=data,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+    )
+    fl = app.post(
+        f"/api/v1/fields/{field['id']}/flights",
+        json={"uploads": [up["id"]], "captured_at": "2026-06-12T09:00:00"},
+    ).json()
     return {"farm": farm["id"], "field": field["id"], "flight": fl["id"]}
 
 
@@ -85,8 +94,15 @@ def test_a_flight_being_analysed_shows_its_progress(app, tmp_path):
 
 
 def test_logged_out_pages_go_to_login(app):
-    for path in ("/", "/fields/1", "/flights/1", "/flights/1/report", "/flights/1/report.pdf",
-                 "/fields/1/compare", "/fields/1/upload"):
+    for path in (
+        "/",
+        "/fields/1",
+        "/flights/1",
+        "/flights/1/report",
+        "/flights/1/report.pdf",
+        "/fields/1/compare",
+        "/fields/1/upload",
+    ):
         r = app.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
     r = app.get("/login")
@@ -99,15 +115,24 @@ def test_login_refuses_bad_password_and_foreign_redirects(app):
     _user("farmer", "a@example.org")
     r = app.post("/login", data={"email": "a@example.org", "password": "nope-nope"})
     assert r.status_code == 401 and "Wrong email or password." in r.text
-    r = app.post("/login", data={"email": "a@example.org", "password": PASSWORD,
-                                 "next": "//evil.example/steal"}, follow_redirects=False)
+    r = app.post(
+        "/login",
+        data={"email": "a@example.org", "password": PASSWORD, "next": "//evil.example/steal"},
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/"
 
 
 def test_pages_reference_nothing_outside_the_server(app, flight):
-    paths = ["/", f"/fields/{flight['field']}", f"/fields/{flight['field']}/upload",
-             f"/flights/{flight['flight']}", f"/flights/{flight['flight']}/report",
-             f"/flights/{flight['flight']}/report?lang=ur", f"/fields/{flight['field']}/compare"]
+    paths = [
+        "/",
+        f"/fields/{flight['field']}",
+        f"/fields/{flight['field']}/upload",
+        f"/flights/{flight['flight']}",
+        f"/flights/{flight['flight']}/report",
+        f"/flights/{flight['flight']}/report?lang=ur",
+        f"/fields/{flight['field']}/compare",
+    ]
     for path in paths:
         r = app.get(path)
         assert r.status_code == 200, path
@@ -124,8 +149,12 @@ def test_pages_reference_nothing_outside_the_server(app, flight):
 def test_another_farmers_flight_is_not_found(app, flight):
     _user("farmer", "other@example.org")
     _login(app, "other@example.org")
-    for path in (f"/flights/{flight['flight']}", f"/flights/{flight['flight']}/report",
-                 f"/flights/{flight['flight']}/report.pdf", f"/fields/{flight['field']}"):
+    for path in (
+        f"/flights/{flight['flight']}",
+        f"/flights/{flight['flight']}/report",
+        f"/flights/{flight['flight']}/report.pdf",
+        f"/fields/{flight['field']}",
+    ):
         r = app.get(path)
         assert r.status_code == 404 and "Not found" in r.text, path
 
@@ -140,8 +169,9 @@ def test_report_says_where_the_weeds_are_and_renders_a_pdf(app, flight):
     assert r.status_code == 200 and r.content.startswith(b"%PDF")
     assert r.headers["content-type"] == "application/pdf"
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", "-", "-"], input=r.content, capture_output=True,
-                              check=True).stdout.decode()
+        text = subprocess.run(
+            ["pdftotext", "-", "-"], input=r.content, capture_output=True, check=True
+        ).stdout.decode()
         assert "North field" in text and "Chak 42" in text and "2026-06-12" in text
         assert "Hectares" in text and "What to do next" in text
     r = app.get(f"/flights/{flight['flight']}/report.pdf?lang=ur")
@@ -187,17 +217,34 @@ def _square(x0, y0, x1, y1):
 
 
 def test_advice_for_a_pixel_map_uses_image_words():
-    zones = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": _square(0, 0, 100, 100),
-         "properties": {"class": "crop", "vigour": "medium", "area_px": 8000}},
-        {"type": "Feature", "geometry": _square(0, 80, 20, 100),
-         "properties": {"class": "weed", "area_px": 400}},
-        {"type": "Feature", "geometry": _square(90, 0, 100, 10),
-         "properties": {"class": "weed", "area_px": 100}},
-    ]}
-    summary = {"area_unit": "px", "area_total_px": 10000,
-               "classes": [{"name": "crop", "share": 0.8, "area_px": 8000},
-                           {"name": "weed", "share": 0.05, "area_px": 500}]}
+    zones = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": _square(0, 0, 100, 100),
+                "properties": {"class": "crop", "vigour": "medium", "area_px": 8000},
+            },
+            {
+                "type": "Feature",
+                "geometry": _square(0, 80, 20, 100),
+                "properties": {"class": "weed", "area_px": 400},
+            },
+            {
+                "type": "Feature",
+                "geometry": _square(90, 0, 100, 10),
+                "properties": {"class": "weed", "area_px": 100},
+            },
+        ],
+    }
+    summary = {
+        "area_unit": "px",
+        "area_total_px": 10000,
+        "classes": [
+            {"name": "crop", "share": 0.8, "area_px": 8000},
+            {"name": "weed", "share": 0.05, "area_px": 500},
+        ],
+    }
     assert largest_patch(zones, "px", "weed").area == 400
     out = advice(summary, zones, None, Translator("en"))
     assert "bottom left of the image" in out[0]  # rows grow downwards in image space
@@ -207,8 +254,11 @@ def test_advice_for_a_pixel_map_uses_image_words():
 
 
 def test_advice_when_nothing_stands_out():
-    summary = {"area_unit": "ha", "area_total_ha": 1.0,
-               "classes": [{"name": "crop", "share": 1.0, "area_ha": 1.0}]}
+    summary = {
+        "area_unit": "ha",
+        "area_total_ha": 1.0,
+        "classes": [{"name": "crop", "share": 1.0, "area_ha": 1.0}],
+    }
     out = advice(summary, {"features": []}, None, Translator("en"))
     assert "Fly again" in out[0]
 
@@ -216,8 +266,15 @@ def test_advice_when_nothing_stands_out():
 def test_charts_are_plain_svg():
     svg = share_chart([{"label": "Weeds", "color": "#e0452b", "share": 0.25}], "shares")
     assert svg.startswith("<svg") and "25%" in svg and "#e0452b" in svg
-    hist = histogram_chart({"histogram": {"edges": [0, 0.5, 1], "counts": [3, 5]},
-                            "median": 0.6, "p10": 0.1, "p90": 0.9}, "VARI")
+    hist = histogram_chart(
+        {
+            "histogram": {"edges": [0, 0.5, 1], "counts": [3, 5]},
+            "median": 0.6,
+            "p10": 0.1,
+            "p90": 0.9,
+        },
+        "VARI",
+    )
     assert hist.count("<rect") == 2
     assert histogram_chart({"histogram": {"edges": [0, 1], "counts": [0]}}, "x") is None
 
@@ -234,7 +291,7 @@ def test_every_language_has_every_message():
 
 
 def _luminance(hex_color: str) -> float:
-    rgb = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
@@ -244,19 +301,22 @@ def _contrast(a: str, b: str) -> float:
     return (la + 0.05) / (lb + 0.05)
 
 
-@pytest.mark.parametrize(("fg", "bg", "what"), [
-    ("#1c2620", "#f5f4ef", "text on the page"),
-    ("#55615a", "#ffffff", "muted text on cards"),
-    ("#55615a", "#f5f4ef", "muted text on the page"),
-    ("#ffffff", "#1f6f3a", "header and primary buttons"),
-    ("#1f6f3a", "#ffffff", "links"),
-    ("#ffffff", "#b8321c", "needs-a-visit flag"),
-    ("#14512a", "#e6f2e8", "done badge"),
-    ("#7a5200", "#fff4d6", "running badge"),
-    ("#9b1c0c", "#fde3df", "failed badge"),
-    ("#8a1a0b", "#fde3df", "error alert"),
-    ("#5c3d00", "#fff4d6", "info alert"),
-])
+@pytest.mark.parametrize(
+    ("fg", "bg", "what"),
+    [
+        ("#1c2620", "#f5f4ef", "text on the page"),
+        ("#55615a", "#ffffff", "muted text on cards"),
+        ("#55615a", "#f5f4ef", "muted text on the page"),
+        ("#ffffff", "#1f6f3a", "header and primary buttons"),
+        ("#1f6f3a", "#ffffff", "links"),
+        ("#ffffff", "#b8321c", "needs-a-visit flag"),
+        ("#14512a", "#e6f2e8", "done badge"),
+        ("#7a5200", "#fff4d6", "running badge"),
+        ("#9b1c0c", "#fde3df", "failed badge"),
+        ("#8a1a0b", "#fde3df", "error alert"),
+        ("#5c3d00", "#fff4d6", "info alert"),
+    ],
+)
 def test_contrast_meets_wcag_aa(fg, bg, what):
     css = (STATIC / "app.css").read_text()
     assert fg in css and bg in css, what
@@ -267,8 +327,10 @@ def test_location_words():
     from khet.service.report import latlon
 
     t = Translator("en")
-    assert latlon({"lat": 30.9, "lon": 73.7, "based_on": "georeferenced image"}, t) == \
-        "30.90000° N, 73.70000° E"
+    assert (
+        latlon({"lat": 30.9, "lon": 73.7, "based_on": "georeferenced image"}, t)
+        == "30.90000° N, 73.70000° E"
+    )
     gps = latlon({"lat": 36.5, "lon": -119.4, "based_on": "camera GPS (EXIF)"}, t)
     assert gps.startswith("36.50000° N, 119.40000° W") and "approximate" in gps
     assert latlon(None, t) is None

@@ -91,7 +91,7 @@ class Api:
         r = self.client.post("/api/v1/farms", json={"name": "Home farm"}, headers=who["headers"])
         assert r.status_code == 201, r.text
         farm = r.json()["id"]
-        body = {"name": "North field", "crop": "wheat"}
+        body: dict[str, object] = {"name": "North field", "crop": "wheat"}
         if boundary:
             body["boundary"] = boundary
         r = self.client.post(f"/api/v1/farms/{farm}/fields", json=body, headers=who["headers"])

@@ -37,6 +37,7 @@ def _results(flight_id: int):
 
     with session_scope() as db:
         f = db.get(Flight, flight_id)
+        assert f is not None
         return storage.flight_dir(f.field.farm_id, f.field_id, f.id) / "results"
 
 

@@ -29,6 +29,7 @@ def _job(flight_id: int) -> dict:
 
     with session_scope() as db:
         job = db.scalar(select(Job).where(Job.flight_id == flight_id))
+        assert job is not None
         return {
             "status": job.status,
             "progress": job.progress,

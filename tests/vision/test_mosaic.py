@@ -84,7 +84,7 @@ def test_mosaic_is_a_georeferenced_cog_of_the_flight(seneca24_summary):
 def _sift_matches(a: np.ndarray, b: np.ndarray, n: int = 300):
     """Matched keypoints (x, y; 0 at the first pixel's centre) of two frames, inliers of a
     RANSAC homography: the ground is close to a plane, so true matches fit one."""
-    sift = cv2.SIFT_create(nfeatures=4000)
+    sift = cv2.SIFT_create(nfeatures=4000)  # type: ignore[attr-defined]
     ka, da = sift.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
     kb, db = sift.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
     if da is None or db is None:
@@ -93,8 +93,8 @@ def _sift_matches(a: np.ndarray, b: np.ndarray, n: int = 300):
     good = [m for m, o in (p for p in pairs if len(p) == 2) if m.distance < 0.75 * o.distance]
     if len(good) < 12:
         return np.zeros((0, 2)), np.zeros((0, 2))
-    pa = np.float64([ka[m.queryIdx].pt for m in good])
-    pb = np.float64([kb[m.trainIdx].pt for m in good])
+    pa = np.array([ka[m.queryIdx].pt for m in good], np.float64)
+    pb = np.array([kb[m.trainIdx].pt for m in good], np.float64)
     _, inl = cv2.findHomography(pa, pb, cv2.RANSAC, 3.0)
     keep = inl.ravel().astype(bool)
     return pa[keep][:n], pb[keep][:n]

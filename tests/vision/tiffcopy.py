@@ -105,8 +105,8 @@ def copy_band_file(
     x0 = y0 = 0
     if window is not None and 286 in ifd and 287 in ifd:
         # Source already a crop (whole pixels, resolution 1: as this function writes them).
-        x0 = int(np.divide(*struct.unpack("<II", ifd[286][3])))  # type: ignore[index]
-        y0 = int(np.divide(*struct.unpack("<II", ifd[287][3])))  # type: ignore[index]
+        x0 = int(np.divide(*struct.unpack("<II", ifd[286][3])))
+        y0 = int(np.divide(*struct.unpack("<II", ifd[287][3])))
     for tag in list(ifd):
         if tag in _LAYOUT or tag in set(drop) or (window is not None and tag in _POSITION):
             del ifd[tag]

@@ -13,6 +13,7 @@ ids never went back, so there only the new columns and tables are added.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,7 +29,10 @@ ID_TABLES = ("users", "api_tokens", "farms", "fields", "flights", "jobs")
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     for table in ID_TABLES:
-        kwargs = {"recreate": "always", "table_kwargs": {"sqlite_autoincrement": True}}
+        kwargs: dict[str, Any] = {
+            "recreate": "always",
+            "table_kwargs": {"sqlite_autoincrement": True},
+        }
         with op.batch_alter_table(table, **(kwargs if sqlite else {})) as batch:
             if table == "users":
                 batch.add_column(
