@@ -724,16 +724,22 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     one = report.get("1x", {})
+    potato = bool(cfg.licence)  # the published uav_potato data set, not a user's own
     if one:
         o = one["objects"]
         lines += [
             "",
-            "### Beside the dataset authors' detector",
+            "### Beside the dataset authors' detector" if potato else "### Objects",
             "",
             "Object precision / recall: connected components of a class matched one to one at "
-            "IoU >= 0.5 (the nearest thing to a detector's mask precision / recall). The authors' "
-            "YOLOv8n-seg on the same test tiles: potato 0.962 / 0.939, weed 0.838 / 0.746 "
-            "(their figures, at their confidence threshold; instance masks, not pixels).",
+            "IoU >= 0.5 (the nearest thing to a detector's mask precision / recall)."
+            + (
+                " The authors' YOLOv8n-seg on the same test tiles: potato 0.962 / 0.939, weed "
+                "0.838 / 0.746 (their figures, at their confidence threshold; instance masks, "
+                "not pixels)."
+                if potato
+                else ""
+            ),
             "",
             "| 1x | objects labeled | precision | recall |",
             "|---|---:|---|---|",
@@ -771,13 +777,24 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         "",
         "## Known limits",
         "",
-        "- One crop (potato, early season), one field and one flight: other crops, growth stages, "
-        "soils, light and cameras are unseen. Expect lower scores on new fields.",
-        f"- The labels' GSD is an estimate ({cfg.native_gsd * 1000:.0f} mm, not stated by the "
-        "source); "
-        "every GSD above scales with it.",
-        "- Small weeds are the hardest: a few very small weeds are unlabeled in the data, and at "
-        "coarse GSD a seedling is a pixel or two.",
+        *(
+            [
+                "- One crop (potato, early season), one field and one flight: other crops, growth "
+                "stages, soils, light and cameras are unseen. Expect lower scores on new fields.",
+                f"- The labels' GSD is an estimate ({cfg.native_gsd * 1000:.0f} mm, not stated by "
+                "the source); every GSD above scales with it.",
+                "- Small weeds are the hardest: a few very small weeds are unlabeled in the data, "
+                "and at coarse GSD a seedling is a pixel or two.",
+            ]
+            if potato
+            else [
+                f"- Trained on {len(report['split']['train'])} images of the user's own fields: "
+                "crops, growth stages, soils, light and cameras unlike them are unseen.",
+                f"- The labels' GSD is as stated with --gsd ({cfg.native_gsd * 1000:.1f} mm); "
+                "every GSD above scales with it.",
+                "- Small weeds are the hardest: at coarse GSD a seedling is a pixel or two.",
+            ]
+        ),
         "- Per-pixel classes, not plants: touching plants merge into one object.",
         "",
         "## Reproduce",
