@@ -37,7 +37,6 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 class ForbiddenError(KhetError):
     """The role does not allow this action (never used to hide another tenant's data)."""
 
-    status_code = 403
     code = "forbidden"
 
 

@@ -21,7 +21,6 @@ from khet.errors import KhetError
 
 
 class TooManyAttempts(KhetError):
-    status_code = 429
     code = "too_many_requests"
 
     def __init__(self, message: str, retry_after: int) -> None:

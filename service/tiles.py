@@ -55,7 +55,6 @@ ALIGNED_LEVELS = 5
 
 
 class NotGeoreferenced(KhetError):
-    status_code = 404
     code = "not_georeferenced"
 
 

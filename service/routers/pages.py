@@ -29,6 +29,7 @@ from khet.service.dependencies import (
     get_flight,
     visible_farms,
 )
+from khet.service.errors import headers_for, status_for
 from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
 from khet.service.ratelimit import TooManyAttempts
 from khet.service.routers import auth
@@ -219,9 +220,9 @@ async def login_submit(request: Request, db: DB) -> Response:
                 "error": "login_limited" if limited else "login_failed",
                 "email": email,
             },
-            status=e.status_code,
+            status=status_for(e),
         )
-        page.headers.update(getattr(e, "headers", {}))
+        page.headers.update(headers_for(e, status_for(e)))
         return page
     resp = RedirectResponse(target, status_code=303)
     await run_in_threadpool(auth.start_session, db, found, request, resp)
@@ -656,7 +657,7 @@ async def account_password(request: Request, user: PageUser, db: DB) -> Response
         keep = auth.current_session_id(db, request)
         await run_in_threadpool(auth.set_password, db, user, new, keep)
     except KhetError as e:
-        return _account(request, user, db, e.message, error=True, status=e.status_code)
+        return _account(request, user, db, e.message, error=True, status=status_for(e))
     return RedirectResponse("/account?done=password", status_code=303)
 
 
