@@ -227,11 +227,9 @@ def _fields(data: bytes):
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, as hex (read in chunks, not whole into memory)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Bundle:

@@ -41,7 +41,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from khet.vision.exif import CameraFacts, read_xmp, xmp_float, xmp_floats, xmp_value
+from khet.vision.exif import (
+    CameraFacts,
+    exif_datetime,
+    read_xmp,
+    xmp_float,
+    xmp_floats,
+    xmp_value,
+)
 from PIL import Image
 
 from khet.errors import InputError, KhetError
@@ -265,9 +272,8 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
 
 def _capture_time(original: Any, subsec: Any) -> datetime | None:
     """DateTimeOriginal + SubSecTime; MicaSense cameras keep their clock in UTC (GPS time)."""
-    try:
-        t = datetime.strptime(str(original).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except (TypeError, ValueError):
+    t = exif_datetime(original)
+    if t is None:
         return None
     digits = re.sub(r"\D", "", str(subsec or ""))
     if digits:
