@@ -6,6 +6,7 @@ packet, which is small text inside the file's first megabytes.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from PIL import Image
 from PIL.ExifTags import GPS, IFD, Base
 
+log = logging.getLogger("khet.vision.exif")
 _XMP_TAGS = (b"<x:xmpmeta", b"</x:xmpmeta>")
 
 
@@ -179,8 +181,16 @@ def _xmp_float(xmp: str, key: str) -> float | None:
     try:
         f = float(v)
     except ValueError:
+        f = math.nan
+    if not math.isfinite(f):
+        _not_a_number(key, v)
         return None
-    return f if f == f and abs(f) != float("inf") else None
+    return f
+
+
+def _not_a_number(key: str, value: str) -> None:
+    """A damaged or odd XMP number is left out, with a warning: it must not stop the analysis."""
+    log.warning("The XMP value %s=%r is not a number; it is ignored.", key, value[:40])
 
 
 # -- XMP helpers for other modules (radiometry reads MicaSense calibration from the XMP) --------
@@ -219,5 +229,8 @@ def xmp_floats(xmp: str, key: str) -> list[float] | None:
     try:
         out = [float(i) for i in items if i.strip()]
     except ValueError:
+        out = [math.nan]
+    if not all(math.isfinite(f) for f in out):
+        _not_a_number(key, ",".join(i.strip() for i in items))
         return None
-    return out if out and all(math.isfinite(f) for f in out) else None
+    return out or None

@@ -31,6 +31,7 @@ below of panels whose calibration is published.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,7 @@ from PIL import Image
 
 from khet.errors import InputError, KhetError
 
+log = logging.getLogger("khet.vision.radiometry")
 METHODS = ("auto", "panel+dls", "panel", "dls", "none")
 
 # Panels whose per-band reflectance is published. RP02-1603036-SC is the panel in the shared
@@ -249,11 +251,11 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
     if scale is None:
         scale = 0.01 if xmp_value(xmp, "Camera:HorizontalIrradiance") is not None else 1.0
     irr = xmp_float(xmp, "Camera:Irradiance") or xmp_float(xmp, "DLS:SpectralIrradiance")
-    m.spectral_irradiance = irr * scale if irr and irr > 0 else None
-    direct = xmp_float(xmp, "Camera:DirectIrradiance")
-    scattered = xmp_float(xmp, "Camera:ScatteredIrradiance")
-    if direct and scattered and direct > 0 and scattered > 0:
-        m.direct_irradiance, m.scattered_irradiance = direct * scale, scattered * scale
+    m.spectral_irradiance = _irradiance(irr, scale)
+    direct = _irradiance(xmp_float(xmp, "Camera:DirectIrradiance"), scale)
+    scattered = _irradiance(xmp_float(xmp, "Camera:ScatteredIrradiance"), scale)
+    if direct and scattered:
+        m.direct_irradiance, m.scattered_irradiance = direct, scattered
     pose = [xmp_float(xmp, f"DLS:{k}") for k in ("Yaw", "Pitch", "Roll")]
     if all(v is not None for v in pose):
         m.dls_pose = (pose[0], pose[1], pose[2])  # type: ignore[assignment]
@@ -268,6 +270,23 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
             m.panel_region = [(int(area[i]), int(area[i + 1])) for i in range(0, 8, 2)]
         m.panel_serial = xmp_value(xmp, "Camera:PanelSerial")
     return m
+
+
+def _irradiance(value: float | None, scale: float) -> float | None:
+    """A light-sensor reading in W/m^2/nm; None when absent, or when no daylight gives it (a
+    damaged number would otherwise turn the reflectance to zeros or infinities)."""
+    if value is None or value <= 0:
+        return None
+    e = value * scale
+    if not IRRADIANCE_RANGE[0] <= e <= IRRADIANCE_RANGE[1]:
+        log.warning("A light-sensor reading of %g W/m^2/nm is not daylight; it is ignored.", e)
+        return None
+    return e
+
+
+# Spectral irradiance a light sensor can read: full sun gives about 2 W/m^2/nm in the visible
+# and near infrared; far below the range, a reading is noise.
+IRRADIANCE_RANGE = (1e-6, 10.0)
 
 
 def _capture_time(original: Any, subsec: Any) -> datetime | None:
@@ -297,7 +316,14 @@ def vignetting(m: BandMeta, shape: tuple[int, int]) -> np.ndarray:
     poly += 1.0
     if not np.isfinite(poly).all() or poly.min() <= 0:
         raise ValueError("the vignetting polynomial is not positive over the image")
+    # A lens loses a few times its light at the corners, not thousands: a polynomial outside
+    # that is a damaged number (it would turn the band to zeros or to infinities).
+    if poly.min() < 1 / VIGNETTING_MAX or poly.max() > VIGNETTING_MAX:
+        raise ValueError("the vignetting polynomial is far outside what a lens does")
     return (1.0 / poly).astype(np.float32)
+
+
+VIGNETTING_MAX = 50.0  # the largest lens fall-off, either way, taken for real
 
 
 def radiance(raw: np.ndarray, m: BandMeta) -> np.ndarray:
@@ -308,12 +334,17 @@ def radiance(raw: np.ndarray, m: BandMeta) -> np.ndarray:
     h, _ = raw.shape
     y = np.arange(h, dtype=np.float64)[:, None] + m.offset[1]
     row = (1.0 / (1.0 + a2 * y / t - a3 * y)).astype(np.float32)
+    scale = a1 / (m.gain * t * 2.0**m.bits)
+    if not (
+        np.isfinite(row).all() and row.min() > 0 and 0 < scale < float(np.finfo(np.float32).max)
+    ):
+        raise ValueError("the radiometric calibration numbers are out of range")
     out = raw.astype(np.float32)
     out -= np.float32(m.black_level)
     np.maximum(out, 0, out=out)
     out *= vignetting(m, raw.shape)
     out *= row
-    out *= np.float32(a1 / (m.gain * t * 2.0**m.bits))
+    out *= np.float32(scale)
     return out
 
 
