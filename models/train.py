@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -482,7 +481,3 @@ def save_checkpoint(
         path,
     )
     return path
-
-
-def describe_env() -> str:
-    return f"Python {platform.python_version()}, {platform.machine()}"

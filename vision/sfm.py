@@ -330,11 +330,6 @@ def _nearest_rotation(m: np.ndarray) -> np.ndarray:
     return r
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    c = (np.trace(a.T @ b) - 1) / 2
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
-
-
 def _place_from_attitude(
     result: SfmResult,
     images: list[SfmImage],
