@@ -62,6 +62,7 @@ def parse_class_map(text: str) -> dict[str, str]:
 
 
 def check_class_map(mapping: Mapping[str, str]) -> dict[str, str]:
+    """The label-to-class mapping, checked: every target is a Khet class and it is not empty."""
     bad = sorted({c for c in mapping.values() if c not in CLASS_NAMES})
     if bad:
         raise InputError(

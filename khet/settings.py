@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    """The settings from KHET_* environment variables, read once per process."""
     return Settings()
 
 

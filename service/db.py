@@ -41,6 +41,7 @@ from khet.settings import Settings, get_settings
 
 
 def now() -> datetime:
+    """The current time in UTC, timezone-aware."""
     return datetime.now(UTC)
 
 
@@ -274,12 +275,14 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
+    """Close every database engine's connections (tests, forked workers)."""
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
 
 
 def sessionmaker_for(settings: Settings | None = None) -> sessionmaker[Session]:
+    """A session factory on the configured database."""
     return sessionmaker(get_engine(settings), expire_on_commit=False)
 
 

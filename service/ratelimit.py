@@ -30,6 +30,7 @@ class TooManyAttempts(KhetError):
 
 
 def client_address(request: Request) -> str:
+    """The client's network address as the server sees it."""
     return (request.client.host if request.client else "") or "unknown"
 
 
@@ -65,6 +66,7 @@ def check_login_allowed(email: str, address: str) -> None:
 
 
 def record_login_failure(email: str, address: str) -> None:
+    """Count one failed login against the account and the address."""
     window = timedelta(minutes=service_settings().login_window_minutes)
     with sessionmaker_for()() as s:
         s.execute(delete(LoginFailure).where(LoginFailure.at < now() - window))

@@ -394,6 +394,7 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
 
 
 def tilejson(path: Path, tiles_url: str, name: str) -> dict:
+    """TileJSON 3.0 of a layer: its bounds, zooms and tile URL."""
     with READERS.open(path) as reader:
         west, south, east, north = reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs)
         minzoom, maxzoom = reader.minzoom, reader.maxzoom
@@ -412,6 +413,7 @@ def tilejson(path: Path, tiles_url: str, name: str) -> dict:
 
 
 def point_values(path: Path, lon: float, lat: float) -> float | int | None:
+    """A layer's value at a longitude and latitude; None outside it or on no data."""
 
     with READERS.open(path) as reader:
         try:

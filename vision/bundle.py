@@ -317,5 +317,6 @@ def default_models_dir() -> Path:
 
 
 def list_bundles(models_dir: Path | None = None) -> list[Path]:
+    """The model bundles (.onnx) in the models folder, sorted."""
     d = models_dir or default_models_dir()
     return sorted(p for p in d.glob("*.onnx") if p.is_file())

@@ -101,6 +101,7 @@ def is_frame_capture(files: Sequence[Path]) -> bool:
 
 
 def is_flight_captures(captures: Sequence[Sequence[Path]]) -> bool:
+    """Whether the captures are two or more camera frames: a flight to mosaic."""
     return len(captures) > 1 and all(is_frame_capture(c) for c in captures)
 
 

@@ -562,6 +562,92 @@ def _raw_result(capture: BandFiles, metas: list[BandMeta], why: str, fix: str) -
     return Result(arrays, info, [warning])
 
 
+def _why_not_calibratable(capture: BandFiles, metas: list[BandMeta]) -> str | None:
+    """Why a capture's band files cannot be turned into light: missing camera metadata, or a
+    crop whose position is not recorded. None when they can."""
+    missing = {m.path.name: m.radiance_missing() for m in metas if m.radiance_missing()}
+    if missing:
+        name, what = next(iter(missing.items()))
+        return (
+            f"{name}{' and other band files' if len(missing) > 1 else ''} lack the camera "
+            f"metadata that turns raw numbers into light ({', '.join(what)})."
+        )
+    for m, raw in zip(metas, capture.raws, strict=True):
+        if not _vignetting_plausible(m, raw.shape):
+            return (
+                f"{m.path.name} looks cropped or resized (its lens centre is far from the image "
+                "centre and no crop position is recorded), so the lens fall-off cannot be undone."
+            )
+    return None
+
+
+def _method(asked: str, has_panel: bool, has_dls: bool, has_dls_panel: bool) -> str:
+    """The calibration method: the one asked for if the data allow it, or for "auto" the best
+    the data allow ("radiance" when there is no light reference at all)."""
+    method = asked
+    if asked == "auto":
+        if has_panel and has_dls and has_dls_panel:
+            method = "panel+dls"
+        elif has_panel:
+            method = "panel"
+        elif has_dls:
+            method = "dls"
+        else:
+            method = "radiance"
+    if method == "dls" and not has_dls:
+        raise InputError(
+            "--calibration dls needs the light sensor's readings with the capture's GPS position "
+            "and time in every band file; these band files do not have them all."
+        )
+    if method == "panel+dls" and not (has_dls and has_dls_panel):
+        raise InputError(
+            "--calibration panel+dls needs light sensor readings in both the panel capture and "
+            "this one; use --calibration panel."
+        )
+    return method
+
+
+def _band_info(
+    m: BandMeta,
+    dls_e: Mapping[str, float | None],
+    panel_e: Mapping[str, float] | None,
+    dls_panel: Mapping[str, float | None],
+    irradiance: Mapping[str, float],
+) -> dict[str, Any]:
+    """What the summary records of one band's calibration."""
+    row: dict[str, Any] = {
+        "exposure_ms": round(m.exposure_s * 1000, 4),  # type: ignore[operator]
+        "gain": m.gain,
+        "black_level": m.black_level,
+    }
+    dls, at_panel = dls_e.get(m.band), dls_panel.get(m.band)
+    if dls is not None:
+        row["dls_irradiance"] = round(dls, 5)
+    if panel_e is not None:
+        row["panel_irradiance"] = round(panel_e[m.band], 5)
+    if at_panel:
+        row["dls_irradiance_at_panel"] = round(at_panel, 5)
+        if dls is not None:
+            row["light_change"] = round(dls / at_panel, 4)
+    if m.band in irradiance:
+        row["irradiance"] = round(irradiance[m.band], 5)
+    return row
+
+
+def _panel_gap(first: BandMeta, panel: BandMeta, panel_info: dict[str, Any]) -> list[str]:
+    """Record how long before the capture the panel was taken; a warning when hours apart."""
+    if not first.taken_at or not panel.taken_at:
+        return []
+    gap = (first.taken_at - panel.taken_at).total_seconds()
+    panel_info["seconds_before_capture"] = round(gap, 1)
+    if abs(gap) <= 2 * 3600:
+        return []
+    return [
+        f"The panel capture was taken {abs(gap) / 3600:.1f} h "
+        f"{'before' if gap > 0 else 'after'} this capture: the light may have changed in between."
+    ]
+
+
 def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> Result:
     """Turn a capture's raw band images into reflectance (or say loudly why not)."""
     metas = [
@@ -575,28 +661,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
             "calibration was turned off (--calibration none).",
             "Leave out --calibration none to calibrate.",
         )
-    missing = {
-        m.path.name: m.radiance_missing()
-        for m, raw in zip(metas, capture.raws, strict=True)
-        if m.radiance_missing()
-    }
-    cropped = [
-        m.path.name
-        for m, raw in zip(metas, capture.raws, strict=True)
-        if m.path.name not in missing and not _vignetting_plausible(m, raw.shape)
-    ]
-    if missing or cropped:
-        if missing:
-            name, what = next(iter(missing.items()))
-            why = (
-                f"{name}{' and other band files' if len(missing) > 1 else ''} lack the camera "
-                f"metadata that turns raw numbers into light ({', '.join(what)})."
-            )
-        else:
-            why = (
-                f"{cropped[0]} looks cropped or resized (its lens centre is far from the image "
-                "centre and no crop position is recorded), so the lens fall-off cannot be undone."
-            )
+    why = _why_not_calibratable(capture, metas)
+    if why:
         if panel is not None or options.method != "auto":
             raise InputError(
                 f"Cannot calibrate this capture: {why} Use the camera's original band files."
@@ -626,26 +692,7 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
     dls_panel = {b: dls_irradiance(pm) for b, pm in panel_metas.items()} if panel_metas else {}
     has_dls_panel = bool(dls_panel) and all(dls_panel.get(b) for b in capture.names)
 
-    method = options.method
-    if method == "auto":
-        if panel_e is not None and has_dls and has_dls_panel:
-            method = "panel+dls"
-        elif panel_e is not None:
-            method = "panel"
-        elif has_dls:
-            method = "dls"
-        else:
-            method = "radiance"
-    if method == "dls" and not has_dls:
-        raise InputError(
-            "--calibration dls needs the light sensor's readings with the capture's GPS position "
-            "and time in every band file; these band files do not have them all."
-        )
-    if method == "panel+dls" and not (has_dls and has_dls_panel):
-        raise InputError(
-            "--calibration panel+dls needs light sensor readings in both the panel capture and "
-            "this one; use --calibration panel."
-        )
+    method = _method(options.method, panel_e is not None, has_dls, has_dls_panel)
     if method == "panel+dls":
         change = [dls_e[b] / dls_panel[b] for b in capture.names]  # type: ignore[operator]
         lo, hi = min(change), max(change)
@@ -665,24 +712,7 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
         elif method == "dls":
             irradiance[b] = dls_e[b]  # type: ignore[assignment]
 
-    bands_info: dict[str, dict[str, Any]] = {}
-    for m in metas:
-        row: dict[str, Any] = {
-            "exposure_ms": round(m.exposure_s * 1000, 4),  # type: ignore[operator]
-            "gain": m.gain,
-            "black_level": m.black_level,
-        }
-        if dls_e.get(m.band) is not None:
-            row["dls_irradiance"] = round(dls_e[m.band], 5)  # type: ignore[arg-type]
-        if panel_e is not None:
-            row["panel_irradiance"] = round(panel_e[m.band], 5)
-        if dls_panel.get(m.band):
-            row["dls_irradiance_at_panel"] = round(dls_panel[m.band], 5)  # type: ignore[arg-type]
-        if dls_panel.get(m.band) and dls_e.get(m.band) is not None:
-            row["light_change"] = round(dls_e[m.band] / dls_panel[m.band], 4)  # type: ignore[operator]
-        if m.band in irradiance:
-            row["irradiance"] = round(irradiance[m.band], 5)
-        bands_info[m.band] = row
+    bands_info = {m.band: _band_info(m, dls_e, panel_e, dls_panel, irradiance) for m in metas}
 
     if method == "radiance":
         warning = UNCALIBRATED.format(
@@ -722,17 +752,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
         "bands": bands_info,
     }
     if panel_info is not None:
-        if capture.facts and metas[0].taken_at and panel_metas:
-            pm = next(iter(panel_metas.values()))
-            if pm.taken_at:
-                gap = (metas[0].taken_at - pm.taken_at).total_seconds()
-                panel_info["seconds_before_capture"] = round(gap, 1)
-                if abs(gap) > 2 * 3600:
-                    warnings.append(
-                        f"The panel capture was taken {abs(gap) / 3600:.1f} h "
-                        f"{'before' if gap > 0 else 'after'} this capture: the light may have "
-                        "changed in between."
-                    )
+        if capture.facts and panel_metas:
+            warnings += _panel_gap(metas[0], next(iter(panel_metas.values())), panel_info)
         info["panel"] = panel_info
     result = Result(arrays, info, warnings)
     _height_above_ground(result, metas, panel_metas)

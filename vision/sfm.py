@@ -39,6 +39,7 @@ ATTITUDE_MAX_ERROR_M = 5.0  # autopilot-attitude placement is used when it is th
 
 
 def load_pycolmap():
+    """The pycolmap module; a KhetError that says how to install it when missing."""
     try:
         import pycolmap
     except ImportError:
