@@ -73,6 +73,7 @@ def read_mask(root: Path, image_id: int) -> np.ndarray:
 
 
 def image_ids(root: Path) -> list[int]:
+    """The image numbers of a CWFID copy, sorted."""
     root = _check(root)
     return sorted(int(p.name[:3]) for p in (root / "images").glob("*_image.png"))
 

@@ -62,6 +62,7 @@ def parse_class_map(text: str) -> dict[str, str]:
 
 
 def check_class_map(mapping: Mapping[str, str]) -> dict[str, str]:
+    """The label-to-class mapping, checked: every target is a Khet class and it is not empty."""
     bad = sorted({c for c in mapping.values() if c not in CLASS_NAMES})
     if bad:
         raise InputError(
@@ -178,10 +179,3 @@ def load(
     """(image H x W x 3 uint8, mask H x W class indices) of one labeled image."""
     image = read_image(item.image)
     return image, read_labels(item.labels, image.shape[:2], class_map, background)
-
-
-def class_shares(mask: np.ndarray) -> dict[str, float]:
-    """Share of labeled pixels per class (unlabeled pixels left out)."""
-    counts = np.bincount(mask.ravel(), minlength=256)[: len(CLASS_NAMES)].astype(float)
-    total = counts.sum() or 1.0
-    return {n: float(c / total) for n, c in zip(CLASS_NAMES, counts, strict=True)}

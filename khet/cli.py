@@ -27,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `khet` argument parser with every part's subcommands."""
     parser = _Parser(
         prog="khet",
         description="Drone field monitoring: crop, weed and vigour maps from drone imagery.",
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `khet`; the exit code (2 for a KhetError, printed without a traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

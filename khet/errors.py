@@ -2,7 +2,8 @@
 
 Messages are written for a farmer or an extension worker: what is wrong and what to do, in one
 line, without jargon where it can be avoided. The CLI prints them and exits 2; the service turns
-them into 4xx JSON with `status_code`.
+them into 4xx JSON through its own table of status codes (service/errors.py): nothing here knows
+of HTTP.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 class KhetError(Exception):
     """Something the user can fix: bad input, a missing band, an unwritable folder."""
 
-    status_code = 400
     code = "bad_request"
 
     def __init__(self, message: str) -> None:
@@ -25,7 +25,6 @@ class KhetError(Exception):
 class InputError(KhetError):
     """The imagery cannot be used: not an image, damaged, too large, an unsupported pixel type."""
 
-    status_code = 422
     code = "bad_input"
 
 
@@ -38,40 +37,34 @@ class BandError(InputError):
 class ModelError(KhetError):
     """A model bundle is missing, damaged, or of a format this version cannot run."""
 
-    status_code = 422
     code = "bad_model"
 
 
 class OutputError(KhetError):
     """Results cannot be written: folder not writable, disk full."""
 
-    status_code = 507
     code = "cannot_write"
 
 
 class NotFoundError(KhetError):
     """Not there, or not yours: the service answers both the same way so ids cannot be probed."""
 
-    status_code = 404
     code = "not_found"
 
 
 class AuthError(KhetError):
     """Not logged in or the token is wrong."""
 
-    status_code = 401
     code = "unauthorized"
 
 
 class ConflictError(KhetError):
     """The request clashes with what is stored (a duplicate name, a job already running)."""
 
-    status_code = 409
     code = "conflict"
 
 
 class TooLargeError(KhetError):
     """An upload or image over the configured limit."""
 
-    status_code = 413
     code = "too_large"

@@ -48,11 +48,21 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    """The settings from KHET_* environment variables, read once per process."""
     return Settings()
 
 
 def apply_gdal_env(settings: Settings | None = None) -> None:
-    """Bound GDAL's block cache before any raster opens; GDAL otherwise takes 5% of RAM."""
+    """Bound GDAL's block cache; GDAL otherwise takes 5% of RAM. No directory listing on open.
+
+    Process-wide GDAL settings through rasterio (`set_gdal_config`: seen by every thread, unlike
+    a `rasterio.Env` block, and effective even after a raster was opened), not environment
+    variables that child processes would inherit. A GDAL environment variable the user set wins."""
+    from rasterio.env import set_gdal_config
+
     s = settings or get_settings()
-    os.environ.setdefault("GDAL_CACHEMAX", str(s.gdal_cache_mb))
-    os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+    if "GDAL_CACHEMAX" not in os.environ:
+        # rasterio sets GDAL_CACHEMAX with GDALSetCacheMax64: a number of bytes.
+        set_gdal_config("GDAL_CACHEMAX", s.gdal_cache_mb * 1024 * 1024)
+    if "GDAL_DISABLE_READDIR_ON_OPEN" not in os.environ:
+        set_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")

@@ -164,6 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `khet train`, `khet export` and `khet evaluate` to the parser."""
     p = subparsers.add_parser(
         "train",
         help="train a model on labeled real data, export and evaluate it",

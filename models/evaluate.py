@@ -101,6 +101,7 @@ def exg(rgb: np.ndarray) -> np.ndarray:
 
 
 def ndvi(red_nir: np.ndarray) -> np.ndarray:
+    """NDVI of tiles whose last axis is (red, nir), as float32."""
     red = red_nir[..., 0].astype(np.float32)
     nir = red_nir[..., 1].astype(np.float32)
     return (nir - red) / (nir + red + 1e-6)
@@ -149,6 +150,7 @@ def index_baseline(
 
 
 def onnx_session(path: Path, threads: int = 2) -> Any:
+    """An ONNX Runtime CPU session on a bundle, with `threads` threads."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -159,6 +161,7 @@ def onnx_session(path: Path, threads: int = 2) -> Any:
 
 
 def onnx_predict(session: Any, tiles: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Class probabilities of NCHW tiles from an ONNX session, in batches."""
     out = [
         session.run(["probs"], {"tiles": np.ascontiguousarray(tiles[i : i + batch])})[0]
         for i in range(0, len(tiles), batch)

@@ -73,6 +73,7 @@ def record_in_manifest(path: Path) -> None:
 
 
 def update_metadata(path: Path, meta: Mapping[str, str]) -> None:
+    """Set metadata properties of an ONNX file in place."""
     import onnx
 
     m = onnx.load_model(str(path))
@@ -81,6 +82,7 @@ def update_metadata(path: Path, meta: Mapping[str, str]) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata properties; ModelError when it is not an ONNX model."""
     import onnx
 
     try:

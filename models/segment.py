@@ -125,6 +125,7 @@ def split_images(
 
 
 def load(data: Path, class_map: Mapping[str, str], stems: Sequence[str]) -> list[Labeled]:
+    """The labeled images named by `stems`, with their masks in Khet's classes."""
     items = {i.stem: i for i in labelme.find_images(data)}
     out = []
     for s in stems:
@@ -601,6 +602,7 @@ def _validate(model: Any, images: list[Labeled], cfg: SegConfig) -> float:
 
 
 def bundle_metadata(cfg: SegConfig, extra: Mapping[str, Any]) -> dict[str, str]:
+    """The metadata a segmentation bundle carries (classes, bands, GSD range, metrics)."""
     lo, hi = cfg.native_gsd * 0.8, cfg.native_gsd * max(FACTORS)
     return {
         "khet_format": "2",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -82,6 +81,7 @@ _DEFAULT_SCALE = {"cwfid": 1.0, "carrot_weed": 0.5, "geotiff": 1.0}
 
 
 def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
+    """Tiles and splits of a training run, loaded and checked before any training."""
     from khet.datasets import splits
 
     data = Path(cfg.data)
@@ -240,6 +240,7 @@ def _band_stats(tiles: np.ndarray, seed: int) -> tuple[list[float], list[float]]
 
 
 def predict_torch(model: Any, tiles: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Class probabilities of NCHW tiles from a torch model, in batches."""
     import torch
 
     model.eval()
@@ -386,6 +387,7 @@ def _train_model(cfg: TrainConfig, prep: Prepared, log: Log) -> tuple[Any, dict[
 
 
 def bundle_metadata(cfg: TrainConfig, prep: Prepared, info: dict[str, Any]) -> dict[str, str]:
+    """The metadata a tile-classifier bundle carries (classes, bands, GSD, data, metrics)."""
     from khet.datasets.tiles import label_rule_text
     from khet.vision.bundle import BundleInfo, ClassInfo
 
@@ -482,7 +484,3 @@ def save_checkpoint(
         path,
     )
     return path
-
-
-def describe_env() -> str:
-    return f"Python {platform.python_version()}, {platform.machine()}"

@@ -15,6 +15,7 @@ import sys
 
 
 def register(subparsers) -> None:
+    """Add `khet serve`, `khet worker`, `khet user` and `khet token` to the parser."""
     p = subparsers.add_parser(
         "serve",
         help="Run the web service with an embedded worker",

@@ -60,4 +60,5 @@ class ServiceSettings(BaseSettings):
 
 
 def service_settings() -> ServiceSettings:
+    """The service's settings from KHET_* environment variables."""
     return ServiceSettings()

@@ -39,11 +39,9 @@ from sqlalchemy.orm import (
 
 from khet.settings import Settings, get_settings
 
-ROLES = ("farmer", "extension", "admin")
-JOB_STATES = ("queued", "running", "done", "failed")
-
 
 def now() -> datetime:
+    """The current time in UTC, timezone-aware."""
     return datetime.now(UTC)
 
 
@@ -64,7 +62,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # farmer, extension or admin
     password_hash: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=now)
@@ -215,6 +213,7 @@ class Job(Base):
     flight_id: Mapped[int] = mapped_column(
         ForeignKey("flights.id", ondelete="CASCADE"), unique=True, index=True
     )
+    # queued, running, done or failed
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(200))  # e.g. "placing frame 37 of 167"
@@ -276,12 +275,14 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 def dispose_engines() -> None:
+    """Close every database engine's connections (tests, forked workers)."""
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
 
 
 def sessionmaker_for(settings: Settings | None = None) -> sessionmaker[Session]:
+    """A session factory on the configured database."""
     return sessionmaker(get_engine(settings), expire_on_commit=False)
 
 

@@ -37,11 +37,11 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 class ForbiddenError(KhetError):
     """The role does not allow this action (never used to hide another tenant's data)."""
 
-    status_code = 403
     code = "forbidden"
 
 
 def get_db() -> Iterator[Session]:
+    """A database session for one request, closed after it."""
     session = sessionmaker_for()()
     try:
         yield session
@@ -121,6 +121,7 @@ def current_user_optional(request: Request, db: DB) -> User | None:
 
 
 def current_user(request: Request, db: DB) -> User:
+    """The user of a request (API token or session cookie); AuthError when none."""
     user = _user_from_request(request, db)
     if user is None:
         raise AuthError("Log in first, or send an API token (Authorization: Bearer <token>).")
@@ -131,6 +132,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 def require_admin(user: CurrentUser) -> User:
+    """The current user when an administrator, else ForbiddenError."""
     if user.role != "admin":
         raise ForbiddenError("Only an administrator can do this.")
     return user
@@ -165,6 +167,7 @@ def can_edit(user: User, farm: Farm) -> bool:
 
 
 def get_farm(db: Session, user: User, farm_id: int) -> Farm:
+    """A farm the user may see; NotFoundError otherwise (also when it is someone else's)."""
     farm = db.scalar(visible_farms(user).where(Farm.id == farm_id))
     if farm is None:
         raise NotFoundError("No such farm.")
@@ -172,6 +175,7 @@ def get_farm(db: Session, user: User, farm_id: int) -> Farm:
 
 
 def get_field(db: Session, user: User, field_id: int) -> Field:
+    """A field the user may see; NotFoundError otherwise (also when it is someone else's)."""
     field = db.scalar(
         select(Field).where(Field.id == field_id).where(farm_visible(user, Field.farm_id))
     )

@@ -459,6 +459,7 @@ MESSAGES: dict[str, dict[str, str]] = {"en": EN, "ur": UR}
 
 
 def pick_language(value: str | None) -> str:
+    """The language code if Khet speaks it, else English."""
     return value if value in MESSAGES else "en"
 
 

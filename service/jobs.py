@@ -78,14 +78,17 @@ def get_huey(settings: Settings | None = None, svc: ServiceSettings | None = Non
 
 
 def enqueue(job_id: int, settings: Settings | None = None) -> None:
+    """Queue the analysis job with this id."""
     get_huey(settings)._khet_task(job_id)
 
 
 def enqueue_web_copies(flight_id: int, settings: Settings | None = None) -> None:
+    """Queue the making of a flight's web map copies."""
     get_huey(settings)._khet_copies(flight_id)
 
 
 def queue_ok(settings: Settings | None = None) -> bool:
+    """Whether the job queue answers."""
     huey = get_huey(settings)
     try:
         huey.pending_count()
@@ -543,6 +546,7 @@ def beat(name: str) -> None:
 
 
 def worker_alive(svc: ServiceSettings | None = None) -> bool:
+    """Whether a job worker's heartbeat is recent."""
     svc = svc or service_settings()
     fresh = now() - timedelta(seconds=3 * svc.heartbeat_seconds + 5)
     with session_scope() as s:

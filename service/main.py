@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,8 +36,12 @@ farm, field, flight or upload is "not found" (404), never "forbidden".
 """
 
 
-def _problem(status: int, code: str, detail: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+def _problem(
+    status: int, code: str, detail: str, headers: Mapping[str, str] | None = None, **extra
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": code, "detail": detail, **extra}, status_code=status, headers=headers
+    )
 
 
 def served_app() -> FastAPI:
@@ -158,6 +163,7 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     if migrate:
         run_migrations()
     from khet.service.config import service_settings
+    from khet.service.errors import CHALLENGE, headers_for, status_for
     from khet.service.middleware import Hardening
 
     _import_what_requests_use()
@@ -175,9 +181,9 @@ def create_app(*, migrate: bool = True) -> FastAPI:
 
     @app.exception_handler(KhetError)
     async def khet_error(_: Request, exc: KhetError) -> JSONResponse:
-        resp = _problem(exc.status_code, exc.code, exc.message, **getattr(exc, "extra", {}))
-        resp.headers.update(getattr(exc, "headers", None) or {})
-        return resp
+        status = status_for(exc)
+        extra = getattr(exc, "extra", {})
+        return _problem(status, exc.code, exc.message, headers_for(exc, status), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -210,7 +216,11 @@ def create_app(*, migrate: bool = True) -> FastAPI:
                 f"The request body is larger than the {svc.max_body_kb} KB this service "
                 "accepts here (KHET_MAX_BODY_KB); send imagery as an upload."
             )
-        return _problem(exc.status_code, codes.get(exc.status_code, "error"), detail)
+        # The exception's headers go out with it: Allow on a 405, WWW-Authenticate on a 401.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers = {**CHALLENGE, **headers}
+        return _problem(exc.status_code, codes.get(exc.status_code, "error"), detail, headers)
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:

@@ -21,7 +21,6 @@ from khet.errors import KhetError
 
 
 class TooManyAttempts(KhetError):
-    status_code = 429
     code = "too_many_requests"
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -31,6 +30,7 @@ class TooManyAttempts(KhetError):
 
 
 def client_address(request: Request) -> str:
+    """The client's network address as the server sees it."""
     return (request.client.host if request.client else "") or "unknown"
 
 
@@ -66,6 +66,7 @@ def check_login_allowed(email: str, address: str) -> None:
 
 
 def record_login_failure(email: str, address: str) -> None:
+    """Count one failed login against the account and the address."""
     window = timedelta(minutes=service_settings().login_window_minutes)
     with sessionmaker_for()() as s:
         s.execute(delete(LoginFailure).where(LoginFailure.at < now() - window))

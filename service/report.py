@@ -49,6 +49,7 @@ def fmt_area(value: float | None, unit: str, t: Translator, total: float | None 
 
 
 def pct(share: float | None) -> str:
+    """A share (0 to 1) as a percentage for people: one decimal below 10%."""
     if share is None:
         return "–"
     p = share * 100
@@ -70,6 +71,7 @@ def latlon(location: object, t: Translator) -> str | None:
 
 
 def weed_share(summary: object) -> float | None:
+    """The share of the analysed area that is weed; None when the map has no weed class."""
     for c in dicts(mapping(summary).get("classes")):
         if c.get("name") == "weed":
             return num(c.get("share"), 0.0)
@@ -77,6 +79,7 @@ def weed_share(summary: object) -> float | None:
 
 
 def low_vigour_share(summary: object) -> float | None:
+    """The share of the crop with low vigour; None without vigour levels."""
     for lvl in dicts(mapping(mapping(summary).get("vigour")).get("levels")):
         if lvl.get("name") == "low":
             return num(lvl.get("share_of_crop"), 0.0)
@@ -440,11 +443,13 @@ def radiometry_status(summary: dict | None) -> str | None:
 
 
 def flight_date(flight) -> str:
+    """The day a flight was taken (else uploaded), as YYYY-MM-DD."""
     raw = flight.captured_at or (flight.created_at.isoformat() if flight.created_at else "")
     return str(raw)[:10]
 
 
 def load_zones(results: Path) -> dict | None:
+    """A flight's zones.geojson, or None when it is missing or unreadable."""
     try:
         return json.loads((results / "zones.geojson").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -457,6 +462,7 @@ def area_unit(summary: object) -> str:
 
 
 def build_report(flight, results: Path, t: Translator) -> Report:
+    """The report of one finished flight, in the translator's language."""
     summary = mapping(flight.summary)
     field_ = flight.field
     unit = area_unit(summary)
@@ -559,6 +565,7 @@ def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:
 
 
 def data_uri(path: Path, media: str = "image/png") -> str | None:
+    """A file as a data: URI (images embedded in the PDF), or None when unreadable."""
     try:
         return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
     except OSError:

@@ -41,10 +41,12 @@ def _hasher():
 
 
 def hash_password(password: str) -> str:
+    """A password's hash for storage (Argon2)."""
     return _hasher().hash(password)
 
 
 def verify_password(password: str, hashed: str | None) -> bool:
+    """Whether a password matches its stored hash; as slow when there is no hash."""
     if not hashed:
         _hasher().hash(password)  # same time whether or not the user exists
         return False
@@ -70,12 +72,15 @@ def check_password_strength(password: str, email: str = "") -> None:
 
 
 def new_token() -> str:
+    """A new random API token, with Khet's prefix."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def new_session_token() -> str:
+    """A new random session cookie value."""
     return secrets.token_urlsafe(32)
 
 
 def token_digest(token: str) -> str:
+    """The SHA-256 of a token as hex: what the database stores instead of the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

@@ -38,6 +38,7 @@ CHUNK = 1024 * 1024
 
 
 def data_dir(settings: Settings | None = None) -> Path:
+    """The service's data folder as an absolute path."""
     return _resolved(str((settings or get_settings()).data_dir), os.getcwd())
 
 
@@ -79,12 +80,14 @@ def strip_server_paths(value, settings: Settings | None = None):
 
 
 def upload_path(user_id: int, upload_id: str, settings: Settings | None = None) -> Path:
+    """Where an upload's bytes are kept while it is sent."""
     return data_dir(settings) / "uploads" / str(user_id) / upload_id
 
 
 def flight_dir(
     farm_id: int, field_id: int, flight_id: int, settings: Settings | None = None
 ) -> Path:
+    """A flight's folder: its imagery and its results."""
     return (
         data_dir(settings)
         / "farms"
@@ -131,11 +134,13 @@ def sniff(head: bytes) -> str | None:
 
 
 def sniff_file(path: Path) -> str | None:
+    """The image kind of a file from its first bytes, or None."""
     with open(path, "rb") as f:
         return sniff(f.read(16))
 
 
 def require_image(path: Path, filename: str) -> str:
+    """The image kind of an uploaded file; InputError when it is not an image Khet reads."""
     with open(path, "rb") as f:
         kind = sniff(f.read(16))
     if kind is None:
@@ -151,6 +156,7 @@ def result_name_ok(name: str) -> bool:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
+    """Put `src` at `dst` as a hard link, else as a copy renamed into place."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)

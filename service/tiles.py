@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import rasterio
 import rasterio.shutil
+from cachetools import LRUCache, cached
 from khet.service import storage
 from khet.service.config import service_settings
 from khet.service.db import Flight
@@ -55,7 +56,6 @@ ALIGNED_LEVELS = 5
 
 
 class NotGeoreferenced(KhetError):
-    status_code = 404
     code = "not_georeferenced"
 
 
@@ -181,7 +181,12 @@ def _web_cog(src: str, dest: Path, kind: str) -> None:
 
 def _display_vrt(source: Path, info: dict) -> str:
     """VRT XML: the imagery's display bands as 8 bits (stretched when the sensor is 16-bit), with
-    the upload's own mask (nodata, alpha or internal mask), for GDAL to warp into the web copy."""
+    the upload's own mask (nodata, alpha or internal mask), for GDAL to warp into the web copy.
+
+    Not GDAL's `vrt://` string (`bands=..&ot=Byte&scale_N=..`), tried: it has no way to carry a
+    mask band. An alpha band that is not a display band is then lost (no mask at all), and a
+    nodata value becomes a Byte nodata of 0, so a valid dark pixel stretched to 0 would be
+    transparent."""
 
     with rasterio.open(source) as ds:
         crs, t, w, h = ds.crs, ds.transform, ds.width, ds.height
@@ -276,34 +281,14 @@ class _ReaderPool:
 READERS = _ReaderPool()
 
 
-class _TileCache:
-    """Rendered PNGs of recent tiles, keyed by file, its mtime and the tile (results never change
-    in place: a re-run renames a new folder in, which changes the mtime). KHET_TILE_CACHE tiles,
-    0 turns it off."""
-
-    def __init__(self) -> None:
-
-        self.size = service_settings().tile_cache
-        self.items: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple) -> tuple[bytes, str] | None:
-        with self.lock:
-            png = self.items.get(key)
-            if png is not None:
-                self.items.move_to_end(key)
-            return png
-
-    def put(self, key: tuple, png: tuple[bytes, str]) -> None:
-        if self.size <= 0:
-            return
-        with self.lock:
-            self.items[key] = png
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
+def _tile_key(path: Path, mtime: int, opts: dict, z: int, x: int, y: int, fmt: str) -> tuple:
+    return (str(path), mtime, repr(opts), z, x, y, fmt)
 
 
-TILE_CACHE = _TileCache()
+# Rendered tiles of recent requests, keyed by file, its mtime and the tile (results never change
+# in place: a re-run renames a new folder in, which changes the mtime). KHET_TILE_CACHE tiles;
+# 0 turns it off (a tile is then too large for the cache, and cachetools keeps nothing).
+TILE_CACHE: LRUCache[tuple, tuple[bytes, str]] = LRUCache(service_settings().tile_cache)
 
 
 def render_tile(
@@ -316,13 +301,14 @@ def render_tile(
         mtime = path.stat().st_mtime_ns
     except OSError:
         raise NotFoundError("This layer is not there (the flight may have been deleted).") from None
-    key = (str(path), mtime, repr(opts), z, x, y, fmt)
-    cached = TILE_CACHE.get(key)
-    if cached is not None:
-        return cached
-    tile = _render_tile(path, opts, z, x, y, fmt)
-    TILE_CACHE.put(key, tile)
-    return tile
+    return _cached_tile(path, mtime, opts, z, x, y, fmt)
+
+
+@cached(TILE_CACHE, key=_tile_key, lock=threading.Lock())
+def _cached_tile(
+    path: Path, mtime: int, opts: dict, z: int, x: int, y: int, fmt: str
+) -> tuple[bytes, str]:
+    return _render_tile(path, opts, z, x, y, fmt)
 
 
 PNG, JPEG = "image/png", "image/jpeg"
@@ -340,28 +326,23 @@ def _encode_rgb(rgb, mask, fmt: str) -> tuple[bytes, str]:
     return cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes(), PNG
 
 
+def _palette_key(colormap: dict, name: str | None = None) -> object:
+    return name or tuple(sorted((int(k), tuple(v)) for k, v in colormap.items()))
+
+
+@cached(LRUCache(64), key=_palette_key, lock=threading.Lock())
 def _palette(colormap: dict, name: str | None = None) -> tuple[bytes, bytes, bool]:
     """A colour map as a PNG palette: (RGB entries, alpha entries, whether value 255 was a
     colour). Entry 255 is made transparent and stands for no data. Kept: a named colour map is
     the same on every tile (an embedded one, a few classes, is keyed by its entries)."""
 
-    key = name or tuple(sorted((int(k), tuple(v)) for k, v in colormap.items()))
-    pal = _PALETTES.get(key)
-    if pal is None:
-        lut = np.zeros((256, 4), np.uint8)
-        for k, v in colormap.items():
-            if 0 <= int(k) < 256:
-                lut[int(k)] = v
-        clamp = bool(lut[255, 3] > 0)
-        lut[255] = 0
-        pal = (lut[:, :3].tobytes(), lut[:, 3].tobytes(), clamp)
-        if len(_PALETTES) > 64:
-            _PALETTES.clear()
-        _PALETTES[key] = pal
-    return pal
-
-
-_PALETTES: dict = {}
+    lut = np.zeros((256, 4), np.uint8)
+    for k, v in colormap.items():
+        if 0 <= int(k) < 256:
+            lut[int(k)] = v
+    clamp = bool(lut[255, 3] > 0)
+    lut[255] = 0
+    return lut[:, :3].tobytes(), lut[:, 3].tobytes(), clamp
 
 
 def _colorize(img, colormap, name: str | None = None) -> bytes:
@@ -413,6 +394,7 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
 
 
 def tilejson(path: Path, tiles_url: str, name: str) -> dict:
+    """TileJSON 3.0 of a layer: its bounds, zooms and tile URL."""
     with READERS.open(path) as reader:
         west, south, east, north = reader.get_geographic_bounds(reader.tms.rasterio_geographic_crs)
         minzoom, maxzoom = reader.minzoom, reader.maxzoom
@@ -431,6 +413,7 @@ def tilejson(path: Path, tiles_url: str, name: str) -> dict:
 
 
 def point_values(path: Path, lon: float, lat: float) -> float | int | None:
+    """A layer's value at a longitude and latitude; None outside it or on no data."""
 
     with READERS.open(path) as reader:
         try:

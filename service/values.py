@@ -40,8 +40,10 @@ def dicts(value: object) -> list[dict]:
 
 
 def mapping(value: object) -> dict:
+    """The value if it is a dict, else an empty dict."""
     return value if isinstance(value, dict) else {}
 
 
 def text(value: object) -> str | None:
+    """The value if it is a string, else None."""
     return value if isinstance(value, str) else None

@@ -227,11 +227,9 @@ def _fields(data: bytes):
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, as hex (read in chunks, not whole into memory)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Bundle:
@@ -319,5 +317,6 @@ def default_models_dir() -> Path:
 
 
 def list_bundles(models_dir: Path | None = None) -> list[Path]:
+    """The model bundles (.onnx) in the models folder, sorted."""
     d = models_dir or default_models_dir()
     return sorted(p for p in d.glob("*.onnx") if p.is_file())

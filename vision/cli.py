@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `khet analyze` and `khet mosaic` to the parser."""
     p = sub.add_parser(
         "analyze",
         help="turn drone imagery into a field map",
@@ -109,6 +110,7 @@ def _progress(enabled: bool, what: str = "analyzing"):
 
 
 def run_mosaic(args: argparse.Namespace) -> int:
+    """`khet mosaic`: mosaic a flight's frames into an orthomosaic GeoTIFF."""
     from khet.vision.mosaic import mosaic
 
     if args.out.suffix.lower() not in {".tif", ".tiff"}:
@@ -139,6 +141,7 @@ def run_mosaic(args: argparse.Namespace) -> int:
 
 
 def mosaic_line(s: dict, out: Path) -> str:
+    """The one line `khet mosaic` prints about the orthomosaic it wrote."""
     left = f", {s['left_out']} left out (see --json)" if s["left_out"] else ""
     gps = (
         f", {s['placed_by_gps_attitude']} by GPS and attitude"
@@ -153,6 +156,7 @@ def mosaic_line(s: dict, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`khet analyze`: imagery to a field map."""
     from khet.vision import radiometry
     from khet.vision.pipeline import analyze
 

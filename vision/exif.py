@@ -6,15 +6,18 @@ packet, which is small text inside the file's first megabytes.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
+from PIL.ExifTags import GPS, IFD, Base
 
-_GPS_IFD = 0x8825
-_EXIF_IFD = 0x8769
+log = logging.getLogger("khet.vision.exif")
 _XMP_TAGS = (b"<x:xmpmeta", b"</x:xmpmeta>")
 
 
@@ -59,6 +62,20 @@ def _dms(value, ref) -> float | None:
     return -v if str(ref).strip().upper() in {"S", "W"} else v
 
 
+def _text(value: Any) -> str | None:
+    """An EXIF text tag without its padding; None when empty."""
+    return (str(value).strip("\x00 ") or None) if value else None
+
+
+def exif_datetime(value: Any) -> datetime | None:
+    """An EXIF date and time ("YYYY:MM:DD HH:MM:SS", no time zone) as a naive datetime; None
+    when absent or not in that form."""
+    try:
+        return datetime.strptime(str(value).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return None
+
+
 def _xmp(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(4 << 20)
@@ -88,36 +105,37 @@ def read_camera_facts(path: Path) -> CameraFacts:
                     exif.load(im.info["exif"])
             else:
                 exif = im.getexif()
-            gps = exif.get_ifd(_GPS_IFD)
-            sub = exif.get_ifd(_EXIF_IFD)
+            gps = exif.get_ifd(IFD.GPSInfo)
+            sub = exif.get_ifd(IFD.Exif)
     except Exception:  # Pillow cannot read every TIFF variant; EXIF is optional
         return facts
     if gps:
-        facts.latitude = _dms(gps.get(2), gps.get(1, "N"))
-        facts.longitude = _dms(gps.get(4), gps.get(3, "E"))
-        alt = gps.get(6)
+        facts.latitude = _dms(gps.get(GPS.GPSLatitude), gps.get(GPS.GPSLatitudeRef, "N"))
+        facts.longitude = _dms(gps.get(GPS.GPSLongitude), gps.get(GPS.GPSLongitudeRef, "E"))
+        alt = gps.get(GPS.GPSAltitude)
         if alt is not None:
+            below = gps.get(GPS.GPSAltitudeRef) in (1, b"\x01")  # below sea level
             try:
-                facts.altitude_m = float(alt) * (-1 if gps.get(5) in (1, b"\x01") else 1)
+                facts.altitude_m = float(alt) * (-1 if below else 1)
             except (TypeError, ValueError):
                 pass
-    facts.make = (str(exif.get(271)).strip("\x00 ") or None) if exif.get(271) else None
-    facts.model = (str(exif.get(272)).strip("\x00 ") or None) if exif.get(272) else None
-    facts.orientation = int(exif[274]) if 274 in exif else None
-    taken = sub.get(36867) or exif.get(306)
+    facts.make = _text(exif.get(Base.Make))
+    facts.model = _text(exif.get(Base.Model))
+    facts.orientation = int(exif[Base.Orientation]) if Base.Orientation in exif else None
+    taken = sub.get(Base.DateTimeOriginal) or exif.get(Base.DateTime)
     facts.taken_at = str(taken) if taken else None
-    fl = sub.get(37386)
+    fl = sub.get(Base.FocalLength)
     if fl is not None:
         try:
             facts.focal_length_mm = float(fl)
         except (TypeError, ValueError):
             pass
-    f35 = sub.get(41989)
+    f35 = sub.get(Base.FocalLengthIn35mmFilm)
     try:
         facts.focal_length_35mm = float(f35) if f35 and float(f35) > 0 else None
     except (TypeError, ValueError):
         pass
-    fpx, unit = sub.get(41486), sub.get(41488)
+    fpx, unit = sub.get(Base.FocalPlaneXResolution), sub.get(Base.FocalPlaneResolutionUnit)
     mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(int(unit) if unit else 2)
     try:
         if fpx and float(fpx) > 0 and mm_per_unit:
@@ -163,8 +181,16 @@ def _xmp_float(xmp: str, key: str) -> float | None:
     try:
         f = float(v)
     except ValueError:
+        f = math.nan
+    if not math.isfinite(f):
+        _not_a_number(key, v)
         return None
-    return f if f == f and abs(f) != float("inf") else None
+    return f
+
+
+def _not_a_number(key: str, value: str) -> None:
+    """A damaged or odd XMP number is left out, with a warning: it must not stop the analysis."""
+    log.warning("The XMP value %s=%r is not a number; it is ignored.", key, value[:40])
 
 
 # -- XMP helpers for other modules (radiometry reads MicaSense calibration from the XMP) --------
@@ -203,5 +229,8 @@ def xmp_floats(xmp: str, key: str) -> list[float] | None:
     try:
         out = [float(i) for i in items if i.strip()]
     except ValueError:
+        out = [math.nan]
+    if not all(math.isfinite(f) for f in out):
+        _not_a_number(key, ",".join(i.strip() for i in items))
         return None
-    return out if out and all(math.isfinite(f) for f in out) else None
+    return out or None

@@ -48,10 +48,6 @@ class FlightFrame:
         return self.facts.relative_altitude_m
 
     @property
-    def has_attitude(self) -> bool:
-        return self.attitude is not None
-
-    @property
     def attitude(self) -> tuple[float, float, float] | None:
         """Yaw, pitch and roll from the autopilot, in degrees, when all three are recorded."""
         f = self.facts
@@ -76,10 +72,6 @@ class FlightFrame:
 class Flight:
     frames: list[FlightFrame]
     left_out: dict[str, str]  # frame name -> why it is not in the mosaic
-
-    @property
-    def multispectral(self) -> bool:
-        return any(len(f.files) > 1 for f in self.frames)
 
 
 def list_captures(inputs: str | Path | Sequence[str | Path]) -> list[list[Path]]:
@@ -109,6 +101,7 @@ def is_frame_capture(files: Sequence[Path]) -> bool:
 
 
 def is_flight_captures(captures: Sequence[Sequence[Path]]) -> bool:
+    """Whether the captures are two or more camera frames: a flight to mosaic."""
     return len(captures) > 1 and all(is_frame_capture(c) for c in captures)
 
 

@@ -50,6 +50,7 @@ FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
 
 
 def from_user(metres: float) -> Gsd:
+    """A ground sample distance stated by the user (--gsd), in metres per pixel."""
     return Gsd(metres=metres, source="user", detail="stated with --gsd")
 
 

@@ -83,10 +83,12 @@ VIGOUR_ORDER = ("ndvi", "gndvi", "ndre", "vari", "gli", "exg")
 
 
 def available(bands: Sequence[str]) -> list[Index]:
+    """The indices the bands allow."""
     return [i for i in INDICES if all(b in bands for b in i.bands)]
 
 
 def needed_bands(indices: Sequence[Index]) -> list[str]:
+    """The bands the indices read, each once, in order of first use."""
     out: list[str] = []
     for i in indices:
         out.extend(b for b in i.bands if b not in out)
@@ -94,6 +96,7 @@ def needed_bands(indices: Sequence[Index]) -> list[str]:
 
 
 def vigour_index(indices: Sequence[Index]) -> Index | None:
+    """The index crop vigour is judged by, the first of VIGOUR_ORDER available."""
     names = {i.name for i in indices}
     for n in VIGOUR_ORDER:
         if n in names:

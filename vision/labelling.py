@@ -186,6 +186,7 @@ class IndexRule(Labeller):
 
 
 def labeller_for(plan: Plan, grid: Grid, to_model: Callable | None) -> Labeller:
+    """The labeller of a plan: a model, the crop-row rule or the index rule."""
     if plan.method == "model":
         assert to_model is not None
         return (Segmenter if plan.segmentation else TileClassifier)(plan, grid, to_model)

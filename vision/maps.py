@@ -143,6 +143,7 @@ def clip_mask(geometry: dict, scene: Scene, grid: Grid, zoom: float = 1.0) -> np
 def vigour_grid(
     classes: np.ndarray, cell_index: np.ndarray, crop_id: int | None, index_pos: int | None
 ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Vigour levels of the crop cells from their index values, and their legend."""
     out = np.full(classes.shape, NODATA_CLASS, np.uint8)
     if crop_id is None or index_pos is None:
         return out, {}

@@ -386,6 +386,7 @@ class OutputGrid:
 
 
 def output_grid(feet: Sequence[Footprint | None], gsd: float) -> OutputGrid:
+    """The orthomosaic's grid: the frames' ground footprints at `gsd`, snapped to it."""
     boxes = np.array([f.bbox for f in feet if f is not None])
     x0 = math.floor(boxes[:, 0].min() / gsd) * gsd
     y0 = math.floor(boxes[:, 1].min() / gsd) * gsd

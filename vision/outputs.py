@@ -98,6 +98,7 @@ class Staging:
 
 @contextmanager
 def staging(out_dir: Path) -> Iterator[Staging]:
+    """Write outputs in a staging folder; on any error discard it (OutputError for a write)."""
     st = Staging(out_dir)
     try:
         yield st

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -312,7 +311,9 @@ def _classify(
             nodata=vi.NODATA,
         )
         for i, idx in enumerate(index_list, start=1):
-            scratch.set_band_description(i, idx.name)
+            # Carried into each index COG (see _single_band_cog).
+            scratch.set_band_description(i, idx.title)
+            scratch.update_tags(i, index=idx.name, formula=idx.formula)
     index_row = (
         _IndexRow(grid, step, scene.dtype, index_list, idx_bands, stats, scratch, cell_index)
         if index_list
@@ -413,28 +414,12 @@ def _index_cogs(pool: ThreadPoolExecutor, result: CellMaps, index_list: list[vi.
 
 
 def _single_band_cog(scratch: Path, band: int, dest: Path, idx: vi.Index) -> None:
-    """One band of the scratch raster as its own COG, through a band-subset VRT (no copy)."""
+    """One band of the scratch raster as its own COG, through GDAL's `vrt://` band subset (no
+    copy): its description, metadata, nodata and georeference come along."""
     import rasterio
 
-    with rasterio.open(scratch) as src, rasterio.open(_band_vrt(src, band, idx)) as one:
+    with rasterio.open(f"vrt://{scratch}?bands={band}") as one:
         cog_from(one, dest, resampling="average", nodata=vi.NODATA)
-
-
-def _band_vrt(src, band: int, idx: vi.Index) -> str:
-    """GDAL opens VRT XML given in place of a file name."""
-    t = src.transform
-    gt = f"{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}"
-    srs = f"<SRS>{escape(src.crs.to_wkt())}</SRS>" if src.crs else ""
-    return (
-        f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">{srs}'
-        f"<GeoTransform>{gt}</GeoTransform>"
-        f'<Metadata><MDI key="index">{idx.name}</MDI><MDI key="formula">{escape(idx.formula)}</MDI>'
-        f"</Metadata>"
-        f'<VRTRasterBand dataType="Float32" band="1"><Description>{idx.title}</Description>'
-        f"<NoDataValue>{vi.NODATA}</NoDataValue>"
-        f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(src.name)}</SourceFilename>'
-        f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
-    )
 
 
 def _model_converter(

@@ -122,10 +122,12 @@ def product_of(name: str) -> Product | None:
 
 
 def is_result(name: str) -> bool:
+    """Whether a file name is one of the field map's outputs."""
     return product_of(name) is not None
 
 
 def media_type(name: str) -> str:
+    """The media type of an output file, by its name."""
     p = product_of(name)
     return p.media_type if p else "application/octet-stream"
 

@@ -31,6 +31,7 @@ below of panels whose calibration is published.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -41,11 +42,19 @@ from typing import Any
 
 import cv2
 import numpy as np
-from khet.vision.exif import CameraFacts, read_xmp, xmp_float, xmp_floats, xmp_value
+from khet.vision.exif import (
+    CameraFacts,
+    exif_datetime,
+    read_xmp,
+    xmp_float,
+    xmp_floats,
+    xmp_value,
+)
 from PIL import Image
 
 from khet.errors import InputError, KhetError
 
+log = logging.getLogger("khet.vision.radiometry")
 METHODS = ("auto", "panel+dls", "panel", "dls", "none")
 
 # Panels whose per-band reflectance is published. RP02-1603036-SC is the panel in the shared
@@ -242,11 +251,11 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
     if scale is None:
         scale = 0.01 if xmp_value(xmp, "Camera:HorizontalIrradiance") is not None else 1.0
     irr = xmp_float(xmp, "Camera:Irradiance") or xmp_float(xmp, "DLS:SpectralIrradiance")
-    m.spectral_irradiance = irr * scale if irr and irr > 0 else None
-    direct = xmp_float(xmp, "Camera:DirectIrradiance")
-    scattered = xmp_float(xmp, "Camera:ScatteredIrradiance")
-    if direct and scattered and direct > 0 and scattered > 0:
-        m.direct_irradiance, m.scattered_irradiance = direct * scale, scattered * scale
+    m.spectral_irradiance = _irradiance(irr, scale)
+    direct = _irradiance(xmp_float(xmp, "Camera:DirectIrradiance"), scale)
+    scattered = _irradiance(xmp_float(xmp, "Camera:ScatteredIrradiance"), scale)
+    if direct and scattered:
+        m.direct_irradiance, m.scattered_irradiance = direct, scattered
     pose = [xmp_float(xmp, f"DLS:{k}") for k in ("Yaw", "Pitch", "Roll")]
     if all(v is not None for v in pose):
         m.dls_pose = (pose[0], pose[1], pose[2])  # type: ignore[assignment]
@@ -263,11 +272,27 @@ def read_band_meta(path: Path, band: str, facts: CameraFacts | None = None) -> B
     return m
 
 
+def _irradiance(value: float | None, scale: float) -> float | None:
+    """A light-sensor reading in W/m^2/nm; None when absent, or when no daylight gives it (a
+    damaged number would otherwise turn the reflectance to zeros or infinities)."""
+    if value is None or value <= 0:
+        return None
+    e = value * scale
+    if not IRRADIANCE_RANGE[0] <= e <= IRRADIANCE_RANGE[1]:
+        log.warning("A light-sensor reading of %g W/m^2/nm is not daylight; it is ignored.", e)
+        return None
+    return e
+
+
+# Spectral irradiance a light sensor can read: full sun gives about 2 W/m^2/nm in the visible
+# and near infrared; far below the range, a reading is noise.
+IRRADIANCE_RANGE = (1e-6, 10.0)
+
+
 def _capture_time(original: Any, subsec: Any) -> datetime | None:
     """DateTimeOriginal + SubSecTime; MicaSense cameras keep their clock in UTC (GPS time)."""
-    try:
-        t = datetime.strptime(str(original).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except (TypeError, ValueError):
+    t = exif_datetime(original)
+    if t is None:
         return None
     digits = re.sub(r"\D", "", str(subsec or ""))
     if digits:
@@ -291,7 +316,14 @@ def vignetting(m: BandMeta, shape: tuple[int, int]) -> np.ndarray:
     poly += 1.0
     if not np.isfinite(poly).all() or poly.min() <= 0:
         raise ValueError("the vignetting polynomial is not positive over the image")
+    # A lens loses a few times its light at the corners, not thousands: a polynomial outside
+    # that is a damaged number (it would turn the band to zeros or to infinities).
+    if poly.min() < 1 / VIGNETTING_MAX or poly.max() > VIGNETTING_MAX:
+        raise ValueError("the vignetting polynomial is far outside what a lens does")
     return (1.0 / poly).astype(np.float32)
+
+
+VIGNETTING_MAX = 50.0  # the largest lens fall-off, either way, taken for real
 
 
 def radiance(raw: np.ndarray, m: BandMeta) -> np.ndarray:
@@ -302,12 +334,17 @@ def radiance(raw: np.ndarray, m: BandMeta) -> np.ndarray:
     h, _ = raw.shape
     y = np.arange(h, dtype=np.float64)[:, None] + m.offset[1]
     row = (1.0 / (1.0 + a2 * y / t - a3 * y)).astype(np.float32)
+    scale = a1 / (m.gain * t * 2.0**m.bits)
+    if not (
+        np.isfinite(row).all() and row.min() > 0 and 0 < scale < float(np.finfo(np.float32).max)
+    ):
+        raise ValueError("the radiometric calibration numbers are out of range")
     out = raw.astype(np.float32)
     out -= np.float32(m.black_level)
     np.maximum(out, 0, out=out)
     out *= vignetting(m, raw.shape)
     out *= row
-    out *= np.float32(a1 / (m.gain * t * 2.0**m.bits))
+    out *= np.float32(scale)
     return out
 
 
@@ -525,6 +562,92 @@ def _raw_result(capture: BandFiles, metas: list[BandMeta], why: str, fix: str) -
     return Result(arrays, info, [warning])
 
 
+def _why_not_calibratable(capture: BandFiles, metas: list[BandMeta]) -> str | None:
+    """Why a capture's band files cannot be turned into light: missing camera metadata, or a
+    crop whose position is not recorded. None when they can."""
+    missing = {m.path.name: m.radiance_missing() for m in metas if m.radiance_missing()}
+    if missing:
+        name, what = next(iter(missing.items()))
+        return (
+            f"{name}{' and other band files' if len(missing) > 1 else ''} lack the camera "
+            f"metadata that turns raw numbers into light ({', '.join(what)})."
+        )
+    for m, raw in zip(metas, capture.raws, strict=True):
+        if not _vignetting_plausible(m, raw.shape):
+            return (
+                f"{m.path.name} looks cropped or resized (its lens centre is far from the image "
+                "centre and no crop position is recorded), so the lens fall-off cannot be undone."
+            )
+    return None
+
+
+def _method(asked: str, has_panel: bool, has_dls: bool, has_dls_panel: bool) -> str:
+    """The calibration method: the one asked for if the data allow it, or for "auto" the best
+    the data allow ("radiance" when there is no light reference at all)."""
+    method = asked
+    if asked == "auto":
+        if has_panel and has_dls and has_dls_panel:
+            method = "panel+dls"
+        elif has_panel:
+            method = "panel"
+        elif has_dls:
+            method = "dls"
+        else:
+            method = "radiance"
+    if method == "dls" and not has_dls:
+        raise InputError(
+            "--calibration dls needs the light sensor's readings with the capture's GPS position "
+            "and time in every band file; these band files do not have them all."
+        )
+    if method == "panel+dls" and not (has_dls and has_dls_panel):
+        raise InputError(
+            "--calibration panel+dls needs light sensor readings in both the panel capture and "
+            "this one; use --calibration panel."
+        )
+    return method
+
+
+def _band_info(
+    m: BandMeta,
+    dls_e: Mapping[str, float | None],
+    panel_e: Mapping[str, float] | None,
+    dls_panel: Mapping[str, float | None],
+    irradiance: Mapping[str, float],
+) -> dict[str, Any]:
+    """What the summary records of one band's calibration."""
+    row: dict[str, Any] = {
+        "exposure_ms": round(m.exposure_s * 1000, 4),  # type: ignore[operator]
+        "gain": m.gain,
+        "black_level": m.black_level,
+    }
+    dls, at_panel = dls_e.get(m.band), dls_panel.get(m.band)
+    if dls is not None:
+        row["dls_irradiance"] = round(dls, 5)
+    if panel_e is not None:
+        row["panel_irradiance"] = round(panel_e[m.band], 5)
+    if at_panel:
+        row["dls_irradiance_at_panel"] = round(at_panel, 5)
+        if dls is not None:
+            row["light_change"] = round(dls / at_panel, 4)
+    if m.band in irradiance:
+        row["irradiance"] = round(irradiance[m.band], 5)
+    return row
+
+
+def _panel_gap(first: BandMeta, panel: BandMeta, panel_info: dict[str, Any]) -> list[str]:
+    """Record how long before the capture the panel was taken; a warning when hours apart."""
+    if not first.taken_at or not panel.taken_at:
+        return []
+    gap = (first.taken_at - panel.taken_at).total_seconds()
+    panel_info["seconds_before_capture"] = round(gap, 1)
+    if abs(gap) <= 2 * 3600:
+        return []
+    return [
+        f"The panel capture was taken {abs(gap) / 3600:.1f} h "
+        f"{'before' if gap > 0 else 'after'} this capture: the light may have changed in between."
+    ]
+
+
 def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> Result:
     """Turn a capture's raw band images into reflectance (or say loudly why not)."""
     metas = [
@@ -538,28 +661,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
             "calibration was turned off (--calibration none).",
             "Leave out --calibration none to calibrate.",
         )
-    missing = {
-        m.path.name: m.radiance_missing()
-        for m, raw in zip(metas, capture.raws, strict=True)
-        if m.radiance_missing()
-    }
-    cropped = [
-        m.path.name
-        for m, raw in zip(metas, capture.raws, strict=True)
-        if m.path.name not in missing and not _vignetting_plausible(m, raw.shape)
-    ]
-    if missing or cropped:
-        if missing:
-            name, what = next(iter(missing.items()))
-            why = (
-                f"{name}{' and other band files' if len(missing) > 1 else ''} lack the camera "
-                f"metadata that turns raw numbers into light ({', '.join(what)})."
-            )
-        else:
-            why = (
-                f"{cropped[0]} looks cropped or resized (its lens centre is far from the image "
-                "centre and no crop position is recorded), so the lens fall-off cannot be undone."
-            )
+    why = _why_not_calibratable(capture, metas)
+    if why:
         if panel is not None or options.method != "auto":
             raise InputError(
                 f"Cannot calibrate this capture: {why} Use the camera's original band files."
@@ -589,26 +692,7 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
     dls_panel = {b: dls_irradiance(pm) for b, pm in panel_metas.items()} if panel_metas else {}
     has_dls_panel = bool(dls_panel) and all(dls_panel.get(b) for b in capture.names)
 
-    method = options.method
-    if method == "auto":
-        if panel_e is not None and has_dls and has_dls_panel:
-            method = "panel+dls"
-        elif panel_e is not None:
-            method = "panel"
-        elif has_dls:
-            method = "dls"
-        else:
-            method = "radiance"
-    if method == "dls" and not has_dls:
-        raise InputError(
-            "--calibration dls needs the light sensor's readings with the capture's GPS position "
-            "and time in every band file; these band files do not have them all."
-        )
-    if method == "panel+dls" and not (has_dls and has_dls_panel):
-        raise InputError(
-            "--calibration panel+dls needs light sensor readings in both the panel capture and "
-            "this one; use --calibration panel."
-        )
+    method = _method(options.method, panel_e is not None, has_dls, has_dls_panel)
     if method == "panel+dls":
         change = [dls_e[b] / dls_panel[b] for b in capture.names]  # type: ignore[operator]
         lo, hi = min(change), max(change)
@@ -628,24 +712,7 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
         elif method == "dls":
             irradiance[b] = dls_e[b]  # type: ignore[assignment]
 
-    bands_info: dict[str, dict[str, Any]] = {}
-    for m in metas:
-        row: dict[str, Any] = {
-            "exposure_ms": round(m.exposure_s * 1000, 4),  # type: ignore[operator]
-            "gain": m.gain,
-            "black_level": m.black_level,
-        }
-        if dls_e.get(m.band) is not None:
-            row["dls_irradiance"] = round(dls_e[m.band], 5)  # type: ignore[arg-type]
-        if panel_e is not None:
-            row["panel_irradiance"] = round(panel_e[m.band], 5)
-        if dls_panel.get(m.band):
-            row["dls_irradiance_at_panel"] = round(dls_panel[m.band], 5)  # type: ignore[arg-type]
-        if dls_panel.get(m.band) and dls_e.get(m.band) is not None:
-            row["light_change"] = round(dls_e[m.band] / dls_panel[m.band], 4)  # type: ignore[operator]
-        if m.band in irradiance:
-            row["irradiance"] = round(irradiance[m.band], 5)
-        bands_info[m.band] = row
+    bands_info = {m.band: _band_info(m, dls_e, panel_e, dls_panel, irradiance) for m in metas}
 
     if method == "radiance":
         warning = UNCALIBRATED.format(
@@ -685,17 +752,8 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
         "bands": bands_info,
     }
     if panel_info is not None:
-        if capture.facts and metas[0].taken_at and panel_metas:
-            pm = next(iter(panel_metas.values()))
-            if pm.taken_at:
-                gap = (metas[0].taken_at - pm.taken_at).total_seconds()
-                panel_info["seconds_before_capture"] = round(gap, 1)
-                if abs(gap) > 2 * 3600:
-                    warnings.append(
-                        f"The panel capture was taken {abs(gap) / 3600:.1f} h "
-                        f"{'before' if gap > 0 else 'after'} this capture: the light may have "
-                        "changed in between."
-                    )
+        if capture.facts and panel_metas:
+            warnings += _panel_gap(metas[0], next(iter(panel_metas.values())), panel_info)
         info["panel"] = panel_info
     result = Result(arrays, info, warnings)
     _height_above_ground(result, metas, panel_metas)

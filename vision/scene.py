@@ -92,6 +92,7 @@ def is_all_valid(valid: np.ndarray) -> bool:
 
 
 def normalise_band_name(name: str) -> str:
+    """A band name in Khet's spelling (`Red Edge`, `RE` -> `rededge`)."""
     key = re.sub(r"[\s_\-]", "", name.strip().lower())
     if key in KNOWN_BANDS:
         return key

@@ -39,6 +39,7 @@ ATTITUDE_MAX_ERROR_M = 5.0  # autopilot-attitude placement is used when it is th
 
 
 def load_pycolmap():
+    """The pycolmap module; a KhetError that says how to install it when missing."""
     try:
         import pycolmap
     except ImportError:
@@ -328,11 +329,6 @@ def _nearest_rotation(m: np.ndarray) -> np.ndarray:
         u[:, -1] *= -1
         r = u @ vt
     return r
-
-
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    c = (np.trace(a.T @ b) - 1) / 2
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
 def _place_from_attitude(

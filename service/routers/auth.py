@@ -80,6 +80,7 @@ def start_session(db: Session, user: User, request: Request, response: Response)
 
 
 def current_session_id(db: Session, request: Request) -> int | None:
+    """The id of the session this request's cookie belongs to, if any."""
     cookie = request.cookies.get(security.SESSION_COOKIE)
     if not cookie or len(cookie) > 200:
         return None
@@ -116,6 +117,7 @@ def login(body: SessionIn, request: Request, response: Response, db: DB) -> User
 
 @router.delete("/session", status_code=204, summary="Log out (ends the session)")
 def logout(request: Request, response: Response, db: DB) -> Response:
+    """End the session of this browser and clear its cookie."""
     end_session(db, request, response)
     response.status_code = 204
     return response
@@ -123,6 +125,7 @@ def logout(request: Request, response: Response, db: DB) -> Response:
 
 @router.get("/sessions", response_model=list[SessionOut], summary="Your logged-in browsers")
 def list_sessions(request: Request, user: CurrentUser, db: DB) -> list[SessionOut]:
+    """Your logged-in sessions; `current` marks this one."""
     current = current_session_id(db, request)
     rows = db.scalars(
         select(WebSession).where(WebSession.user_id == user.id).order_by(WebSession.id)
@@ -134,6 +137,7 @@ def list_sessions(request: Request, user: CurrentUser, db: DB) -> list[SessionOu
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="End one of your sessions")
 def revoke_session(session_id: IdPath, user: CurrentUser, db: DB) -> Response:
+    """End one of your sessions (another browser or device)."""
     row = db.get(WebSession, session_id)
     if row is None or row.user_id != user.id:
         raise NotFoundError("No such session.")
@@ -144,6 +148,7 @@ def revoke_session(session_id: IdPath, user: CurrentUser, db: DB) -> Response:
 
 @router.get("/me", response_model=UserOut, summary="Who am I")
 def me(user: CurrentUser) -> User:
+    """The account you are logged in as."""
     return user
 
 
@@ -154,6 +159,7 @@ def me(user: CurrentUser) -> User:
     responses={429: {"description": "Too many failed attempts"}},
 )
 def change_password(body: PasswordIn, request: Request, user: CurrentUser, db: DB) -> Response:
+    """Check the current password, set the new one and end your other sessions."""
     login_user(db, user.email, body.current_password, request)
     set_password(db, user, body.new_password, keep_session=current_session_id(db, request))
     return Response(status_code=204)
@@ -180,6 +186,7 @@ def set_password(db: Session, user: User, password: str, keep_session: int | Non
     summary="Make an API token for a device or script",
 )
 def create_token(body: TokenIn, user: CurrentUser, db: DB) -> TokenOut:
+    """A new API token; its value is shown only in this answer."""
     token, row = make_token(db, user, body.name, body.days)
     db.commit()
     return TokenOut(id=row.id, name=row.name, token=token, expires_at=row.expires_at)
@@ -202,6 +209,7 @@ def make_token(db, user: User, name: str, days: int | None = None) -> tuple[str,
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="Your API tokens (not their values)")
 def list_tokens(user: CurrentUser, db: DB) -> list[ApiToken]:
+    """Your API tokens, without their values."""
     return list(
         db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
     )
@@ -223,10 +231,12 @@ def revoke_token(token_id: IdPath, user: CurrentUser, db: DB) -> Response:
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Add a user (admin)")
 def create_user(body: UserIn, _: Admin, db: DB) -> User:
+    """Add an account (administrators only)."""
     return add_user(db, body.email, body.password, body.role, body.name)
 
 
 def add_user(db, email: str, password: str, role: str, name: str | None = None) -> User:
+    """Create an account after checking the role, the e-mail and the password's strength."""
     email = email.strip().lower()
     if role not in ("farmer", "extension", "admin"):
         raise InputError("The role must be farmer, extension or admin.")
@@ -241,6 +251,7 @@ def add_user(db, email: str, password: str, role: str, name: str | None = None) 
 
 @router.get("/users", response_model=list[UserOut], summary="List users (admin)")
 def list_users(_: Admin, db: DB) -> list[User]:
+    """Every account (administrators only)."""
     return list(db.scalars(select(User).order_by(User.id)))
 
 
@@ -250,6 +261,7 @@ def list_users(_: Admin, db: DB) -> list[User]:
     summary="Disable or enable an account (admin); disabling ends its sessions",
 )
 def patch_user(user_id: IdPath, body: UserPatch, admin: Admin, db: DB) -> User:
+    """Disable or enable an account; disabling ends its sessions and tokens."""
     user = db.get(User, user_id)
     if user is None:
         raise NotFoundError("No such user.")
@@ -275,6 +287,7 @@ def set_disabled(db: Session, user: User, disabled: bool) -> None:
     summary="Assign an extension worker to a farm (admin)",
 )
 def assign(farm_id: IdPath, body: AssignmentIn, _: Admin, db: DB) -> dict:
+    """Let an extension worker see a farm (administrators only)."""
     if db.get(Farm, farm_id) is None:
         raise NotFoundError("No such farm.")
     worker = db.get(User, body.user_id)
@@ -296,6 +309,7 @@ def assign(farm_id: IdPath, body: AssignmentIn, _: Admin, db: DB) -> dict:
     summary="Remove an extension worker from a farm (admin)",
 )
 def unassign(farm_id: IdPath, user_id: IdPath, _: Admin, db: DB) -> Response:
+    """Take a farm away from an extension worker (administrators only)."""
     row = db.get(Assignment, (farm_id, user_id))
     if row is None:
         raise NotFoundError("No such assignment.")

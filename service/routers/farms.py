@@ -47,16 +47,19 @@ def create_farm(body: FarmIn, user: CurrentUser, db: DB) -> Farm:
 
 @router.get("/farms", response_model=list[FarmOut], summary="The farms you can see")
 def list_farms(user: CurrentUser, db: DB) -> list[Farm]:
+    """The farms you own, are assigned to, or (administrators) all of them."""
     return list(db.scalars(visible_farms(user).order_by(Farm.id)))
 
 
 @router.get("/farms/{farm_id}", response_model=FarmOut, summary="One farm")
 def read_farm(farm_id: IdPath, user: CurrentUser, db: DB) -> Farm:
+    """One farm you can see."""
     return get_farm(db, user, farm_id)
 
 
 @router.delete("/farms/{farm_id}", status_code=204, summary="Delete a farm, its fields and flights")
 def delete_farm(farm_id: IdPath, user: CurrentUser, db: DB) -> Response:
+    """Delete a farm with its fields, flights and their files (owner or administrator)."""
     farm = get_farm(db, user, farm_id)
     if not can_edit(user, farm):
         raise ForbiddenError("Only the farm's owner or an administrator can delete it.")
@@ -81,6 +84,7 @@ def _apply_boundary(field: Field, boundary: dict | None) -> None:
     summary="Add a field to a farm",
 )
 def create_field(farm_id: IdPath, body: FieldIn, user: CurrentUser, db: DB) -> Field:
+    """Add a field to a farm you can edit."""
     farm = get_farm(db, user, farm_id)
     if not can_edit(user, farm):
         raise ForbiddenError("Only the farm's owner or an administrator can add fields.")
@@ -93,12 +97,14 @@ def create_field(farm_id: IdPath, body: FieldIn, user: CurrentUser, db: DB) -> F
 
 @router.get("/farms/{farm_id}/fields", response_model=list[FieldOut], summary="A farm's fields")
 def list_fields(farm_id: IdPath, user: CurrentUser, db: DB) -> list[Field]:
+    """The fields of a farm you can see."""
     farm = get_farm(db, user, farm_id)
     return list(db.scalars(select(Field).where(Field.farm_id == farm.id).order_by(Field.id)))
 
 
 @router.get("/fields/{field_id}", response_model=FieldOut, summary="One field")
 def read_field(field_id: IdPath, user: CurrentUser, db: DB) -> Field:
+    """One field you can see."""
     return get_field(db, user, field_id)
 
 
@@ -108,6 +114,7 @@ def read_field(field_id: IdPath, user: CurrentUser, db: DB) -> Field:
     summary="Rename a field, change its crop or boundary (null removes the boundary)",
 )
 def patch_field(field_id: IdPath, body: FieldPatch, user: CurrentUser, db: DB) -> Field:
+    """Change a field's name, crop or boundary (owner or administrator)."""
     field = get_field(db, user, field_id)
     if not can_edit(user, field.farm):
         raise ForbiddenError("Only the farm's owner or an administrator can change fields.")
@@ -126,6 +133,7 @@ def patch_field(field_id: IdPath, body: FieldPatch, user: CurrentUser, db: DB) -
 
 @router.delete("/fields/{field_id}", status_code=204, summary="Delete a field and its flights")
 def delete_field(field_id: IdPath, user: CurrentUser, db: DB) -> Response:
+    """Delete a field with its flights and their files (owner or administrator)."""
     field = get_field(db, user, field_id)
     if not can_edit(user, field.farm):
         raise ForbiddenError("Only the farm's owner or an administrator can delete fields.")

@@ -14,6 +14,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", summary="The process answers")
 def healthz() -> dict:
+    """Liveness: the process answers."""
     return {"status": "ok"}
 
 
@@ -23,6 +24,7 @@ def healthz() -> dict:
     responses={503: {"description": "Something the service needs is missing"}},
 )
 def readyz():
+    """Readiness: database, job queue, a live worker and models; 503 with what is missing."""
     checks: dict[str, str] = {}
     try:
         with get_engine().connect() as conn:

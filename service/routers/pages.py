@@ -29,6 +29,7 @@ from khet.service.dependencies import (
     get_flight,
     visible_farms,
 )
+from khet.service.errors import headers_for, status_for
 from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
 from khet.service.ratelimit import TooManyAttempts
 from khet.service.routers import auth
@@ -111,6 +112,7 @@ class _PageNotFound(Exception):
 
 
 def page_user(user: OptionalUser) -> User:
+    """The logged-in user of a page; sends others to the login page."""
     if user is None:
         raise _LoginRequired()
     return user
@@ -120,6 +122,7 @@ PageUser = Annotated[User, Depends(page_user)]
 
 
 def page_field(field_id: int, user: PageUser, db: DB) -> Field:
+    """A field the page's user may see; a not-found page otherwise."""
     if not 0 < field_id <= MAX_ID:  # SQLite cannot even bind an id past 2**63: not found
         raise _PageNotFound(user)
     try:
@@ -129,6 +132,7 @@ def page_field(field_id: int, user: PageUser, db: DB) -> Field:
 
 
 def page_flight(flight_id: int, user: PageUser, db: DB) -> Flight:
+    """A flight the page's user may see; a not-found page otherwise."""
     if not 0 < flight_id <= MAX_ID:
         raise _PageNotFound(user)
     try:
@@ -150,6 +154,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def thresholds(db: Session, user: User) -> dict[str, float]:
+    """The user's visit thresholds (weed share, low vigour share), defaults filled in."""
     row = db.get(UserSettings, user.id)
     out = dict(DEFAULT_THRESHOLDS)
     for k, v in ((row.settings if row else None) or {}).get("visit", {}).items():
@@ -165,6 +170,7 @@ def _status(flight: Flight | None) -> str | None:
 
 
 def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
+    """A field's latest flight and whether it needs a visit, for the dashboard."""
     flights = list(
         db.scalars(
             select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()).limit(1)
@@ -196,6 +202,7 @@ def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, user: OptionalUser, next: str | None = None) -> Response:
+    """The login form; a logged-in user goes straight on."""
     if user is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return _render(request, "login.html", {"next": _safe_next(next), "error": None})
@@ -203,6 +210,7 @@ def login_page(request: Request, user: OptionalUser, next: str | None = None) ->
 
 @router.post("/login", response_class=HTMLResponse)
 async def login_submit(request: Request, db: DB) -> Response:
+    """Log in from the form: a session cookie, or the form again with the reason."""
     form = await request.form()
     email = str(form.get("email") or "").strip().lower()[:254]
     password = str(form.get("password") or "")[:256]
@@ -219,9 +227,9 @@ async def login_submit(request: Request, db: DB) -> Response:
                 "error": "login_limited" if limited else "login_failed",
                 "email": email,
             },
-            status=e.status_code,
+            status=status_for(e),
         )
-        page.headers.update(getattr(e, "headers", {}))
+        page.headers.update(headers_for(e, status_for(e)))
         return page
     resp = RedirectResponse(target, status_code=303)
     await run_in_threadpool(auth.start_session, db, found, request, resp)
@@ -230,6 +238,7 @@ async def login_submit(request: Request, db: DB) -> Response:
 
 @router.post("/logout")
 def logout(request: Request, db: DB) -> Response:
+    """End this browser's session and go to the login page."""
     resp = RedirectResponse("/login", status_code=303)
     auth.end_session(db, request, resp)
     return resp
@@ -240,6 +249,7 @@ def logout(request: Request, db: DB) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, user: PageUser, db: DB) -> Response:
+    """The farms and fields the user can see, those that need a visit first."""
     limits = thresholds(db, user)
     farms = []
     for farm in db.scalars(visible_farms(user).order_by(Farm.name, Farm.id)):
@@ -267,6 +277,7 @@ def dashboard(request: Request, user: PageUser, db: DB) -> Response:
 
 @router.post("/settings/visit")
 async def save_thresholds(request: Request, user: PageUser, db: DB) -> Response:
+    """Save the visit thresholds from the dashboard's form."""
     form = await request.form()
     limits = thresholds(db, user)
     for key, name in (("weed_share", "weed"), ("low_vigour_share", "low")):
@@ -295,6 +306,7 @@ def _done(flight: Flight) -> bool:
 
 @router.get("/fields/{field_id}", response_class=HTMLResponse)
 def field_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
+    """A field's flights, newest first."""
     flights = list(
         db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()))
     )
@@ -325,6 +337,7 @@ def field_page(field: PageField, request: Request, user: PageUser, db: DB) -> Re
 
 @router.get("/fields/{field_id}/upload", response_class=HTMLResponse)
 def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
+    """The page that uploads a flight's imagery to a field."""
     return _render(request, "upload.html", {"field": field}, user=user)
 
 
@@ -383,6 +396,7 @@ def _results_dir(flight: Flight) -> Path:
 
 @router.get("/flights/{flight_id}", response_class=HTMLResponse)
 def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
+    """One flight: its status, map layers, legend and summary."""
     t = Translator(_lang(request))
     status = _status(flight)
     summary = rp.mapping(flight.summary)
@@ -461,6 +475,7 @@ def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> d
 
 @router.get("/flights/{flight_id}/report", response_class=HTMLResponse)
 def report_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
+    """A finished flight's report as a web page."""
     if not _done(flight):
         return RedirectResponse(f"/flights/{flight.id}", status_code=303)
     ctx = _report_context(request, flight, _lang(request), pdf=False)
@@ -475,6 +490,7 @@ def report_pdf(
     db: DB,
     lang: Annotated[str | None, Query(max_length=8)] = None,
 ) -> Response:
+    """A finished flight's report as a PDF download."""
     if not _done(flight):
         return RedirectResponse(f"/flights/{flight.id}", status_code=303)
     language = pick_language(lang or request.cookies.get(LANG_COOKIE))
@@ -509,6 +525,7 @@ def compare_page(
     a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
+    """Two finished flights of a field side by side, with what changed."""
     t = Translator(_lang(request))
     done = [
         f
@@ -640,6 +657,7 @@ def _account(
 
 @router.get("/account", response_class=HTMLResponse)
 def account_page(request: Request, user: PageUser, db: DB) -> Response:
+    """The user's account: password, sessions and API tokens."""
     t = Translator(_lang(request))
     done = {"password": "password_changed", "session": "session_ended", "token": "token_revoked"}
     key = done.get(request.query_params.get("done") or "")
@@ -648,6 +666,7 @@ def account_page(request: Request, user: PageUser, db: DB) -> Response:
 
 @router.post("/account/password")
 async def account_password(request: Request, user: PageUser, db: DB) -> Response:
+    """Change the password from the account page."""
     form = await request.form()
     current = str(form.get("current") or "")[:256]
     new = str(form.get("new") or "")[:256]
@@ -656,7 +675,7 @@ async def account_password(request: Request, user: PageUser, db: DB) -> Response
         keep = auth.current_session_id(db, request)
         await run_in_threadpool(auth.set_password, db, user, new, keep)
     except KhetError as e:
-        return _account(request, user, db, e.message, error=True, status=e.status_code)
+        return _account(request, user, db, e.message, error=True, status=status_for(e))
     return RedirectResponse("/account?done=password", status_code=303)
 
 
@@ -671,11 +690,13 @@ def _delete_own(db: Session, user: User, model, row_id: int) -> None:
 
 @router.post("/account/sessions/{session_id}/end")
 def account_end_session(session_id: int, user: PageUser, db: DB) -> Response:
+    """End one of the user's sessions from the account page."""
     _delete_own(db, user, WebSession, session_id)
     return RedirectResponse("/account?done=session", status_code=303)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
 def account_revoke_token(token_id: int, user: PageUser, db: DB) -> Response:
+    """Revoke one of the user's API tokens from the account page."""
     _delete_own(db, user, ApiToken, token_id)
     return RedirectResponse("/account?done=token", status_code=303)

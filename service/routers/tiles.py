@@ -40,12 +40,25 @@ TILE_DOC = (
 )
 
 
+# One handler on two paths: `.png` asks for PNG; without a suffix the server picks (JPEG for
+# imagery inside the image, else PNG). The `.png` route is bound first (the lower decorator), so
+# that `{y}` never swallows "3.png".
+@router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
+    description=TILE_DOC + " Map layers are always PNG; imagery tiles inside the image are "
+    "JPEG (the format TileJSON advertises).",
+    name="tile_auto",
+)
 @router.get(
     "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
     responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
     response_class=Response,
     summary="A web-map tile as PNG",
     description=TILE_DOC,
+    name="tile_png",
 )
 async def tile(
     flight_id: IdPath,
@@ -55,26 +68,9 @@ async def tile(
     y: Annotated[int, Path(ge=0, le=2**30)],
     request: Request,
 ) -> Response:
-    return await _tile(request, flight_id, layer, z, x, y, "png")
-
-
-@router.get(
-    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
-    response_class=Response,
-    summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
-    description=TILE_DOC + " Map layers are always PNG; imagery tiles inside the image are "
-    "JPEG (the format TileJSON advertises).",
-)
-async def tile_auto(
-    flight_id: IdPath,
-    layer: Layer,
-    z: Annotated[int, Path(ge=0, le=30)],
-    x: Annotated[int, Path(ge=0, le=2**30)],
-    y: Annotated[int, Path(ge=0, le=2**30)],
-    request: Request,
-) -> Response:
-    return await _tile(request, flight_id, layer, z, x, y, "auto")
+    """A web-map tile of one layer of a flight, drawn in a worker thread."""
+    fmt = "png" if request.url.path.endswith(".png") else "auto"
+    return await _tile(request, flight_id, layer, z, x, y, fmt)
 
 
 async def _tile(

@@ -72,3 +72,34 @@ def test_readiness_without_models(api, monkeypatch, tmp_path):
     monkeypatch.setattr("khet.vision.bundle.list_bundles", lambda *a, **k: [])
     r = api.client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["models"] != "ok"
+
+
+def test_error_answers_carry_their_headers(api):
+    """A 401 names the scheme that works (WWW-Authenticate), a 405 the methods that do (Allow):
+    the JSON error handlers keep the headers the exception carries."""
+    c = api.client
+    r = c.get("/api/v1/me")
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    r = c.get("/api/v1/me", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    r = c.put("/api/v1/me", json={})
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    assert "GET" in r.headers["allow"]
+
+
+def test_status_codes_are_the_service_table():
+    """Domain errors carry no HTTP status; the service's table maps them, nearest class first."""
+    from khet.service.errors import DEFAULT_STATUS_CODES, headers_for, status_for
+    from khet.service.ratelimit import TooManyAttempts
+
+    from khet.errors import AuthError, BandError, InputError, KhetError, OutputError
+
+    assert not hasattr(KhetError("x"), "status_code")
+    assert status_for(BandError("no red band")) == DEFAULT_STATUS_CODES[InputError] == 422
+    assert status_for(OutputError("disk full")) == 507
+    assert status_for(KhetError("x")) == 400
+    limited = TooManyAttempts("wait", retry_after=30)
+    assert status_for(limited) == 429
+    assert headers_for(limited, 429) == {"Retry-After": "30"}
+    assert "WWW-Authenticate" in headers_for(AuthError("who?"), 401)

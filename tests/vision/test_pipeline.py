@@ -55,6 +55,9 @@ def test_georeferenced_field_map(tmp_path, field_tif):
         assert cog_validate(str(path))[0]
         with rasterio.open(path) as d:
             assert d.dtypes[0] == "float32" and d.nodata == vi.NODATA
+            assert d.descriptions == (vi.BY_NAME[name].title,)
+            assert d.tags(1)["formula"] == vi.BY_NAME[name].formula
+            assert d.crs == c.crs
             a = d.read(1, masked=True)
             assert a.mask[240, 10] and not a.mask[10, 10]
             lo, hi = vi.BY_NAME[name].value_range

@@ -335,7 +335,7 @@ def test_panel_reflectance_given_by_the_user_scales_the_result():
     assert ratio == pytest.approx(0.5 / 0.61, rel=1e-3)
 
 
-def test_malformed_wavelength_in_xmp_is_ignored_not_a_traceback(tmp_path):
+def test_malformed_wavelength_in_xmp_is_ignored_not_a_traceback(tmp_path, caplog):
     src = FIXTURE / "IMG_0001_4.tif"
     dst = tmp_path / "IMG_0001_4.tif"
     good = b"<Camera:CentralWavelength>840</Camera:CentralWavelength>"
@@ -344,3 +344,47 @@ def test_malformed_wavelength_in_xmp_is_ignored_not_a_traceback(tmp_path):
     dst.write_bytes(data.replace(good, good.replace(b"840", b"8x0")))
     facts = read_camera_facts(dst)
     assert facts.wavelength_nm is None and facts.band_name == "NIR"
+    assert "Camera:CentralWavelength='8x0' is not a number" in caplog.text
+
+
+def _capture_with(tmp_path: Path, good: bytes, bad: bytes) -> Path:
+    """The flight capture with one XMP value of its blue band file replaced, byte for byte (the
+    TIFF's offsets stay valid)."""
+    assert len(good) == len(bad)
+    out = tmp_path / "capture"
+    shutil.copytree(FIXTURE, out)
+    blue = out / "IMG_0001_1.tif"
+    data = blue.read_bytes()
+    assert good in data
+    blue.write_bytes(data.replace(good, bad, 1))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "match"),
+    [
+        (b"<rdf:li>0.00014648541280593884<", b"<rdf:li>1e300                 <", "radiometric"),
+        (b"<rdf:li>-3.1881909875334841e-05<", b"<rdf:li>1e300                  <", "vignetting"),
+    ],
+)
+def test_absurd_calibration_numbers_are_a_clear_error(tmp_path, good, bad, match):
+    """Numbers that parse but no camera writes (a damaged file) stop with a clear message, not
+    with a band of zeros or infinities."""
+    with pytest.raises(InputError, match=f"calibration metadata is damaged.*{match}"):
+        open_scene(_capture_with(tmp_path, good, bad))
+
+
+def test_malformed_xmp_numbers_are_ignored_with_a_warning(tmp_path, caplog):
+    """Text where a number belongs leaves that value out, says so, and never ends in a
+    traceback: a damaged calibration leaves the capture uncalibrated (with the scene's own
+    warning), a damaged light-sensor reading is not taken for daylight."""
+    rc = b"<rdf:li>0.00014648541280593884<"
+    with open_scene(_capture_with(tmp_path / "a", rc, rc.replace(b"4<", b"x<"))) as s:
+        assert s.radiometry["method"] == "none"
+    assert "MicaSense:RadiometricCalibration" in caplog.text
+    irr = b"Camera:Irradiance>0.95743066072463989<"
+    absurd = b"Camera:Irradiance>1e300              <"
+    with open_scene(_capture_with(tmp_path / "b", irr, absurd)) as s:
+        data, _ = s.read(Window(0, 0, s.width, s.height), ["blue"])
+        assert np.isfinite(data).all()
+    assert "not daylight" in caplog.text

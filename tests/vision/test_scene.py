@@ -177,3 +177,24 @@ def test_read_into_a_reused_buffer_pads_the_edges(tmp_path):
         assert valid[:26, :40].all() and not valid[26:].any() and not valid[:, 40:].any()
         with pytest.raises(ValueError):
             s.read(Window(0, 0, 10, 10), ["red"], out=buf)
+
+
+def test_gdal_settings_are_gdal_config_not_environment(tmp_path, monkeypatch):
+    """Opening imagery bounds GDAL's block cache through rasterio's GDAL configuration, for
+    every thread, without writing environment variables that child processes would inherit."""
+    import os
+
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    from khet.settings import Settings
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    try:
+        p = write_geotiff(tmp_path / "f.tif", field_rgb())
+        with open_scene(p, settings=Settings(data_dir=tmp_path, gdal_cache_mb=96)):
+            assert get_gdal_config("GDAL_CACHEMAX") == 96 * 1024 * 1024
+            assert get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") == "EMPTY_DIR"
+        assert "GDAL_CACHEMAX" not in os.environ
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", before)
