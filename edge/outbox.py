@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,39 @@ def sync(
 ) -> SyncReport:
     """Upload every pending outbox entry as a flight; see the module note."""
     out_dir = journal.out_dir
+    with _sync_lock(journal, log):
+        return _sync(journal, out_dir, server, token, field_id, chunk, timeout, transport, log)
+
+
+@contextmanager
+def _sync_lock(journal: Journal, log: Any) -> Iterator[None]:
+    """One sync of an output folder at a time: a second (the watcher's and a manual one, or a
+    sync started twice) waits for the first, then finds what is still pending. Two syncs side by
+    side would send the same bytes twice and fight over the same uploads."""
+    import fcntl
+
+    path = journal.state_dir / "sync.lock"
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if log:
+                log("another sync of this folder is running; waiting for it to finish")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
+
+
+def _sync(
+    journal: Journal,
+    out_dir: Path,
+    server: str,
+    token: str,
+    field_id: str | None,
+    chunk: int,
+    timeout: float,
+    transport: Any,
+    log: Any,
+) -> SyncReport:
     report = SyncReport()
     report.already = sum(1 for i in journal.outbox_items() if i["state"] == "synced")
     _tidy(journal)

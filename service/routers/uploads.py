@@ -3,7 +3,8 @@
 1. `POST /api/v1/uploads {"filename", "size", "sha256"}` → 201 `{"id", "offset": 0, ...}`. The same
    user posting the same sha256 and size again gets the existing upload back (200) with its
    current offset: that is how a client resumes after losing its state, and how a file is never
-   stored twice.
+   stored twice (the upload's id is derived from the user, SHA-256 and size, so two requests
+   racing to declare the same file make one upload).
 2. `PUT /api/v1/uploads/{id}` with `Content-Range: bytes START-END/TOTAL` and the raw bytes as the
    body. START == offset appends and returns the new offset. START < offset (a chunk re-sent
    after a lost reply) changes nothing and returns the current offset (200). START > offset is a
@@ -18,8 +19,8 @@ connection or a crash mid-chunk leaves the upload at its previous offset.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import re
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response
@@ -30,6 +31,7 @@ from khet.service.db import Upload, now
 from khet.service.dependencies import DB, CurrentUser, get_upload
 from khet.service.schemas import ChunkOut, Problem, UploadIn, UploadOut
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError
@@ -89,7 +91,7 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
         response.status_code = 200
         return _out(existing)
     up = Upload(
-        id=uuid.uuid4().hex,
+        id=upload_id_for(user.id, body.sha256, body.size),
         user_id=user.id,
         filename=name,
         size=body.size,
@@ -101,8 +103,23 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     db.add(up)
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the same file declared at the same moment by another request
+        db.rollback()
+        existing = db.get(Upload, up.id)
+        if existing is None:
+            raise
+        response.status_code = 200
+        return _out(existing)
     return _out(up)
+
+
+def upload_id_for(user_id: int, sha256: str, size: int) -> str:
+    """The id of a user's upload of one file: derived from the file, so two requests that
+    declare it at the same moment (syncs run side by side, a retried request) make one upload,
+    not two; the loser of the race finds the winner's row by its primary key."""
+    return hashlib.sha256(f"{user_id}:{sha256.lower()}:{size}".encode()).hexdigest()[:32]
 
 
 @router.get("/{upload_id}", response_model=UploadOut, summary="Where an upload stands")
