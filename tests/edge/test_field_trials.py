@@ -6,14 +6,17 @@ in its own process where a cut must be a real `kill -9`, and a TCP proxy that dr
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from khet.edge.journal import Journal
+from khet.edge.journal import MAX_CRASHES, Journal
 
 from khet.cli import main
 from tests.edge.realservice import serve
@@ -136,3 +139,73 @@ def test_three_syncs_at_once(tmp_path, use_test_models):
         stored = list((tmp_path / "server-data" / "uploads").rglob("*"))
         assert len([p for p in stored if p.is_file()]) == len(files)
         assert " 500 " not in s.log.read_text()
+
+
+def _status(out: Path) -> dict[str, tuple[str, int]]:
+    """The journal's capture states and starts, read as another process would (read-only)."""
+    import sqlite3
+
+    db = out / ".khet-edge" / "state.sqlite"
+    if not db.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute("SELECT name, status, attempts FROM captures")
+            return {n: (st, a) for n, st, a in rows}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+
+
+def _cut_while_running(env: dict, out: Path, src: Path, delay: float) -> bool:
+    """Start `khet edge run`, kill -9 it `delay` s after its capture is marked running; True
+    when the cut landed during the analysis (the capture still `running`)."""
+    before = _status(out)
+    p = _edge(env, "run", str(src), "-o", str(out), "--threads", "1", "--batch-size", "4")
+    try:
+        deadline = time.monotonic() + 60
+        while p.poll() is None:  # wait for this run to start a capture (a new start counted)
+            now = _status(out)
+            if any(st == "running" and a > before.get(n, ("", 0))[1] for n, (st, a) in now.items()):
+                break
+            assert time.monotonic() < deadline, "the run never started a capture"
+            time.sleep(0.005)
+        time.sleep(delay)
+    finally:
+        p.kill()  # SIGKILL: nothing runs after it, as in a power cut
+        p.communicate()
+    return any(st == "running" for st, _ in _status(out).values())
+
+
+def test_power_cuts_never_give_up_on_a_capture(tmp_path, use_test_models):
+    """Item 1: cut more often than the crash limit during one capture, then run again: it is
+    analyzed (once), and its map is byte-identical to a clean run's."""
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "field.tif", field_rgb(1536, 1536, seed=3))
+    env = {**os.environ, "KHET_MODELS_DIR": str(use_test_models)}
+    out = tmp_path / "out"
+    rng = random.Random(16)
+    cuts = tries = 0
+    while cuts < MAX_CRASHES + 2:
+        tries += 1
+        assert tries < 20, "the analysis kept finishing before the cut"
+        cuts += _cut_while_running(env, out, src, rng.uniform(0.0, 0.3))
+    r = subprocess.run(
+        [sys.executable, "-m", "khet.cli", "edge", "run", str(src), "-o", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 analyzed, 0 failed" in r.stderr
+    assert "interrupted last time" in r.stdout
+    with Journal(out) as j:
+        (rec,) = j.captures()
+        assert rec.status == "done" and rec.crashes == 0 and rec.interruptions == cuts
+    clean = tmp_path / "clean"
+    assert main(["edge", "run", str(src), "-o", str(clean), "--threads", "1"]) == 0
+    for name in ("classes.tif", "zones.geojson", "vigour.tif", "confidence.tif"):
+        a, b = out / "field" / name, clean / "field" / name
+        assert a.read_bytes() == b.read_bytes(), name
+    assert not list(out.rglob(".khet-partial-*"))
