@@ -2,8 +2,9 @@
 
 SQLite (standard library, rollback journal, `synchronous=FULL`) gives what a device that may lose
 power at any moment needs: each state change is one transaction that is either on disk or not.
-The journal is the only place that says a capture is done; a `summary.json` on disk without the
-journal's word is not trusted (the capture is analyzed again, which replaces it).
+The journal and the folder's stamp (`edge.stamp`, written last, with every result's sha256) are
+the only things that say a capture is done; a `summary.json` on disk without them is not trusted
+(the capture is analyzed again, which replaces it).
 
 Capture states: `running` (started; found so at start-up means the run did not finish),
 `done`, `failed` (with the message; not retried unless its files change).

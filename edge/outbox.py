@@ -16,8 +16,10 @@ Sync follows the service's resumable upload contract:
 Idempotent and resumable at any byte: each upload id is recorded as soon as the service gives it,
 and a new sync asks the service how many bytes it holds and sends only the rest (a second POST of
 the same file also answers the existing upload, so even an id lost in a crash is found again).
-The flight's `client_id` is the sha256 of `summary.json`, so posting it again never makes a
-second flight; the field is recorded before the flight is posted, so a retry goes to the same one.
+The flight's `client_id` is the identity of the capture's result (`edge.stamp.client_id`: its
+input files' sha256, the models and options), so posting it again, even after the journal was
+lost and the capture found finished by its stamp, never makes a second flight; the field is
+recorded before the flight is posted, so a retry goes to the same one.
 """
 
 from __future__ import annotations

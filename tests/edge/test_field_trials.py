@@ -209,3 +209,38 @@ def test_power_cuts_never_give_up_on_a_capture(tmp_path, use_test_models):
         a, b = out / "field" / name, clean / "field" / name
         assert a.read_bytes() == b.read_bytes(), name
     assert not list(out.rglob(".khet-partial-*"))
+
+
+@pytest.mark.parametrize("loss", ["deleted", "truncated", "damaged"])
+def test_lost_journal_duplicates_nothing(tmp_path, use_test_models, loss):
+    """Item 2: the journal lost after work and a sync: nothing analyzed again, no second
+    flight, and the runner says it rebuilt the journal."""
+    src = _card(tmp_path, n=3)
+    out = tmp_path / "out"
+    env = {**os.environ, "KHET_MODELS_DIR": str(use_test_models)}
+    with serve(tmp_path, use_test_models) as s:
+        sync = ("sync", "-o", str(out), "--server", s.url, "--token", s.token, "--field", s.field)
+        assert main(["edge", "run", str(src), "-o", str(out)]) == 0
+        assert main(["edge", *sync]) == 0
+        assert len(s.flights()) == 3
+        stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+        db = out / ".khet-edge" / "state.sqlite"
+        if loss == "deleted":
+            db.unlink()
+        elif loss == "truncated":
+            db.write_bytes(b"")
+        else:
+            db.write_bytes(b"\x00garbage" * 512)
+        r = subprocess.run(
+            [sys.executable, "-m", "khet.cli", "edge", "run", str(src), "-o", str(out)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        said = r.stdout + r.stderr
+        assert "rebuilt it from 3 finished result folder(s)" in said, said
+        assert "0 analyzed, 0 failed, 3 skipped" in r.stderr
+        assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == stamps
+        before = s.log.read_text().count("PUT /api/v1/uploads")
+        assert main(["edge", *sync]) == 0
+        assert len(s.flights()) == 3, "a lost journal made second flights"
+        assert s.log.read_text().count("PUT /api/v1/uploads") == before, "bytes sent again"
