@@ -254,7 +254,12 @@ class EdgeRunner:
 
     def describe(self) -> str:
         models = ", ".join(
-            f"{b.info.name} ({b.info.precision}, sha256 {b.sha256[:12]}… by {b.checked_by})"
+            f"{b.info.name} {b.info.version} ({b.info.precision}, sha256 {b.sha256[:12]}… "
+            + (
+                f"by {b.checked_by})"
+                if b.verified
+                else "UNVERIFIED: no manifest knows it, checked only by first use)"
+            )
             for b in self.bundles
         )
         p = self.plan

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -244,3 +245,54 @@ def test_lost_journal_duplicates_nothing(tmp_path, use_test_models, loss):
         assert main(["edge", *sync]) == 0
         assert len(s.flights()) == 3, "a lost journal made second flights"
         assert s.log.read_text().count("PUT /api/v1/uploads") == before, "bytes sent again"
+
+
+def _flip(src: Path, dest: Path, at: float = 0.6) -> None:
+    data = bytearray(src.read_bytes())
+    data[int(len(data) * at)] ^= 0x01
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(bytes(data))
+
+
+def test_damaged_bundle_refused_wherever_it_sits(tmp_path):
+    """Item 3: a shipped bundle copied elsewhere with one byte flipped, under its own name or
+    another, is refused with the checksum message; an intact copy is verified by the shipped
+    manifest; a bundle no manifest knows runs, said to be unverified."""
+    from khet.vision.bundle import shipped_bundles_dir
+
+    from tests.bundles import make_bundle
+
+    shipped = shipped_bundles_dir() / "khet-rgb-carrotweed.onnx"
+    src = _card(tmp_path, n=1, size=96)
+    env = {k: v for k, v in os.environ.items() if k != "KHET_MODELS_DIR"}
+
+    def run(model: Path, out: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "khet.cli", "edge", "run", str(src), "-o",
+             str(tmp_path / out), "--model", str(model)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    for i, (name, at) in enumerate(
+        [("khet-rgb-carrotweed.onnx", 0.6), ("my-model.onnx", 0.6), ("my-model.onnx", 0.0001)]
+    ):
+        bad = tmp_path / f"usb{i}" / name
+        _flip(shipped, bad, at)
+        r = run(bad, f"out{i}")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "is damaged or not the expected file" in r.stderr or (
+            at < 0.01 and "cannot be read: it is damaged" in r.stderr
+        ), r.stderr
+        assert "onnxruntime" not in r.stderr.lower() and "Traceback" not in r.stderr
+        assert not (tmp_path / f"out{i}" / "plot1").exists()
+    good = tmp_path / "usb-good" / "khet-rgb-carrotweed.onnx"
+    good.parent.mkdir()
+    shutil.copy(shipped, good)
+    r = run(good, "out-good")  # accepted; the capture (5 cm/px) is outside its validated GSD
+    assert "khet-rgb-carrotweed 1.0.0 (fp32, sha256 ca51fbdedda1… by manifest)" in r.stderr
+    assert "UNVERIFIED" not in r.stderr and "damaged" not in r.stdout + r.stderr
+    own = tmp_path / "usb-own" / "own.onnx"
+    make_bundle(own, name="own-fields")
+    r = run(own, "out-own")
+    assert r.returncode == 0, r.stderr
+    assert "own-fields 0.0.1 (fp32, sha256" in r.stderr and "UNVERIFIED" in r.stderr
