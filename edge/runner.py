@@ -464,10 +464,12 @@ class EdgeRunner:
                     settings=self.settings,
                     title=name,
                 )
-            if self.plan.max_memory_mb and guard.peak_mb > self.plan.max_memory_mb:
-                self.log(
-                    f"{name}: warning: memory peaked at {guard.peak_mb:.0f} MB while "
-                    f"writing the outputs, over --max-memory {self.plan.max_memory_mb}"
+            if guard.over:  # while writing the outputs, after the last strip was checked
+                _withdraw(dest, summary)
+                raise KhetError(
+                    f"The analysis needed more than the {self.plan.max_memory_mb} MB allowed by "
+                    f"--max-memory while writing the outputs (it reached {guard.peak_mb:.0f} "
+                    "MB); its outputs were removed. Allow more memory or lower --batch-size."
                 )
             imagery = cap.files if self.options.with_imagery else []
             if imagery and "mosaic" in summary:  # a flight: its imagery is the mosaic
@@ -564,6 +566,21 @@ class EdgeRunner:
             if stop is not None and stop():
                 return counts
             time.sleep(interval)
+
+
+def _withdraw(dest: Path, summary: dict[str, Any]) -> None:
+    """Remove a capture's outputs (the summary first: without it nothing looks finished)."""
+    from khet.vision import products
+
+    (dest / products.SUMMARY.path).unlink(missing_ok=True)
+    stamp.fsync_dir(dest)
+    for p in sorted(dest.iterdir()):
+        if p.name.startswith(".khet-edge"):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _one_line(summary: dict[str, Any], out: Path) -> str:

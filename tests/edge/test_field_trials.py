@@ -337,3 +337,47 @@ def test_link_that_drops_every_few_kilobytes_still_finishes(tmp_path, use_test_m
         assert "link dropped" in r.stdout
         resent = proxy.put_body - need
         assert 0 <= resent < need, (proxy.put_body, need)
+
+
+_HUNGRY_WRITER = """
+import sys
+import numpy as np
+import khet.vision.maps as maps
+write = maps.write_field_map
+def hungry(*a, **k):  # the output stage takes `MB` more, after the last strip was checked
+    hog = np.ones(int(sys.argv[1]) << 20, np.uint8)
+    try:
+        return write(*a, **k)
+    finally:
+        del hog
+maps.write_field_map = hungry
+from khet.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_max_memory_holds_while_writing_outputs(tmp_path, use_test_models):
+    """Item 4: a capture whose output stage goes over --max-memory is failed and leaves
+    nothing, not recorded done with a warning."""
+    src = _card(tmp_path, n=1, size=96)
+    env = {**os.environ, "KHET_MODELS_DIR": str(use_test_models)}
+
+    def run(out: Path, hog_mb: int) -> subprocess.CompletedProcess:
+        args = ["edge", "run", str(src), "-o", str(out), "--max-memory", "450"]
+        return subprocess.run(
+            [sys.executable, "-c", _HUNGRY_WRITER, str(hog_mb), *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    ok = run(tmp_path / "fits", 0)  # the ceiling itself is sane for this capture
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    out = tmp_path / "over"
+    r = run(out, 400)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--max-memory while writing the outputs" in r.stdout
+    assert not (out / "plot1" / "summary.json").exists()
+    assert not [p for p in (out / "plot1").iterdir() if not p.name.startswith(".")]
+    with Journal(out) as j:
+        (rec,) = j.captures()
+        assert rec.status == "failed" and "--max-memory" in rec.message
+        assert j.pending() == []
