@@ -1,7 +1,8 @@
 """The edge runner's memory across power losses: one SQLite file in the output folder.
 
-SQLite (standard library, rollback journal, `synchronous=FULL`) gives what a device that may lose
-power at any moment needs: each state change is one transaction that is either on disk or not.
+SQLite (standard library, rollback journal truncated at commit, `synchronous=FULL`) gives what a
+device that may lose power at any moment needs: each state change is one transaction that is
+either on disk or not.
 The journal and the folder's stamp (`edge.stamp`, written last, with every result's sha256) are
 the only things that say a capture is done; a `summary.json` on disk without them is not trusted
 (the capture is analyzed again, which replaces it).
@@ -143,6 +144,11 @@ class Journal:
     def _open(self, path: Path) -> None:
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
+            # A rollback journal that is deleted at commit (SQLite's default) can come back
+            # after a power cut, the unlink not being synced, and roll the last commit back
+            # (a capture done on disk, `running` in the journal). Truncated with
+            # synchronous=FULL, the journal is synced at each commit.
+            self._db.execute("PRAGMA journal_mode=TRUNCATE")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             cols = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}

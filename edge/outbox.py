@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from khet.vision.bundle import file_sha256
+from khet.vision.outputs import fsync_dir, fsync_file
 
 from khet.errors import AuthError, KhetError, NotFoundError, OutputError, TooLargeError
 
@@ -60,6 +61,7 @@ def _link(src: Path, dest: Path) -> None:
         os.link(src, tmp)
     except OSError:  # another filesystem (an SD card), or links not supported
         shutil.copyfile(src, tmp)
+        fsync_file(tmp)  # a copy's bytes, durable before its name
     os.replace(tmp, dest)
 
 
@@ -83,6 +85,10 @@ def stage(
                     "sha256": file_sha256(dest),
                 }
             )
+        for d in {box, box / "imagery"}:  # the names, durable before the journal says done
+            if d.is_dir():
+                fsync_dir(d)
+        fsync_dir(box.parent)
     except OSError as e:
         raise OutputError(f"Cannot put the results of {name} in the outbox ({e}).") from e
     summary_sha = next(f["sha256"] for f in files if f["role"] == "summary.json")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from khet.vision.bundle import file_sha256
+from khet.vision.outputs import fsync_dir, fsync_file  # noqa: F401 (used by the runner)
 
 NAME = ".khet-edge.json"
 FORMAT = 1
@@ -40,15 +41,6 @@ def client_id(inputs: list[dict[str, Any]], models: list[str], options: dict[str
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(b"khet-edge-result-v1\n" + text.encode()).hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (the directory entry, not only the file's bytes)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write(folder: Path, data: dict[str, Any]) -> None:
