@@ -260,6 +260,9 @@ def upload(
                 # gets whole chunks through; only drops with the smallest chunk count as down.
                 client.report.drops += 1
                 streak = 0
+                # A moment for the server to finish with the dropped request (it keeps its
+                # bytes), so that the offset asked for next counts them.
+                time.sleep(client.pause / 2)
                 _, body = client.call("GET", f"/uploads/{upload_id}")
                 if int(body.get("offset", offset)) <= offset:
                     if step > MIN_CHUNK:

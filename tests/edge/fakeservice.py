@@ -186,6 +186,11 @@ class DropProxy:
                     dst.sendall(data)
         except OSError:
             pass
+        client, server = both
+        try:  # the server gets what crossed, then the end of the stream (a FIN, not a reset)
+            server.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
         for s in both:  # drop (or end) the connection on both sides
             try:
                 s.shutdown(socket.SHUT_RDWR)

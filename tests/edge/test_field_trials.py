@@ -309,7 +309,8 @@ def test_link_that_drops_every_few_kilobytes_still_finishes(tmp_path, use_test_m
     assert main(["edge", "run", str(src), "-o", str(out), "--with-imagery"]) == 0
     with Journal(out) as j:
         local = {p["client_id"]: p for p in j.pending()}
-        need = sum(f["size"] for p in j.pending() for f in p["files"])
+        # Each distinct file once: the server keeps one upload of a file, however many use it.
+        need = sum({f["sha256"]: f["size"] for p in j.pending() for f in p["files"]}.values())
     with serve(tmp_path, use_test_models) as s:
         proxy = DropProxy(int(s.url.rsplit(":", 1)[1]), every=3000)
         try:
@@ -332,11 +333,11 @@ def test_link_that_drops_every_few_kilobytes_still_finishes(tmp_path, use_test_m
                     f"{s.url}/api/v1/flights/{fl['id']}/results/{f['role']}", headers=s.auth
                 )
                 assert hashlib.sha256(got.content).hexdigest() == f["sha256"]
-        # Every file byte that crossed the link counts: what crossed twice is only what was in
-        # the server's read buffer at a drop (at most one chunk per drop).
+        # Every file byte that crossed the link counts (0 resent when measured; a loaded
+        # machine may let a retry ask for the offset before the dropped request was kept).
         assert "link dropped" in r.stdout
         resent = proxy.put_body - need
-        assert 0 <= resent < need, (proxy.put_body, need)
+        assert 0 <= resent < need // 4, (proxy.put_body, need)
 
 
 _HUNGRY_WRITER = """
