@@ -308,16 +308,17 @@ class EdgeRunner:
     def _rebuild(self) -> None:
         """After the journal was lost, take back every finished result folder (by its stamp)."""
         found = 0
+        known = {r.name: r for r in self.journal.captures()}
         for folder in sorted(p for p in self.out.iterdir() if p.is_dir()):
-            if folder.name.startswith(".") or (folder / stamp.NAME).exists() is False:
+            if folder.name.startswith(".") or not (folder / stamp.NAME).exists():
                 continue
-            rec_by_name = [r for r in self.journal.captures() if r.name == folder.name]
-            if rec_by_name and rec_by_name[0].status == "done":
+            rec = known.get(folder.name)
+            if rec is not None and rec.status == "done":
                 continue
             data = stamp.read(folder)
             if data is None or not data.get("key"):
                 continue
-            if rec_by_name and rec_by_name[0].key != data["key"]:
+            if rec is not None and rec.key != data["key"]:
                 continue
             self._adopt(folder.name, folder, data)
             found += 1

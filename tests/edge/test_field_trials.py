@@ -382,3 +382,37 @@ def test_max_memory_holds_while_writing_outputs(tmp_path, use_test_models):
         (rec,) = j.captures()
         assert rec.status == "failed" and "--max-memory" in rec.message
         assert j.pending() == []
+
+
+_SEGFAULT = """
+import ctypes, sys
+import khet.vision.pipeline as pipeline
+def crash(*a, **k):
+    ctypes.string_at(0)  # a crash in native code, as a broken library would
+pipeline.analyze = crash
+from khet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_capture_that_crashes_the_process_fails_after_three(tmp_path, use_test_models):
+    """Item 1, the other side: crashes the capture causes (a real SIGSEGV, recorded by
+    faulthandler) are counted, and after three it is failed with the reason; a plain run then
+    skips it, and --retry-failed tries again."""
+    src = _card(tmp_path, n=1, size=64)
+    out = tmp_path / "out"
+    env = {**os.environ, "KHET_MODELS_DIR": str(use_test_models)}
+    args = ["edge", "run", str(src), "-o", str(out)]
+    for _ in range(MAX_CRASHES):
+        r = subprocess.run([sys.executable, "-c", _SEGFAULT, *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode < 0, r.stdout + r.stderr  # killed by the signal
+    assert "Segmentation fault" in (out / ".khet-edge" / "fatal.log").read_text()
+    r = subprocess.run([sys.executable, "-m", "khet.cli", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "crashed 3 times" in r.stdout, r.stdout + r.stderr
+    assert "0 analyzed, 0 failed, 1 skipped" in r.stderr
+    with Journal(out) as j:
+        (rec,) = j.captures()
+        assert rec.status == "failed" and rec.crashes == MAX_CRASHES
+    assert main([*args, "--retry-failed"]) == 0
