@@ -101,7 +101,6 @@ def _http_protocol():
                 super().connection_lost(exc)
             finally:
                 self.cycle = cycle
-            cycle.more_body = True
             cycle.message_event.set()  # a waiting receive() returns the body first
             loop = asyncio.get_event_loop()
 
