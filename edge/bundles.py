@@ -2,11 +2,18 @@
 
 Checksum, in this order of trust:
 1. `--model-sha256 HEX` given by the person setting up the device;
-2. the manifest shipped beside the bundles: `manifest.json` (`{"file.onnx": "hex"}` or
-   `{"file.onnx": {"sha256": "hex"}}`; the package installs `bundles/*.json`) or a sibling
-   `file.onnx.sha256` in `sha256sum` format;
-3. otherwise trust on first use: the checksum seen the first time is recorded in the edge state
-   (`OUT/.khet-edge/state.sqlite`) and every later run must match it.
+2. every manifest Khet knows: the one beside the bundle, the one in the models folder
+   (KHET_MODELS_DIR) and the one shipped with Khet (`models/bundles/manifest.json`), as
+   `{"bundles": {"file.onnx": {"sha256", "name", "version"}}}` (or the older
+   `{"file.onnx": "hex"}`), or a sibling `file.onnx.sha256` in `sha256sum` format. A bundle is
+   checked against every entry that claims it, wherever the bundle sits: an entry of its file
+   name, or of the name and version in its metadata (an entry that states another name or
+   version for the file name does not claim it: that is another bundle). A bundle that matches
+   no entry byte for byte while one claims it is refused with the checksum message, before its
+   bytes are parsed, so a damaged copy never reaches ONNX Runtime;
+3. otherwise the bundle is UNVERIFIED (no manifest knows it, e.g. one trained on the device's
+   own fields): the checksum seen the first time is recorded in the edge state
+   (`OUT/.khet-edge/state.sqlite`), every later run must match it, and the runner says so.
 
 A bundle that passes is copied into the state folder and the copy is what runs, so the bytes that
 were checked are the bytes that are used. Its format version is checked when it is opened
@@ -27,7 +34,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from khet.vision.bundle import Bundle, BundleInfo, file_sha256, list_bundles
+from khet.vision.bundle import (
+    Bundle,
+    BundleInfo,
+    default_models_dir,
+    file_sha256,
+    list_bundles,
+    read_metadata,
+    shipped_bundles_dir,
+)
 
 from khet.errors import ModelError
 
@@ -45,51 +60,116 @@ class Verified:
     sha256: str
     checked_by: str  # "--model-sha256", "manifest", "first use"
     info: BundleInfo
+    manifest: Path | None = None  # the manifest that vouched for it
+
+    @property
+    def verified(self) -> bool:
+        """Checked against a checksum someone stated (not only against its own first use)."""
+        return self.checked_by != "first use"
 
 
-def expected_sha256(path: Path) -> str | None:
-    """The checksum shipped for `path` (manifest.json or a .sha256 sibling), if any."""
-    manifest = path.parent / MANIFEST
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, ValueError) as e:
-            raise ModelError(f"The model manifest {manifest} cannot be read ({e}).") from e
-        entry = data.get("bundles", data).get(path.name) if isinstance(data, dict) else None
-        if isinstance(entry, dict):
-            entry = entry.get("sha256")
+@dataclass(frozen=True)
+class Entry:
+    """One bundle a manifest knows."""
+
+    manifest: Path
+    file: str
+    sha256: str
+    name: str | None = None
+    version: str | None = None
+
+    def claims(self, file: str, meta: dict[str, str] | None) -> bool:
+        """Does this entry speak for a bundle named `file` with metadata `meta` (None: the
+        metadata cannot be read, the file is damaged)?"""
+        if meta is not None and self.name and self.version:
+            if (meta.get("name"), meta.get("version")) == (self.name, self.version):
+                return True
+            return False  # the manifest's bundle of that file name is another one
+        return self.file == file
+
+
+def manifests(path: Path, models_dir: Path | None = None) -> list[Path]:
+    """The manifests that may know `path`: beside it, in the models folder, shipped."""
+    seen: list[Path] = []
+    for d in (path.parent, models_dir or default_models_dir(), shipped_bundles_dir()):
+        m = (Path(d) / MANIFEST).resolve()
+        if m not in seen and m.is_file():
+            seen.append(m)
+    return seen
+
+
+def _entries(manifest: Path) -> list[Entry]:
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"The model manifest {manifest} cannot be read ({e}).") from e
+    table = data.get("bundles", data) if isinstance(data, dict) else {}
+    out = []
+    for file, entry in (table or {}).items():
         if isinstance(entry, str):
-            return entry.strip().lower()
+            entry = {"sha256": entry}
+        if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+            out.append(
+                Entry(
+                    manifest,
+                    str(file),
+                    entry["sha256"].strip().lower(),
+                    entry.get("name"),
+                    entry.get("version"),
+                )
+            )
+    return out
+
+
+def known_entries(path: Path, models_dir: Path | None = None) -> list[Entry]:
+    """Every manifest entry that might speak for `path` (see the module note)."""
+    entries = [e for m in manifests(path, models_dir) for e in _entries(m)]
     side = path.with_name(path.name + ".sha256")
     if side.is_file():
         text = side.read_text().split()
         if text:
-            return text[0].strip().lower()
+            entries.insert(0, Entry(side, path.name, text[0].strip().lower()))
+    return entries
+
+
+def expected_sha256(path: Path, models_dir: Path | None = None) -> str | None:
+    """The checksum a manifest states for `path` by its file name, if any."""
+    for e in known_entries(Path(path), models_dir):
+        if e.file == Path(path).name:
+            return e.sha256
     return None
 
 
-def verify(path: Path, private_dir: Path, journal, model_sha256: str | None = None) -> Verified:
+def verify(
+    path: Path,
+    private_dir: Path,
+    journal,
+    model_sha256: str | None = None,
+    models_dir: Path | None = None,
+) -> Verified:
     """Copy `path` into `private_dir`, check the copy's checksum and format; `ModelError` if not."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"Model file {path} does not exist.")
     if model_sha256 is not None:
-        want, how = model_sha256.strip().lower(), "--model-sha256"
-        if not _HEX.match(want):
+        model_sha256 = model_sha256.strip().lower()
+        if not _HEX.match(model_sha256):
             raise ModelError("--model-sha256 must be 64 hexadecimal characters (sha256sum output).")
-    else:
-        want, how = expected_sha256(path), "manifest"
-        if want is None:
-            want, how = journal.trusted_sha256(path.name), "first use"
     private_dir.mkdir(parents=True, exist_ok=True)
     tmp = private_dir / f".{path.name}.{os.getpid()}.tmp"
+    manifest = None
     try:
         shutil.copyfile(path, tmp)
         got = file_sha256(tmp)
+        if model_sha256 is not None:
+            want, how = model_sha256, "--model-sha256"
+        else:
+            want, how, manifest = _expected(path, tmp, got, journal, models_dir)
         if want is not None and got != want:
+            where = f" ({manifest})" if manifest else ""
             raise ModelError(
                 f"Model {path.name} is damaged or not the expected file: its checksum is "
-                f"{got[:12]}…, the {how} says {want[:12]}…. Copy the model again."
+                f"{got[:12]}…, the {how}{where} says {want[:12]}…. Copy the model again."
             )
         dest = private_dir / path.name
         os.replace(tmp, dest)
@@ -101,7 +181,31 @@ def verify(path: Path, private_dir: Path, journal, model_sha256: str | None = No
     if want is None:
         journal.trust(path.name, got)
         how = "first use"
-    return Verified(dest, path, got, how, info)
+    return Verified(dest, path, got, how, info, manifest)
+
+
+def _expected(
+    path: Path, copy: Path, got: str, journal, models_dir: Path | None
+) -> tuple[str | None, str, Path | None]:
+    """What `copy` (of `path`, sha256 `got`) must match: (sha256, who says so, manifest)."""
+    entries = known_entries(path, models_dir)
+    for e in entries:
+        if e.sha256 == got:  # byte for byte a bundle a manifest knows
+            return got, "manifest", e.manifest
+    try:
+        meta: dict[str, str] | None = read_metadata(copy)
+    except ModelError:
+        meta = None  # damaged past reading: any entry of its file name speaks for it
+    claims = [e for e in entries if e.claims(path.name, meta)]
+    if claims:
+        e = claims[0]
+        return e.sha256, "manifest", e.manifest
+    if meta is None:
+        raise ModelError(
+            f"Model {path.name} cannot be read: it is damaged or not an ONNX bundle, and no "
+            "manifest knows it. Copy the model again."
+        )
+    return journal.trusted_sha256(path.name), "first use", None
 
 
 def _f1(info: BundleInfo) -> float | None:
@@ -149,7 +253,7 @@ def select(
             if not named:
                 raise ModelError(f"No model named {model!r}.")
             p = named[0]
-        chosen = [verify(p, private_dir, journal, model_sha256)]
+        chosen = [verify(p, private_dir, journal, model_sha256, models_dir)]
     else:
         chosen = _choose_all(models_dir, private_dir, journal, model_sha256, precision)
     # Only the chosen bundles stay in the private folder, so the pipeline sees no others.
@@ -168,7 +272,7 @@ def _choose_all(
         raise ModelError("No model bundles found. Copy them to the device and set KHET_MODELS_DIR.")
     if model_sha256 is not None and len(paths) > 1:
         raise ModelError("--model-sha256 checks one model: name it with --model.")
-    verified = [verify(p, private_dir, journal, model_sha256) for p in paths]
+    verified = [verify(p, private_dir, journal, model_sha256, models_dir) for p in paths]
     groups: dict[tuple[str, ...], list[Verified]] = {}
     for v in verified:
         groups.setdefault(tuple(v.info.bands), []).append(v)

@@ -186,6 +186,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not (args.out / STATE_DIR).is_dir():
         raise KhetError(f"{args.out} is not an edge output folder (run `khet edge run` first).")
     with Journal(args.out) as journal:
+        if journal.lost:
+            print(
+                f"khet: warning: the edge journal in {args.out} was {journal.lost}: run "
+                "`khet edge run` on the same inputs first; it rebuilds the journal from the "
+                "finished folders (analyzing nothing again), then sync.",
+                file=sys.stderr,
+            )
         report = sync(
             journal,
             args.server,

@@ -16,8 +16,10 @@ Sync follows the service's resumable upload contract:
 Idempotent and resumable at any byte: each upload id is recorded as soon as the service gives it,
 and a new sync asks the service how many bytes it holds and sends only the rest (a second POST of
 the same file also answers the existing upload, so even an id lost in a crash is found again).
-The flight's `client_id` is the sha256 of `summary.json`, so posting it again never makes a
-second flight; the field is recorded before the flight is posted, so a retry goes to the same one.
+The flight's `client_id` is the identity of the capture's result (`edge.stamp.client_id`: its
+input files' sha256, the models and options), so posting it again, even after the journal was
+lost and the capture found finished by its stamp, never makes a second flight; the field is
+recorded before the flight is posted, so a retry goes to the same one.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from khet.vision.bundle import file_sha256
+from khet.vision.outputs import fsync_dir, fsync_file
 
 from khet.errors import AuthError, KhetError, NotFoundError, OutputError, TooLargeError
 
@@ -37,6 +43,9 @@ from .journal import STATE_DIR, Journal
 
 RESULTS = ("summary.json", "zones.geojson", "classes.tif")
 CHUNK = 1 << 20
+RETRIES = 3  # a request whose connection failed is tried again this often (0.2, 0.4, 0.8 s)
+MIN_CHUNK = 1024  # a chunk is halved down to this while the link drops before it is through
+MAX_DROPS_WITHOUT_PROGRESS = 4  # drops in a row of the smallest chunk: the link is down
 API = "/api/v1"
 
 
@@ -52,6 +61,7 @@ def _link(src: Path, dest: Path) -> None:
         os.link(src, tmp)
     except OSError:  # another filesystem (an SD card), or links not supported
         shutil.copyfile(src, tmp)
+        fsync_file(tmp)  # a copy's bytes, durable before its name
     os.replace(tmp, dest)
 
 
@@ -75,6 +85,10 @@ def stage(
                     "sha256": file_sha256(dest),
                 }
             )
+        for d in {box, box / "imagery"}:  # the names, durable before the journal says done
+            if d.is_dir():
+                fsync_dir(d)
+        fsync_dir(box.parent)
     except OSError as e:
         raise OutputError(f"Cannot put the results of {name} in the outbox ({e}).") from e
     summary_sha = next(f["sha256"] for f in files if f["role"] == "summary.json")
@@ -96,6 +110,9 @@ class SyncReport:
     synced: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     already: int = 0
+    existing: int = 0  # flights the server already had (a retry, a rebuilt journal)
+    bytes_needed: int = 0  # what the server lacked when each upload started
+    drops: int = 0  # connections that dropped mid-chunk and were resumed in this sync
 
     def line(self) -> str:
         parts = [f"{len(self.synced)} flight(s) sent"]
@@ -103,6 +120,10 @@ class SyncReport:
             parts.append(f"{len(self.failed)} waiting with errors")
         if self.already:
             parts.append(f"{self.already} sent before")
+        if self.existing:
+            parts.append(f"{self.existing} already on the server")
+        if self.drops:
+            parts.append(f"link dropped {self.drops} time(s) mid-chunk, resumed each time")
         return "sync: " + ", ".join(parts)
 
 
@@ -123,20 +144,32 @@ class _Client:
             transport=transport,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "khet-edge"},
         )
+        self.report = SyncReport()
+        self.pause = 0.2  # seconds before the first retry; doubles each time
+        self.step: int | None = None  # chunk size that the link lets through (upload())
 
     def close(self) -> None:
         self.http.close()
 
-    def call(self, method: str, url: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    def call(
+        self, method: str, url: str, *, retries: int = RETRIES, **kw: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """One request; a connection that fails is tried again `retries` times (every call of
+        the contract is idempotent), then the network is taken to be down (`Unreachable`)."""
         import httpx
 
-        try:
-            r = self.http.request(method, API + url, **kw)
-        except httpx.HTTPError as e:
-            raise Unreachable(
-                f"Cannot reach the server at {self.server} ({type(e).__name__}); the results stay "
-                "in the outbox: run `khet edge sync` again when the network is back."
-            ) from e
+        for attempt in range(retries + 1):
+            try:
+                r = self.http.request(method, API + url, **kw)
+                break
+            except httpx.HTTPError as e:
+                if attempt < retries:
+                    time.sleep(min(self.pause * 2**attempt, 5.0))
+                    continue
+                raise Unreachable(
+                    f"Cannot reach the server at {self.server} ({type(e).__name__}); the results "
+                    "stay in the outbox: run `khet edge sync` again when the network is back."
+                ) from e
         try:
             body = r.json() if r.content else {}
         except ValueError:
@@ -191,34 +224,68 @@ def upload(
         remember(upload_id, bool(state.get("complete")))
     assert state is not None
     offset, complete = int(state.get("offset", 0)), bool(state.get("complete"))
-    stalled = 0
+    client.report.bytes_needed += 0 if complete else size - offset
+    stalled = drops = streak = 0
+    # The chunk size now: halved while drops keep nothing, grown back after; it carries over
+    # from file to file (the link is the same).
+    step = min(chunk, client.step or chunk)
     with open(path, "rb") as fh:
         while not complete:
             fh.seek(offset)
-            data = fh.read(chunk)
+            data = fh.read(step)
             if not data:
                 raise KhetError(
                     f"The server holds all {size} bytes of {path.name} but does not "
                     "accept it as complete (checksum mismatch?)."
                 )
             end = offset + len(data) - 1
-            _, body = client.call(
-                "PUT",
-                f"/uploads/{upload_id}",
-                content=data,
-                headers={
-                    "Content-Range": f"bytes {offset}-{end}/{size}",
-                    "Content-Type": "application/octet-stream",
-                },
-            )
+            try:
+                _, body = client.call(
+                    "PUT",
+                    f"/uploads/{upload_id}",
+                    retries=0,  # not sent again blindly: the server may have kept part of it
+                    content=data,
+                    headers={
+                        "Content-Range": f"bytes {offset}-{end}/{size}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                streak += 1
+                if streak >= 4 and step < chunk:  # the link holds again: larger chunks
+                    step, streak = min(chunk, step * 2), 0
+            except Unreachable:
+                # The link dropped mid-chunk. The server keeps what its reader took in (all but
+                # the last few kB in flight); ask where it stands and go on from there. A drop
+                # that kept nothing halves the chunk, so a link that drops every few kB still
+                # gets whole chunks through; only drops with the smallest chunk count as down.
+                client.report.drops += 1
+                streak = 0
+                # A moment for the server to finish with the dropped request (it keeps its
+                # bytes), so that the offset asked for next counts them.
+                time.sleep(client.pause / 2)
+                _, body = client.call("GET", f"/uploads/{upload_id}")
+                if int(body.get("offset", offset)) <= offset:
+                    if step > MIN_CHUNK:
+                        step = max(MIN_CHUNK, step // 2)
+                    else:
+                        drops += 1
+                        if drops > MAX_DROPS_WITHOUT_PROGRESS:
+                            raise
+                        if drops > 1:  # a link that stays down: wait a little longer each time
+                            time.sleep(min(client.pause * 2 ** (drops - 2), 5.0))
             new = int(body.get("offset", offset))
             complete = bool(body.get("complete"))
-            stalled = stalled + 1 if new <= offset else 0
-            if stalled > 3:
-                raise KhetError(
-                    f"The server does not take more of {path.name} (stuck at byte {offset})."
-                )
+            if new > offset:
+                drops = 0
+                stalled = 0
+            elif not complete:
+                stalled += 1
+                if stalled > 64:
+                    raise KhetError(
+                        f"The server does not take more of {path.name} (stuck at byte {offset})."
+                    )
             offset = new
+            client.step = step
     remember(upload_id, True)
     return upload_id
 
@@ -236,10 +303,43 @@ def sync(
 ) -> SyncReport:
     """Upload every pending outbox entry as a flight; see the module note."""
     out_dir = journal.out_dir
-    report = SyncReport()
-    report.already = sum(1 for i in journal.outbox_items() if i["state"] == "synced")
+    with _sync_lock(journal, log):
+        return _sync(journal, out_dir, server, token, field_id, chunk, timeout, transport, log)
+
+
+@contextmanager
+def _sync_lock(journal: Journal, log: Any) -> Iterator[None]:
+    """One sync of an output folder at a time: a second (the watcher's and a manual one, or a
+    sync started twice) waits for the first, then finds what is still pending. Two syncs side by
+    side would send the same bytes twice and fight over the same uploads."""
+    import fcntl
+
+    path = journal.state_dir / "sync.lock"
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if log:
+                log("another sync of this folder is running; waiting for it to finish")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
+
+
+def _sync(
+    journal: Journal,
+    out_dir: Path,
+    server: str,
+    token: str,
+    field_id: str | None,
+    chunk: int,
+    timeout: float,
+    transport: Any,
+    log: Any,
+) -> SyncReport:
     _tidy(journal)
     client = _Client(server, token, timeout, transport)
+    report = client.report
+    report.already = sum(1 for i in journal.outbox_items() if i["state"] == "synced")
     try:
         for item in journal.pending():
             name = item["capture"]
@@ -252,7 +352,7 @@ def sync(
             if not item["field"]:
                 journal.set_outbox(name, field=str(fld))
             try:
-                flight = _send(client, journal, out_dir, item, str(fld), chunk)
+                flight, created = _send(client, journal, out_dir, item, str(fld), chunk)
             except (Unreachable, AuthError):  # nothing can be sent now
                 raise
             except KhetError as e:  # this entry's problem (refused, missing): the others may go
@@ -263,8 +363,10 @@ def sync(
                 continue
             journal.set_outbox(name, state="synced", flight_id=flight)
             report.synced.append(name)
+            report.existing += 0 if created else 1
             if log:
-                log(f"{name}: sent as flight {flight} of field {fld}")
+                how = "sent as" if created else "already on the server as"
+                log(f"{name}: {how} flight {flight} of field {fld}")
             _tidy(journal)
     finally:
         client.close()
@@ -273,7 +375,8 @@ def sync(
 
 def _send(
     client: _Client, journal: Journal, out_dir: Path, item: dict[str, Any], fld: str, chunk: int
-) -> str:
+) -> tuple[str, bool]:
+    """Upload an entry's files and post its flight: (flight id, True when newly made)."""
     name = item["capture"]
     ids: dict[str, str] = {}
     imagery: list[str] = []
@@ -299,8 +402,8 @@ def _send(
         body["captured_at"] = item["captured_at"]
     if imagery and item.get("bands"):
         body["bands"] = json.loads(item["bands"])
-    _, flight = client.call("POST", f"/fields/{fld}/flights", json=body)
-    return str(flight.get("id", ""))
+    code, flight = client.call("POST", f"/fields/{fld}/flights", json=body)
+    return str(flight.get("id", "")), code == 201
 
 
 def _tidy(journal: Journal) -> None:

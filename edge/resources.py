@@ -10,6 +10,9 @@
 2. Enforcement by resident memory (RSS, what the kernel's OOM killer counts), checked after every
    strip through the pipeline's progress callback: over the ceiling, the capture stops with a
    clear message and is recorded as failed; its half-made outputs are discarded by the pipeline.
+   Writing the outputs (after the last strip) is measured too, by the kernel's exact peak: a
+   capture that went over the ceiling there is recorded as failed and its outputs removed, never
+   done with a warning.
 
 Why not `setrlimit(RLIMIT_AS)`: it limits address space, not memory. ONNX Runtime's and glibc's
 per-thread arenas and the mapped libraries reserve hundreds of MB that are never touched, so an
@@ -59,6 +62,17 @@ def peak_rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (VmHWM) so that it measures what comes next;
+    False where the kernel does not allow it (then only sampling sees the peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def tile_bytes(tile_size: int, bands: int) -> int:
@@ -142,10 +156,11 @@ def apply_process_limits(p: Plan) -> None:
 class MemoryGuard:
     """A progress callback that stops an analysis when resident memory passes the ceiling.
 
-    A sampling thread records the peak of the whole capture (the process's ru_maxrss only ever
-    grows, so it cannot tell one capture from the next); the check itself runs in the pipeline's
-    main loop, after every strip, where stopping is clean. The output-writing stage after the last
-    strip is not interrupted: its peak is measured and reported, and the plan leaves room for it.
+    The process's peak (VmHWM) is reset when a capture starts, so at its end it is the capture's
+    exact peak; a sampling thread also watches it where the kernel cannot reset it. The check
+    runs in the pipeline's main loop, after every strip, where stopping is clean. Writing the
+    outputs after the last strip is not interrupted: a capture whose peak went over the ceiling
+    there (`over`) is failed by the runner after the fact, and its outputs removed.
     """
 
     def __init__(
@@ -162,6 +177,8 @@ class MemoryGuard:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> MemoryGuard:
+        self.exact = reset_peak_rss()
+        self.peak_mb = rss_mb()
         self._thread = threading.Thread(target=self._sample, name="khet-memory", daemon=True)
         self._thread.start()
         return self
@@ -171,6 +188,13 @@ class MemoryGuard:
         if self._thread is not None:
             self._thread.join()
         self.peak_mb = max(self.peak_mb, rss_mb())
+        if self.exact:  # the kernel's peak since __enter__: no spike between samples missed
+            self.peak_mb = max(self.peak_mb, peak_rss_mb())
+
+    @property
+    def over(self) -> bool:
+        """The capture went over the ceiling at some moment (writing its outputs included)."""
+        return self.max_memory_mb is not None and self.peak_mb > self.max_memory_mb
 
     def _sample(self) -> None:
         while not self._stop.wait(self._every):

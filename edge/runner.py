@@ -2,10 +2,12 @@
 
 Every capture goes through `khet.vision.pipeline.analyze` (the one pipeline) into `OUT/<name>/`.
 The journal (`edge.journal`) records `running` before the work and `done` after `analyze` has
-renamed `summary.json` into place, in one transaction with the outbox entry. After a power loss a
-capture found `running` is analyzed again from scratch (its leftover staging folder is removed):
-nothing half-written is taken as done, and nothing done is analyzed twice. A capture that keeps
-killing the process (out of memory, a crashing library) is marked failed after `MAX_ATTEMPTS`.
+renamed `summary.json` into place and the folder's stamp (`edge.stamp`) is written, in one
+transaction with the outbox entry. After a power loss a capture found `running` is analyzed again
+from scratch (its leftover staging folder is removed): nothing half-written is taken as done, and
+nothing done is analyzed twice. Interruptions never make a capture fail, however many; a capture
+that crashes the process itself (a fatal signal in native code, an out-of-memory kill) is marked
+failed after `MAX_CRASHES` such crashes. A lost journal is rebuilt from the stamps.
 """
 
 from __future__ import annotations
@@ -23,8 +25,30 @@ from khet.errors import InputError, KhetError
 from khet.settings import Settings, get_settings
 
 from . import bundles as edge_bundles
-from . import outbox, resources
-from .journal import MAX_ATTEMPTS, STATE_DIR, Journal
+from . import outbox, resources, stamp
+from .journal import MAX_CRASHES, STATE_DIR, Journal
+
+FATAL_LOG = "fatal.log"
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux): a different one after a start means the device was off."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel has killed for lack of memory since boot (Linux)."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
 
 Log = Callable[[str], None]
 
@@ -165,6 +189,7 @@ class EdgeRunner:
             raise
 
     def _setup(self, options: EdgeOptions, base: Settings) -> None:
+        self._fatal = None
         self.bundles = edge_bundles.select(
             options.models_dir or base.models_dir,
             self.state_dir / "models",
@@ -191,9 +216,33 @@ class EdgeRunner:
         )
         self.peak_mb = resources.rss_mb()
         self.last_peak_mb = self.peak_mb
+        self.identity_models = sorted(b.sha256 for b in self.bundles)
         self._recover()
+        self._rebuild()
+        self._catch_fatal()
+
+    def _catch_fatal(self) -> None:
+        """A crash in native code (SIGSEGV, SIGABRT, ...) leaves its trace in fatal.log: the
+        evidence, at the next start, that the capture being analyzed brought the process down."""
+        import faulthandler
+
+        self._was_faulthandler = faulthandler.is_enabled()
+        self._fatal = open(self.state_dir / FATAL_LOG, "a")  # noqa: SIM115 - closed in close()
+        faulthandler.enable(file=self._fatal)
 
     def close(self) -> None:
+        fatal = getattr(self, "_fatal", None)
+        if fatal is not None:
+            import faulthandler
+
+            faulthandler.disable()
+            if self._was_faulthandler:  # as it was (pytest's, or -X faulthandler)
+                try:
+                    faulthandler.enable(file=sys.__stderr__)
+                except (AttributeError, ValueError, OSError):
+                    pass
+            fatal.close()
+            self._fatal = None
         self.journal.close()
         self._lock.close()
 
@@ -205,7 +254,12 @@ class EdgeRunner:
 
     def describe(self) -> str:
         models = ", ".join(
-            f"{b.info.name} ({b.info.precision}, sha256 {b.sha256[:12]}… by {b.checked_by})"
+            f"{b.info.name} {b.info.version} ({b.info.precision}, sha256 {b.sha256[:12]}… "
+            + (
+                f"by {b.checked_by})"
+                if b.verified
+                else "UNVERIFIED: no manifest knows it, checked only by first use)"
+            )
             for b in self.bundles
         )
         p = self.plan
@@ -217,17 +271,134 @@ class EdgeRunner:
 
     # -- power-loss recovery -------------------------------------------------------------------
     def _recover(self) -> None:
+        """Captures a run left `running`: interrupted (analyzed again, however often) or crashed
+        by the capture itself (failed after `MAX_CRASHES`); see `edge.journal`."""
+        fatal = self.state_dir / FATAL_LOG
+        fatal_size = fatal.stat().st_size if fatal.exists() else 0
+        boot, ooms = boot_id(), oom_kills()
         for rec in self.journal.captures("running"):
-            if rec.attempts >= MAX_ATTEMPTS:
+            same_boot = boot is not None and rec.boot_id == boot
+            why = None
+            if rec.fatal_mark is not None and fatal_size > rec.fatal_mark:
+                why = f"a fatal error in the analysis (see {fatal})"
+            elif same_boot and rec.oom_kills is not None and ooms is not None:
+                if ooms > rec.oom_kills:
+                    why = "the system ran out of memory"
+            rec = self.journal.count_stop(rec.key, crashed=why is not None)
+            if why is None:
+                cause = "the device was off" if not same_boot and boot else "stopped or killed"
+                self.log(
+                    f"{rec.name}: interrupted last time ({cause}; {rec.interruptions} "
+                    "interruption(s) so far), will analyze again"
+                )
+            elif rec.crashes >= MAX_CRASHES:
                 self.journal.fail(
                     rec.key,
-                    f"The analysis stopped unexpectedly {rec.attempts} times (power loss or out of "
-                    "memory?); not trying again. Allow more --max-memory, lower --batch-size, "
-                    "or check the images.",
+                    f"The analysis of this capture crashed {rec.crashes} times ({why}); not "
+                    "trying again. Allow more --max-memory, lower --batch-size, or check the "
+                    "images, then run with --retry-failed.",
                 )
-                self.log(f"{rec.name}: failed {rec.attempts} times, giving up")
+                self.log(f"{rec.name}: crashed {rec.crashes} times ({why}), giving up")
             else:
-                self.log(f"{rec.name}: interrupted last time, will analyze again")
+                self.log(
+                    f"{rec.name}: crashed last time ({why}; {rec.crashes} of {MAX_CRASHES}), "
+                    "will analyze again"
+                )
+
+    def _rebuild(self) -> None:
+        """After the journal was lost, take back every finished result folder (by its stamp)."""
+        found = 0
+        known = {r.name: r for r in self.journal.captures()}
+        for folder in sorted(p for p in self.out.iterdir() if p.is_dir()):
+            if folder.name.startswith(".") or not (folder / stamp.NAME).exists():
+                continue
+            rec = known.get(folder.name)
+            if rec is not None and rec.status == "done":
+                continue
+            data = stamp.read(folder)
+            if data is None or not data.get("key"):
+                continue
+            if rec is not None and rec.key != data["key"]:
+                continue
+            self._adopt(folder.name, folder, data)
+            found += 1
+        if self.journal.lost:
+            what = {
+                "missing": "was missing",
+                "empty": "was empty",
+                "damaged": "was damaged (kept aside as state.sqlite.damaged-*)",
+            }[self.journal.lost]
+            self.log(
+                f"warning: the edge journal {self.state_dir / 'state.sqlite'} {what}: rebuilt "
+                f"it from {found} finished result folder(s); they are not analyzed again"
+            )
+
+    def _identity_options(self) -> dict[str, Any]:
+        """The options that change a capture's map: part of its result's identity."""
+        return {"bands": self.options.bands, "mosaic": self.options.mosaic}
+
+    def _stamp(
+        self,
+        cap: Capture,
+        name: str,
+        dest: Path,
+        fp: str,
+        inputs: list[dict[str, Any]],
+        cid: str,
+        imagery: list[Path],
+    ) -> None:
+        """Write the folder's stamp (see `edge.stamp`) once every result is durably on disk."""
+        from khet.vision.bundle import file_sha256
+
+        try:
+            results = {
+                p.relative_to(dest).as_posix(): file_sha256(p)
+                for p in sorted(dest.rglob("*"))
+                if p.is_file() and not any(s.startswith(".") for s in p.relative_to(dest).parts)
+            }
+            stamp.write(
+                dest,
+                {
+                    "key": cap.key,
+                    "name": name,
+                    "inputs": inputs,
+                    "fingerprint": fp,
+                    "client_id": cid,
+                    "field": self.options.field,
+                    "bands": self.options.bands,
+                    "imagery": [
+                        str(p.relative_to(dest)) if p.is_relative_to(dest) else str(p)
+                        for p in imagery
+                    ],
+                    "results": results,
+                },
+            )
+        except OSError as e:
+            raise KhetError(f"Cannot mark {dest} finished ({e.strerror or e}).") from e
+
+    def _adopt(self, name: str, dest: Path, data: dict[str, Any]) -> bool:
+        """Record a finished folder as done, and its results in the outbox (unless sent)."""
+        entry = None
+        try:
+            import json as _json
+
+            summary = _json.loads((dest / "summary.json").read_text(encoding="utf-8"))
+            imagery = [Path(p) for p in data.get("imagery") or []]
+            imagery = [p if p.is_absolute() else dest / p for p in imagery]
+            entry = outbox.stage(self.out, name, dest, imagery, summary)
+            entry["client_id"] = data["client_id"]
+            entry["bands"] = data.get("bands")
+        except (OSError, ValueError, KhetError) as e:
+            self.log(f"{name}: finished, but its results cannot go to the outbox ({e})")
+        self.journal.adopt(
+            data["key"],
+            name,
+            [i["path"] for i in data.get("inputs") or []],
+            data.get("fingerprint") or "",
+            data.get("field"),
+            entry,
+        )
+        return True
 
     # -- one capture ---------------------------------------------------------------------------
     def should_process(self, cap: Capture, fp: str) -> bool:
@@ -250,12 +421,34 @@ class EdgeRunner:
 
         fp = fp or fingerprint(cap.files)
         name = self.journal.name_for(cap.key, cap.wanted, cap.alternative)
-        rec = self.journal.begin(cap.key, name, [str(f) for f in cap.files], fp, self.options.field)
-        if rec.attempts > MAX_ATTEMPTS:
-            msg = f"The analysis stopped unexpectedly {rec.attempts - 1} times; not trying again."
+        dest = self.out / name
+        try:
+            inputs = stamp.input_hashes(cap.files)
+        except OSError as e:
+            msg = f"Cannot read the capture's files ({e.strerror or e})."
+            self.journal.begin(cap.key, name, [str(f) for f in cap.files], fp, self.options.field)
             self.journal.fail(cap.key, msg)
             self.log(f"{name}: failed: {msg}")
             return False
+        cid = stamp.client_id(inputs, self.identity_models, self._identity_options())
+        found = stamp.read(dest)
+        if found is not None and found.get("client_id") == cid:
+            # Finished before (the journal did not know it: lost, or the card moved).
+            self._adopt(name, dest, {**found, "key": cap.key, "fingerprint": fp})
+            self.log(f"{name}: already finished in {dest} (its stamp matches); not analyzed again")
+            return True
+        if (dest / stamp.NAME).exists():
+            stamp.remove(dest)
+        self.journal.begin(
+            cap.key,
+            name,
+            [str(f) for f in cap.files],
+            fp,
+            self.options.field,
+            boot_id=boot_id(),
+            oom_kills=oom_kills(),
+            fatal_mark=os.fstat(self._fatal.fileno()).st_size if self._fatal else None,
+        )
         dest = self.out / name
         for partial in dest.glob(".khet-partial-*"):  # left by an interrupted run
             shutil.rmtree(partial, ignore_errors=True)
@@ -272,16 +465,20 @@ class EdgeRunner:
                     settings=self.settings,
                     title=name,
                 )
-            if self.plan.max_memory_mb and guard.peak_mb > self.plan.max_memory_mb:
-                self.log(
-                    f"{name}: warning: memory peaked at {guard.peak_mb:.0f} MB while "
-                    f"writing the outputs, over --max-memory {self.plan.max_memory_mb}"
+            if guard.over:  # while writing the outputs, after the last strip was checked
+                _withdraw(dest, summary)
+                raise KhetError(
+                    f"The analysis needed more than the {self.plan.max_memory_mb} MB allowed by "
+                    f"--max-memory while writing the outputs (it reached {guard.peak_mb:.0f} "
+                    "MB); its outputs were removed. Allow more memory or lower --batch-size."
                 )
             imagery = cap.files if self.options.with_imagery else []
             if imagery and "mosaic" in summary:  # a flight: its imagery is the mosaic
                 imagery = [dest / summary["mosaic"]["output"]]
             entry = outbox.stage(self.out, name, dest, imagery, summary)
             entry["bands"] = self.options.bands
+            entry["client_id"] = cid
+            self._stamp(cap, name, dest, fp, inputs, cid, imagery)
         except KhetError as e:
             self.journal.fail(cap.key, e.message)
             self.log(f"{name}: failed: {e.message}")
@@ -370,6 +567,21 @@ class EdgeRunner:
             if stop is not None and stop():
                 return counts
             time.sleep(interval)
+
+
+def _withdraw(dest: Path, summary: dict[str, Any]) -> None:
+    """Remove a capture's outputs (the summary first: without it nothing looks finished)."""
+    from khet.vision import products
+
+    (dest / products.SUMMARY.path).unlink(missing_ok=True)
+    stamp.fsync_dir(dest)
+    for p in sorted(dest.iterdir()):
+        if p.name.startswith(".khet-edge"):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _one_line(summary: dict[str, Any], out: Path) -> str:

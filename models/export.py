@@ -58,12 +58,18 @@ def record_in_manifest(path: Path) -> None:
     """Keep `manifest.json` beside the bundles: the checksums a field device verifies against."""
     import json
 
-    from khet.vision.bundle import file_sha256
+    from khet.vision.bundle import file_sha256, read_metadata
 
     manifest = path.parent / "manifest.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     bundles = data.setdefault("bundles", {})
-    bundles[path.name] = {"sha256": file_sha256(path)}
+    meta = read_metadata(path)
+    # Name and version too: a device checks a copy of this bundle against it wherever it sits.
+    bundles[path.name] = {
+        "sha256": file_sha256(path),
+        "name": meta.get("name"),
+        "version": meta.get("version"),
+    }
     for name in list(bundles):  # forget bundles that are gone
         if not (path.parent / name).is_file():
             del bundles[name]

@@ -265,8 +265,11 @@ def create_flight(
     else:
         job = Job(status="queued")
     flight.job = job
-    db.add(flight)
     try:
+        # The unique (field, client_id) conflict may surface at the flush (an autoflush, the
+        # insert) or at the commit: both are inside this block.
+        db.add(flight)
+        db.flush()
         db.commit()
     except IntegrityError:  # the same client_id raced in from a second request
         db.rollback()

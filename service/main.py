@@ -69,6 +69,7 @@ def _die_with_serve() -> None:
 
 
 def _http_protocol():
+    import asyncio
     import socket
 
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -86,6 +87,37 @@ def _http_protocol():
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super().connection_made(transport)
+
+        def connection_lost(self, exc) -> None:
+            """Hand the request body bytes that arrived before a dropped connection to the app,
+            then tell it of the disconnect.
+
+            uvicorn answers `receive()` with a disconnect as soon as the connection is lost,
+            dropping the body bytes it had read but not yet handed over: on a link that drops
+            every few kB that is every byte of the chunk. An upload keeps the bytes of a chunk
+            that arrived (routers/uploads.py), so they must reach it."""
+            cycle = getattr(self, "cycle", None)
+            body = getattr(cycle, "body", None)
+            if cycle is None or cycle.response_complete or not body:
+                super().connection_lost(exc)
+                return
+            self.cycle = None  # uvicorn's bookkeeping of the lost connection, without the cycle
+            try:
+                super().connection_lost(exc)
+            finally:
+                self.cycle = cycle
+            cycle.message_event.set()  # a waiting receive() returns the body first
+            loop = asyncio.get_event_loop()
+
+            def then_disconnect(tries: int = 0) -> None:
+                if cycle.body and not cycle.response_complete and tries < 300:
+                    loop.call_later(0.01, then_disconnect, tries + 1)  # not taken yet
+                    return
+                if not cycle.response_complete:
+                    cycle.disconnected = True
+                cycle.message_event.set()
+
+            loop.call_soon(then_disconnect)
 
     return NoDelayHTTP
 

@@ -304,6 +304,13 @@ class Bundle:
         }
 
 
+def shipped_bundles_dir() -> Path:
+    """Where the bundles shipped with Khet (and their manifest.json) are installed."""
+    # vision/ and models/ sit side by side both in the source tree and installed (khet/vision,
+    # khet/models), so this finds the shipped bundles without importing khet.models.
+    return Path(__file__).resolve().parent.parent / "models" / "bundles"
+
+
 def default_models_dir() -> Path:
     """The shipped bundles (models/bundles), unless KHET_MODELS_DIR says otherwise."""
     from khet.settings import get_settings
@@ -311,9 +318,7 @@ def default_models_dir() -> Path:
     s = get_settings()
     if s.models_dir:
         return Path(s.models_dir)
-    # vision/ and models/ sit side by side both in the source tree and installed (khet/vision,
-    # khet/models), so this finds the shipped bundles without importing khet.models.
-    return Path(__file__).resolve().parent.parent / "models" / "bundles"
+    return shipped_bundles_dir()
 
 
 def list_bundles(models_dir: Path | None = None) -> list[Path]:

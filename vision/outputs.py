@@ -2,7 +2,8 @@
 
 Every output is written inside a staging folder next to the final one and renamed into place
 (`os.replace`, atomic on one filesystem) only when the whole run has succeeded; `summary.json`
-is renamed last, so its presence means the map beside it is complete.
+is renamed last, so its presence means the map beside it is complete. Files and folders are
+fsync'd before the summary is renamed in, so that holds after a power cut too.
 """
 
 from __future__ import annotations
@@ -52,6 +53,30 @@ def _gdal_write_error(e: Exception, where: Path) -> OutputError:
     return OutputError(f"Cannot write the results to {where} ({str(e).splitlines()[0][:160]}).")
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a written file's bytes to the disk (not only to the page cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder (renames, new files) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a platform without directory handles: nothing more can be done
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):  # filesystems that cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
 class Staging:
     """A folder of outputs being written; `commit()` moves them into the output folder."""
 
@@ -72,7 +97,12 @@ class Staging:
         return p
 
     def commit(self) -> list[Path]:
-        """Rename every staged file into place, the summary last."""
+        """Rename every staged file into place, the summary last, durably.
+
+        A rename is atomic against a crash of the process, not against a power cut: the
+        filesystem may write the new name before the file's bytes (ext4's delayed allocation
+        then leaves an empty file under it). So each file's bytes are fsync'd before its rename,
+        and the folders after, before the summary (which says "complete") is renamed in."""
         files = sorted(p for p in self.path.rglob("*") if p.is_file())
         files.sort(key=lambda p: p.name == SUMMARY)
         done: list[Path] = []
@@ -82,10 +112,19 @@ class Staging:
             if old.exists():
                 old.unlink()
             for p in files:
+                fsync_file(p)
+            folders = {self.out_dir}
+            for p in files:
                 dest = self.out_dir / p.relative_to(self.path)
+                if p.name == SUMMARY:  # every other file's name durable before this one
+                    for d in sorted(folders, key=lambda d: -len(d.parts)):
+                        fsync_dir(d)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(p, dest)
+                folders.add(dest.parent)
                 done.append(dest)
+            for d in sorted(folders, key=lambda d: -len(d.parts)):
+                fsync_dir(d)
         except OSError as e:
             raise _as_output_error(e, self.out_dir) from e
         finally:

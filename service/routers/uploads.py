@@ -3,7 +3,8 @@
 1. `POST /api/v1/uploads {"filename", "size", "sha256"}` → 201 `{"id", "offset": 0, ...}`. The same
    user posting the same sha256 and size again gets the existing upload back (200) with its
    current offset: that is how a client resumes after losing its state, and how a file is never
-   stored twice.
+   stored twice (the upload's id is derived from the user, SHA-256 and size, so two requests
+   racing to declare the same file make one upload).
 2. `PUT /api/v1/uploads/{id}` with `Content-Range: bytes START-END/TOTAL` and the raw bytes as the
    body. START == offset appends and returns the new offset. START < offset (a chunk re-sent
    after a lost reply) changes nothing and returns the current offset (200). START > offset is a
@@ -11,15 +12,19 @@
    a mismatch answers 422 and discards the data (offset back to 0).
 3. `GET /api/v1/uploads/{id}` → where the upload stands.
 
-Chunks stream to disk; the stored offset only moves after the bytes are fsync'd, so a dropped
-connection or a crash mid-chunk leaves the upload at its previous offset.
+Chunks stream to disk; the stored offset only moves after the bytes are fsync'd. A connection
+that drops mid-chunk keeps the bytes that arrived (fsync'd, the offset moved past them, as tus
+does): a link that drops more often than a chunk's length still makes progress. A crash of the
+server mid-chunk leaves the upload at its previous offset (bytes past it are cut off).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import re
-import uuid
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request, Response
@@ -30,10 +35,12 @@ from khet.service.db import Upload, now
 from khet.service.dependencies import DB, CurrentUser, get_upload
 from khet.service.schemas import ChunkOut, Problem, UploadIn, UploadOut
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError
 
+log = logging.getLogger("khet.service.uploads")
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 UploadIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 # The chunk streams to disk and may not be longer than its Content-Range, which may not pass the
@@ -89,7 +96,7 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
         response.status_code = 200
         return _out(existing)
     up = Upload(
-        id=uuid.uuid4().hex,
+        id=upload_id_for(user.id, body.sha256, body.size),
         user_id=user.id,
         filename=name,
         size=body.size,
@@ -101,13 +108,53 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     db.add(up)
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the same file declared at the same moment by another request
+        db.rollback()
+        existing = db.get(Upload, up.id)
+        if existing is None:
+            raise
+        response.status_code = 200
+        return _out(existing)
     return _out(up)
+
+
+def upload_id_for(user_id: int, sha256: str, size: int) -> str:
+    """The id of a user's upload of one file: derived from the file, so two requests that
+    declare it at the same moment (syncs run side by side, a retried request) make one upload,
+    not two; the loser of the race finds the winner's row by its primary key."""
+    return hashlib.sha256(f"{user_id}:{sha256.lower()}:{size}".encode()).hexdigest()[:32]
 
 
 @router.get("/{upload_id}", response_model=UploadOut, summary="Where an upload stands")
 def read_upload(upload_id: UploadIdPath, user: CurrentUser, db: DB) -> UploadOut:
-    return _out(get_upload(db, user, upload_id))
+    """The offset to continue from. A chunk still being written (its connection just dropped,
+    its bytes being kept) is waited for, briefly, so the answer counts its bytes: a client that
+    resumes from an older offset would send bytes the server then ignores."""
+    up = get_upload(db, user, upload_id)
+    path = storage.upload_path(user.id, up.id)
+    if not up.complete and path.exists():
+        with open(path, "rb") as f:
+            if _wait_lock(f.fileno(), fcntl.LOCK_SH, LOCK_WAIT):
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        db.refresh(up)
+    return _out(up)
+
+
+LOCK_WAIT = 2.0  # seconds a request waits for a chunk of the same upload being written
+
+
+def _wait_lock(fd: int, kind: int, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
 
 
 @router.put(
@@ -158,12 +205,12 @@ async def put_chunk(
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "ab+")  # noqa: SIM115 - closed below on every path
     try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        # A chunk of this upload still being written (a dropped connection's bytes being
+        # kept, a retry racing its original) is waited for, briefly: its offset counts.
+        if not await run_in_threadpool(_wait_lock, f.fileno(), fcntl.LOCK_EX, LOCK_WAIT):
             raise OffsetConflict(
                 "Another chunk of this upload is being written; retry shortly.", up.offset
-            ) from None
+            )
         await run_in_threadpool(db.refresh, up)  # the offset as of holding the lock
         if up.complete or start < up.offset:
             return ChunkOut(offset=up.offset, complete=up.complete)
@@ -177,30 +224,42 @@ async def put_chunk(
         f.seek(up.offset)
         got = 0
         ok = False
+        dropped = False
+        buf = bytearray()
         try:
-            buf = bytearray()
-            async for part in request.stream():
-                got += len(part)
-                if got > want:
-                    raise KhetError(f"The body is longer than Content-Range says ({want} bytes).")
-                buf += part
-                if len(buf) >= storage.CHUNK:
-                    data = bytes(buf)
-                    buf.clear()
-                    await run_in_threadpool(_write, f, hasher, data)
+            try:
+                async for part in request.stream():
+                    got += len(part)
+                    if got > want:
+                        raise KhetError(
+                            f"The body is longer than Content-Range says ({want} bytes)."
+                        )
+                    buf += part
+                    if len(buf) >= storage.CHUNK:
+                        data = bytes(buf)
+                        buf.clear()
+                        await run_in_threadpool(_write, f, hasher, data)
+            except ClientDisconnect:
+                # The link dropped mid-chunk. The bytes that arrived are the file's next bytes
+                # (TCP delivers them in order; the SHA-256 of the whole file is still checked at
+                # the end): keep them, as tus does, so that a link that drops more often than a
+                # chunk's length still makes progress. The client asks for the offset.
+                dropped = True
             if buf:
                 await run_in_threadpool(_write, f, hasher, bytes(buf))
-            if got != want:
+            if got != want and not dropped:
                 raise KhetError(f"The body has {got} bytes; Content-Range says {want}.")
+            if dropped and not got:  # nothing arrived: nothing to keep, the hash as it was
+                ok = True
+                up_io.keep_hasher(up.id, up.offset, hasher)
+                return ChunkOut(offset=up.offset, complete=up.complete)
             await run_in_threadpool(up_io.fsync_close_keep, f)
             ok = True
-        except ClientDisconnect:
-            raise KhetError("The connection dropped during the chunk; send it again.") from None
         finally:
             if not ok:
                 f.truncate(up.offset)
                 up_io.drop_hasher(up.id)
-        up.offset = end + 1
+        up.offset = start + got
         up.updated_at = now()
         if up.offset == up.size:
             digest = hasher.hexdigest()
@@ -218,6 +277,8 @@ async def put_chunk(
         else:
             up_io.keep_hasher(up.id, up.offset, hasher)
         await run_in_threadpool(db.commit)
+        if dropped:
+            log.info("upload %s: link dropped mid-chunk, kept %d bytes", up.id, got)
         return ChunkOut(offset=up.offset, complete=up.complete)
     finally:
         f.close()

@@ -107,6 +107,98 @@ class CutProxy:
                     pass
 
 
+class DropProxy:
+    """Forward loopback TCP to `upstream`, dropping each connection once `every` client bytes
+    have passed on it; new connections are taken (a link that keeps dropping, never down)."""
+
+    def __init__(self, upstream_port: int, every: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.every = every
+        self.forwarded = 0  # client -> server bytes that crossed
+        self.put_body = 0  # of which bodies of PUT requests (upload chunks)
+        self.drops = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._sock.accept()
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                continue
+            pair = {"left": self.every, "cut": False, "head": b"", "body": 0, "put": False}
+            for src, dst, up in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, up, pair, (client, server)), daemon=True
+                ).start()
+
+    def _count(self, pair: dict, data: bytes) -> None:
+        """Follow the HTTP/1.1 requests on a connection: how many body bytes of PUTs crossed."""
+        while data:
+            if pair["body"]:
+                n = min(pair["body"], len(data))
+                if pair["put"]:
+                    self.put_body += n
+                pair["body"] -= n
+                data = data[n:]
+                continue
+            pair["head"] += data
+            data = b""
+            if b"\r\n\r\n" in pair["head"]:
+                head, data = pair["head"].split(b"\r\n\r\n", 1)
+                pair["head"] = b""
+                pair["put"] = head.startswith(b"PUT ")
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        pair["body"] = int(line.split(b":", 1)[1])
+
+    def _pump(self, src, dst, upstream: bool, pair: dict, both) -> None:
+        try:
+            while not pair["cut"]:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if upstream:
+                    with self._lock:
+                        if len(data) >= pair["left"]:
+                            data = data[: pair["left"]]
+                            pair["cut"] = True
+                            self.drops += 1
+                        pair["left"] -= len(data)
+                        self.forwarded += len(data)
+                        self._count(pair, data)
+                if data:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        client, server = both
+        try:  # the server gets what crossed, then the end of the stream (a FIN, not a reset)
+            server.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        for s in both:  # drop (or end) the connection on both sides
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
 class FakeService:
     """The upload and flight endpoints of the service contract, in memory."""
 

@@ -144,6 +144,7 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
             for p in j.pending()
         }
         total = sum(f["size"] for p in j.pending() for f in p["files"])
+        ids = {p["capture"]: p["client_id"] for p in j.pending()}
 
     # Two cuts at different bytes (inside an upload body, then further on), then a clean run.
     for budget in (total // 3, (2 * total) // 3):
@@ -177,7 +178,7 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
     assert len(flights) == 2, flights
     by_client = {f["client_id"]: f for f in flights}
     for name, files in local.items():
-        flight = by_client[files["summary.json"]]  # client_id is the summary's sha256
+        flight = by_client[ids[name]]  # client_id: the capture's identity (its stamp)
         assert flight["source"] == "edge"
         assert flight["inputs"] == [f"{name}.tif"]
         assert flight["bands"] == ["red", "green", "blue"]

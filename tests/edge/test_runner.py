@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from khet.edge.journal import MAX_ATTEMPTS, Journal
+from khet.edge.journal import MAX_CRASHES, Journal
 from khet.edge.runner import EdgeOptions, EdgeRunner, discover, fingerprint
 
 from khet.cli import main
@@ -48,10 +48,10 @@ def test_run_folder_of_captures(card, tmp_path, edge_env, capsys):
     for p in pending:
         assert p["field"] == "7"
         assert sorted(f["role"] for f in p["files"]) == sorted(RESULTS)
-        summary = out / p["capture"] / "summary.json"
-        import hashlib
-
-        assert p["client_id"] == hashlib.sha256(summary.read_bytes()).hexdigest()
+        # The result's identity comes from the capture (its inputs' sha256), as its stamp says.
+        stamped = json.loads((out / p["capture"] / ".khet-edge.json").read_text())
+        assert p["client_id"] == stamped["client_id"]
+        assert all(len(i["sha256"]) == 64 for i in stamped["inputs"])
     # The multispectral capture used the red+NIR bundle, the RGB ones the RGB bundle.
     mica = json.loads((out / "DCIM__101__IMG_0001" / "summary.json").read_text())
     assert mica["model"]["name"] == "test-rednir"
@@ -136,15 +136,36 @@ def test_power_loss_resumes_without_duplicates(tmp_path, edge_env, mode):
         assert len(j.pending()) == 1
 
 
-def test_crash_loop_gives_up(tmp_path, edge_env, card):
+def test_interruptions_never_give_up(tmp_path, edge_env, card):
+    """Starts that never finished, with no sign that the capture caused it, are interruptions."""
     out = tmp_path / "out"
     key, cap = next(iter(discover([card / "ortho_a.tif"]).items()))
     with Journal(out) as j:
-        for _ in range(MAX_ATTEMPTS):  # three starts that never finished
+        for _ in range(MAX_CRASHES + 2):  # five starts cut by power loss or kill
             j.begin(key, "ortho_a", [key], fingerprint(cap.files), None)
     with EdgeRunner(EdgeOptions(out=out), log=lambda m: None) as runner:
         rec = runner.journal.capture(key)
-        assert rec.status == "failed" and "stopped unexpectedly 3 times" in rec.message
+        assert rec.status == "running" and rec.interruptions == 1 and rec.crashes == 0
+        assert runner.run([card / "ortho_a.tif"])["done"] == 1
+
+
+def test_crash_loop_gives_up(tmp_path, edge_env, card):
+    """A fatal signal recorded while the capture ran is the capture's failure: three give up."""
+    out = tmp_path / "out"
+    key, cap = next(iter(discover([card / "ortho_a.tif"]).items()))
+    fatal = out / ".khet-edge" / "fatal.log"
+    for n in range(MAX_CRASHES):
+        with Journal(out) as j:
+            mark = fatal.stat().st_size if fatal.exists() else 0
+            j.begin(key, "ortho_a", [key], fingerprint(cap.files), None, fatal_mark=mark)
+        with open(fatal, "a") as f:
+            f.write("Fatal Python error: Segmentation fault\n")
+        if n < MAX_CRASHES - 1:
+            with EdgeRunner(EdgeOptions(out=out), log=lambda m: None) as runner:
+                assert runner.journal.capture(key).crashes == n + 1
+    with EdgeRunner(EdgeOptions(out=out), log=lambda m: None) as runner:
+        rec = runner.journal.capture(key)
+        assert rec.status == "failed" and "crashed 3 times" in rec.message
         assert runner.run([card / "ortho_a.tif"])["skipped"] == 1
 
 

@@ -47,11 +47,13 @@ def _check(fake: FakeService, out) -> None:
     with Journal(out) as j:
         items = j.outbox_items()
         assert [i["state"] for i in items] == ["synced", "synced"]
+    by_id = {i["client_id"]: i["capture"] for i in items}  # the captures' identities
     assert len(fake.flights) == 2
     for (field, client_id), flight in fake.flights.items():
         assert field == "7"
         summary = fake.uploads[flight["results"]["summary.json"]]["data"]
-        assert hashlib.sha256(summary).hexdigest() == client_id
+        local = (out / by_id[client_id] / "summary.json").read_bytes()
+        assert hashlib.sha256(summary).hexdigest() == hashlib.sha256(local).hexdigest()
         assert len(flight["uploads"]) == 1  # the imagery
         for uid in [*flight["uploads"], *flight["results"].values()]:
             assert fake.complete(fake.uploads[uid])
