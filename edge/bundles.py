@@ -161,6 +161,7 @@ def verify(
     try:
         shutil.copyfile(path, tmp)
         got = file_sha256(tmp)
+        want: str | None
         if model_sha256 is not None:
             want, how = model_sha256, "--model-sha256"
         else:

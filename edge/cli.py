@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The `khet edge` commands (run, watch, sync, ...) on the main parser."""
     edge = sub.add_parser(
         "edge",
         help="offline runner for field devices: run, watch a folder, sync results",
@@ -124,6 +125,7 @@ def _options(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`khet edge run`: analyze every new capture on the card once, then exit."""
     from .runner import EdgeRunner
 
     with EdgeRunner(_options(args)) as runner:
@@ -138,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """`khet edge watch`: analyze captures as they appear, and sync when the network is back."""
     from khet.errors import KhetError
 
     from .runner import EdgeRunner
@@ -178,6 +181,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    """`khet edge sync`: upload the results waiting in the outbox to the server."""
     from khet.errors import KhetError
 
     from .journal import STATE_DIR, Journal

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from khet.errors import OutputError
 
@@ -187,10 +187,10 @@ class Journal:
         return _record(row) if row else None
 
     def captures(self, status: str | None = None) -> list[CaptureRecord]:
-        q, args = "SELECT * FROM captures", ()
+        q, args_ = "SELECT * FROM captures", cast(tuple[str, ...], ())
         if status:
-            q, args = q + " WHERE status = ?", (status,)
-        return [_record(r) for r in self._db.execute(q + " ORDER BY key", args)]
+            q, args_ = q + " WHERE status = ?", (status,)
+        return [_record(r) for r in self._db.execute(q + " ORDER BY key", args_)]
 
     def name_for(self, key: str, wanted: str, alternative: str) -> str:
         """The output folder name of a capture: stable once given, never shared by two captures."""

@@ -50,6 +50,7 @@ API = "/api/v1"
 
 
 def outbox_dir(out_dir: Path) -> Path:
+    """Where results wait for `edge sync` under an output folder."""
     return Path(out_dir) / STATE_DIR / "outbox"
 
 

@@ -140,13 +140,10 @@ def plan(
 def apply_process_limits(p: Plan) -> None:
     """Process-wide knobs set before rasters open: malloc, GDAL's cache, OpenCV threads."""
     tune_malloc()
-    os.environ["GDAL_CACHEMAX"] = str(p.gdal_cache_mb)
-    try:  # GDAL reads GDAL_CACHEMAX once; set it directly too in case a raster was opened already
-        from rasterio.env import set_gdal_config
+    from rasterio.env import set_gdal_config
 
-        set_gdal_config("GDAL_CACHEMAX", str(p.gdal_cache_mb))
-    except Exception:  # noqa: BLE001 - best effort; the environment variable is the main route
-        pass
+    # Process-wide (GDALSetCacheMax64), in bytes: a number here is bytes, not megabytes.
+    set_gdal_config("GDAL_CACHEMAX", p.gdal_cache_mb * 1024 * 1024)
     if p.threads:
         import cv2
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from khet.errors import InputError, KhetError
 from khet.settings import Settings, get_settings
@@ -189,7 +189,7 @@ class EdgeRunner:
             raise
 
     def _setup(self, options: EdgeOptions, base: Settings) -> None:
-        self._fatal = None
+        self._fatal: TextIO | None = None
         self.bundles = edge_bundles.select(
             options.models_dir or base.models_dir,
             self.state_dir / "models",
@@ -227,8 +227,9 @@ class EdgeRunner:
         import faulthandler
 
         self._was_faulthandler = faulthandler.is_enabled()
-        self._fatal = open(self.state_dir / FATAL_LOG, "a")  # noqa: SIM115 - closed in close()
-        faulthandler.enable(file=self._fatal)
+        fatal = open(self.state_dir / FATAL_LOG, "a")  # noqa: SIM115 - closed in close()
+        self._fatal = fatal
+        faulthandler.enable(file=fatal)
 
     def close(self) -> None:
         fatal = getattr(self, "_fatal", None)
@@ -238,7 +239,8 @@ class EdgeRunner:
             faulthandler.disable()
             if self._was_faulthandler:  # as it was (pytest's, or -X faulthandler)
                 try:
-                    faulthandler.enable(file=sys.__stderr__)
+                    if sys.__stderr__ is not None:
+                        faulthandler.enable(file=sys.__stderr__)
                 except (AttributeError, ValueError, OSError):
                     pass
             fatal.close()
@@ -594,4 +596,5 @@ def _one_line(summary: dict[str, Any], out: Path) -> str:
 
 
 def stderr_log(msg: str) -> None:
+    """One progress line on stderr, flushed (a device's log is its stderr)."""
     print(msg, file=sys.stderr, flush=True)

@@ -36,11 +36,13 @@ log = logging.getLogger("khet.service.flights")
 
 
 class QueueDown(KhetError):
-    status_code = 503
+    """The job queue (Redis) cannot be reached: 503 (service/errors.py)."""
+
     code = "queue_unavailable"
 
 
 def find_by_client_id(db: Session, field_id: int, client_id: str | None) -> Flight | None:
+    """The flight of this field a device already synced under `client_id`, if any."""
     if not client_id:
         return None
     return db.scalar(
@@ -170,7 +172,8 @@ def _check_tif(path: Path, rel: str) -> None:
 
 
 class TooManyJobs(KhetError):
-    status_code = 429
+    """A user has as many analyses queued or running as allowed: 429 (service/errors.py)."""
+
     code = "too_many_jobs"
 
 
@@ -220,34 +223,8 @@ def create_flight(
         raise InputError("A flight needs imagery (uploads) or results from a device.")
     if not results:
         check_job_quota(db, user)
-    names = [storage.safe_filename(n) for n, _ in inputs]
-    if len(set(names)) != len(names):
-        raise InputError("Two of the files have the same name; each band file needs its own name.")
-    for name, src in inputs:
-        storage.require_image(src, name)
-    result_names = [n for n, _ in results or []]
-    for n in result_names:
-        if not storage.result_name_ok(n):
-            raise InputError(f"{n!r} is not a result file Khet knows ({products.described()}).")
-    staged = storage.staging_dir()
-    imagery, summary = None, None
-    try:
-        for (_name, src), clean in zip(inputs, names, strict=True):
-            storage.link_or_copy(src, staged / "input" / clean)
-        if inputs:
-            paths = [staged / "input" / n for n in names]
-            if is_flight(paths):  # a whole flight's frames: mosaicked by the job
-                imagery = flight_imagery_info(paths)
-            else:
-                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands)
-                imagery = _imagery_at_arrival(facts)
-        if results:
-            for name, src in results:
-                storage.link_or_copy(src, staged / "results" / name)
-            summary = _check_results(staged / "results")
-    except BaseException:
-        storage.remove_tree(staged)
-        raise
+    names = _checked_names(inputs, results)
+    staged, imagery, summary = _stage(inputs, names, results, bands)
     flight = Flight(
         field_id=field.id,
         created_by=user.id,
@@ -301,7 +278,54 @@ def create_flight(
     return flight, True
 
 
+def _checked_names(
+    inputs: list[tuple[str, Path]], results: list[tuple[str, Path]] | None
+) -> list[str]:
+    """The inputs' safe file names, once each is known to be an image and each result file a
+    result Khet knows; InputError otherwise."""
+    names = [storage.safe_filename(n) for n, _ in inputs]
+    if len(set(names)) != len(names):
+        raise InputError("Two of the files have the same name; each band file needs its own name.")
+    for name, src in inputs:
+        storage.require_image(src, name)
+    for n, _ in results or []:
+        if not storage.result_name_ok(n):
+            raise InputError(f"{n!r} is not a result file Khet knows ({products.described()}).")
+    return names
+
+
+def _stage(
+    inputs: list[tuple[str, Path]],
+    names: list[str],
+    results: list[tuple[str, Path]] | None,
+    bands: list[str] | None,
+) -> tuple[Path, dict | None, dict | None]:
+    """A staging folder with the flight's files, what its imagery is, and a device's summary;
+    the folder is removed again if anything fails."""
+    staged = storage.staging_dir()
+    imagery, summary = None, None
+    try:
+        for (_name, src), clean in zip(inputs, names, strict=True):
+            storage.link_or_copy(src, staged / "input" / clean)
+        if inputs:
+            paths = [staged / "input" / n for n in names]
+            if is_flight(paths):  # a whole flight's frames: mosaicked by the job
+                imagery = flight_imagery_info(paths)
+            else:
+                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands)
+                imagery = _imagery_at_arrival(facts)
+        if results:
+            for name, src in results:
+                storage.link_or_copy(src, staged / "results" / name)
+            summary = _check_results(staged / "results")
+    except BaseException:
+        storage.remove_tree(staged)
+        raise
+    return staged, imagery, summary
+
+
 def enqueue_or_fail(db: Session, flight: Flight) -> None:
+    """Queue the flight's job; if the queue cannot be reached, mark the job failed and say so."""
     job = flight.job
     assert job is not None  # made with the flight
     try:
@@ -335,6 +359,7 @@ def public_summary(summary: dict | None) -> dict | None:
 
 
 def flight_out(flight: Flight, with_summary: bool = True) -> FlightOut:
+    """A flight as the API returns it (its job, results and, unless told not to, its summary)."""
     job = flight.job
     status = job.status if job else "done"
     return FlightOut(

@@ -22,6 +22,8 @@ _MAX_HASHERS = 256
 
 
 def take_hasher(upload_id: str, path: Path, offset: int):
+    """The running sha256 of an upload at `offset`: kept from the last chunk, or rebuilt from the
+    file."""
     with _LOCK:
         entry = _HASHERS.pop(upload_id, None)
     if entry is not None and entry[0] == offset:
@@ -40,6 +42,7 @@ def take_hasher(upload_id: str, path: Path, offset: int):
 
 
 def keep_hasher(upload_id: str, offset: int, h) -> None:
+    """Keep an upload's running sha256 for its next chunk (a bounded number are kept)."""
     with _LOCK:
         _HASHERS[upload_id] = (offset, h)
         while len(_HASHERS) > _MAX_HASHERS:
@@ -47,17 +50,20 @@ def keep_hasher(upload_id: str, offset: int, h) -> None:
 
 
 def drop_hasher(upload_id: str) -> None:
+    """Forget an upload's running sha256 (finished or abandoned)."""
     with _LOCK:
         _HASHERS.pop(upload_id, None)
 
 
 def limit_bytes() -> int:
+    """The largest upload this service accepts, in bytes (KHET_MAX_UPLOAD_MB)."""
     from khet.settings import get_settings
 
     return get_settings().max_upload_mb * 1024 * 1024
 
 
 def too_large(what: str) -> TooLargeError:
+    """The error for a file over the upload limit, naming the limit."""
     from khet.settings import get_settings
 
     return TooLargeError(
@@ -67,6 +73,7 @@ def too_large(what: str) -> TooLargeError:
 
 
 def fsync_close(f) -> None:
+    """Flush, fsync and close a file: its bytes are on disk before anything refers to it."""
     f.flush()
     os.fsync(f.fileno())
     f.close()

@@ -206,6 +206,7 @@ async def create_from_multipart(
     "/fields/{field_id}/flights", response_model=list[FlightOut], summary="A field's flights"
 )
 def list_flights(field_id: IdPath, user: CurrentUser, db: DB) -> list[FlightOut]:
+    """The flights of a field, newest first."""
     field = get_field(db, user, field_id)
     flights = db.scalars(select(Flight).where(Flight.field_id == field.id).order_by(Flight.id))
     return [flight_out(f, with_summary=False) for f in flights]
@@ -217,6 +218,7 @@ def list_flights(field_id: IdPath, user: CurrentUser, db: DB) -> list[FlightOut]
     summary="One flight: status, progress, error in plain words, summary",
 )
 def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
+    """One flight: its job's state, results and summary."""
     return flight_out(get_flight(db, user, flight_id))
 
 
@@ -226,6 +228,7 @@ def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     summary="Queue a failed (or finished) analysis again",
 )
 def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
+    """Queue a failed or finished flight's analysis again (not one made on a device)."""
     flight = get_flight(db, user, flight_id)
     job = flight.job
     if flight.source == "edge" or not flight.inputs or job is None:
@@ -241,6 +244,7 @@ def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
 
 @router.delete("/flights/{flight_id}", status_code=204, summary="Delete a flight and its files")
 def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
+    """Delete a flight, its imagery and its results."""
     flight = get_flight(db, user, flight_id)
     field = flight.field
     if not can_edit(user, field.farm):
@@ -270,6 +274,7 @@ def delete_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> Response:
 def read_result(
     flight_id: IdPath, name: Annotated[str, PathParam(max_length=64)], user: CurrentUser, db: DB
 ) -> Response:
+    """Download one of a flight's result files (map COGs, preview, summary, ...)."""
     flight = get_flight(db, user, flight_id)
     if not storage.result_name_ok(name):
         raise NotFoundError("No such result file.")
