@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -64,10 +65,26 @@ def _mounted(image: Path, where: Path, options: str) -> Iterator[Path]:
         _sh("losetup", "-d", loop)
 
 
-def _power_cut(image: Path, tmp_path: Path, n: int) -> Path:
-    """What the disk holds now: the backing file, copied while the filesystem is mounted."""
+def _power_cut(image: Path, tmp_path: Path, n: int, pid: int | None = None) -> Path:
+    """What the disk holds now: the backing file, copied while the filesystem is mounted.
+
+    The runner is stopped while the copy is made (and only once it is out of any system call,
+    an fsync included), so the copy is one moment of the disk, not blocks read before and
+    after a write: a torn copy shows a renamed file with the bytes it had before its fsync,
+    which no power cut does. Nothing is synced by this: unsynced writes stay in the cache."""
     snap = tmp_path / f"cut{n}.img"
-    shutil.copyfile(image, snap)
+    if pid is not None:
+        os.kill(pid, signal.SIGSTOP)
+        for _ in range(2000):
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z"):
+                    break
+            time.sleep(0.005)
+    try:
+        shutil.copyfile(image, snap)
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
     return snap
 
 
@@ -120,7 +137,7 @@ def test_power_cut_never_leaves_empty_finished_files(tmp_path, use_test_models):
         deadline = time.monotonic() + 120
         while p.poll() is None and time.monotonic() < deadline:  # cut while it works
             if list((sd / "out").glob("*/summary.json")) and len(cuts) < 3:
-                cuts.append(_power_cut(image, tmp_path, len(cuts)))
+                cuts.append(_power_cut(image, tmp_path, len(cuts), p.pid))
             time.sleep(0.05)
         log = p.communicate()[0]
         assert p.returncode == 0, log
