@@ -165,6 +165,13 @@ def _register_management(sub: argparse._SubParsersAction) -> None:
         default="weed",
         help="spray weeds (default) or every plant (a burn-down before sowing)",
     )
+    s.add_argument(
+        "--min-cover",
+        type=float,
+        default=1.0,
+        help="also spray cells whose weed (or plant) cover is at least this percent, where the "
+        "map records cover (default 1)",
+    )
     s.add_argument("--boundary", type=Path, help="field boundary GeoJSON (EPSG:4326)")
     s.add_argument("--json", action="store_true", help="print spot.json on stdout")
     s.set_defaults(func=run_spot)
@@ -260,6 +267,7 @@ def run_spot(args: argparse.Namespace) -> int:
         unit=args.unit,
         product=args.product,
         target=args.target,
+        min_cover_pct=args.min_cover,
         boundary=_boundary_arg(args.boundary),
     )
     line = (

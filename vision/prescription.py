@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,8 +332,11 @@ def _cluster(x: np.ndarray, k: int, method: Method) -> np.ndarray:
             ) from None
 
         y = x.mean(axis=1)
-        ys = sample.mean(axis=1)
-        classifier = mapclassify.FisherJenks(ys, k=k)
+        # Fisher-Jenks is quadratic in the values: breaks from at most 2000 of them.
+        ys = sample.mean(axis=1)[:2000]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Numba not installed": fine at this size
+            classifier = mapclassify.FisherJenks(ys, k=k)
         bins = np.asarray(classifier.bins[:-1], dtype=np.float64)
         return np.digitize(y, bins, right=True).astype(np.int32)
     from sklearn.cluster import KMeans
@@ -527,6 +531,7 @@ def make_zones(
         )
         write_json(st.file("zones.json"), result)
         st.commit()
+    remove_stale(grid.folder)
     return result
 
 
@@ -541,16 +546,28 @@ def _cell(grid: FieldGrid, r: int, c: int):
 
 
 def _weed_cover(grid: FieldGrid) -> np.ndarray | None:
+    return _cover_band(grid, "weed")
+
+
+def _cover_band(grid: FieldGrid, target: str) -> np.ndarray | None:
+    """Percent of each cell covered by weeds ("weed") or by any plant ("vegetation"), from
+    cover.tif; None when the map has none."""
     path = grid.folder / products.COVER.path
     if not path.is_file():
         return None
     with rasterio.open(path) as src:
-        for i, d in enumerate(src.descriptions, start=1):
-            if d and d.startswith("weed"):
-                band = src.read(i).astype(np.float32)
-                band[band == NODATA_CLASS] = np.nan
-                return band
-    return None
+        bands = {(d or "").split(" cover")[0]: i for i, d in enumerate(src.descriptions, start=1)}
+        if target == "weed":
+            if "weed" not in bands:
+                return None
+            out = src.read(bands["weed"]).astype(np.float32)
+            nodata = out == NODATA_CLASS
+        else:
+            layers = src.read().astype(np.float32)
+            nodata = np.all(layers == NODATA_CLASS, axis=0)
+            out = np.where(layers == NODATA_CLASS, 0, layers).sum(axis=0)
+    out[nodata] = np.nan
+    return out
 
 
 def _zone_polygons(grid: FieldGrid, zone: np.ndarray, n: int) -> list:
@@ -744,6 +761,7 @@ def spot_spray(
     unit: str = "L/ha",
     product: str = "Herbicide",
     target: Literal["weed", "vegetation"] = "weed",
+    min_cover_pct: float | None = 1.0,
     boundary: dict | None = None,
 ) -> dict[str, Any]:
     """Spray polygons from the weed map: weed cells, patches under `min_patch_m2` dropped,
@@ -757,6 +775,8 @@ def spot_spray(
         raise InputError("The spray margin must be 0 to 20 metres.")
     if not (0 <= min_patch_m2 <= 10000):
         raise InputError("The minimum patch size must be 0 to 10000 square metres.")
+    if min_cover_pct is not None and not (0 < min_cover_pct <= 100):
+        raise InputError("The minimum weed cover of a cell must be above 0 and at most 100%.")
     if target not in ("weed", "vegetation"):
         raise InputError("Spray either 'weed' (weeds only) or 'vegetation' (every green plant).")
     grid = open_map(folder, boundary)
@@ -776,6 +796,14 @@ def spot_spray(
     else:
         plants = [i for i, n in enumerate(names) if n != "soil"]
         hit = np.isin(grid.classes, plants)
+    # A cell the map calls soil or crop may still hold a small weed: where the map says how
+    # much of each cell the target covers (cover.tif), any cover above `min_cover_pct` counts.
+    cover = _cover_band(grid, target)
+    if cover is not None and min_cover_pct is not None:
+        hit |= np.nan_to_num(cover) >= min_cover_pct
+        how_cells = f"cells with {target} cover of at least {min_cover_pct:g}% (cover.tif) or"
+    else:
+        how_cells = ""
     hit &= grid.valid
     patches = [
         shape(g)
@@ -808,6 +836,7 @@ def spot_spray(
         "rate": rate,
         "margin_m": margin_m,
         "min_patch_m2": min_patch_m2,
+        "min_cover_pct": min_cover_pct if cover is not None else None,
         "patches_found": len(pieces),
         "patches_sprayed": len(kept),
         "polygons": len(spray_ll.geoms) if not spray_ll.is_empty else 0,
@@ -818,7 +847,8 @@ def spot_spray(
         "total": round(rate * spray_ha, 3),
         "blanket_total": round(rate * field_ha, 3),
         "how": (
-            f"{target} cells of the map ({math.sqrt(abs(grid.transform.determinant)):.2f} m), "
+            f"{how_cells} {target} cells of the map ".lstrip()
+            + f"({math.sqrt(abs(grid.transform.determinant)):.2f} m), "
             f"patches under {min_patch_m2:g} m² left out, buffered by {margin_m:g} m, merged "
             "and clipped to the field"
         ),
