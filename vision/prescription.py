@@ -468,6 +468,7 @@ def make_zones(
     idx = BY_NAME.get(name)
     result: dict[str, Any] = {
         "kind": "zones",
+        "map_created": grid.summary.created,
         "index": name,
         "index_title": idx.title if idx else name,
         "method": {
@@ -653,6 +654,10 @@ def load_zones(folder: Path) -> tuple[dict[str, Any], list]:
     if not path.is_file():
         raise InputError("This flight has no management zones yet: make them first (`khet zones`).")
     meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("map_created") != _map_created(folder):
+        raise InputError(
+            "The management zones were made on an earlier map of this flight: make them again."
+        )
     fc = json.loads((folder / ZONES_GEOJSON).read_text(encoding="utf-8"))
     geoms = [shape(f["geometry"]) for f in fc["features"]]
     return meta, geoms
@@ -724,6 +729,7 @@ def variable_rate(
     area = float(sum(areas))
     result = {
         "kind": "rate",
+        "map_created": meta.get("map_created"),
         "product": product,
         "unit": u.name,
         "total_unit": u.total_unit,
@@ -828,6 +834,7 @@ def spot_spray(
     share = spray_ha / field_ha if field_ha else 0.0
     result = {
         "kind": "spot",
+        "map_created": grid.summary.created,
         "target": target,
         "product": product,
         "unit": u.name,
@@ -1082,9 +1089,18 @@ def read_taskdata_zip(path: Path) -> dict[str, Any]:
     }
 
 
+def _map_created(folder: Path) -> str | None:
+    try:
+        return Summary.load(Path(folder) / products.SUMMARY.path).created
+    except (InputError, OSError):
+        return None
+
+
 def listing(folder: Path) -> dict[str, Any]:
-    """What a results folder holds of zones and prescriptions (their JSON descriptions)."""
+    """What a results folder holds of zones and prescriptions (their JSON descriptions), leaving
+    out what was made on an earlier map of the folder."""
     out: dict[str, Any] = {}
+    created = _map_created(folder)
     for key, rel in (
         ("zones", ZONES_JSON),
         ("rate", files("rate")["json"]),
@@ -1093,9 +1109,11 @@ def listing(folder: Path) -> dict[str, Any]:
         p = Path(folder) / rel
         if p.is_file():
             try:
-                out[key] = json.loads(p.read_text(encoding="utf-8"))
+                data = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
+            if data.get("map_created") == created:
+                out[key] = data
     return out
 
 
