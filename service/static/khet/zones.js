@@ -39,6 +39,7 @@
       });
     }, function (e) { if (button) button.disabled = false; fail(String(e)); throw e; });
   }
+  function shown() { /* the reason is already in the alert box */ }
   function area(ha) { return ha >= 0.1 ? ha.toFixed(2) + " ha" : Math.round(ha * 1e4) + " m²"; }
   function downloads(box, res) {
     var d = res.downloads || {};
@@ -134,7 +135,8 @@
     e.preventDefault();
     var n = document.getElementById("zone-count").value;
     post("/zones", n ? { zones: parseInt(n, 10) } : {}, document.getElementById("zones-btn"))
-      .then(function (z) { document.getElementById("rate-out").textContent = ""; showZones(z); });
+      .then(function (z) { document.getElementById("rate-out").textContent = ""; showZones(z); })
+      .catch(shown);
   });
   rateForm.addEventListener("submit", function (e) {
     e.preventDefault();
@@ -149,7 +151,7 @@
       out.appendChild(el("p", "", res.product + ": " + res.total.toFixed(2) + " " + res.total_unit +
         " · " + area(res.area_ha)));
       downloads(out, res);
-    });
+    }).catch(shown);
   });
   document.getElementById("spot-form").addEventListener("submit", function (e) {
     e.preventDefault();
@@ -167,7 +169,7 @@
       p.id = "spot-share";
       out.appendChild(p);
       downloads(out, res);
-    });
+    }).catch(shown);
   });
 
   var made = cfg.management || {};
