@@ -200,6 +200,7 @@ def _print(result: dict, args: argparse.Namespace, line: str) -> int:
 
 
 def run_zones(args: argparse.Namespace) -> int:
+    """`khet zones`: management zones of an analysed folder, one line (or zones.json)."""
     from khet.vision.prescription import make_zones
 
     res = make_zones(
@@ -227,6 +228,7 @@ def _area(ha: float) -> str:
 
 
 def run_rate(args: argparse.Namespace) -> int:
+    """`khet prescription rate`: a rate per zone, exported for machines."""
     from khet.vision.prescription import variable_rate
 
     from khet.errors import InputError
@@ -257,6 +259,7 @@ def run_rate(args: argparse.Namespace) -> int:
 
 
 def run_spot(args: argparse.Namespace) -> int:
+    """`khet prescription spot`: spray polygons from the weed map, with the saving."""
     from khet.vision.prescription import spot_spray
 
     res = spot_spray(

@@ -100,6 +100,7 @@ def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) ->
     summary="The flight's management zones",
 )
 def read_zones(flight_id: IdPath, user: CurrentUser, db: DB) -> dict[str, Any]:
+    """The zone table and how the zones were made, with download links; 404 before any."""
     path, _ = _results(db, user, flight_id)
     made = rx.listing(path)
     if "zones" not in made:
@@ -159,6 +160,7 @@ def create_spot(flight_id: IdPath, body: SpotIn, user: CurrentUser, db: DB) -> d
     summary="What the flight has: zones, rate and spot-spray prescriptions, with downloads",
 )
 def list_prescriptions(flight_id: IdPath, user: CurrentUser, db: DB) -> dict[str, Any]:
+    """Zones, rate and spot-spray prescriptions made on the flight's current map, by kind."""
     path, _ = _results(db, user, flight_id)
     return {k: _with_downloads(flight_id, v) for k, v in rx.listing(path).items()}
 
@@ -169,6 +171,7 @@ def list_prescriptions(flight_id: IdPath, user: CurrentUser, db: DB) -> dict[str
     summary="One prescription of the flight",
 )
 def read_prescription(flight_id: IdPath, kind: Kind, user: CurrentUser, db: DB) -> dict[str, Any]:
+    """One prescription (rates and total, or sprayed share and saving) with download links."""
     path, _ = _results(db, user, flight_id)
     made = rx.listing(path)
     if kind not in made:
