@@ -31,7 +31,7 @@ import math
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,9 @@ ZONE_NODATA = 255
 #: Fewest zones that explain this share of the index's variance (the stated criterion for
 #: choosing the zone count when the user does not).
 EXPLAINED_TARGET = 0.80
+#: Zones of a larger map are made on coarser cells (blocks of map cells): no field needs
+#: management zones finer than a million cells, and memory and time stay bounded.
+MAX_ZONE_CELLS = 1 << 20
 DEFAULT_MIN_ZONE_SHARE = 0.02  # of the mapped area, when no minimum zone area is given
 AREA_TOLERANCE = 0.005  # read-back check: 0.5 %
 ZONE_COLORS = ("#d7301f", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60", "#1a9850", "#006837")
@@ -118,6 +121,13 @@ class FieldGrid:
     field_geom: Any  # shapely geometry in `crs`: the mapped area, clipped to the boundary
     valid: np.ndarray  # cells with a class, inside the field
     warnings: list[str] = field(default_factory=list)
+    coarsened: int = 1  # map cells per grid cell side (zones of very large maps)
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """The shape of the map's own class grid (classes.tif)."""
+        h, w = self.classes.shape
+        return (h * self.coarsened, w * self.coarsened)
 
 
 def _utm(lon: float, lat: float) -> CRS:
@@ -271,7 +281,9 @@ def index_on_grid(grid: FieldGrid, folder: Path, index: str) -> np.ndarray:
             dst_crs, dst_t = grid.crs, grid.pixel_transform
             if Path(folder) != grid.folder:
                 with rasterio.open(Path(folder) / products.CLASSES.path) as cl:
-                    if cl.shape != grid.classes.shape:
+                    if -(-cl.shape[0] // grid.coarsened) * grid.coarsened != grid.map_shape[0] or (
+                        -(-cl.shape[1] // grid.coarsened) * grid.coarsened != grid.map_shape[1]
+                    ):
                         raise InputError(
                             "Flights without map coordinates can only be combined when their "
                             "maps have the same size; these differ."
@@ -373,6 +385,12 @@ def make_zones(
     if not (0 <= smooth <= 10):
         raise InputError("Smoothing must be 0 to 10 cells.")
     grid = open_map(folders[0], boundary)
+    weed_i = grid.class_names.index("weed") if "weed" in grid.class_names else None
+    weed = (grid.classes == weed_i).astype(np.float32) if weed_i is not None else None
+    cover = _weed_cover(grid)
+    factor = math.ceil(math.sqrt(grid.valid.size / MAX_ZONE_CELLS))
+    if factor > 1:  # zones need no finer grid than this: bounded memory and time
+        grid, weed, cover = _coarsen(grid, factor, weed, cover)
     name = _index_name(grid.summary, folders[0], index)
     layers, sources = [], []
     for f in folders:
@@ -441,8 +459,6 @@ def make_zones(
     polys = _zone_polygons(grid, zone, len(kept))
     polys_ll = _to_4326(polys, grid.crs)
     areas = hectares(np.array(polys_ll, dtype=object), "EPSG:4326")
-    weed_i = grid.class_names.index("weed") if "weed" in grid.class_names else None
-    cover = _weed_cover(grid)
     rows = []
     for z in range(1, len(kept) + 1):
         sel = zone == z
@@ -457,12 +473,10 @@ def make_zones(
             "index_std": round(float(v.std()), 4) if v.size else None,
             "index_p10": round(float(np.percentile(v, 10)), 4) if v.size else None,
             "index_p90": round(float(np.percentile(v, 90)), 4) if v.size else None,
-            "weed_share": round(float((grid.classes[sel] == weed_i).mean()), 4)
-            if weed_i is not None
-            else None,
+            "weed_share": round(float(np.nanmean(weed[sel])), 4) if weed is not None else None,
         }
         if cover is not None:
-            row["weed_cover"] = round(float(cover[sel].mean()) / 100, 4)
+            row["weed_cover"] = round(float(np.nanmean(cover[sel])) / 100, 4)
         rows.append(row)
     total = float(sum(areas))
     idx = BY_NAME.get(name)
@@ -495,6 +509,7 @@ def make_zones(
                 "area join their largest neighbouring zone"
             ),
             "cell_m": round(math.sqrt(cell_ha * 1e4), 4),
+            "map_cells_per_zone_cell": factor**2,
         },
         "zones_requested": n_zones,
         "zones": rows,
@@ -534,6 +549,45 @@ def make_zones(
         st.commit()
     remove_stale(grid.folder)
     return result
+
+
+def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """NaN-aware mean over f x f blocks (the last blocks may be partial)."""
+    h, w = a.shape
+    padded = np.full((-(-h // f) * f, -(-w // f) * f), np.nan, np.float32)
+    padded[:h, :w] = a
+    blocks = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+        return np.nanmean(blocks, axis=(1, 3))
+
+
+def _coarsen(
+    grid: FieldGrid, f: int, weed: np.ndarray | None, cover: np.ndarray | None
+) -> tuple[FieldGrid, np.ndarray | None, np.ndarray | None]:
+    """The grid in cells of f x f map cells: valid where at least half the block is; weed share
+    and cover averaged over the block's valid cells."""
+    valid_share = _block_mean(grid.valid.astype(np.float32), f)
+    valid = np.nan_to_num(valid_share) >= 0.5
+
+    def mean(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else _block_mean(np.where(grid.valid, a, np.nan), f)
+
+    scale = Affine.scale(f)
+    coarse = replace(
+        grid,
+        classes=np.where(valid, 0, NODATA_CLASS).astype(np.uint8),
+        transform=grid.transform * scale,
+        pixel_transform=grid.pixel_transform * scale,
+        valid=valid,
+        coarsened=f,
+        warnings=[
+            *grid.warnings,
+            f"The map has {grid.valid.size:,} cells: zones were made on cells of {f} x {f} "
+            "map cells.",
+        ],
+    )
+    return coarse, mean(weed), mean(cover)
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -642,8 +696,8 @@ def _check_rate(rate: float, unit: RateUnit, what: str) -> float:
 
 def _check_product(product: str) -> str:
     p = (product or "").strip()
-    if not p or len(p) > 32:
-        raise InputError("Name the product in 1 to 32 characters (e.g. Urea N).")
+    if not p or len(p) > 32 or not p.isprintable():
+        raise InputError("Name the product in 1 to 32 printable characters (e.g. Urea N).")
     return p
 
 

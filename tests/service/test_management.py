@@ -97,10 +97,22 @@ def test_bad_input_is_a_422_and_changes_nothing(api, done, geotiff):
         ("prescriptions/rate", {"base_rate": 1e7}, "more than"),
         ("prescriptions/rate", {"rates": [1, 2], "unit": "sacks"}, "Unknown rate unit"),
         ("prescriptions/rate", {}, "either"),
+        # Raw JSON: a NUL and a lone surrogate, a number too large for a float, NaN.
+        ("prescriptions/rate", '{"rates": [1, 2], "product": "N\\u0000"}', "printable"),
+        ("prescriptions/rate", '{"rates": [1, 2], "product": "N\\ud800"}', "product"),
+        ("prescriptions/rate", '{"base_rate": 1e999}', "zero or more"),
+        ("prescriptions/spot", '{"min_patch_m2": NaN}', "minimum patch"),
         ("prescriptions/spot", {"margin_m": -2}, "margin"),
         ("prescriptions/spot", {"rate": -5}, "zero or more"),
     ]:
-        r = c.post(f"/api/v1/flights/{fl}/{url}", json=body, headers=h)
+        if isinstance(body, str):
+            r = c.post(
+                f"/api/v1/flights/{fl}/{url}",
+                content=body,
+                headers={**h, "Content-Type": "application/json"},
+            )
+        else:
+            r = c.post(f"/api/v1/flights/{fl}/{url}", json=body, headers=h)
         assert r.status_code == 422, (url, body, r.status_code, r.text)
         assert msg in r.json()["detail"], (body, r.text)
     assert c.get(f"/api/v1/flights/{fl}/prescriptions", headers=h).json() == before

@@ -351,3 +351,17 @@ def test_cli(mica):
     ]:
         r = khet(*bad)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_large_maps_are_zoned_on_coarser_cells(mica, monkeypatch):
+    fine = rx.make_zones(mica, n_zones=2, min_zone_ha=0)
+    monkeypatch.setattr(rx, "MAX_ZONE_CELLS", 400)  # the crop has 2610 cells
+    coarse = rx.make_zones(mica, n_zones=2, min_zone_ha=0)
+    assert coarse["method"]["map_cells_per_zone_cell"] == 9
+    assert any("cells of 3 x 3 map cells" in w for w in coarse["warnings"])
+    assert coarse["area_ha"] == pytest.approx(fine["area_ha"], rel=0.1)  # edge blocks
+    means = [z["index_mean"] for z in coarse["zones"]]
+    assert means == sorted(means) and means[1] - means[0] > 0.3
+    assert all(0 <= z["weed_share"] <= 1 for z in coarse["zones"])
+    with rasterio.open(mica / rx.ZONES_TIF) as src:
+        assert src.shape == (15, 20)  # 45 x 58 map cells in blocks of 3
