@@ -902,6 +902,9 @@ def spot_spray(
         "patches_sprayed": len(kept),
         "polygons": len(spray_ll.geoms) if not spray_ll.is_empty else 0,
         "field_ha": round(field_ha, 6),
+        "field_from": "the field boundary and the map"
+        if boundary is not None
+        else "the mapped area (no field boundary given)",
         "sprayed_ha": round(spray_ha, 6),
         "sprayed_share": round(share, 4),
         "saving_share": round(1 - share, 4),
@@ -920,6 +923,11 @@ def spot_spray(
     }
     if not kept:
         result["warnings"].append("No patch to spray: nothing above the minimum patch size.")
+    if boundary is None:
+        result["warnings"].append(
+            "No field boundary: the field is taken as the mapped area, so the share sprayed "
+            "and the saving are of that area."
+        )
     items = [(1, "Spray", spray_ll, rate)] if not spray_ll.is_empty else []
     _write_prescription(folder, "spot", result, items, u, product, default_rate=0.0)
     return result

@@ -168,6 +168,7 @@ def test_base_rate_with_vigour_percentage(mica):
 
 def test_spot_spray_on_the_micasense_crop(mica, tmp_path):
     res = rx.spot_spray(mica, margin_m=0.5, min_patch_m2=0.5, rate=80, unit="L/ha")
+    assert any("No field boundary" in w for w in res["warnings"])  # the saving is of the map
     assert 0 < res["sprayed_share"] < 0.5
     assert res["saving_share"] == pytest.approx(1 - res["sprayed_share"], abs=1e-4)
     assert res["total"] == pytest.approx(80 * res["sprayed_ha"], rel=1e-3)
@@ -326,6 +327,8 @@ def test_boundary_clips_zones_and_spray(mica):
     u = shapely.union_all([shape(f["geometry"]) for f in fc["features"]])
     assert u.difference(half.buffer(1e-7)).area < 1e-12
     spot = rx.spot_spray(mica, boundary=shapely.geometry.mapping(half))
+    assert spot["field_from"].startswith("the field boundary")
+    assert not any("No field boundary" in w for w in spot["warnings"])
     assert spot["field_ha"] < 0.6 * full["area_ha"] / 0.9
 
 
