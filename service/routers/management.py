@@ -18,7 +18,7 @@ from khet.service.schemas import Problem, Strict
 from khet.vision import prescription as rx
 from pydantic import Field
 
-from khet.errors import ConflictError, NotFoundError
+from khet.errors import ConflictError, InputError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["zones and prescriptions"])
 
@@ -33,6 +33,11 @@ class ZonesIn(Strict):
     method: Literal["kmeans", "natural-breaks"] = "kmeans"
     min_zone_ha: float | None = Field(None, description="default: 2% of the mapped area")
     smooth: int = Field(1, description="cells around each cell to smooth over, 0-10")
+    flights: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list,
+        max_length=5,
+        description="other finished flights of the same field whose indices join this one's",
+    )
 
 
 class RateIn(Strict):
@@ -77,13 +82,22 @@ def _with_downloads(flight_id: int, data: dict[str, Any]) -> dict[str, Any]:
     summary="Make the flight's management zones (replaces earlier ones)",
 )
 def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) -> dict[str, Any]:
-    """Zones from the map's vegetation index, clipped to the field boundary when the field has
-    one: GeoJSON (EPSG:4326), a COG and the zone table (area, index mean and spread, weed
-    share), with the method and parameters that made them. A rate prescription made on earlier
-    zones is removed."""
+    """Zones from the map's vegetation index (with `flights`, together with other flights of
+    the same field, each standardised), clipped to the field boundary when the field has one:
+    GeoJSON (EPSG:4326), a COG and the zone table (area, index mean and spread, weed share),
+    with the method and parameters that made them. A rate prescription made on earlier zones
+    is removed."""
     path, flight = _results(db, user, flight_id)
+    folders = [path]
+    for other in dict.fromkeys(body.flights):
+        if other == flight_id:
+            continue
+        other_path, other_flight = _results(db, user, other)
+        if other_flight.field_id != flight.field_id:
+            raise InputError(f"Flight {other} is of another field; zones combine one field's.")
+        folders.append(other_path)
     res = rx.make_zones(
-        path,
+        folders,
         n_zones=body.zones,
         index=body.index,
         method=body.method,

@@ -30,7 +30,7 @@ def _read_zip_shapefile(data: bytes):
         return meta, dict(zip(meta["fields"], cols, strict=True))
 
 
-def test_zones_rate_and_spot_through_the_api(api, done):
+def test_zones_rate_and_spot_through_the_api(api, done, geotiff):
     c, h, fl = api.client, done["alice"]["headers"], done["flight"]
     assert c.get(f"/api/v1/flights/{fl}/zones", headers=h).status_code == 404
     assert c.get(f"/api/v1/flights/{fl}/prescriptions", headers=h).json() == {}
@@ -72,6 +72,20 @@ def test_zones_rate_and_spot_through_the_api(api, done):
     assert c.get(f"/api/v1/flights/{fl}/prescriptions/spot", headers=h).json()["kind"] == "spot"
     flight = c.get(f"/api/v1/flights/{fl}", headers=h).json()
     assert "management/rate-shapefile.zip" in flight["results"]
+    # Two flights of the field together; a flight of another field, or another tenant's, is not.
+    second = api.flight(done["alice"], done["field"], geotiff, run=True)["id"]
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"zones": 2, "flights": [second]}, headers=h)
+    assert r.status_code == 201, r.text
+    assert len(r.json()["sources"]) == 2
+    _, other_field = api.farm_field(done["alice"])
+    elsewhere = api.flight(done["alice"], other_field, geotiff, run=True)["id"]
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [elsewhere]}, headers=h)
+    assert r.status_code == 422 and "another field" in r.json()["detail"]
+    bob = api.user("farmer")
+    _, bob_field = api.farm_field(bob)
+    bobs = api.flight(bob, bob_field, geotiff, run=True)["id"]
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [bobs]}, headers=h)
+    assert r.status_code == 404
     # New zones drop the rate prescription made on the old ones.
     r = c.post(f"/api/v1/flights/{fl}/zones", json={"zones": 3, "smooth": 0}, headers=h)
     assert r.status_code in (201, 422), r.text
