@@ -96,6 +96,22 @@ def _common(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a folder of a flight's frames is mosaicked into one map (needs khet[mosaic])",
     )
+    p.add_argument(
+        "--spot-spray",
+        action="store_true",
+        help="also make a spot-spray map of each capture (Shapefile and ISO-XML TaskData in "
+        "OUT/<capture>/management/), offline",
+    )
+    p.add_argument("--spray-margin", type=float, default=0.5, help="metres around weeds (0.5)")
+    p.add_argument("--spray-min-patch", type=float, default=0.5, help="smallest patch, m² (0.5)")
+    p.add_argument("--spray-rate", type=float, default=100.0, help="spray rate (100)")
+    p.add_argument("--spray-unit", default="L/ha", help="L/ha or kg/ha (L/ha)")
+    p.add_argument(
+        "--spray-target",
+        choices=("weed", "vegetation"),
+        default="weed",
+        help="spray weeds (default) or every plant",
+    )
 
 
 def _options(args: argparse.Namespace):
@@ -121,7 +137,34 @@ def _options(args: argparse.Namespace):
         with_imagery=args.with_imagery,
         retry_failed=getattr(args, "retry_failed", False),
         mosaic=args.mosaic,
+        spot_spray=_spray(args),
     )
+
+
+def _spray(args: argparse.Namespace) -> dict | None:
+    """The spot-spray settings, checked before any capture is analysed."""
+    if not args.spot_spray:
+        return None
+    from khet.vision.prescription import RATE_UNITS
+
+    from khet.errors import KhetError
+
+    if args.spray_unit not in RATE_UNITS:
+        raise KhetError(f"--spray-unit must be {' or '.join(RATE_UNITS)}.")
+    unit = RATE_UNITS[args.spray_unit]
+    if not (0 <= args.spray_margin <= 20):
+        raise KhetError("--spray-margin must be 0 to 20 metres.")
+    if not (0 <= args.spray_min_patch <= 10000):
+        raise KhetError("--spray-min-patch must be 0 to 10000 square metres.")
+    if not (0 <= args.spray_rate <= unit.maximum):
+        raise KhetError(f"--spray-rate must be 0 to {unit.maximum:g} {unit.name}.")
+    return {
+        "margin_m": args.spray_margin,
+        "min_patch_m2": args.spray_min_patch,
+        "rate": args.spray_rate,
+        "unit": args.spray_unit,
+        "target": args.spray_target,
+    }
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ class EdgeOptions:
     retry_failed: bool = False
     models_dir: Path | None = None
     mosaic: bool = False  # a folder of a flight's frames is one capture, mosaicked first
+    # After each map, a spot-spray map (vision/prescription.spot_spray's keyword arguments:
+    # margin_m, min_patch_m2, rate, ...) into OUT/<capture>/management/; None: none.
+    spot_spray: dict[str, Any] | None = None
 
 
 @dataclass
@@ -496,7 +499,26 @@ class EdgeRunner:
             resources.release_free_memory()
         self.journal.finish(cap.key, entry)
         self.log(_one_line(summary, dest))
+        if self.options.spot_spray is not None:
+            self._spot_spray(name, dest)
         return True
+
+    def _spot_spray(self, name: str, dest: Path) -> None:
+        """A spot-spray map of a finished capture, offline. The map is done either way: a map
+        that cannot make one (no weeds told apart, no map coordinates) gets a note, not a
+        failure."""
+        from khet.vision.prescription import spot_spray
+
+        try:
+            res = spot_spray(dest, **(self.options.spot_spray or {}))
+        except KhetError as e:
+            self.log(f"{name}: no spot-spray map: {e.message}")
+            return
+        self.log(
+            f"{name}: spot spray {res['sprayed_share']:.1%} of the field "
+            f"({res['sprayed_ha']:.4f} of {res['field_ha']:.4f} ha, saving "
+            f"{res['saving_share']:.1%}): {dest / res['files']['shapefile']}"
+        )
 
     # -- many captures -------------------------------------------------------------------------
     def run(self, inputs: Sequence[Path]) -> dict[str, int]:

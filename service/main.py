@@ -259,13 +259,13 @@ def create_app(*, migrate: bool = True) -> FastAPI:
         log.exception("unhandled error", exc_info=exc)
         return _problem(500, "internal", "Something went wrong on the server; it has been logged.")
 
-    from khet.service.routers import auth, farms, flights, health, tiles, uploads
+    from khet.service.routers import auth, farms, flights, health, management, tiles, uploads
 
     # Every body but the two upload routes' (which stream to disk and count bytes against
     # KHET_MAX_UPLOAD_MB themselves): JSON and forms are parsed in memory. Set per router, not
     # on the app, so that a 413 passes the middleware that makes it JSON.
     limit = svc.max_body_kb * 1024
-    for module in (health, auth, farms, uploads, flights, tiles):
+    for module in (health, auth, farms, uploads, flights, management, tiles):
         app.include_router(module.router, max_body_size=limit)
     try:
         pages = importlib.import_module("khet.service.routers.pages")

@@ -376,6 +376,7 @@ class Report:
     gsd: str | None = None  # the ground sample distance and how it was found, in words
     limits: str | None = None  # what the method cannot tell
     weed_cover: str | None = None  # weeds' share of the field's area, per pixel
+    management: dict[str, Any] | None = None  # zones and prescriptions made for the flight
 
 
 def _describe_method(summary: dict, t: Translator) -> dict[str, Any]:
@@ -551,7 +552,98 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
         **_radiometry_line(summary, t),
         **_describe_method(summary, t),
+        management=management_section(results, t),
     )
+
+
+def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
+    """The zone table, the rate prescription and the spray saving, in the report's words;
+    None when no zones or prescriptions were made for the flight."""
+    from khet.vision import prescription as rx
+
+    made = rx.listing(results)
+    if not made:
+        return None
+    out: dict[str, Any] = {"approx": False}
+    zones = made.get("zones")
+    if zones:
+        index = text(zones.get("index_title")) or "index"
+        rows = []
+        for z in dicts(zones.get("zones")):
+            rows.append(
+                {
+                    "zone": int(num(z.get("zone"), 0)),
+                    "color": color(z.get("color")),
+                    "area": fmt_area(num(z.get("area_ha")), "ha", t),
+                    "mean": _fixed(num(z.get("index_mean")), 2),
+                    "std": _fixed(num(z.get("index_std")), 2),
+                    "weed": pct(num(z.get("weed_share"))),
+                }
+            )
+        method = mapping(zones.get("method"))
+        how = f"{text(method.get('library'))}; {text(method.get('features'))}; " + (
+            f"{text(method.get('zone_count'))}; "
+            f"minimum zone {fmt_area(num(method.get('min_zone_ha')), 'ha', t)}."
+        )
+        out["zones"] = {
+            "title": t("mgmt_zones", index=index),
+            "index": index,
+            "rows": rows,
+            "note": t("zones_note", index=index, how=""),
+            "how": how,
+        }
+        out["approx"] = zones.get("placement") == "approximate"
+    rate = made.get("rate")
+    if rate:
+        unit, tunit = text(rate.get("unit")), text(rate.get("total_unit"))
+        by_zone = {int(num(z.get("zone"), 0)): z for z in dicts(rate.get("zones"))}
+        out["rate"] = {
+            "title": t("rate_title", product=text(rate.get("product"))),
+            "rate_col": t("rate_col", unit=unit),
+            "product_col": t("product_col", unit=tunit),
+            "rows": [
+                {
+                    "zone": k,
+                    "rate": _fixed(num(z.get("rate")), 1),
+                    "area": fmt_area(num(z.get("area_ha")), "ha", t),
+                    "product": _fixed(num(z.get("product")), 2),
+                }
+                for k, z in sorted(by_zone.items())
+            ],
+            "total": t(
+                "rate_total",
+                total=_fixed(num(rate.get("total")), 2),
+                unit=tunit,
+                area=fmt_area(num(rate.get("area_ha")), "ha", t),
+                mean=_fixed(num(rate.get("mean_rate")), 1),
+                rate_unit=unit,
+            ),
+        }
+        out["approx"] = out["approx"] or rate.get("placement") == "approximate"
+    spot = made.get("spot")
+    if spot:
+        out["spot"] = {
+            "title": t("spot_title"),
+            "share": num(spot.get("sprayed_share")),
+            "line": t(
+                "spot_line",
+                sprayed=fmt_area(num(spot.get("sprayed_ha")), "ha", t),
+                field=fmt_area(num(spot.get("field_ha")), "ha", t),
+                share=pct(num(spot.get("sprayed_share"))),
+                saving=pct(num(spot.get("saving_share"))),
+                product=text(spot.get("product")),
+                total=_fixed(num(spot.get("total")), 2),
+                blanket=_fixed(num(spot.get("blanket_total")), 2),
+                unit=text(spot.get("total_unit")),
+            ),
+            "how": text(spot.get("how")),
+        }
+        out["approx"] = out["approx"] or spot.get("placement") == "approximate"
+    return out
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:

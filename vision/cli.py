@@ -84,6 +84,203 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     m.set_defaults(func=run_mosaic)
+    _register_management(sub)
+
+
+def _register_management(sub: argparse._SubParsersAction) -> None:
+    """`khet zones` and `khet prescription rate|spot` on an analysed folder."""
+    z = sub.add_parser(
+        "zones",
+        help="management zones of a field from an analysed folder",
+        description=(
+            "Split a field into 2-7 management zones from its vegetation index (several "
+            "analysed flights of the same field: their indices together), spatially coherent "
+            "and no smaller than a minimum area. Writes management/zones.geojson (EPSG:4326), "
+            "zones.tif (COG) and zones.json (the zone table and how the zones were made) into "
+            "the first folder."
+        ),
+    )
+    z.add_argument("folders", nargs="+", type=Path, metavar="RESULTS", help="analysed folder(s)")
+    z.add_argument("-n", "--zones", type=int, help="number of zones, 2-7 (default: chosen)")
+    z.add_argument("--index", help="index to zone on, e.g. ndvi (default: the vigour index)")
+    z.add_argument("--method", choices=["kmeans", "natural-breaks"], default="kmeans")
+    z.add_argument(
+        "--min-zone-ha",
+        type=float,
+        help="smallest zone patch in hectares (default: 2%% of the mapped area)",
+    )
+    z.add_argument(
+        "--smooth", type=int, default=1, help="smooth over this many cells around each (0-10)"
+    )
+    z.add_argument("--boundary", type=Path, help="field boundary GeoJSON (EPSG:4326) to clip to")
+    z.add_argument("--json", action="store_true", help="print zones.json on stdout")
+    z.set_defaults(func=run_zones)
+
+    p = sub.add_parser(
+        "prescription",
+        help="variable-rate or spot-spray prescription from an analysed folder",
+        description=(
+            "Write a prescription a machine can load: GeoJSON, an ESRI Shapefile zip and ISO "
+            "11783-10 TaskData, in EPSG:4326, into the folder's management/ subfolder."
+        ),
+    )
+    ps = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    r = ps.add_parser(
+        "rate",
+        help="a rate per management zone (make zones first with `khet zones`)",
+        description="A rate per zone: --rates one per zone (zone 1 has the lowest index), or "
+        "--base-rate with --adjust PCT (+PCT in the highest zone, -PCT in the lowest).",
+    )
+    r.add_argument("folder", type=Path, metavar="RESULTS")
+    r.add_argument("--rates", help="comma-separated rates, zone 1 first, e.g. 140,120,100")
+    r.add_argument("--base-rate", type=float, help="the rate of an average zone")
+    r.add_argument(
+        "--adjust",
+        type=float,
+        default=0.0,
+        help="percent added in the highest-index zone and taken off in the lowest (negative: "
+        "the weak zones get more)",
+    )
+    r.add_argument("--unit", default="kg/ha", help="kg/ha or L/ha (default kg/ha)")
+    r.add_argument("--product", default="Nitrogen", help="product name (default Nitrogen)")
+    r.add_argument("--json", action="store_true", help="print rate.json on stdout")
+    r.set_defaults(func=run_rate)
+    s = ps.add_parser(
+        "spot",
+        help="spray polygons from the weed map",
+        description="The map's weed cells as spray polygons: patches under --min-patch m² left "
+        "out, buffered by --margin metres, merged and clipped to the field; with the share "
+        "of the field sprayed against blanket spraying.",
+    )
+    s.add_argument("folder", type=Path, metavar="RESULTS")
+    s.add_argument("--margin", type=float, default=0.5, help="buffer in metres (default 0.5)")
+    s.add_argument(
+        "--min-patch", type=float, default=0.5, help="smallest weed patch in m² (default 0.5)"
+    )
+    s.add_argument("--rate", type=float, default=100.0, help="spray rate (default 100)")
+    s.add_argument("--unit", default="L/ha", help="L/ha or kg/ha (default L/ha)")
+    s.add_argument("--product", default="Herbicide", help="product name (default Herbicide)")
+    s.add_argument(
+        "--target",
+        choices=["weed", "vegetation"],
+        default="weed",
+        help="spray weeds (default) or every plant (a burn-down before sowing)",
+    )
+    s.add_argument(
+        "--min-cover",
+        type=float,
+        default=1.0,
+        help="also spray cells whose weed (or plant) cover is at least this percent, where the "
+        "map records cover (default 1)",
+    )
+    s.add_argument("--boundary", type=Path, help="field boundary GeoJSON (EPSG:4326)")
+    s.add_argument("--json", action="store_true", help="print spot.json on stdout")
+    s.set_defaults(func=run_spot)
+
+
+def _boundary_arg(path: Path | None) -> dict | None:
+    from khet.errors import KhetError
+
+    if path is None:
+        return None
+    try:
+        return _read_boundary(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise KhetError(f"Cannot read the boundary file {path} ({e}).") from e
+
+
+def _print(result: dict, args: argparse.Namespace, line: str) -> int:
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(line)
+        for w in result.get("warnings", []):
+            print(f"  note: {w}", file=sys.stderr)
+    return 0
+
+
+def run_zones(args: argparse.Namespace) -> int:
+    """`khet zones`: management zones of an analysed folder, one line (or zones.json)."""
+    from khet.vision.prescription import make_zones
+
+    res = make_zones(
+        args.folders,
+        n_zones=args.zones,
+        index=args.index,
+        method=args.method,
+        min_zone_ha=args.min_zone_ha,
+        smooth=args.smooth,
+        boundary=_boundary_arg(args.boundary),
+    )
+    parts = [
+        f"zone {z['zone']} {_area(z['area_ha'])} ({res['index_title']} {z['index_mean']:.2f})"
+        for z in res["zones"]
+    ]
+    line = (
+        f"{args.folders[0] / res['files']['geojson']}: {len(res['zones'])} zones, "
+        f"{', '.join(parts)} — {res['method']['name']}"
+    )
+    return _print(res, args, line)
+
+
+def _area(ha: float) -> str:
+    return f"{ha:.2f} ha" if ha >= 0.1 else f"{ha * 1e4:.0f} m²"
+
+
+def run_rate(args: argparse.Namespace) -> int:
+    """`khet prescription rate`: a rate per zone, exported for machines."""
+    from khet.vision.prescription import variable_rate
+
+    from khet.errors import InputError
+
+    rates = None
+    if args.rates is not None:
+        try:
+            rates = [float(x) for x in args.rates.split(",")]
+        except ValueError:
+            raise InputError(
+                f"--rates takes numbers separated by commas, not {args.rates!r}."
+            ) from None
+    res = variable_rate(
+        args.folder,
+        rates=rates,
+        base_rate=args.base_rate,
+        adjust_pct=args.adjust,
+        unit=args.unit,
+        product=args.product,
+    )
+    rates_txt = ", ".join(f"zone {z['zone']} {z['rate']:g}" for z in res["zones"])
+    line = (
+        f"{args.folder / res['files']['shapefile']}: {res['product']} {rates_txt} {res['unit']}; "
+        f"total {res['total']:.2f} {res['total_unit']} over {_area(res['area_ha'])} "
+        f"(also {res['files']['taskdata']})"
+    )
+    return _print(res, args, line)
+
+
+def run_spot(args: argparse.Namespace) -> int:
+    """`khet prescription spot`: spray polygons from the weed map, with the saving."""
+    from khet.vision.prescription import spot_spray
+
+    res = spot_spray(
+        args.folder,
+        margin_m=args.margin,
+        min_patch_m2=args.min_patch,
+        rate=args.rate,
+        unit=args.unit,
+        product=args.product,
+        target=args.target,
+        min_cover_pct=args.min_cover,
+        boundary=_boundary_arg(args.boundary),
+    )
+    line = (
+        f"{args.folder / res['files']['shapefile']}: spray {_area(res['sprayed_ha'])} of "
+        f"{_area(res['field_ha'])} ({res['sprayed_share']:.1%} of the field, saving "
+        f"{res['saving_share']:.1%} against blanket spraying); {res['total']:.2f} "
+        f"{res['total_unit']} of {res['product']} instead of {res['blanket_total']:.2f}"
+    )
+    return _print(res, args, line)
 
 
 def _progress(enabled: bool, what: str = "analyzing"):

@@ -448,6 +448,7 @@ def _summary(
             p.key: p.path
             for p in products.PRODUCTS
             if p.key not in ("index", "summary")
+            and p not in products.MANAGEMENT  # made later, on demand
             and (p.key != "confidence" or result.confidence is not None)
             and (p.key != "cover" or result.cover is not None)
         }

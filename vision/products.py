@@ -107,8 +107,39 @@ PREVIEW = Product("preview", "preview.png", "image/png", "image", "Preview", syn
 # flight's imagery when asked (`--with-imagery`), not with the map.
 ORTHO = Product("ortho", "ortho.tif", "image/tiff", "image", "Orthomosaic of the flight")
 
+# Management zones and prescriptions (vision/prescription.py), made on demand from a finished
+# map into its `management/` folder; not part of the map itself, so never required or synced.
+_MEDIA = {
+    "json": "application/json",
+    "geojson": "application/geo+json",
+    "tif": "image/tiff",
+    "zip": "application/zip",
+}
+MANAGEMENT: tuple[Product, ...] = (
+    Product("mz_json", "management/zones.json", _MEDIA["json"], "document", "Management zones"),
+    Product(
+        "mz_geojson", "management/zones.geojson", _MEDIA["geojson"], "vector", "Management zones"
+    ),
+    Product("mz_tif", "management/zones.tif", _MEDIA["tif"], "categorical", "Management zones"),
+) + tuple(
+    Product(
+        f"{kind}_{role}",
+        f"management/{kind}{suffix}",
+        _MEDIA[ext],
+        kind_of,
+        f"{title} ({what})",
+    )
+    for kind, title in (("rate", "Variable-rate prescription"), ("spot", "Spot-spray map"))
+    for role, suffix, ext, kind_of, what in (
+        ("json", ".json", "json", "document", "description"),
+        ("geojson", ".geojson", "geojson", "vector", "GeoJSON"),
+        ("shapefile", "-shapefile.zip", "zip", "vector", "ESRI Shapefile"),
+        ("taskdata", "-taskdata.zip", "zip", "vector", "ISO 11783-10 TaskData"),
+    )
+)
+
 PRODUCTS: tuple[Product, ...] = (
-    SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW, ORTHO,
+    SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW, ORTHO, *MANAGEMENT,
 )  # fmt: skip
 BY_KEY = {p.key: p for p in PRODUCTS}
 
@@ -140,4 +171,4 @@ def synced_names(present: list[str]) -> list[str]:
 
 def described() -> str:
     """The result names for messages and API docs: "summary.json, classes.tif, ..."."""
-    return ", ".join(p.path.replace("{index}", "<name>") for p in PRODUCTS)
+    return ", ".join(p.path.replace("{index}", "<name>") for p in PRODUCTS if p not in MANAGEMENT)

@@ -394,6 +394,17 @@ def _results_dir(flight: Flight) -> Path:
     return storage.flight_dir(f.farm_id, f.id, flight.id) / "results"
 
 
+def _management(flight: Flight, results: Path) -> dict:
+    """The zones and prescriptions already made for the flight, for the page's script."""
+    from khet.vision import prescription as rx
+
+    base = f"/api/v1/flights/{flight.id}/results/"
+    return {
+        k: v | {"downloads": {role: base + name for role, name in v.get("files", {}).items()}}
+        for k, v in rx.listing(results).items()
+    }
+
+
 @router.get("/flights/{flight_id}", response_class=HTMLResponse)
 def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     """One flight: its status, map layers, legend and summary."""
@@ -425,8 +436,13 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
                 "point_vigour",
                 "point_outside",
                 "not_ready",
+                "zone",
+                "downloads",
+                "layer_zones",
+                "hectares",
             )
         },
+        "management": _management(flight, results) if status == "done" else {},
     }
     return _render(
         request,

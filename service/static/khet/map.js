@@ -28,6 +28,7 @@
 
   var T = cfg.text;
   var map = L.map("map", { attributionControl: false });
+  window.KhetMap = { map: map };  /* zones.js draws the management zones on it */
   var legend = document.getElementById("legend");
   var inspect = document.getElementById("inspect");
   var opacity = document.getElementById("opacity");
