@@ -149,6 +149,7 @@ def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
         classes = src.read(1)
         crs, pixel_transform = src.crs, src.transform
     warnings: list[str] = []
+    placement: Literal["georeference", "approximate"]
     if crs is not None:
         grid_crs, transform = crs, pixel_transform
         placement, note = "georeference", "placed by the imagery's georeference"
@@ -736,6 +737,7 @@ def zone_rates(
         if len(rates) != n:
             raise InputError(f"Give {n} rates, one per zone (got {len(rates)}).")
         return [_check_rate(r, u, f"rate of zone {i + 1}") for i, r in enumerate(rates)]
+    assert base_rate is not None  # one of the two is given (checked above)
     base = _check_rate(base_rate, u, "base rate")
     try:
         pct = float(adjust_pct)
@@ -886,7 +888,7 @@ def spot_spray(
         else 0.0
     )
     share = spray_ha / field_ha if field_ha else 0.0
-    result = {
+    result: dict[str, Any] = {
         "kind": "spot",
         "map_created": grid.summary.created,
         "target": target,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 Kind = Literal["categorical", "continuous", "vector", "image", "document"]
 
@@ -130,11 +130,14 @@ MANAGEMENT: tuple[Product, ...] = (
         f"{title} ({what})",
     )
     for kind, title in (("rate", "Variable-rate prescription"), ("spot", "Spot-spray map"))
-    for role, suffix, ext, kind_of, what in (
-        ("json", ".json", "json", "document", "description"),
-        ("geojson", ".geojson", "geojson", "vector", "GeoJSON"),
-        ("shapefile", "-shapefile.zip", "zip", "vector", "ESRI Shapefile"),
-        ("taskdata", "-taskdata.zip", "zip", "vector", "ISO 11783-10 TaskData"),
+    for role, suffix, ext, kind_of, what in cast(
+        tuple[tuple[str, str, str, Kind, str], ...],
+        (
+            ("json", ".json", "json", "document", "description"),
+            ("geojson", ".geojson", "geojson", "vector", "GeoJSON"),
+            ("shapefile", "-shapefile.zip", "zip", "vector", "ESRI Shapefile"),
+            ("taskdata", "-taskdata.zip", "zip", "vector", "ISO 11783-10 TaskData"),
+        ),
     )
 )
 
