@@ -725,6 +725,14 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
             f"{s['weed_cover']['mae'] * 100:.2f} pp {_ci(mae_ci)}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    same = [f for f in FACTORS if f * cfg.native_gsd <= cfg.model_gsd + 1e-9]
+    if len(same) > 1:
+        lines += [
+            "",
+            f"The {' and '.join(f'{f}x' for f in same)} rows are equal by construction: the model "
+            f"reads every image at {cfg.model_gsd * 1000:.0f} mm per pixel, so finer tiles are "
+            "averaged to that while they are read.",
+        ]
     one = report.get("1x", {})
     potato = bool(cfg.licence)  # the published uav_potato data set, not a user's own
     if one:

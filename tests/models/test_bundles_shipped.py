@@ -48,6 +48,8 @@ def test_bundle_contract(name):
     ("bands", "gsd", "want"),
     [
         (("red", "green", "blue"), 0.0004, "khet-rgb-carrotweed"),
+        (("red", "green", "blue"), 0.006, "khet-rgb-uav"),  # drone imagery at 6 mm
+        (("red", "green", "blue"), 0.02, None),  # 2 cm: crop rows, not a learned model
         (("red", "green", "blue", "nir"), 0.0002, "khet-rednir-cwfid"),
         (("red", "green", "blue", "nir"), 0.05, None),  # survey GSD: no close-range model
     ],

@@ -1,0 +1,95 @@
+"""The shipped drone model (khet-rgb-uav) on real drone imagery: the uav_potato test tiles, laid
+side by side as a GeoTIFF at their own GSD and at half of it. Fails if the GSD were ignored (the
+two maps would differ), if the model were used far outside its validated range, or if its weed
+cover drifted from the labels."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from khet.datasets import labelme
+from khet.datasets.tiles import CROP, WEED
+from khet.vision.bundle import Bundle
+
+BUNDLES = Path(__file__).resolve().parents[2] / "models" / "bundles"
+UAV = BUNDLES / "khet-rgb-uav.onnx"
+# Four neighbouring test tiles of the authors' split (rows 13-14 of the orthomosaic's grid).
+TILES = [["tile_13_2", "tile_13_3"], ["tile_14_2", "tile_14_3"]]
+POTATO = {"potato": "crop", "weed": "weed"}
+
+
+def test_bundle_states_its_range_and_scores():
+    info = Bundle(UAV, threads=1).info
+    assert info.kind == "segmentation" and info.bands == ("red", "green", "blue")
+    assert info.gsd_m == pytest.approx(0.006)
+    assert info.gsd_range_m == pytest.approx((0.0024, 0.015))
+    assert "MIT" in info.training_data and "uav_potato" in info.training_data
+    assert UAV.stat().st_size < 10e6
+    card = (BUNDLES / "khet-rgb-uav.md").read_text()
+    row = re.search(r"^\| 1x \(3 mm\) \| ([0-9.]+) \[([0-9.]+), ([0-9.]+)\]", card, re.M)
+    assert row, "the card gives macro-F1 at 1x with its interval"
+    f1, lo, hi = (float(v) for v in row.groups())
+    assert lo <= f1 <= hi and f1 >= 0.85
+    assert "YOLOv8n-seg" in card and "weed cover" in card.lower()
+
+
+@pytest.fixture(scope="module")
+def potato_field(shared_data):
+    """(image H x W x 3, mask) of four real neighbouring test tiles."""
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    rows = []
+    for names in TILES:
+        pairs = [labelme.load(items[n], POTATO) for n in names]
+        rows.append((np.hstack([p[0] for p in pairs]), np.hstack([p[1] for p in pairs])))
+    return np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows])
+
+
+def _write(path: Path, rgb: np.ndarray, gsd: float) -> Path:
+    from khet.models.segment import _write_geotiff
+
+    _write_geotiff(path, rgb, gsd)
+    return path
+
+
+def _classes(folder: Path) -> np.ndarray:
+    with rasterio.open(folder / "classes.tif") as ds:
+        return ds.read(1)
+
+
+def test_same_field_at_1x_and_2x_gives_the_same_map(tmp_path, potato_field):
+    rgb, mask = potato_field
+    half = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    from khet.vision.pipeline import analyze
+
+    a = analyze(_write(tmp_path / "1x.tif", rgb, 0.003), tmp_path / "a")
+    b = analyze(_write(tmp_path / "2x.tif", half, 0.006), tmp_path / "b")
+    for s in (a, b):
+        assert s["method"] == "model" and s["model"]["name"] == "khet-rgb-uav"
+        assert s["layers"]["classes"]["gsd_m"] == pytest.approx(0.006)
+    ca, cb = _classes(tmp_path / "a"), _classes(tmp_path / "b")
+    assert ca.shape == cb.shape  # both mapped on cells of the model's GSD
+    assert (ca == cb).mean() >= 0.95
+    # Weed cover, what a farmer acts on, against the labels of these tiles (they hold ~1 %).
+    labelled_weed = float((mask == WEED).mean())
+    labelled_crop = float((mask == CROP).mean())
+    for s in (a, b):
+        assert s["cover"]["weed"] == pytest.approx(labelled_weed, abs=0.006)
+        assert s["cover"]["crop"] == pytest.approx(labelled_crop, abs=0.03)
+    assert a["cover"]["weed"] == pytest.approx(b["cover"]["weed"], abs=0.002)
+
+
+def test_far_outside_its_range_the_model_is_not_used(tmp_path, potato_field):
+    """The same pixels stated to be 3 cm per pixel (ten times its labels) are not given to the
+    model: another method paints the map, and the summary says why."""
+    from khet.vision.pipeline import analyze
+
+    rgb, _ = potato_field
+    s = analyze(_write(tmp_path / "f.tif", rgb, 0.003), tmp_path / "o", gsd=0.03)
+    assert s["method"] != "model" and (s.get("model") or {}).get("name") != "khet-rgb-uav"
+    detail = s["layers"]["classes"]["detail"]
+    assert "model khet-rgb-uav is validated for 2.4 mm to 1.5 cm" in detail, detail
