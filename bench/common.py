@@ -43,10 +43,12 @@ def real_tiles(seed: int = 0) -> list[np.ndarray]:
 
 
 def make_orthomosaic(
-    path: Path, size: int, compression: str = "deflate", gsd: float = 0.003
+    path: Path, size: int, compression: str = "deflate", gsd: float = 0.003, overviews: bool = False
 ) -> Path:
     """A georeferenced, tiled RGB GeoTIFF of size x size px in UTM 43N at `gsd`, made of real
-    drone tiles, written block by block (memory stays small at any size)."""
+    drone tiles, written block by block (memory stays small at any size). With `overviews`,
+    internal overviews averaged by 2, 4, 8, ... as `gdaladdo` or ODM's `--cog` / `--build-overviews`
+    write them."""
     tiles = real_tiles()
     profile = {
         "driver": "GTiff",
@@ -72,4 +74,16 @@ def make_orthomosaic(
                 block = tiles[k % len(tiles)][:, :h, :w]
                 k += 1
                 dst.write(block, window=rasterio.windows.Window(x, y, w, h))
+    if overviews:
+        from rasterio.enums import Resampling
+
+        opts = COMPRESSIONS[compression]
+        env = {"COMPRESS_OVERVIEW": opts.get("compress", "NONE")}
+        if compression == "jpeg":
+            env |= {"PHOTOMETRIC_OVERVIEW": "YCBCR", "JPEG_QUALITY_OVERVIEW": "90"}
+        if compression == "deflate":
+            env |= {"PREDICTOR_OVERVIEW": "2"}
+        factors = [f for f in (2, 4, 8, 16, 32, 64) if size // f >= 256]
+        with rasterio.Env(**env), rasterio.open(path, "r+") as dst:
+            dst.build_overviews(factors, Resampling.average)
     return path

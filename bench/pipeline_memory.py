@@ -38,12 +38,14 @@ print(json.dumps({"peak_mb": peak_mb, "seconds": time.perf_counter() - t,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs=2, default=[8192, 32768])
+    ap.add_argument("--methods", nargs="+", default=["model", "rows"], choices=["model", "rows"])
     ap.add_argument("--model", default=str(ROOT / "models" / "bundles" / "khet-rgb-uav.onnx"))
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="khet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    for label, model, gsd in (("drone model", args.model, ""), ("crop rows", "", "0.02")):
+    runs = {"model": ("drone model", args.model, ""), "rows": ("crop rows", "", "0.02")}
+    for label, model, gsd in (runs[m] for m in args.methods):
         results = {}
         for size in args.sizes:
             raster = work / f"ortho-{size}-deflate.tif"

@@ -322,6 +322,8 @@ def _classify(
     reader = StripReader(scene, plan, index_list, step, clip_cells, preview, index_row, needed)
     labeller: Labeller = labeller_for(plan, grid, to_model)
     batch = max(1, settings.batch_size)
+    if plan.segmentation:  # its output is per pixel: as many pixels a batch as 128 px tiles take
+        batch = max(1, batch * 128 * 128 // (grid.tile * grid.tile))
     wrows, wcols = grid.window_rows, grid.window_cols
     total = wrows * wcols
     strips = iter(
