@@ -53,7 +53,39 @@ def backbone(arch: str, bands: int, num_classes: int) -> nn.Module:
     return m
 
 
-class TileClassifier(nn.Module):
+class _OnUint8(nn.Module):
+    """A network that takes raw uint8 tiles: /255 and (x - mean) / std are folded into one
+    multiply-add inside the graph, so callers (and the ONNX bundle) feed bytes."""
+
+    def __init__(
+        self,
+        arch: str,
+        bands: int,
+        net: nn.Module,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        mean_t = torch.tensor(list(mean) if mean is not None else [0.5] * bands)
+        std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
+        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
+        self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
+        self.net = net
+
+    def normalised(self, tiles: torch.Tensor) -> torch.Tensor:
+        """The tiles as the network's first layer expects them."""
+        return tiles.to(torch.float32) * self.get_buffer("scale") + self.get_buffer("shift")
+
+    def logits(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Scores before the softmax (what training's loss takes)."""
+        raise NotImplementedError
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(tiles), dim=1)
+
+
+class TileClassifier(_OnUint8):
     """uint8 tiles -> class probabilities (or logits for training)."""
 
     def __init__(
@@ -64,25 +96,11 @@ class TileClassifier(nn.Module):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.arch = arch
-        mean_t = torch.tensor(list(mean) if mean is not None else [0.5] * bands)
-        std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
-        # Fold /255 and (x - mean) / std into one multiply-add: x * scale + shift.
-        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
-        self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
-        self.net = backbone(arch, bands, num_classes)
-
-    def _buffer(self, name: str) -> torch.Tensor:
-        b = self.get_buffer(name)
-        return b
+        super().__init__(arch, bands, backbone(arch, bands, num_classes), mean, std)
 
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = tiles.to(torch.float32) * self._buffer("scale") + self._buffer("shift")
-        return self.net(x)
-
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(tiles), dim=1)
+        """N x classes scores."""
+        return self.net(self.normalised(tiles))
 
 
 # -- segmentation ----------------------------------------------------------------------------------
@@ -118,7 +136,7 @@ def segmentation_net(arch: str, bands: int, num_classes: int) -> nn.Module:
     return net
 
 
-class Segmenter(nn.Module):
+class Segmenter(_OnUint8):
     """uint8 tiles -> per-pixel class probabilities N x classes x H x W (or logits)."""
 
     def __init__(
@@ -129,21 +147,8 @@ class Segmenter(nn.Module):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.arch = arch
-        mean_t = torch.tensor(list(mean) if mean is not None else [0.5] * bands)
-        std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
-        self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
-        self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
-        self.net = segmentation_net(arch, bands, num_classes)
-
-    def _buffer(self, name: str) -> torch.Tensor:
-        b = self.get_buffer(name)
-        return b
+        super().__init__(arch, bands, segmentation_net(arch, bands, num_classes), mean, std)
 
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = tiles.to(torch.float32) * self._buffer("scale") + self._buffer("shift")
-        return self.net(x)["out"]
-
-    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(tiles), dim=1)
+        """N x classes x H x W scores."""
+        return self.net(self.normalised(tiles))["out"]
