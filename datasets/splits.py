@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from khet.datasets.tiles import CROP, WEED, TileSet
 
+from khet.errors import InputError
+
 
 def split_images(
     ids: Sequence[str],
@@ -89,7 +91,10 @@ def contiguous_blocks(
     sizes = [max(1, round(usable * fractions[k] / total)) for k in names]
     sizes[0] = usable - sum(sizes[1:])  # the first side takes the rounding
     if min(sizes) < 1:
-        raise ValueError("too few images for these fractions")
+        raise InputError(
+            f"{len(ids)} images are too few to split into runs for training, early stopping "
+            "and test (with one image left out at each boundary); use more images."
+        )
     out: dict[str, list[str]] = {}
     i = 0
     for k, n in zip(names, sizes, strict=True):

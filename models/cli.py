@@ -10,9 +10,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from khet.datasets.registry import PUBLISHED
+
 from khet.errors import InputError, KhetError, ModelError
 
-_DATASETS = ("cwfid", "carrot_weed", "geotiff", "labelme")
+# The published datasets by name, then a user's own GeoTIFFs and polygon-labelled folders.
+_DATASETS = (*PUBLISHED, "geotiff", "labelme")
 UAV_POTATO_LICENCE = (
     "uav_potato (Lu et al., 'Weed instance segmentation from UAV orthomosaic images based on "
     "deep learning', Smart Agricultural Technology 2025; paglab/UAV-weed-detection-paper): 150 "

@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from khet.datasets import registry
 from khet.datasets.tiles import CLASS_NAMES, SOIL, TileSet, label_cell
 
 
@@ -113,6 +114,10 @@ def otsu_plant_mask(index: np.ndarray) -> np.ndarray:
     u8 = np.clip((index - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
     _, m = cv2.threshold(u8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return m.astype(bool)
+
+
+#: The plain vegetation indices a published dataset's baseline names (datasets/registry.py).
+BASELINE_INDEX: dict[str, Callable[[np.ndarray], np.ndarray]] = {"NDVI": ndvi, "ExG": exg}
 
 
 def index_baseline(
@@ -349,31 +354,16 @@ def load_test_tiles(dataset: str, data: Path, meta: dict[str, str]) -> tuple[Til
     plant_min = float(cfg.get("plant_min", 0.05))
     stride = tile - overlap
     data = Path(data)
-    if dataset == "cwfid":
-        from khet.datasets import cwfid
-
-        nums = [int(i.split("-")[1]) for i in ids]
-        tiles = cwfid.load_tiles(data, nums, tile, overlap, plant_min=plant_min)
-
-        def base() -> dict[str, Any]:
-            pairs = ((cwfid.read_image(data, i), cwfid.read_mask(data, i)) for i in nums)
-            return index_baseline(pairs, ndvi, stride, plant_min)
-
-        return tiles, base, "NDVI"
-    if dataset == "carrot_weed":
-        from khet.datasets import carrot_weed
-
+    spec = registry.PUBLISHED.get(dataset)
+    if spec is not None:
         scale = float(cfg.get("scale", 1.0))
-        tiles = carrot_weed.load_tiles(data, ids, tile, overlap, scale, plant_min=plant_min)
+        tiles = spec.tiles(data, ids, tile, overlap, scale, plant_min)
 
         def base() -> dict[str, Any]:
-            pairs = (
-                (carrot_weed.read_image(data, s, scale), carrot_weed.read_mask(data, s, scale))
-                for s in ids
-            )
-            return index_baseline(pairs, exg, stride, plant_min)
+            pairs = spec.pairs(data, ids, scale)
+            return index_baseline(pairs, BASELINE_INDEX[spec.index], stride, plant_min)
 
-        return tiles, base, "ExG"
+        return tiles, base, spec.index
     if dataset == "geotiff":
         from khet.datasets import geotiff
 

@@ -75,104 +75,55 @@ class Prepared:
 
 # --- data ------------------------------------------------------------------------------------
 
-#: Estimated ground sample distance at scale 1 (metres per pixel); not stated in the data files.
-_GSD = {"cwfid": 0.0002, "carrot_weed": 0.0002}
-_DEFAULT_SCALE = {"cwfid": 1.0, "carrot_weed": 0.5, "geotiff": 1.0}
-
 
 def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
     """Tiles and splits of a training run, loaded and checked before any training."""
-    from khet.datasets import splits
+    from khet.datasets import registry, splits
 
     data = Path(cfg.data)
     if not data.is_dir():
         raise InputError(f"Data folder {data} does not exist.")
-    scale = cfg.scale if cfg.scale is not None else _DEFAULT_SCALE.get(cfg.dataset, 1.0)
+    spec = registry.PUBLISHED.get(cfg.dataset)
+    scale = cfg.scale if cfg.scale is not None else (spec.default_scale if spec else 1.0)
     rule = {"plant_min": cfg.plant_min}
     stride = cfg.tile_size - cfg.overlap
     t0 = time.perf_counter()
-    if cfg.dataset == "cwfid":
-        from khet.datasets import cwfid
-        from khet.models.evaluate import index_baseline, ndvi
+    if spec is not None:
+        from khet.models.evaluate import BASELINE_INDEX, index_baseline
 
-        nums = cwfid.image_ids(data)
+        ids = spec.ids(data)
         if cfg.max_images:
-            nums = nums[: 3 * cfg.max_images]
-        log(f"reading CWFID: {len(nums)} images")
-        alltiles = cwfid.load_tiles(data, nums, cfg.tile_size, cfg.overlap, **rule)
-        # The robot photographed the field in order along its rows: neighbouring images share
-        # plants. The official split interleaves them (test 1, 3, 4, 9, 10 ... between train 2,
-        # 5, 6, 7 ...), so runs of consecutive images are the sides here instead.
-        ordered = sorted(set(alltiles.image_ids.tolist()))
+            ids = ids[: spec.images_per_side * cfg.max_images]
+        log(f"reading {spec.title}: {len(ids)} images at scale {scale}")
+        alltiles = spec.tiles(data, ids, cfg.tile_size, cfg.overlap, scale, cfg.plant_min)
         fr = {
             "train": 1 - cfg.val_fraction - cfg.test_fraction,
             "val": cfg.val_fraction,
             "test": cfg.test_fraction,
         }
-        split = splits.contiguous_blocks(ordered, fr, gap=1)
+        # Photos taken one after another (a robot along its rows, a phone along a strip) share
+        # plants with their neighbours: the sides are runs of consecutive images.
+        present = set(alltiles.image_ids.tolist())
+        split = splits.contiguous_blocks([i for i in ids if i in present], fr, gap=1)
         train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
 
-        def baseline(ids: list[str]) -> dict[str, Any]:
-            nums = [int(i.split("-")[1]) for i in ids]
-            pairs = ((cwfid.read_image(data, i), cwfid.read_mask(data, i)) for i in nums)
-            return index_baseline(pairs, ndvi, stride, cfg.plant_min)
+        def baseline(side: list[str], spec: registry.Published = spec) -> dict[str, Any]:
+            pairs = spec.pairs(data, side, scale)
+            return index_baseline(pairs, BASELINE_INDEX[spec.index], stride, cfg.plant_min)
 
         prep = Prepared(
             train,
             val,
             test,
             split,
-            cwfid.BANDS,
-            "khet-rednir-cwfid",
+            spec.bands,
+            spec.bundle,
             scale,
-            _GSD["cwfid"] / scale,
-            cwfid.LICENCE,
-            f"CWFID split into runs of consecutive images (train, then early stopping, then "
-            f"test: {fr}), one image left out at each boundary, so no test image has a "
-            "neighbour in training (the official split interleaves neighbouring images).",
+            spec.gsd_m / scale,
+            spec.licence,
+            spec.split_note.format(fr=fr),
             baseline,
-            "NDVI",
-        )
-    elif cfg.dataset == "carrot_weed":
-        from khet.datasets import carrot_weed
-        from khet.models.evaluate import exg, index_baseline
-
-        stems = carrot_weed.image_ids(data)
-        if cfg.max_images:
-            stems = stems[: cfg.max_images]
-        log(f"reading Carrot-Weed: {len(stems)} images at scale {scale}")
-        alltiles = carrot_weed.load_tiles(data, stems, cfg.tile_size, cfg.overlap, scale, **rule)
-        fr = {
-            "train": 1 - cfg.val_fraction - cfg.test_fraction,
-            "val": cfg.val_fraction,
-            "test": cfg.test_fraction,
-        }
-        # 31 photos taken one after another along a strip: sides are runs of the strip.
-        split = splits.contiguous_blocks(stems, fr, gap=1)
-        train, val, test = (alltiles.select_images(split[k]) for k in ("train", "val", "test"))
-
-        def baseline(ids: list[str]) -> dict[str, Any]:
-            pairs = (
-                (carrot_weed.read_image(data, s, scale), carrot_weed.read_mask(data, s, scale))
-                for s in ids
-            )
-            return index_baseline(pairs, exg, stride, cfg.plant_min)
-
-        prep = Prepared(
-            train,
-            val,
-            test,
-            split,
-            carrot_weed.BANDS,
-            "khet-rgb-carrotweed",
-            scale,
-            _GSD["carrot_weed"] / scale,
-            carrot_weed.LICENCE,
-            f"Carrot-Weed has no official split; its photos were taken one after another along "
-            f"a strip, so the sides are runs of consecutive photos ({fr}), with one photo left "
-            "out at each boundary: no test photo has a neighbour in training.",
-            baseline,
-            "ExG",
+            spec.index,
         )
     elif cfg.dataset == "geotiff":
         from khet.datasets import geotiff

@@ -9,6 +9,8 @@ import pytest
 from khet.datasets import carrot_weed, splits
 from khet.datasets.tiles import CROP, SOIL, WEED, TileSet
 
+from khet.errors import InputError
+
 
 def test_disjoint_complete_and_proportional():
     ids = [f"img{i}" for i in range(31)]
@@ -76,3 +78,8 @@ def test_contiguous_blocks_keep_neighbouring_images_on_one_side():
         if a in pos and b in pos:
             assert pos[a] == pos[b], (a, b)
     assert len(s["test"]) == 7 and s["test"][-1] == "IMG_3468"
+
+
+def test_too_few_images_for_runs_is_said_plainly():
+    with pytest.raises(InputError, match="4 images are too few"):
+        splits.contiguous_blocks(["a", "b", "c", "d"], {"train": 0.6, "val": 0.15, "test": 0.25})
