@@ -253,7 +253,7 @@ def train_model(cfg: TrainConfig, prep: Prepared, log: Log = _stderr) -> tuple[A
 
 def _train_model(cfg: TrainConfig, prep: Prepared, log: Log) -> tuple[Any, dict[str, Any]]:
     import torch
-    from khet.datasets.augment import train_transform
+    from khet.models.augment import train_transform
     from khet.models.evaluate import scores
     from khet.models.nets import TileClassifier
 

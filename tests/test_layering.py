@@ -45,6 +45,14 @@ def test_vision_never_imports_upper_layers():
             ), f"{path} imports {n}"
 
 
+def test_datasets_need_neither_models_nor_torch():
+    """Loading labelled data is below training: a device or a labelling tool can use it."""
+    for path in (ROOT / "datasets").rglob("*.py"):
+        for n in _imports(path):
+            assert not n.startswith("khet.models"), f"{path} imports {n}"
+            assert n.split(".")[0] not in FORBIDDEN, f"{path} imports {n}"
+
+
 def test_analyze_runs_without_torch_loaded(tmp_path, use_test_models):
     """Run a real analysis in a fresh interpreter and check torch never got imported."""
     code = (

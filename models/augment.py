@@ -6,7 +6,7 @@ scale (a centred zoom of +-20 %, which keeps the labeled central cell at the cen
 uint8 tensors of any band count (C x H x W or N x C x H x W); unlike ``v2.ColorJitter`` the
 brightness/contrast step does not assume RGB, so it serves red+NIR too.
 
-This is the only module of ``datasets`` that imports torch at import time.
+Training only (it imports torch), so it lives in ``models``: ``datasets`` needs no torch.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from khet.datasets.augment import BandJitter, RandomRot90, train_transform
+from khet.models.augment import BandJitter, RandomRot90, train_transform
 
 
 def test_train_transform_any_band_count():
