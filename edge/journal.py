@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from khet.errors import OutputError
 
@@ -187,10 +187,12 @@ class Journal:
         return _record(row) if row else None
 
     def captures(self, status: str | None = None) -> list[CaptureRecord]:
-        q, args_ = "SELECT * FROM captures", cast(tuple[str, ...], ())
-        if status:
-            q, args_ = q + " WHERE status = ?", (status,)
-        return [_record(r) for r in self._db.execute(q + " ORDER BY key", args_)]
+        where = " WHERE status = ?" if status else ""
+        args = (status,) if status else ()
+        return [
+            _record(r)
+            for r in self._db.execute(f"SELECT * FROM captures{where} ORDER BY key", args)
+        ]
 
     def name_for(self, key: str, wanted: str, alternative: str) -> str:
         """The output folder name of a capture: stable once given, never shared by two captures."""

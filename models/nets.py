@@ -44,9 +44,13 @@ def backbone(arch: str, bands: int, num_classes: int) -> nn.Module:
         m.conv1 = _replace_first_conv(m.conv1, bands)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    # torchvision's MobileNetV3/EfficientNet use BatchNorm momentum 0.01, tuned for long
-    # ImageNet schedules; a short from-scratch run never settles the running statistics, and
-    # eval-mode outputs collapse. 0.1 (PyTorch's default) tracks them within an epoch.
+    return _settle_batchnorm(m)
+
+
+def _settle_batchnorm(m: nn.Module) -> nn.Module:
+    """torchvision's MobileNetV3/EfficientNet use BatchNorm momentum 0.01, tuned for long
+    ImageNet schedules; a short from-scratch run never settles the running statistics, and
+    eval-mode outputs collapse. 0.1 (PyTorch's default) tracks them within an epoch."""
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.momentum = 0.1
@@ -61,7 +65,7 @@ class _OnUint8(nn.Module):
         self,
         arch: str,
         bands: int,
-        net: nn.Module,
+        num_classes: int,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
@@ -71,7 +75,12 @@ class _OnUint8(nn.Module):
         std_t = torch.tensor(list(std) if std is not None else [0.25] * bands)
         self.register_buffer("scale", (1.0 / (255.0 * std_t)).view(1, bands, 1, 1))
         self.register_buffer("shift", (-mean_t / std_t).view(1, bands, 1, 1))
-        self.net = net
+        self.net = self.make_net(arch, bands, num_classes)
+
+    @staticmethod
+    def make_net(arch: str, bands: int, num_classes: int) -> nn.Module:
+        """The network behind the normalisation."""
+        raise NotImplementedError
 
     def normalised(self, tiles: torch.Tensor) -> torch.Tensor:
         """The tiles as the network's first layer expects them."""
@@ -88,15 +97,7 @@ class _OnUint8(nn.Module):
 class TileClassifier(_OnUint8):
     """uint8 tiles -> class probabilities (or logits for training)."""
 
-    def __init__(
-        self,
-        arch: str,
-        bands: int,
-        num_classes: int,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(arch, bands, backbone(arch, bands, num_classes), mean, std)
+    make_net = staticmethod(backbone)
 
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
         """N x classes scores."""
@@ -130,24 +131,13 @@ def segmentation_net(arch: str, bands: int, num_classes: int) -> nn.Module:
     low, high = stages[-4], stages[-1]
     backbone = IntermediateLayerGetter(features, return_layers={str(low): "low", str(high): "high"})
     net = LRASPP(backbone, features[low].out_channels, features[high].out_channels, num_classes)
-    for mod in net.modules():  # see `backbone`: short from-scratch runs need momentum 0.1
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.momentum = 0.1
-    return net
+    return _settle_batchnorm(net)
 
 
 class Segmenter(_OnUint8):
     """uint8 tiles -> per-pixel class probabilities N x classes x H x W (or logits)."""
 
-    def __init__(
-        self,
-        arch: str,
-        bands: int,
-        num_classes: int,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(arch, bands, segmentation_net(arch, bands, num_classes), mean, std)
+    make_net = staticmethod(segmentation_net)
 
     def logits(self, tiles: torch.Tensor) -> torch.Tensor:
         """N x classes x H x W scores."""

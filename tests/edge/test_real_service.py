@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,17 +22,12 @@ from khet.edge.outbox import sync
 from khet.cli import main
 from khet.errors import KhetError
 from tests.edge.fakeservice import CutProxy
-from tests.servers import ServerDidNotStart, wait_until_serving
+from tests.edge.realservice import free_port, start, stop
+from tests.servers import ServerDidNotStart
 from tests.vision.rasters import field_rgb, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _khet(env: dict, *args: str) -> str:
@@ -70,31 +64,13 @@ def service(tmp_path, use_test_models):
     token = _khet(env, "token", "create", "farmer@example.org", "--name", "drone-box").splitlines()[
         -1
     ]
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "khet.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-worker",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
-        try:
-            wait_until_serving(url, proc, tmp_path / "serve.log", timeout=90)
-        except ServerDidNotStart as e:
-            pytest.fail(str(e))
+        proc = start(env, port, tmp_path / "serve.log")
+    except ServerDidNotStart as e:
+        pytest.fail(str(e))
+    try:
         auth = {"Authorization": f"Bearer {token}"}
         farm = httpx.post(f"{url}/api/v1/farms", json={"name": "Chak 42"}, headers=auth)
         assert farm.status_code == 201, farm.text
@@ -106,12 +82,7 @@ def service(tmp_path, use_test_models):
         assert fld.status_code == 201, fld.text
         yield url, token, str(fld.json()["id"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop(proc)
 
 
 def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, monkeypatch):
