@@ -77,7 +77,7 @@ def make_plan(
 ) -> Plan:
     """The method for this scene (see the module's docstring); KhetError when none can work."""
     g = scene.gsd.metres
-    d, v = scene.overview(list(scene.bands), 1024)
+    d, v = scene.sample(list(scene.bands), 1024)
     veg = vi.Vegetation.fit(d, v, scene.bands)
     if model is not None:
         bundle = _named_bundle(model, models_dir, scene.bands)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import shapely
+import shapely.geometry
 import pytest
 import rasterio
 from khet.vision import indices as vi
@@ -71,6 +73,11 @@ def test_georeferenced_field_map(tmp_path, field_tif):
     valid_px = 256 * 320 - 56 * 64
     assert total_ha == pytest.approx(valid_px * 0.05**2 / 1e4, rel=0.05)
     assert s["area_total_ha"] == pytest.approx(total_ha, rel=1e-3)
+    # Valid polygons, inside the image, exterior rings counter-clockwise (RFC 7946), whether or
+    # not they were cut at the image's edge.
+    polys = [shapely.geometry.shape(f["geometry"]) for f in zones["features"]]
+    assert all(p.is_valid and p.geom_type == "Polygon" for p in polys)
+    assert all(p.exterior.is_ccw and not any(r.is_ccw for r in p.interiors) for p in polys)
     # summary: hectares and shares per class, indices, model, input facts; progress reached the end.
     assert s["area_unit"] == "ha"
     assert sum(c["share"] for c in s["classes"]) == pytest.approx(1.0, abs=1e-3)

@@ -198,3 +198,45 @@ def test_gdal_settings_are_gdal_config_not_environment(tmp_path, monkeypatch):
         assert "GDAL_CACHEMAX" not in os.environ
     finally:
         set_gdal_config("GDAL_CACHEMAX", before)
+
+
+def test_big_raster_without_overviews_is_sampled_not_decoded_whole(tmp_path, monkeypatch):
+    """A whole-scene rule (the vegetation threshold) is fitted on a lattice of full-resolution
+    patches, one per block, when the file has no overviews and is big; the rule it gives matches
+    the one from the decimated whole scene."""
+    import rasterio
+    from khet.vision import indices as vi
+    from khet.vision import scene as scene_mod
+
+    data = np.concatenate([field_rgb(768, 1024, seed=k) for k in range(2)], axis=2)  # 768 x 2048
+    data[:, :, :300] = 0  # a strip of nodata in the west
+    p = write_geotiff(tmp_path / "big.tif", data, nodata=0)
+    monkeypatch.setattr(scene_mod, "SAMPLE_ALL_PX", 1000)  # "big": anything over 1000 px
+    with open_scene(p) as s:
+        bh, bw = s.dataset.block_shapes[0]
+        d, v = s.sample(list(s.bands))
+        k = scene_mod.SAMPLE_PATCHES
+        ph, pw = min(scene_mod.SAMPLE_PATCH, bh, 768 // k), min(scene_mod.SAMPLE_PATCH, bw)
+        assert d.shape == (3, k * ph, k * pw) and v.shape == (k * ph, k * pw)
+        # Each patch is the scene's own pixels at the start of a block.
+        for i in range(k):
+            for j in range(k):
+                y = min(int((i + 0.5) * 768 / k) // bh * bh, 768 - ph)
+                x = min(int((j + 0.5) * 2048 / k) // bw * bw, 2048 - pw)
+                patch = d[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw]
+                assert np.array_equal(patch, data[:, y : y + ph, x : x + pw])
+                assert np.array_equal(
+                    v[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw],
+                    (data[:, y : y + ph, x : x + pw] != 0).any(axis=0),
+                )
+        sampled = vi.Vegetation.fit(d, v, s.bands)
+        whole = vi.Vegetation.fit(*s.overview(list(s.bands)), s.bands)
+        assert sampled is not None and whole is not None
+        assert abs(sampled.threshold - whole.threshold) < 0.03
+    # With overviews, GDAL reads them: the decimated whole scene, as before.
+    with rasterio.open(p, "r+") as ds:
+        ds.build_overviews([2, 4])
+    with open_scene(p) as s:
+        d, v = s.sample(list(s.bands))
+        od, ov = s.overview(list(s.bands))
+        assert np.array_equal(d, od) and np.array_equal(v, ov)
