@@ -8,8 +8,9 @@ an orthomosaic of real drone tiles (bench/common.py), DEFLATE + predictor and JP
 3 mm per pixel; the shipped drone model reads it at its own 6 mm, so every window is resampled
 while read: the cost of knowing the ground sample distance is inside the ratio. The bare figure
 runs the same bundle on the same windows already in memory (read beforehand at the model's GSD),
-in the same batch size: everything the pipeline adds (decoding, resampling, masks, indices,
-per-pixel aggregation, COG writing, zones, preview) is the gap. Each compression is measured
+in the same batch size, asking it for what the pipeline asks (a segmentation bundle's per-pixel
+classes and their probability, from its graph): everything the pipeline adds (decoding,
+resampling, masks, indices, per-pixel aggregation, COG writing, zones, preview) is the gap. Each compression is measured
 twice: a GeoTIFF without overviews, and with internal overviews (as `gdaladdo`, or ODM's
 `--cog`, write them), from which GDAL reads a coarser GSD without decoding every pixel.
 
@@ -36,20 +37,29 @@ from bench.common import make_orthomosaic  # noqa: E402
 BUNDLES = Path(__file__).resolve().parent.parent / "models" / "bundles"
 
 
+def run_model(bundle, tiles: np.ndarray) -> None:
+    """One batch through the model, as the pipeline runs it: a segmentation bundle's per-pixel
+    class and probability (computed in its graph), a tile classifier's probabilities."""
+    if bundle.info.kind == "segmentation":
+        bundle.predict_classes(tiles)
+    else:
+        bundle.predict(tiles)
+
+
 def bare_rate(bundle, one, tiles: np.ndarray, batch: int, rounds: int = 3) -> float:
     """The faster of: one session using every core, or one single-threaded run per core."""
     n = len(tiles)
     t = time.perf_counter()
     for _ in range(rounds):
         for i in range(0, n, batch):
-            bundle.predict(tiles[i : i + batch])
+            run_model(bundle, tiles[i : i + batch])
     whole = rounds * n / (time.perf_counter() - t)
     cores = os.cpu_count() or 1
 
     def work(k: int) -> None:
         for _ in range(rounds):
             for i in range(k * batch, n, cores * batch):
-                one.predict(tiles[i : i + batch])
+                run_model(one, tiles[i : i + batch])
 
     t = time.perf_counter()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(cores)]
@@ -71,7 +81,7 @@ def main() -> None:
 
     from khet.vision.bundle import Bundle
     from khet.vision.grid import Grid
-    from khet.vision.pipeline import analyze
+    from khet.vision.pipeline import analyze, model_batch
     from khet.vision.scene import open_scene
 
     from khet.settings import apply_gdal_env, get_settings
@@ -83,7 +93,7 @@ def main() -> None:
     one = Bundle(Path(args.model), threads=1).load()
     info = bundle.info
     assert info.gsd_m is not None, "the benchmark needs a bundle that states its GSD"
-    batch = get_settings().batch_size
+    batch = model_batch(get_settings(), info.kind == "segmentation", info.tile_size)
     print(
         f"model {info.name} {info.version} ({info.kind}, reads at {info.gsd_m * 1000:.0f} mm), "
         f"tile {info.tile_size}, overlap {info.overlap}, batch {batch}, {os.cpu_count()} cores"

@@ -2,6 +2,7 @@
 
 A bundle is one self-contained .onnx file (no external data): input ``tiles`` uint8 NCHW with a
 dynamic batch axis, output ``probs``; the uint8 -> float cast and normalisation are in the graph.
+A segmentation bundle also outputs each pixel's ``classes`` and ``maxprob`` (see vision/bundle.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from khet.vision.bundle import INPUT_NAME, OUTPUT_NAME
+from khet.vision.bundle import CLASSES_NAME, INPUT_NAME, MAXPROB_NAME, OUTPUT_NAME
 
 from khet.errors import ModelError, OutputError
 
@@ -98,6 +99,42 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
+def add_class_outputs(model_proto: Any) -> None:
+    """Give a segmentation graph (``probs`` N x classes x H x W) two more outputs: each pixel's
+    likeliest class as uint8 (``classes``; ties to the lower class) and its probability
+    (``maxprob``), both N x H x W. Idempotent."""
+    from onnx import TensorProto, helper
+
+    g = model_proto.graph
+    if {o.name for o in g.output} >= {CLASSES_NAME, MAXPROB_NAME}:
+        return
+    opset = max(o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx"))
+    g.node.extend(
+        [
+            helper.make_node("ArgMax", [OUTPUT_NAME], ["khet_argmax"], axis=1, keepdims=0),
+            helper.make_node("Cast", ["khet_argmax"], [CLASSES_NAME], to=TensorProto.UINT8),
+        ]
+    )
+    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18
+        g.initializer.append(helper.make_tensor("khet_class_axis", TensorProto.INT64, [1], [1]))
+        g.node.append(
+            helper.make_node(
+                "ReduceMax", [OUTPUT_NAME, "khet_class_axis"], [MAXPROB_NAME], keepdims=0
+            )
+        )
+    else:
+        g.node.append(
+            helper.make_node("ReduceMax", [OUTPUT_NAME], [MAXPROB_NAME], axes=[1], keepdims=0)
+        )
+    dims = ["n", "height", "width"]
+    g.output.extend(
+        [
+            helper.make_tensor_value_info(CLASSES_NAME, TensorProto.UINT8, dims),
+            helper.make_tensor_value_info(MAXPROB_NAME, TensorProto.FLOAT, dims),
+        ]
+    )
+
+
 def export_onnx(model: Any, path: Path, meta: Mapping[str, str]) -> Path:
     """Export a ``TileClassifier`` or ``Segmenter`` (eval mode, CPU) to a single-file ONNX
     bundle. (`Any`: torch is imported only here, so `models` imports without it.)"""
@@ -123,6 +160,8 @@ def export_onnx(model: Any, path: Path, meta: Mapping[str, str]) -> Path:
                 dynamo=False,
             )
         proto = onnx.load_model(str(tmp))
+        if meta.get("kind") == "segmentation":
+            add_class_outputs(proto)
         onnx.checker.check_model(proto)
         set_metadata(proto, meta)
         save_model(proto, path)

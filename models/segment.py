@@ -689,7 +689,8 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         "",
         f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB), fp32, kind `segmentation`: "
         f"input `tiles` uint8 N x 3 x {cfg.tile_size} x {cfg.tile_size} (red, green, blue), output "
-        "`probs` N x 3 x H x W (softmax over soil, crop, weed); normalisation is in the graph.",
+        "`probs` N x 3 x H x W (softmax over soil, crop, weed), and each pixel's `classes` "
+        "(uint8) and `maxprob` N x H x W; normalisation is in the graph.",
         f"- Ground sample distance: input at {cfg.model_gsd * 1000:.0f} mm per pixel (the pipeline "
         "resamples every image to it while reading); validated for imagery of "
         f"{cfg.native_gsd * 0.8 * 1000:.1f} mm to {cfg.native_gsd * max(FACTORS) * 100:.1f} cm per "

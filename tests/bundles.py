@@ -84,6 +84,7 @@ def make_segmentation_bundle(
     gsd_m: float | None = 0.01,
     gsd_range_m: tuple[float, float] | None = (0.004, 0.03),
     name: str = "test-seg",
+    class_outputs: bool = False,
 ) -> Path:
     """A per-pixel bundle: 1 x 1 convolution of the bands then softmax. Soil scores red, crop
     scores green over red and blue (excess green), weed never wins: a plant/soil segmenter."""
@@ -127,6 +128,10 @@ def make_segmentation_bundle(
     for k, v in info.to_metadata().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
+    if class_outputs:  # `classes` and `maxprob` in the graph, as Khet's own exports have
+        from khet.models.export import add_class_outputs
+
+        add_class_outputs(model)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)

@@ -149,6 +149,13 @@ def analyze(
     return typed
 
 
+def model_batch(settings: Settings, segmentation: bool, tile: int) -> int:
+    """Windows per model call: `batch_size`; for a per-pixel model as many pixels a batch as
+    that many 128 px tiles (ONNX Runtime's memory grows with a batch's pixels)."""
+    batch = max(1, settings.batch_size)
+    return max(1, batch * 128 * 128 // (tile * tile)) if segmentation else batch
+
+
 def _index_step(grid: Grid, max_size: int) -> int:
     """Index maps are written at 1/step of the working resolution; step divides the cell."""
     need = max(1, math.ceil(max(grid.width, grid.height) / max_size))
@@ -321,9 +328,7 @@ def _classify(
     )
     reader = StripReader(scene, plan, index_list, step, clip_cells, preview, index_row, needed)
     labeller: Labeller = labeller_for(plan, grid, to_model)
-    batch = max(1, settings.batch_size)
-    if plan.segmentation:  # its output is per pixel: as many pixels a batch as 128 px tiles take
-        batch = max(1, batch * 128 * 128 // (grid.tile * grid.tile))
+    batch = model_batch(settings, plan.segmentation, grid.tile)
     wrows, wcols = grid.window_rows, grid.window_cols
     total = wrows * wcols
     strips = iter(

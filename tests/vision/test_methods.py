@@ -73,6 +73,30 @@ def test_the_same_field_at_two_resolutions_gives_the_same_map(tmp_path, seg_mode
     assert a["cover"]["crop"] == pytest.approx(b["cover"]["crop"], abs=0.01)
 
 
+def test_classes_from_the_graph_or_from_probabilities_give_the_same_map(tmp_path):
+    """A segmentation bundle with `classes` / `maxprob` outputs (Khet's exports) is run for
+    those; one with only `probs` (older or hand-made bundles) has them worked out in NumPy. Both
+    give the same classes and confidence, and the graph's outputs are the argmax and max."""
+    from khet.vision.bundle import Bundle
+
+    img = write_geotiff(tmp_path / "field.tif", plants(256, 320, seed=5), res=0.01)
+    maps = {}
+    for outputs in (False, True):
+        b = make_segmentation_bundle(tmp_path / f"m{outputs}" / "seg.onnx", class_outputs=outputs)
+        assert ({"classes", "maxprob"} <= Bundle(b).outputs) is outputs
+        s = analyze(img, tmp_path / f"out{outputs}", model=b)
+        assert s["method"] == "model"
+        with rasterio.open(tmp_path / f"out{outputs}" / "confidence.tif") as ds:
+            maps[outputs] = (_classes(tmp_path / f"out{outputs}"), ds.read(1))
+    assert np.array_equal(maps[False][0], maps[True][0])
+    assert np.array_equal(maps[False][1], maps[True][1])
+    x = np.random.default_rng(0).integers(0, 255, (3, 3, 64, 64), dtype=np.uint8)
+    p = Bundle(tmp_path / "mFalse" / "seg.onnx").predict(x)
+    labels, maxprob = Bundle(tmp_path / "mTrue" / "seg.onnx").predict_classes(x)
+    assert labels.dtype == np.uint8 and np.array_equal(labels, p.argmax(axis=1))
+    assert np.allclose(maxprob, p.max(axis=1))
+
+
 def test_a_model_outside_its_range_is_not_used(tmp_path, seg_models):
     p = write_geotiff(tmp_path / "survey.tif", plants(256, 320, seed=1), res=0.05)
     s = analyze(p, tmp_path / "out")

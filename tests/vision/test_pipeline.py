@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import shapely
-import shapely.geometry
 import pytest
 import rasterio
 from khet.vision import indices as vi
@@ -14,7 +12,7 @@ from khet.vision.maps import vigour_grid
 from khet.vision.pipeline import Grid, _index_step, analyze
 from rasterio.warp import transform_geom
 from rio_cogeo.cogeo import cog_validate
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 
 from khet.cli import main
 from tests.vision.rasters import ORIGIN, field_rgb, write_geotiff, write_jpeg_with_gps
@@ -75,7 +73,7 @@ def test_georeferenced_field_map(tmp_path, field_tif):
     assert s["area_total_ha"] == pytest.approx(total_ha, rel=1e-3)
     # Valid polygons, inside the image, exterior rings counter-clockwise (RFC 7946), whether or
     # not they were cut at the image's edge.
-    polys = [shapely.geometry.shape(f["geometry"]) for f in zones["features"]]
+    polys = [shape(f["geometry"]) for f in zones["features"]]
     assert all(p.is_valid and p.geom_type == "Polygon" for p in polys)
     assert all(p.exterior.is_ccw and not any(r.is_ccw for r in p.interiors) for p in polys)
     # summary: hectares and shares per class, indices, model, input facts; progress reached the end.
