@@ -66,3 +66,7 @@ def apply_gdal_env(settings: Settings | None = None) -> None:
         set_gdal_config("GDAL_CACHEMAX", s.gdal_cache_mb * 1024 * 1024)
     if "GDAL_DISABLE_READDIR_ON_OPEN" not in os.environ:
         set_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+    if "GTIFF_IMPLICIT_JPEG_OVR" not in os.environ:
+        # GDAL's own default, which rasterio turns off: a JPEG-in-TIFF orthomosaic without
+        # overviews is read at 1/2, 1/4 or 1/8 by libjpeg's scaled decoding (vision/scene.py).
+        set_gdal_config("GTIFF_IMPLICIT_JPEG_OVR", True)

@@ -240,3 +240,38 @@ def test_big_raster_without_overviews_is_sampled_not_decoded_whole(tmp_path, mon
         d, v = s.sample(list(s.bands))
         od, ov = s.overview(list(s.bands))
         assert np.array_equal(d, od) and np.array_equal(v, ov)
+
+
+def test_jpeg_orthomosaic_without_overviews_is_shrunk_by_scaled_decoding(tmp_path):
+    """A JPEG-in-TIFF orthomosaic without overviews, read at a model's coarser GSD by 2, 4 or
+    8, goes through libjpeg's scaled decoding (GDAL's implicit JPEG overviews); the pixels match
+    the decoded pixels averaged. Other factors, and files with overviews, average."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from khet.settings import apply_gdal_env
+
+    apply_gdal_env()
+    data = np.concatenate([field_rgb(512, 1024, seed=k) for k in range(2)], axis=1)  # 1024^2
+    p = tmp_path / "ortho-jpeg.tif"
+    profile = dict(
+        driver="GTiff", width=1024, height=1024, count=3, dtype="uint8", crs="EPSG:32643",
+        transform=rasterio.transform.from_origin(350000, 3500000, 0.003, 0.003), tiled=True,
+        blockxsize=256, blockysize=256, compress="JPEG", photometric="YCBCR", jpeg_quality=90,
+    )  # fmt: skip
+    with rasterio.open(p, "w", **profile) as dst:
+        dst.write(data)
+    with open_scene(p) as s:
+        assert s._resampling(0.5) == s._resampling(0.25) == Resampling.nearest
+        assert s._resampling(1 / 3) == s._resampling(0.6) == Resampling.average
+        scaled, valid = s.read(Window(0, 0, 512, 512), ["red", "green", "blue"], zoom=0.5)
+        assert scaled.shape == (3, 512, 512) and valid.all()
+        full, _ = s.read(Window(0, 0, 1024, 1024), ["red", "green", "blue"])
+    # Close to averaging the decoded pixels (0.7 here), not every other pixel (1.9: what a
+    # nearest-neighbour read without the scaled decoding would give).
+    averaged = full.reshape(3, 512, 2, 512, 2).mean(axis=(2, 4))
+    assert np.abs(scaled - averaged).mean() < 1.2
+    with rasterio.open(p, "r+") as ds:
+        ds.build_overviews([2, 4])
+    with open_scene(p) as s:
+        assert s._resampling(0.5) == Resampling.average
