@@ -533,7 +533,7 @@ def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
     values, shapes = _polygons(found)
     # Only the polygons that reach past the image's footprint are cut to it (most lie inside).
     shapely.prepare(footprint)
-    edge = ~shapely.contains_properly(footprint, shapes)
+    edge = ~shapely.covers(footprint, shapes)
     shapes[edge] = shapely.intersection(shapes[edge], footprint)
     # Exterior rings counter-clockwise, holes clockwise, as GeoJSON (RFC 7946) recommends.
     shapes = shapely.orient_polygons(shapes)
