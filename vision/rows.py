@@ -244,19 +244,19 @@ def find(
 
 
 class _Spectrum:
-    """The frequency grid of one block size, computed once."""
+    """The frequency grid of one block size, computed once: the annulus of row spacings searched
+    (as a mask, its flat indices and their radial frequencies; the full grids are not kept)."""
 
     def __init__(self, b: int, ga: float) -> None:
         self.b, self.n = b, b * PAD
         self._hann: dict[tuple[int, int], np.ndarray] = {}
-        f = np.fft.fftfreq(self.n)
-        self.fy, self.fx = np.meshgrid(f, f, indexing="ij")
-        self.rho = np.hypot(self.fx, self.fy)
-        self.annulus = (
-            (self.rho >= ga / SPACING_M[1]) & (self.rho <= ga / SPACING_M[0]) & (self.fy >= 0)
-        )
-        self.ring_step = 1.0 / self.n
+        self.freq = np.fft.fftfreq(self.n)  # cycles per pixel along either axis
+        fy, fx = self.freq[:, None], self.freq[None, :]
+        rho = np.hypot(fx, fy)
+        self.annulus = (rho >= ga / SPACING_M[1]) & (rho <= ga / SPACING_M[0]) & (fy >= 0)
         self.annulus_flat = np.flatnonzero(self.annulus)
+        self.annulus_rho = rho.ravel()[self.annulus_flat]
+        self.ring_step = 1.0 / self.n
 
     def hann(self, h: int, w: int) -> np.ndarray:
         if (h, w) not in self._hann:
@@ -327,23 +327,22 @@ def _band_pass(v: np.ndarray, ok: np.ndarray, fine: float, coarse: float) -> np.
 
 def _candidates(power: np.ndarray, sp: _Spectrum) -> list[tuple[float, float]]:
     """The strongest peaks of the annulus in distinct directions, each moved to its fundamental."""
-    masked = np.where(sp.annulus, power, 0.0)
     # Only the annulus is sorted (a few percent of the spectrum; sorting all of it took a
     # quarter of the row search), strongest first.
     inside = sp.annulus_flat
-    order = inside[np.argsort(masked.ravel()[inside], kind="stable")[::-1][:TOP]]
+    order = inside[np.argsort(power.ravel()[inside], kind="stable")[::-1][:TOP]]
     out: list[tuple[float, float]] = []
     for flat in order:
         i = np.unravel_index(int(flat), power.shape)
-        if masked[i] <= 0:
+        if power[i] <= 0:
             break
-        kx, ky = float(sp.fx[i]), float(sp.fy[i])
+        kx, ky = float(sp.freq[i[1]]), float(sp.freq[i[0]])
         a = math.atan2(ky, kx)
         if any(_angle_diff(a, math.atan2(y, x)) < math.radians(15) for x, y in out):
             continue
         for div in (3, 2):  # a harmonic of rows spaced div times further apart
             j = (int(round(ky / div * sp.n)) % sp.n, int(round(kx / div * sp.n)) % sp.n)
-            if sp.annulus[j] and power[j] >= 0.3 * masked[i]:
+            if sp.annulus[j] and power[j] >= 0.3 * power[i]:
                 kx, ky = kx / div, ky / div
                 break
         if _radial(power, sp, kx, ky) < MIN_RADIAL:
@@ -358,9 +357,9 @@ def _prominence(power: np.ndarray, sp: _Spectrum, kx: float, ky: float) -> float
     """Power at (kx, ky) over the mean power at the same spatial frequency in all directions:
     rows are one direction; plants scattered at a typical distance are a whole ring."""
     k = math.hypot(kx, ky)
-    ring = sp.annulus & (np.abs(sp.rho - k) <= sp.ring_step)
+    ring = sp.annulus_flat[np.abs(sp.annulus_rho - k) <= sp.ring_step]
     j = (int(round(ky * sp.n)) % sp.n, int(round(kx * sp.n)) % sp.n)
-    mean = float(power[ring].mean()) if ring.any() else 0.0
+    mean = float(power.ravel()[ring].mean()) if ring.size else 0.0
     return float(power[j]) / mean if mean > 0 else 0.0
 
 
@@ -454,7 +453,8 @@ def _layout(
     # The plant profile across the rows, folded over the block: the row band is where plants
     # are more frequent than WIDTH_LEVEL of the way from the profile's low to its high (a vine
     # canopy fills most of its row period, a young row crop little of it).
-    yy, xx = np.mgrid[0 : v.shape[0], 0 : v.shape[1]]
+    # Row and column vectors, broadcast: no full-size coordinate grids.
+    yy, xx = np.arange(v.shape[0])[:, None], np.arange(v.shape[1])[None, :]
     py = np.minimum((yy // sub[0]).astype(int), nsy - 1)
     px = np.minimum((xx // sub[1]).astype(int), nsx - 1)
     uu = ((xx + origin[1]) * math.cos(a) + (yy + origin[0]) * math.sin(a)) / s
