@@ -307,17 +307,19 @@ class Scene:
         """Pixels to fit a whole-scene rule on (the vegetation threshold, the display stretch).
 
         The decimated whole scene (`overview`) when that is cheap: a file with overviews, or a
-        scene of at most `SAMPLE_ALL_PX` pixels. A big raster without overviews would have every
-        block decoded for it (measured: 1.2 s for an 8192 px DEFLATE orthomosaic, as much as a
-        fifth of the model's time), so it gives instead a lattice of `SAMPLE_PATCHES` squared
-        full-resolution patches, one in each of as many blocks spread evenly over the scene,
-        side by side in one array (C x h x w, and validity h x w) like an overview's."""
+        scene of at most `SAMPLE_ALL_PX` pixels, or a file in strips of a few rows. A big tiled
+        raster without overviews would have every block decoded for it (measured: 1.2 s for an
+        8192 px DEFLATE orthomosaic, as much as a fifth of the model's time), so it gives
+        instead a lattice of `SAMPLE_PATCHES` squared full-resolution patches, one in each of as
+        many blocks spread evenly over the scene, side by side in one array (C x h x w, and
+        validity h x w) like an overview's."""
         ds = self.dataset
+        bh, bw = ds.block_shapes[0]
         small = self.width * self.height <= SAMPLE_ALL_PX
-        if small or ds.overviews(self.band_indexes[0]) or ds.driver != "GTiff":
+        striped = min(bh, bw) < 16  # strips of a few rows: patches would be slivers
+        if small or striped or ds.overviews(self.band_indexes[0]) or ds.driver != "GTiff":
             return self.overview(names, max_size)
         idx = self.require(names, "The preview")
-        bh, bw = ds.block_shapes[0]
         k = SAMPLE_PATCHES
         ph, pw = min(SAMPLE_PATCH, bh, self.height // k), min(SAMPLE_PATCH, bw, self.width // k)
         data = np.zeros((len(idx), k * ph, k * pw), self.dtype)

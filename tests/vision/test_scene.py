@@ -233,6 +233,13 @@ def test_big_raster_without_overviews_is_sampled_not_decoded_whole(tmp_path, mon
         whole = vi.Vegetation.fit(*s.overview(list(s.bands)), s.bands)
         assert sampled is not None and whole is not None
         assert abs(sampled.threshold - whole.threshold) < 0.03
+    # A file in strips of a row or a few would give slivers: the decimated whole scene instead.
+    striped = write_geotiff(tmp_path / "striped.tif", data, nodata=0, tiled=False)
+    with open_scene(striped) as s:
+        assert min(s.dataset.block_shapes[0]) < 16
+        d, v = s.sample(list(s.bands))
+        od, ov = s.overview(list(s.bands))
+        assert np.array_equal(d, od) and np.array_equal(v, ov)
     # With overviews, GDAL reads them: the decimated whole scene, as before.
     with rasterio.open(p, "r+") as ds:
         ds.build_overviews([2, 4])
