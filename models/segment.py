@@ -250,10 +250,10 @@ def predict(bundle: Any, image: np.ndarray, gsd: float) -> tuple[np.ndarray, np.
                 tiles = np.stack(
                     [data[:, :, k * s : k * s + grid.tile] for k in range(grid.window_cols)]
                 )
-                p = bundle.predict(tiles)[:, :, m : m + s, m : m + s]
+                lab, mp = bundle.predict_classes(tiles)
                 for k in range(grid.window_cols):
-                    labels[r * s : (r + 1) * s, k * s : (k + 1) * s] = p[k].argmax(axis=0)
-                    prob[r * s : (r + 1) * s, k * s : (k + 1) * s] = p[k].max(axis=0)
+                    labels[r * s : (r + 1) * s, k * s : (k + 1) * s] = lab[k, m : m + s, m : m + s]
+                    prob[r * s : (r + 1) * s, k * s : (k + 1) * s] = mp[k, m : m + s, m : m + s]
     labels, prob = labels[:hz, :wz], prob[:hz, :wz]
     ys = np.minimum(((np.arange(h) + 0.5) * hz / h).astype(int), hz - 1)
     xs = np.minimum(((np.arange(w) + 0.5) * wz / w).astype(int), wz - 1)
@@ -580,6 +580,11 @@ class _TorchBundle:
 
         with torch.no_grad():
             return self.model(torch.from_numpy(np.ascontiguousarray(tiles))).numpy()
+
+    def predict_classes(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each pixel's likeliest class and its probability, as `Bundle.predict_classes`."""
+        p = self.predict(tiles)
+        return p.argmax(axis=1).astype(np.uint8), p.max(axis=1)
 
 
 def _validate(model: Any, images: list[Labeled], cfg: SegConfig) -> float:

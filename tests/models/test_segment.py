@@ -54,6 +54,7 @@ def test_reduced_run_gives_a_segmentation_bundle_with_its_gsd_range(trained):
     info = b.info
     assert info.kind == "segmentation" and info.bands == ("red", "green", "blue")
     assert info.gsd_m == pytest.approx(0.006)
+    assert b.outputs == {"probs", "classes", "maxprob"}  # per-pixel classes in the graph
     from khet.models.segment import FACTORS
 
     lo, hi = info.gsd_range_m  # validated: a little finer than the labels, to the coarsest

@@ -24,8 +24,10 @@ POTATO = {"potato": "crop", "weed": "weed"}
 
 
 def test_bundle_states_its_range_and_scores():
-    info = Bundle(UAV, threads=1).info
+    b = Bundle(UAV, threads=1)
+    info = b.info
     assert info.kind == "segmentation" and info.bands == ("red", "green", "blue")
+    assert b.outputs == {"probs", "classes", "maxprob"}
     assert info.gsd_m == pytest.approx(0.006)
     assert info.gsd_range_m == pytest.approx((0.0024, 0.015))
     assert "MIT" in info.training_data and "uav_potato" in info.training_data
