@@ -32,8 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bundles import make_bundle  # noqa: E402
 from tests.edge.fakeservice import DropProxy  # noqa: E402
-from tests.edge.realservice import free_port, start, stop  # noqa: E402
-from tests.servers import run_khet  # noqa: E402
+from tests.servers import (  # noqa: E402
+    free_port,
+    run_khet,  # noqa: E402
+    start_serve,
+    stop_serve,
+)
 from tests.vision.rasters import field_rgb, write_geotiff  # noqa: E402
 
 PRODUCTS = ("classes.tif", "zones.geojson", "vigour.tif", "confidence.tif")
@@ -132,7 +136,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = work / "serve.log"
-    server = start(env, port, log)
+    server = start_serve(env, port, log, processes=1, worker=False)
     auth = {"Authorization": f"Bearer {token}"}
     farm = httpx.post(f"{url}/api/v1/farms", json={"name": "Chak 42"}, headers=auth).json()
     field = str(httpx.post(f"{url}/api/v1/farms/{farm['id']}/fields", json={"name": "N"},
@@ -150,9 +154,9 @@ def main() -> None:
         p.communicate()
     p = khet(env, *sync)  # server killed mid-sync, then started again
     time.sleep(0.4)
-    stop(server, hard=True)
+    stop_serve(server, hard=True)
     p.communicate()
-    server = start(env, port, log)
+    server = start_serve(env, port, log, processes=1, worker=False)
     syncs = [khet(env, *sync) for _ in range(3)]  # three at once
     rcs = [s.wait() for s in syncs]
     for s in syncs:
@@ -207,7 +211,7 @@ def main() -> None:
     seconds = time.monotonic() - t0
     proxy.close()
     sent2 = len(httpx.get(f"{url}/api/v1/fields/{fld2}/flights", headers=auth2).json())
-    stop(server)
+    stop_serve(server)
 
     print(
         f"power cuts during analysis (SIGKILL at random moments): {cut['cuts']} landed; "

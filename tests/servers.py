@@ -1,7 +1,11 @@
-"""Waiting for a real `khet serve` process, shared by the tests and benchmarks that start one."""
+"""A real `khet serve` process: starting, waiting for and stopping it, shared by the tests and
+benchmarks that run one."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +37,73 @@ def wait_until_serving(
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_serve(
+    env: dict, port: int, log: Path, *, processes: int = 2, worker: bool = True
+) -> subprocess.Popen:
+    """`khet serve` on 127.0.0.1:`port` (`processes` web processes, with or without its job
+    worker), its output appended to `log`, in its own process group so that everything it
+    starts goes with it (`stop_serve`). Does not wait for it."""
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--processes", str(processes)]
+    fh = open(log, "ab")  # noqa: SIM115 - the child holds it; closed here once it is started
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "khet.cli", *args, *([] if worker else ["--no-worker"])],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        fh.close()
+
+
+def start_serve(
+    env: dict,
+    port: int,
+    log: Path,
+    *,
+    processes: int = 2,
+    worker: bool = True,
+    timeout: float = 90,
+) -> subprocess.Popen:
+    """`spawn_serve`, then wait until it answers (`ServerDidNotStart` with the log's tail)."""
+    proc = spawn_serve(env, port, log, processes=processes, worker=worker)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", proc, log, timeout=timeout)
+    except ServerDidNotStart:
+        stop_serve(proc, hard=True)
+        raise
+    return proc
+
+
+def stop_serve(proc: subprocess.Popen, hard: bool = False) -> None:
+    """Stop the service, its web processes and its worker (`hard`: SIGKILL to the whole group,
+    a crash)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    # Anything of the group still alive (a web process that outlived its parent).
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_khet(env: dict, *args: str, timeout: float = 120) -> str:

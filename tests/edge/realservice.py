@@ -7,10 +7,7 @@ KHET_DATA_DIR or the test PostgreSQL), set up with `khet user add` / `khet token
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import ROOT, run_khet, wait_until_serving
+from tests.servers import free_port, run_khet, start_serve, stop_serve
 
 
 @dataclass
@@ -40,56 +37,6 @@ class Served:
         return r.json()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(env: dict, port: int, log: Path, processes: int = 1) -> subprocess.Popen:
-    """`khet serve` (no worker) on `port`, its output appended to `log`; waits until it serves."""
-    fh = open(log, "ab")  # noqa: SIM115 - the child holds it; closed when this returns
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "khet.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-worker",
-                "--processes",
-                str(processes),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        fh.close()
-    wait_until_serving(f"http://127.0.0.1:{port}", proc, log, timeout=90)
-    return proc
-
-
-def stop(proc: subprocess.Popen, hard: bool = False) -> None:
-    """Stop the service and its web processes (`hard`: SIGKILL to the whole group, a crash)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 @contextmanager
 def serve(
     tmp_path: Path, models: Path, database_url: str | None = None, processes: int = 1
@@ -108,7 +55,7 @@ def serve(
     token = run_khet(env, "token", "create", "farmer@example.org", "--name", "box").splitlines()[-1]
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = start(env, port, log, processes)
+    proc = start_serve(env, port, log, processes=processes, worker=False)
     url = f"http://127.0.0.1:{port}"
     try:
         auth = {"Authorization": f"Bearer {token}"}
@@ -123,4 +70,4 @@ def serve(
         served = Served(url, token, str(fld.json()["id"]), proc, log, env)
         yield served
     finally:
-        stop(served.proc if "served" in locals() else proc)
+        stop_serve(served.proc if "served" in locals() else proc)

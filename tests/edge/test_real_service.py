@@ -22,8 +22,7 @@ from khet.edge.outbox import sync
 from khet.cli import main
 from khet.errors import KhetError
 from tests.edge.fakeservice import CutProxy
-from tests.edge.realservice import free_port, start, stop
-from tests.servers import ServerDidNotStart
+from tests.servers import ServerDidNotStart, free_port, start_serve, stop_serve
 from tests.vision.rasters import field_rgb, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +66,7 @@ def service(tmp_path, use_test_models):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
-        proc = start(env, port, tmp_path / "serve.log")
+        proc = start_serve(env, port, tmp_path / "serve.log", processes=1, worker=False)
     except ServerDidNotStart as e:
         pytest.fail(str(e))
     try:
@@ -82,7 +81,7 @@ def service(tmp_path, use_test_models):
         assert fld.status_code == 201, fld.text
         yield url, token, str(fld.json()["id"])
     finally:
-        stop(proc)
+        stop_serve(proc)
 
 
 def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, monkeypatch):

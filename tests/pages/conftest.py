@@ -8,11 +8,8 @@ download needs the internet, which CI and field offices do not have.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,18 +22,12 @@ import pytest
 
 from tests.bundles import make_bundle
 from tests.pages.rasters import boundary_lonlat, make_field
-from tests.servers import ServerDidNotStart, wait_until_serving
+from tests.servers import ServerDidNotStart, free_port, spawn_serve, stop_serve, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("KHET_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "field-secret-1"
 SHOTS = Path(os.environ.get("KHET_SCREENSHOTS", "/tmp/khet-screenshots"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -84,7 +75,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         KHET_QUEUE_NAME=f"khet-web-{os.getpid()}",
         PYTHONUNBUFFERED="1",
     )
-    port = _free_port()
+    port = free_port()
     log = base / "server.log"
     # 1024 px at 10 cm: three 1 MB chunks, so the upload test can drop one mid-way.
     srv = Server(
@@ -117,26 +108,8 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "Imran (extension)",
     )
     srv.cli("user", "add", "other@example.org", "--role", "farmer", "--password", PASSWORD)
-    proc = subprocess.Popen(
-        # Two web processes, as `khet serve` runs on a 2-core machine, on any machine.
-        [
-            sys.executable,
-            "-m",
-            "khet.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--processes",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # its own process group: the worker goes with it at the end
+    # Two web processes and the worker, as `khet serve` runs on a 2-core machine.
+    proc = spawn_serve(env, port, log, processes=2, worker=True)
     try:
         try:
             wait_until_serving(srv.url, proc, log)
@@ -159,13 +132,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         srv.cli("user", "assign", "worker@example.org", str(farm["id"]))
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # anything of this server's group still alive
+        stop_serve(proc)
 
 
 @pytest.fixture(scope="session")

@@ -143,42 +143,21 @@ def test_requests_import_nothing_after_start(api, geotiff, use_test_models, tmp_
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_first_requests_after_start_run_concurrently(api, geotiff, use_test_models, tmp_path):
-    from tests.pages.conftest import _free_port
-    from tests.servers import wait_until_serving
+    from tests.servers import free_port, start_serve, stop_serve
 
     alice, flight = _finished_flight(api, geotiff)
     paths = _request_paths(flight)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "khet.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--processes",
-            "2",
-            "--no-worker",
-        ],
-        cwd=ROOT,
-        env=_env(tmp_path),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_serve(_env(tmp_path), port, log, processes=2, worker=False)
     try:
-        wait_until_serving(url, proc, log)
         # Every kind at once, twice over, on fresh connections: the first tile of each kind in
         # each process runs beside the others.
         with httpx.Client(base_url=url, timeout=60, headers=alice["headers"]) as c:
             with ThreadPoolExecutor(max_workers=len(paths) * 2) as pool:
                 statuses = list(pool.map(lambda p: (p, c.get(p).status_code), paths * 2))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_serve(proc)
     bad = [(p, s) for p, s in statuses if s != 200]
     assert not bad, (bad, log.read_text()[-3000:])

@@ -21,7 +21,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,8 +33,7 @@ import psutil
 import pytest
 
 from tests.bundles import make_bundle
-from tests.pages.conftest import _free_port
-from tests.servers import run_khet, wait_for, wait_until_serving
+from tests.servers import free_port, run_khet, spawn_serve, wait_for, wait_until_serving
 from tests.service.rasters import (
     bounds_lonlat,
     make_geotiff,
@@ -181,17 +179,10 @@ def test_hostile_inputs(tmp_path):  # noqa: C901 - one scripted attack on a live
     for key, (email, role) in emails.items():
         run_khet(env, "user", "add", email, "--role", role, "--password", PASSWORD)
         tokens[key] = run_khet(env, "token", "create", email)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "khet.cli", "serve", "--port", str(port), "--processes", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    serve = spawn_serve(env, port, log_path, processes=2, worker=True)
     log: list = []
     sampler = None
     try:

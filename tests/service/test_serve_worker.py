@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import psutil
 import pytest
 
 from tests.bundles import make_bundle
-from tests.pages.conftest import _free_port
-from tests.servers import run_khet, wait_for, wait_until_serving
+from tests.servers import free_port, run_khet, spawn_serve, wait_for, wait_until_serving
 from tests.service.rasters import make_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +40,7 @@ def _workers(env_dir: str) -> list[psutil.Process]:
 
 
 def _serve(env: dict, port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "khet.cli", "serve", "--port", str(port), "--processes", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return spawn_serve(env, port, log, processes=1, worker=True)
 
 
 @pytest.mark.slow
@@ -67,7 +58,7 @@ def test_worker_is_supervised_and_dies_with_serve(tmp_path):
         PYTHONUNBUFFERED="1",
     )
     run_khet(env, "user", "add", "f@example.org", "--password", PASSWORD)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     image = make_geotiff(tmp_path / "f.tif", bands=("red", "green", "blue"))
