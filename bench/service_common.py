@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import ServerDidNotStart, wait_until_serving
+from tests.servers import ServerDidNotStart, free_port, start_serve
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(
@@ -48,16 +41,13 @@ def start_server(
         text=True,
     ).stdout.strip()
     port = free_port()
-    cmd = [*py, "serve", "--port", str(port)] + ([] if worker else ["--no-worker"])
-    if processes:
-        cmd += ["--processes", str(processes)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, proc, timeout=20)
+        proc = start_serve(
+            env, port, data_dir / "serve.log", processes=processes, worker=worker, timeout=20
+        )
     except ServerDidNotStart as e:
-        proc.kill()
         raise SystemExit(str(e)) from None
+    base = f"http://127.0.0.1:{port}"
     return proc, base, token
 
 

@@ -47,12 +47,14 @@ def free_port() -> int:
 
 
 def spawn_serve(
-    env: dict, port: int, log: Path, *, processes: int = 2, worker: bool = True
+    env: dict, port: int, log: Path, *, processes: int | None = 2, worker: bool = True
 ) -> subprocess.Popen:
-    """`khet serve` on 127.0.0.1:`port` (`processes` web processes, with or without its job
-    worker), its output appended to `log`, in its own process group so that everything it
-    starts goes with it (`stop_serve`). Does not wait for it."""
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--processes", str(processes)]
+    """`khet serve` on 127.0.0.1:`port` (`processes` web processes, None: its own default; with
+    or without its job worker), its output appended to `log`, in its own process group so that
+    everything it starts goes with it (`stop_serve`). Does not wait for it."""
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if processes is not None:
+        args += ["--processes", str(processes)]
     fh = open(log, "ab")  # noqa: SIM115 - the child holds it; closed here once it is started
     try:
         return subprocess.Popen(
@@ -72,7 +74,7 @@ def start_serve(
     port: int,
     log: Path,
     *,
-    processes: int = 2,
+    processes: int | None = 2,
     worker: bool = True,
     timeout: float = 90,
 ) -> subprocess.Popen:
