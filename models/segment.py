@@ -583,8 +583,9 @@ class _TorchBundle:
 
     def predict_classes(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each pixel's likeliest class and its probability, as `Bundle.predict_classes`."""
-        p = self.predict(tiles)
-        return p.argmax(axis=1).astype(np.uint8), p.max(axis=1)
+        from khet.vision.bundle import classes_of
+
+        return classes_of(self.predict(tiles))
 
 
 def _validate(model: Any, images: list[Labeled], cfg: SegConfig) -> float:

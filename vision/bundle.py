@@ -305,8 +305,7 @@ class Bundle:
         if {CLASSES_NAME, MAXPROB_NAME} <= self.outputs:
             labels, maxprob = self._session.run([CLASSES_NAME, MAXPROB_NAME], {INPUT_NAME: tiles})
             return np.asarray(labels, np.uint8), np.asarray(maxprob, np.float32)
-        p = self.predict(tiles)
-        return p.argmax(axis=1).astype(np.uint8), p.max(axis=1)
+        return classes_of(self.predict(tiles))
 
     def describe(self) -> dict[str, Any]:
         i = self.info
@@ -325,6 +324,12 @@ class Bundle:
             "label_rule": i.label_rule,
             "macro_f1": i.metrics.get("macro_f1"),
         }
+
+
+def classes_of(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's likeliest class (uint8; ties to the lower class) and its probability, from
+    N x classes x H x W probabilities: what a graph's `classes` and `maxprob` outputs give."""
+    return probs.argmax(axis=1).astype(np.uint8), probs.max(axis=1)
 
 
 def shipped_bundles_dir() -> Path:

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
-from shapely.geometry import Point, box, mapping
+from shapely.geometry import box, mapping
 
 from khet.errors import KhetError
 
@@ -191,9 +191,7 @@ def hectares(geoms: np.ndarray, crs) -> np.ndarray:
     if len(geoms) == 0:
         return np.zeros(0)
     x0, y0, x1, y1 = shapely.total_bounds(geoms)
-    lon, lat = transform_geom(crs, "EPSG:4326", mapping(Point((x0 + x1) / 2, (y0 + y1) / 2)))[
-        "coordinates"
-    ]
+    (lon,), (lat,) = warp_transform(crs, "EPSG:4326", [(x0 + x1) / 2], [(y0 + y1) / 2])
     return shapely.area(shapely.transform(geoms, _reprojector(crs, equal_area_crs(lon, lat)))) / 1e4
 
 
@@ -539,8 +537,7 @@ def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
     shapes = shapely.orient_polygons(shapes)
     keep = ~shapely.is_empty(shapes)
     order = np.argsort(values[keep], kind="stable")
-    zones = list(zip(values[keep][order].tolist(), shapes[keep][order], strict=True))
-    polys = shapes[keep][order]
+    codes, polys = values[keep][order].tolist(), shapes[keep][order]
     area_list = areas.measure(polys, crs)
     if crs is not None and len(polys):
         out_geoms = _geojson(shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7)))
@@ -548,7 +545,7 @@ def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
         out_geoms = _geojson(polys)
     feats = []
     totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
-    for (value, _), area, out_geom in zip(zones, area_list, out_geoms, strict=True):
+    for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
         cls_i, lvl = divmod(value, 4)
         props: dict[str, Any] = {"class": names[cls_i]}
         if lvl < 3:

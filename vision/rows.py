@@ -248,7 +248,7 @@ class _Spectrum:
     (as a mask, its flat indices and their radial frequencies; the full grids are not kept)."""
 
     def __init__(self, b: int, ga: float) -> None:
-        self.b, self.n = b, b * PAD
+        self.n = b * PAD
         self._hann: dict[tuple[int, int], np.ndarray] = {}
         self.freq = np.fft.fftfreq(self.n)  # cycles per pixel along either axis
         fy, fx = self.freq[:, None], self.freq[None, :]

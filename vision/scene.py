@@ -174,10 +174,9 @@ class Scene:
         16384 px orthomosaic."""
         if zoom >= 1:
             return Resampling.bilinear
-        if self._jpeg_without_overviews and round(1 / zoom) in (2, 4, 8):
-            if abs(1 / zoom - round(1 / zoom)) < 1e-6:
-                return Resampling.nearest
-        return Resampling.average
+        factor = 1 / zoom
+        exact = abs(factor - round(factor)) < 1e-6 and round(factor) in (2, 4, 8)
+        return Resampling.nearest if exact and self._jpeg_without_overviews else Resampling.average
 
     @cached_property
     def _jpeg_without_overviews(self) -> bool:
