@@ -259,8 +259,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate_segmenter(args: argparse.Namespace, model: Path) -> int:
     """Score a segmentation bundle on a labelme folder's test images (its splits.csv) at each
     test GSD, and rewrite its card."""
-    import json
-
     from khet.datasets import labelme
     from khet.models import segment
     from khet.vision.bundle import Bundle
@@ -274,13 +272,12 @@ def _evaluate_segmenter(args: argparse.Namespace, model: Path) -> int:
     report = segment.evaluate(
         bundle, segment.load(Path(args.data), cmap, split["test"]), args.gsd, log=_log
     )
-    previous = model.with_suffix(".json")
-    old = json.loads(previous.read_text()) if previous.is_file() else {}
-    for key in ("history", "best_epoch", "train_seconds", "config"):
-        if key in old:
-            report[key] = old[key]
+    facts = segment.training_facts(model)
+    report.update(facts)
     report.update(split=split, split_rule=how)
-    cfg = segment.SegConfig(
+    # The configuration it was trained with; what this evaluation states goes over it.
+    cfg = segment.config_of(
+        facts.get("config"),
         data=Path(args.data),
         class_map=cmap,
         native_gsd=args.gsd,
@@ -290,7 +287,6 @@ def _evaluate_segmenter(args: argparse.Namespace, model: Path) -> int:
         name=bundle.info.name,
         version=bundle.info.version,
         licence=bundle.info.training_data,
-        extra={"command": (old.get("config") or {}).get("command", "")},
     )
     segment.finish(model, cfg, report)
     _log(f"card: {model.with_suffix('.md')}")

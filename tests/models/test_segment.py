@@ -73,6 +73,34 @@ def test_reduced_run_gives_a_segmentation_bundle_with_its_gsd_range(trained):
     json.dumps(info.metrics)
 
 
+def test_evaluating_it_again_keeps_how_it_was_trained(trained, small_uav, tmp_path):
+    """`khet evaluate` rewrites the card from the test images; the training facts (epochs, best
+    epoch, time) come from the bundle itself when the training report is not beside it, as for a
+    shipped bundle. The card says where the weed errors lie (near labelled outlines or not)."""
+    out, _ = trained
+    bundle = tmp_path / "khet-rgb-test.onnx"
+    bundle.write_bytes((out / "khet-rgb-test.onnx").read_bytes())
+    r = subprocess.run(
+        [sys.executable, "-m", "khet.cli", "evaluate", "--dataset", "labelme", "--data",
+         str(small_uav), "--classes", "potato=crop,weed=weed", "--gsd", "0.003",
+         "--threads", "2", str(bundle)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = (tmp_path / "khet-rgb-test.md").read_text()
+    trained_card = (out / "khet-rgb-test.md").read_text()
+    training = re.search(r"^- 1 epochs of 32 random .*$", card, re.M)
+    assert training and training.group(0) in trained_card  # not SegConfig's defaults
+    best = re.search(r"Best validation epoch \d+;", trained_card)
+    assert best and best.group(0) in card
+    report = json.loads((tmp_path / "khet-rgb-test.json").read_text())
+    wo = report["1x"]["weed_outlines"]
+    assert wo["band_m"] == pytest.approx(0.01)
+    assert 0 <= wo["errors_in_band"] <= wo["errors"]
+    assert 0 < wo["band_share_of_pixels"] < 1
+    assert "### Where the weed errors are" in card
+
+
 def test_the_pipeline_uses_it_on_drone_imagery_in_range_and_not_outside(
     trained, small_uav, tmp_path
 ):

@@ -5,6 +5,7 @@ cover drifted from the labels."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import rasterio
 from khet.datasets import labelme
 from khet.datasets.tiles import CROP, WEED
-from khet.vision.bundle import Bundle
+from khet.vision.bundle import Bundle, read_metadata
 
 BUNDLES = Path(__file__).resolve().parents[2] / "models" / "bundles"
 UAV = BUNDLES / "khet-rgb-uav.onnx"
@@ -38,6 +39,16 @@ def test_bundle_states_its_range_and_scores():
     f1, lo, hi = (float(v) for v in row.groups())
     assert lo <= f1 <= hi and f1 >= 0.85
     assert "YOLOv8n-seg" in card and "weed cover" in card.lower()
+    assert "weed F1 is not met" in card  # the goal it misses, said so
+    # How it was trained travels in the bundle, so re-evaluating it keeps its card's training.
+    facts = json.loads(read_metadata(UAV)["training"])
+    assert facts["config"]["epochs"] == 20 and facts["config"]["crops_per_epoch"] == 2048
+    assert f"Best validation epoch {facts['best_epoch']};" in card
+    assert "20 epochs of 2048 random 192 px crops" in card
+    where = re.search(r"At 1x, (\d+) % \[(\d+), (\d+)\] of the pixels wrongly", card)
+    assert where, "the card says where the weed errors are"
+    share, lo, hi = (int(v) for v in where.groups())
+    assert lo <= share <= hi
 
 
 @pytest.fixture(scope="module")
