@@ -19,10 +19,10 @@ A bundle that passes is copied into the state folder and the copy is what runs, 
 were checked are the bytes that are used. Its format version is checked when it is opened
 (`BundleInfo.from_metadata` raises `ModelError` for another format).
 
-Precision: where the same band set ships as fp32 and INT8, the INT8 bundle is used when its card
-(the `metrics` metadata) shows a macro F1 at most `MAX_F1_DROP` below the fp32 bundle's: it is
-smaller and faster on a CPU. Without metrics to compare, fp32 is the safe choice. `--precision`
-overrides this.
+Precision: where the same band set and GSD range ship as fp32 and INT8, the INT8 bundle is used
+when its card (the `metrics` metadata) shows a macro F1 at most `MAX_F1_DROP` below the fp32
+bundle's: it is smaller and faster on a CPU. Without metrics to compare, fp32 is the safe choice.
+`--precision` overrides this.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def _f1(info: BundleInfo) -> float | None:
 
 
 def prefer(candidates: list[Verified], precision: str = "auto") -> Verified:
-    """One bundle among those for the same band set: see the module note."""
+    """One bundle among those for the same band set and GSD range: see the module note."""
     if precision != "auto":
         fits = [c for c in candidates if c.info.precision == precision]
         if not fits:
@@ -246,7 +246,8 @@ def select(
     model_sha256: str | None = None,
     precision: str = "auto",
 ) -> list[Verified]:
-    """The verified bundles to run: the one named, or the preferred one per band set."""
+    """The verified bundles to run: the one named, or the preferred one per band set and GSD
+    range."""
     if model is not None:
         p = Path(model)
         if not p.suffix:
@@ -274,7 +275,10 @@ def _choose_all(
     if model_sha256 is not None and len(paths) > 1:
         raise ModelError("--model-sha256 checks one model: name it with --model.")
     verified = [verify(p, private_dir, journal, model_sha256, models_dir) for p in paths]
-    groups: dict[tuple[str, ...], list[Verified]] = {}
+    # Alternatives are bundles of the same bands for the same imagery (fp32 and INT8 of one
+    # model); bundles validated for other ground sample distances (close-range photos, drone
+    # imagery) are kept side by side, and the pipeline picks per image, as `khet analyze` does.
+    groups: dict[tuple, list[Verified]] = {}
     for v in verified:
-        groups.setdefault(tuple(v.info.bands), []).append(v)
+        groups.setdefault((tuple(v.info.bands), v.info.validated_range), []).append(v)
     return [prefer(g, precision) for g in groups.values()]

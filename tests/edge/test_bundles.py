@@ -133,3 +133,30 @@ def test_no_bundles(tmp_path, monkeypatch, image, capsys):
     get_settings.cache_clear()
     assert _run(image, tmp_path) == 2
     assert "No model bundles found" in capsys.readouterr().err
+
+
+def test_shipped_bundles_for_other_imagery_all_run(tmp_path, monkeypatch, shared_data):
+    """The shipped RGB models for close-range photos and for drone imagery are both kept (they
+    hold at different ground sample distances); a drone tile is mapped by the drone model, as
+    `khet analyze` maps it, not by the close-range one or by the index alone."""
+    import cv2
+    from khet.models.segment import _write_geotiff
+    from khet.vision.bundle import shipped_bundles_dir
+
+    from khet.settings import get_settings
+
+    monkeypatch.setenv("KHET_MODELS_DIR", str(shipped_bundles_dir()))
+    get_settings.cache_clear()
+    with Journal(tmp_path / "out") as j:
+        chosen = bundles.select(None, tmp_path / "priv", j)
+    names = sorted(c.info.name for c in chosen)
+    assert names == ["khet-rednir-cwfid", "khet-rgb-carrotweed", "khet-rgb-uav"]
+    card = tmp_path / "card"
+    card.mkdir()
+    rgb = cv2.cvtColor(
+        cv2.imread(str(shared_data / "uav_potato" / "images" / "tile_13_2.jpg")), cv2.COLOR_BGR2RGB
+    )
+    _write_geotiff(card / "potato.tif", rgb, 0.003)  # 3 mm per pixel, a projected CRS
+    assert _run(card, tmp_path, "--threads", "1") == 0
+    summary = json.loads((tmp_path / "out" / "potato" / "summary.json").read_text())
+    assert summary["method"] == "model" and summary["model"]["name"] == "khet-rgb-uav"
