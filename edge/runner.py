@@ -29,6 +29,7 @@ from . import outbox, resources, stamp
 from .journal import MAX_CRASHES, STATE_DIR, Journal
 
 FATAL_LOG = "fatal.log"
+ERRORS_LOG = "errors.log"  # traces of unexpected errors, one capture each
 
 
 def boot_id() -> str | None:
@@ -490,6 +491,24 @@ class EdgeRunner:
             return False
         except MemoryError:
             msg = "Out of memory: allow more with --max-memory or lower --batch-size."
+            self.journal.fail(cap.key, msg)
+            self.log(f"{name}: failed: {msg}")
+            return False
+        except Exception as e:  # noqa: BLE001 - a fault on one capture must not stop the card
+            # Not a message Khet wrote for the user: a bug, or a library failing on odd data.
+            # The capture fails with the error's name, the trace goes to errors.log for a bug
+            # report, and the other captures are still analyzed.
+            import traceback
+
+            log = self.state_dir / ERRORS_LOG
+            with open(log, "a") as f:
+                f.write(f"--- {name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+                traceback.print_exc(file=f)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = (
+                f"Unexpected error ({type(e).__name__}{': ' + first[:200] if first else ''}); "
+                f"details in {log}. Please report it."
+            )
             self.journal.fail(cap.key, msg)
             self.log(f"{name}: failed: {msg}")
             return False

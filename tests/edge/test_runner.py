@@ -276,3 +276,33 @@ def test_one_runner_per_output_folder(tmp_path, edge_env):
             EdgeRunner(EdgeOptions(out=out), log=lambda m: None)
     with EdgeRunner(EdgeOptions(out=out), log=lambda m: None):  # free again once closed
         pass
+
+
+def test_an_unexpected_error_fails_that_capture_only(tmp_path, edge_env, card, monkeypatch):
+    """A fault that is not a message for the user (a bug, a library failing on odd data) fails
+    the capture it happened on, with its name and a trace in errors.log; the card's other
+    captures are analyzed, and the next run does not try it again."""
+    import khet.vision.pipeline as pipeline
+
+    real = pipeline.analyze
+
+    def faulty(inputs, out_dir, **kw):
+        if Path(out_dir).name == "ortho_a":
+            raise ZeroDivisionError("division by zero")
+        return real(inputs, out_dir, **kw)
+
+    monkeypatch.setattr(pipeline, "analyze", faulty)
+    out = tmp_path / "out"
+    logs: list[str] = []
+    with EdgeRunner(EdgeOptions(out=out), log=logs.append) as runner:
+        counts = runner.run([card / "ortho_a.tif", card / "DCIM" / "100" / "ortho_b.tif"])
+        rec = runner.journal.capture(next(iter(discover([card / "ortho_a.tif"]))))
+    assert counts == {"done": 1, "failed": 1, "skipped": 0}
+    assert rec is not None and rec.status == "failed"
+    assert "Unexpected error (ZeroDivisionError: division by zero)" in rec.message
+    trace = (out / ".khet-edge" / "errors.log").read_text()
+    assert "--- ortho_a" in trace and "Traceback" in trace and "ZeroDivisionError" in trace
+    assert not (out / "ortho_a").exists()
+    assert (out / "ortho_b" / "summary.json").is_file()
+    with EdgeRunner(EdgeOptions(out=out), log=logs.append) as runner:
+        assert runner.run([card / "ortho_a.tif"])["skipped"] == 1
