@@ -57,6 +57,8 @@ def _dms(value, ref) -> float | None:
     except (TypeError, ValueError):
         return None
     v = d + m / 60 + s / 3600
+    if not math.isfinite(v):
+        return None
     if isinstance(ref, bytes):
         ref = ref.decode(errors="ignore")
     return -v if str(ref).strip().upper() in {"S", "W"} else v
@@ -110,8 +112,12 @@ def read_camera_facts(path: Path) -> CameraFacts:
     except Exception:  # Pillow cannot read every TIFF variant; EXIF is optional
         return facts
     if gps:
-        facts.latitude = _dms(gps.get(GPS.GPSLatitude), gps.get(GPS.GPSLatitudeRef, "N"))
-        facts.longitude = _dms(gps.get(GPS.GPSLongitude), gps.get(GPS.GPSLongitudeRef, "E"))
+        lat = _dms(gps.get(GPS.GPSLatitude), gps.get(GPS.GPSLatitudeRef, "N"))
+        lon = _dms(gps.get(GPS.GPSLongitude), gps.get(GPS.GPSLongitudeRef, "E"))
+        # A position off the globe (a latitude of 95 degrees) is a broken receiver or tag: no
+        # position, as for a frame without GPS, rather than one that places the map nowhere.
+        if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
+            facts.latitude, facts.longitude = lat, lon
         alt = gps.get(GPS.GPSAltitude)
         if alt is not None:
             below = gps.get(GPS.GPSAltitudeRef) in (1, b"\x01")  # below sea level

@@ -82,6 +82,13 @@ class Staging:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
+        # The folders this run makes, deepest first: a failed run takes them away again when it
+        # leaves them empty (a failure writes nothing, not even an empty folder).
+        self._made: list[Path] = []
+        p = self.out_dir.absolute()
+        while not p.exists() and p != p.parent:
+            self._made.append(p)
+            p = p.parent
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.path = self.out_dir / f".khet-partial-{uuid.uuid4().hex[:8]}"
@@ -133,6 +140,11 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        for d in self._made:
+            try:
+                d.rmdir()  # only when empty: another run may be writing there
+            except OSError:
+                break
 
 
 @contextmanager

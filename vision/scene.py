@@ -32,6 +32,7 @@ from khet.vision import align, radiometry
 from khet.vision import gsd as gsd_
 from khet.vision.exif import CameraFacts, read_camera_facts
 from khet.vision.summary import Gsd
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Compression, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
@@ -464,6 +465,13 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
         ) from e
     except RasterioError as e:
         raise InputError(f"{path.name} cannot be opened ({_short(e)}).") from e
+    try:
+        _ = ds.colorinterp
+    except CPLE_BaseError:
+        # GDAL reports a malformed metadata packet (a JPEG's XMP that does not parse) as an
+        # error left pending after the open, raised by the next call: the pixels are fine, and
+        # what the packet would have said is simply not known.
+        pass
     return ds
 
 
