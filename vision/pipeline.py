@@ -18,6 +18,7 @@ overlap.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 import time
@@ -47,6 +48,11 @@ from khet.errors import InputError, KhetError
 from khet.settings import Settings, get_settings
 
 Progress = Callable[[int, int], None]
+
+#: The tile sizes `analyze()` takes (working pixels per side of one model window). A bundle's own
+#: tile size is what it was trained on; a larger window only costs memory (bands x tile x a
+#: strip's width per worker), and past this no model Khet trains or ships is meant to run.
+MIN_TILE, MAX_TILE = 16, 1024
 
 
 @dataclass
@@ -95,6 +101,7 @@ def analyze(
     ("placing frame 37 of 167").
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
+    check_tiling(tile_size, overlap)
     settings = settings or get_settings()
     if is_flight(inputs):
         from khet.vision.mosaic import analyze_flight
@@ -147,6 +154,33 @@ def analyze(
             write_json(st.file(products.SUMMARY.path), typed)
             st.commit()
     return typed
+
+
+def check_tiling(tile_size: int | None, overlap: int | None) -> None:
+    """InputError unless a stated tile size and overlap are in the range the pipeline takes:
+    an even tile of MIN_TILE to MAX_TILE pixels, an even overlap smaller than the tile (None:
+    the model's own). Checked before anything is read, so a typing error costs nothing."""
+    if tile_size is not None and (
+        isinstance(tile_size, bool)
+        or not isinstance(tile_size, numbers.Integral)
+        or not MIN_TILE <= tile_size <= MAX_TILE
+        or tile_size % 2
+    ):
+        raise InputError(
+            f"The tile size must be an even number of pixels from {MIN_TILE} to {MAX_TILE} "
+            f"(got {tile_size}); leave out --tile-size to use the model's own."
+        )
+    top = (tile_size if tile_size is not None else MAX_TILE) - 2
+    if overlap is not None and (
+        isinstance(overlap, bool)
+        or not isinstance(overlap, numbers.Integral)
+        or not 0 <= overlap <= top
+        or overlap % 2
+    ):
+        raise InputError(
+            f"The tile overlap must be an even number of pixels from 0 to {top}, smaller than "
+            f"the tile (got {overlap}); leave out --overlap to use the model's own."
+        )
 
 
 def model_batch(settings: Settings, segmentation: bool, tile: int) -> int:

@@ -559,6 +559,11 @@ def _user_band_names(user: Sequence[str], count: int, what: str, hint: str) -> l
     names = [SKIP if n.strip() in {SKIP, "skip", "_"} else normalise_band_name(n) for n in user]
     if len(names) != count:
         raise BandError(f"{what} but --bands names {len(names)}: give {hint}.")
+    if all(n == SKIP for n in names):
+        raise BandError(
+            "--bands ignores every band (all -): name at least the bands to analyze, "
+            "e.g. --bands red,green,blue."
+        )
     return _no_duplicates(names)
 
 

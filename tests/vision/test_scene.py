@@ -282,3 +282,14 @@ def test_jpeg_orthomosaic_without_overviews_is_shrunk_by_scaled_decoding(tmp_pat
         ds.build_overviews([2, 4])
     with open_scene(p) as s:
         assert s._resampling(0.5) == Resampling.average
+
+
+def test_bands_that_ignore_every_band_are_refused(tmp_path):
+    """`--bands -,-,-` leaves nothing to read: a BandError (exit 2), not a read of no bands."""
+    p = write_geotiff(tmp_path / "f.tif", field_rgb())
+    with pytest.raises(BandError, match="ignores every band"):
+        open_scene(p, bands=["-", "-", "-"])
+    with pytest.raises(BandError, match="ignores every band"):
+        open_scene(FIXTURE, bands=["-"] * 5)
+    with open_scene(p, bands=["-", "green", "-"]) as s:  # one named band is enough to open
+        assert s.bands == ("green",)
