@@ -42,6 +42,7 @@ from rasterio.windows import Window
 from khet.errors import BandError, InputError
 from khet.settings import Settings, apply_gdal_env, get_settings
 
+NO_GEOREF_PIXELS = "No georeference: areas are in pixels, not hectares."
 IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
 SUPPORTED_DTYPES = {"uint8", "uint16", "float32"}
 # Scene.sample: a big raster without overviews is sampled in SAMPLE_PATCHES^2 patches of at most
@@ -605,7 +606,7 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
             "centre, approximate; zones are in image pixels."
         )
         return "exif-gps"
-    warn.append("No georeference: areas are in pixels, not hectares.")
+    warn.append(NO_GEOREF_PIXELS)
     return "none"
 
 
@@ -663,6 +664,9 @@ def open_scene(
         else _open_capture(files, bands, settings, calibration or radiometry.Options())
     )
     scene.gsd = _ground_sample_distance(scene, gsd)
+    if scene.crs is None and scene.gsd.metres is not None:
+        # Areas come from the GSD then (approximate, said when the map is written), not pixels.
+        scene.warnings[:] = [w for w in scene.warnings if w != NO_GEOREF_PIXELS]
     return scene
 
 
@@ -753,6 +757,15 @@ def _open_capture(
     arrays, names, facts_all = _read_band_files(files, settings)
     warn: list[str] = []
     names = _capture_names(files, names, bands)
+    numbers = [_band_number(f) for f in files]
+    missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers)) if all(numbers) else []
+    if missing:  # IMG_0001_1, _2, _3, _5: the fourth band file was not copied
+        m = _CAPTURE_RE.match(files[0].stem)
+        stem = m.group("prefix") if m else files[0].stem
+        warn.append(
+            f"The capture {stem} lacks band file(s) {', '.join(f'{stem}_{k}' for k in missing)}: "
+            f"analysed with the bands it has ({', '.join(n for n in names if n != SKIP)})."
+        )
     panel = None
     if calibration.panel:
         pfiles = resolve_inputs(list(calibration.panel))
@@ -788,7 +801,7 @@ def _open_capture(
             "centre, approximate; zones are in image pixels."
         )
     else:
-        warn.append("No georeference: areas are in pixels, not hectares.")
+        warn.append(NO_GEOREF_PIXELS)
     # Trim the border that not every band covers, so no pixel mixes real and missing bands.
     stack = np.stack(aligned)
     mem, mds = _to_memory(stack, valid, str(stack.dtype))

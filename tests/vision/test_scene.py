@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 from khet.vision import align
-from khet.vision.scene import group_captures, open_scene
+from khet.vision.scene import NO_GEOREF_PIXELS, group_captures, open_scene
 from rasterio.windows import Window
 
 from khet.errors import BandError, InputError
@@ -293,3 +297,29 @@ def test_bands_that_ignore_every_band_are_refused(tmp_path):
         open_scene(FIXTURE, bands=["-"] * 5)
     with open_scene(p, bands=["-", "green", "-"]) as s:  # one named band is enough to open
         assert s.bands == ("green",)
+
+
+def test_capture_missing_a_band_file_says_so(tmp_path):
+    """IMG_0001_1, _2, _3, _5 without _4 (a file not copied): analysed with the bands it has,
+    and the summary says which file is missing instead of silently mapping without it."""
+    src = Path(FIXTURE)
+    for f in src.glob("IMG_0001_*.tif"):
+        if not f.stem.endswith("_4"):
+            shutil.copy(f, tmp_path / f.name)
+    with open_scene(tmp_path) as s:
+        assert len(s.bands) == 4
+        lacks = [w for w in s.warnings if "lacks band file" in w]
+        assert lacks and "IMG_0001_4" in lacks[0], s.warnings
+    with open_scene(src) as s:
+        assert not [w for w in s.warnings if "lacks band file" in w]
+
+
+def test_stated_gsd_on_a_frame_without_georeference_gives_no_pixel_area_warning(tmp_path):
+    """With the GSD known, a frame without georeference has approximate hectares: the warning
+    that areas are in pixels would contradict it."""
+    p = tmp_path / "f.png"
+    cv2.imwrite(str(p), np.moveaxis(field_rgb(), 0, -1)[:, :, ::-1])
+    with open_scene(p) as s:
+        assert NO_GEOREF_PIXELS in s.warnings and s.gsd.metres is None
+    with open_scene(p, gsd=0.01) as s:
+        assert NO_GEOREF_PIXELS not in s.warnings and s.gsd.metres == pytest.approx(0.01)
