@@ -41,6 +41,7 @@ from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging,
 from khet.vision.plan import Plan, make_plan
 from khet.vision.scene import Scene, is_all_valid, open_scene
 from khet.vision.summary import SCHEMA_VERSION, Summary
+from pydantic import TypeAdapter, ValidationError
 from rasterio.windows import Window
 
 from khet import __version__
@@ -53,6 +54,8 @@ Progress = Callable[[int, int], None]
 #: tile size is what it was trained on; a larger window only costs memory (bands x tile x a
 #: strip's width per worker), and past this no model Khet trains or ships is meant to run.
 MIN_TILE, MAX_TILE = 16, 1024
+#: What summary.json accepts as a title (checked before the analysis, not after it).
+_TITLE: TypeAdapter[str | None] = TypeAdapter(Summary.model_fields["title"].annotation)
 
 
 @dataclass
@@ -102,6 +105,7 @@ def analyze(
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     check_tiling(tile_size, overlap)
+    check_title(title)
     settings = settings or get_settings()
     if is_flight(inputs):
         from khet.vision.mosaic import analyze_flight
@@ -181,6 +185,21 @@ def check_tiling(tile_size: int | None, overlap: int | None) -> None:
             f"The tile overlap must be an even number of pixels from 0 to {top}, smaller than "
             f"the tile (got {overlap}); leave out --overlap to use the model's own."
         )
+
+
+def check_title(title: str | None) -> None:
+    """InputError unless `title` fits summary.json's title (text of at most 2000 characters),
+    checked before the analysis so a long title is not refused after it."""
+    try:
+        _TITLE.validate_python(title)
+    except ValidationError as e:
+        limit = next((err.get("ctx", {}).get("max_length") for err in e.errors()), None)
+        if limit is not None:
+            raise InputError(
+                f"The title is {len(title or ''):,} characters long; at most {limit:,} are "
+                "accepted. Give a shorter --title."
+            ) from None
+        raise InputError("The title must be text.") from None
 
 
 def model_batch(settings: Settings, segmentation: bool, tile: int) -> int:

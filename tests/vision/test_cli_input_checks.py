@@ -107,3 +107,29 @@ def test_tile_size_in_range_is_used(tmp_path, field_tif, capsys):
     s = json.loads((out / "summary.json").read_text())
     assert s["tiling"]["tile_size"] == 32 and s["tiling"]["overlap"] == 16
     assert np.isclose(s["area_total_ha"], 256 * 256 * 0.05**2 / 1e4, rtol=0.01)
+
+
+# -- 2. title ------------------------------------------------------------------------------------
+
+
+def test_too_long_title_is_refused_before_the_analysis(tmp_path, field_tif, earlier, capsys):
+    before = _snapshot(earlier)
+    code, out, err = _khet(capsys, "analyze", field_tif, "-o", earlier, "--title", "x" * 3000)
+    _refused(code, err, "title", "3,000 characters", "at most 2,000")
+    assert out == "" and _snapshot(earlier) == before
+    # Refused before the imagery is even opened: a missing input is not what it reports.
+    missing = tmp_path / "not-there.tif"
+    code, _, err = _khet(capsys, "analyze", missing, "-o", tmp_path / "o2", "--title", "y" * 2001)
+    _refused(code, err, "2,001 characters")
+    assert not (tmp_path / "o2").exists()
+
+
+def test_title_at_the_limit_is_kept(tmp_path, field_tif, capsys):
+    import json
+
+    title = "Plot 7 — " + "n" * (2000 - len("Plot 7 — "))
+    out = tmp_path / "out"
+    code, _, err = _khet(capsys, "analyze", field_tif, "-o", out, "--title", title)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["title"] == title
+    assert (out / "preview.png").stat().st_size > 0
