@@ -124,9 +124,30 @@ def read_flight(inputs: str | Path | Sequence[str | Path]) -> Flight:
             "single frame with `khet analyze` instead."
         )
     frames = []
+    left_out: dict[str, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     for files in captures:
         name = files[0].name if len(files) == 1 else _capture_name(files[0])
+        size = _pixel_size(files[0])
+        if size is None:  # a damaged file or one that is not an image: not a frame
+            left_out[name] = "not readable as an image"
+            continue
+        sizes[name] = size
         frames.append(FlightFrame(name, files, read_camera_facts(files[0])))
+    if sizes:
+        # A frame of another size than the flight's (a resized or cropped copy) would need its
+        # own camera model and unsettles the others' placement: left out, and said.
+        (w, h), _ = Counter(sizes.values()).most_common(1)[0]
+        for f in frames:
+            fw, fh = sizes[f.name]
+            if (fw, fh) != (w, h):
+                left_out[f.name] = f"{fw} x {fh} pixels, unlike the flight's {w} x {h}"
+        frames = [f for f in frames if f.name not in left_out]
+    if len(frames) < 2:
+        raise InputError(
+            f"A mosaic needs at least two overlapping frames, and {len(frames)} of the "
+            f"{len(captures)} given can be used ({_listed(left_out)})."
+        )
     cameras = Counter(f.camera_key for f in frames)
     if len(cameras) > 1:
         listed = ", ".join(f"{k}: {n}" for k, n in cameras.most_common())
@@ -141,7 +162,7 @@ def read_flight(inputs: str | Path | Sequence[str | Path]) -> Flight:
             f"({', '.join(f'{n} with {k}' for k, n in sorted(bands.items()))}); give complete "
             "captures only."
         )
-    left_out = {f.name: "no GPS position in the file" for f in frames if not f.facts.has_gps}
+    left_out |= {f.name: "no GPS position in the file" for f in frames if not f.facts.has_gps}
     located = [f for f in frames if f.facts.has_gps]
     if len(located) < 2:
         raise InputError(
@@ -151,6 +172,23 @@ def read_flight(inputs: str | Path | Sequence[str | Path]) -> Flight:
         )
     _check_overlap(located)
     return Flight(located, left_out)
+
+
+def _pixel_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header (nothing decoded); None when it is no image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # Pillow raises several types for a file that is not a readable image
+        return None
+
+
+def _listed(left_out: dict[str, str]) -> str:
+    shown = [f"{k}: {v}" for k, v in list(left_out.items())[:3]]
+    more = len(left_out) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def _capture_name(first: Path) -> str:

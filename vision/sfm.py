@@ -38,6 +38,10 @@ MATCH_CHUNK = 150  # pairs per matching call
 ATTITUDE_MAX_ERROR_M = 5.0  # autopilot-attitude placement is used when it is this good
 
 
+# Frames a model must hold: two positions leave the roll about their baseline free.
+MIN_MODEL = 3
+
+
 def load_pycolmap():
     """The pycolmap module; a KhetError that says how to install it when missing."""
     try:
@@ -47,7 +51,9 @@ def load_pycolmap():
             "Mosaicking a flight needs pycolmap, which is not installed: "
             "pip install 'khet[mosaic]'."
         ) from None
-    pycolmap.logging.minloglevel = 2  # COLMAP's progress lines are not for a farmer
+    # COLMAP's progress lines and its own errors ("Failed to create any sparse model") are not
+    # for a farmer: what failed is said in Khet's words below.
+    pycolmap.logging.minloglevel = 3
     return pycolmap
 
 
@@ -188,8 +194,12 @@ def solve(
             weights.append(n_obs)
     if not any(p is not None for p in poses):
         raise InputError(
-            "No two frames could be matched: the frames do not overlap, or show too little "
-            "texture (water, snow, bare uniform soil) for their features to be found."
+            f"None of the {len(images)} frames could be placed: a mosaic needs at least "
+            f"{MIN_MODEL} frames that overlap one another and match (their GPS positions then fix "
+            f"its orientation), and {len(pairs)} pair(s) of these frames lie close enough to "
+            "overlap but did not give such a group. Give more frames of the flight, flown with "
+            "overlap (typically 60-80%); frames of water, snow or bare uniform soil show too "
+            "little texture to be matched."
         )
     reasons = {
         i: "not matched to enough neighbouring frames to be placed"
@@ -287,7 +297,7 @@ def _map(pc, db: Path, workspace: Path, n: int, threads, seed: int, say: Stage) 
     opts.use_prior_position = True
     opts.use_robust_loss_on_prior_position = True  # a GPS glitch must not bend the strip
     opts.extract_colors = False
-    opts.min_model_size = max(3, min(10, n // 3))
+    opts.min_model_size = max(MIN_MODEL, min(10, n // 3))
     placed = {"n": 0}
 
     def next_image() -> None:

@@ -234,13 +234,14 @@ def test_multispectral_flight_mosaics_every_band_on_one_geometry(shared_data, tm
         ("no_gps", ("no gps",)),
         ("mixed", ("different cameras",)),
         ("apart", ("no two frames overlap",)),
+        ("two", ("at least 3 frames", "1 pair(s)")),  # two overlapping frames cannot be placed
     ],
 )
 def test_bad_flights_are_refused_clearly(shared_data, tmp_path, capsys, case, words):
     card = tmp_path / "card"
     card.mkdir()
     src = [seneca_images(shared_data) / f"{n}.jpg" for n in SENECA_8[:4]]
-    for i, f in enumerate(src if case != "single" else src[:1]):
+    for i, f in enumerate({"single": src[:1], "two": src[:2]}.get(case, src)):
         with Image.open(f) as im:
             exif = im.getexif()
             if case == "no_gps":
@@ -308,3 +309,31 @@ def test_a_frame_structure_from_motion_missed_is_placed_from_gps_and_attitude(
     check = result.attitude_check
     assert check["frames_checked"] == len(poses) - 1
     assert error < 15.0 and error < 3 * check["p90_ground_error_m"], (error, check)
+
+
+def test_a_frame_of_another_size_and_a_file_that_is_no_image_are_left_out(shared_data, tmp_path):
+    """Seneca's own folder holds one frame at 810 x 607 among 900 x 675 ones (a resized copy),
+    and a card can hold a file that is not an image: both are left out and listed with the
+    reason; the rest of the flight is mosaicked (before, the odd frame broke the placement and
+    the junk file made the flight look like two cameras)."""
+    from khet.vision.mosaic import mosaic
+
+    card = tmp_path / "card"
+    card.mkdir()
+    names = SENECA_8
+    for i, n in enumerate(names):
+        with Image.open(seneca_images(shared_data) / f"{n}.jpg") as im:
+            exif = im.getexif()
+            if i == 3:
+                im = im.resize((810, 607))
+            im.save(card / f"{n}.jpg", exif=exif, quality=90)
+    (card / "notes.jpg").write_text("not a picture")
+    s = mosaic(card, tmp_path / "o.tif")
+    details = {d["name"]: d for d in s["frame_details"]}
+    odd = details[f"{names[3]}.jpg"]
+    assert (
+        odd["how"] == "left out"
+        and "810 x 607 pixels, unlike the flight's 900 x 675" in (odd["reason"])
+    )
+    assert details["notes.jpg"]["reason"] == "not readable as an image"
+    assert s["frames"] == 9 and s["placed_by_sfm"] >= 6
