@@ -179,14 +179,7 @@ def _register_management(sub: argparse._SubParsersAction) -> None:
 
 
 def _boundary_arg(path: Path | None) -> dict | None:
-    from khet.errors import KhetError
-
-    if path is None:
-        return None
-    try:
-        return _read_boundary(path)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise KhetError(f"Cannot read the boundary file {path} ({e}).") from e
+    return None if path is None else _read_boundary(path)
 
 
 def _print(result: dict, args: argparse.Namespace, line: str) -> int:
@@ -357,14 +350,7 @@ def run(args: argparse.Namespace) -> int:
     from khet.vision import radiometry
     from khet.vision.pipeline import analyze
 
-    from khet.errors import KhetError
-
-    clip = None
-    if args.boundary:
-        try:
-            clip = _read_boundary(args.boundary)
-        except (OSError, ValueError) as e:
-            raise KhetError(f"Cannot read the boundary file {args.boundary} ({e}).") from e
+    clip = _boundary_arg(args.boundary)
     bands = [b for b in args.bands.split(",")] if args.bands else None
     calibration = radiometry.Options(
         panel=tuple(args.panel or ()),
@@ -449,12 +435,24 @@ def one_line(summary: dict, out: Path) -> str:
 
 
 def _read_boundary(path: Path) -> dict:
-    data = json.loads(path.read_text())
-    if data.get("type") == "FeatureCollection":
-        feats = data.get("features") or []
-        if not feats:
-            raise ValueError("no features")
-        return feats[0]["geometry"]
-    if data.get("type") == "Feature":
-        return data["geometry"]
-    return data
+    """The field boundary in a GeoJSON file as one (Multi)Polygon geometry in EPSG:4326 (see
+    maps.boundary_geometry); InputError naming the file when it cannot be read or holds no
+    usable polygon. A repair that keeps the field's area is said on stderr."""
+    from khet.vision.maps import boundary_geometry
+
+    from khet.errors import InputError
+
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise InputError(f"Cannot read the boundary file {path} ({e.strerror or e}).") from None
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested past reason
+        raise InputError(f"The boundary file {path} is not GeoJSON ({e}).") from None
+    notes: list[str] = []
+    try:
+        geometry = boundary_geometry(data, notes)
+    except InputError as e:
+        raise InputError(f"{e.message} (in {path})") from None
+    for note in notes:
+        print(f"  note: {note}", file=sys.stderr)
+    return geometry

@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 
-from khet.errors import KhetError
+from khet.errors import InputError, KhetError
 
 if TYPE_CHECKING:  # the pipeline and the plan pass these in; neither is imported at run time
     from khet.vision.pipeline import CellMaps
@@ -115,6 +115,143 @@ def working_transform(scene: Scene, zoom: float) -> Affine:
 def grid_transform(scene: Scene, grid: Grid, zoom: float = 1.0) -> Affine:
     """The transform of the map's cell grid (one pixel of classes.tif per cell)."""
     return working_transform(scene, zoom) @ Affine.scale(grid.cell)
+
+
+#: A self-crossing boundary is repaired (shapely's make_valid) only when that changes the area
+#: it encloses by less than this share: a ring touching itself, a sliver loop. A bow-tie (two
+#: corners swapped) encloses something else once repaired, so it is refused instead.
+BOUNDARY_REPAIR_TOLERANCE = 0.01
+#: A boundary enclosing less is a mistake (points on one line, a sliver), as the service says.
+MIN_BOUNDARY_M2 = 10.0
+_POLYGONS = ("Polygon", "MultiPolygon")
+_GEOMETRIES = (*_POLYGONS, "Point", "MultiPoint", "LineString", "MultiLineString")
+
+
+def boundary_geometry(value: Any, notes: list[str] | None = None) -> dict[str, Any]:
+    """A field boundary as one GeoJSON Polygon or MultiPolygon in longitude/latitude (EPSG:4326)
+    from a bare geometry, a Feature or a FeatureCollection (their polygons together; points and
+    lines beside them are left out). InputError when it holds no polygon with an area, when its
+    points are not longitude/latitude, or when it crosses itself so that a repair would change
+    the field; a repair that does not (see BOUNDARY_REPAIR_TOLERANCE) is said in `notes`."""
+    polygons: list[dict] = []
+    others: list[str] = []
+    _collect_polygons(value, polygons, others, depth=0)
+    if not polygons:
+        found = ", ".join(dict.fromkeys(others)) or "nothing"
+        raise InputError(
+            f"The field boundary holds no polygon (it has {found}): give the field's outline "
+            "as a GeoJSON Polygon or MultiPolygon (a bare geometry, a Feature or a "
+            "FeatureCollection)."
+        )
+    parts = []
+    for poly in polygons:
+        if not isinstance(poly.get("coordinates"), list | tuple):
+            raise InputError(f"The field boundary's {poly['type']} has no coordinates.")
+        try:
+            g = shapely.force_2d(shape(poly))
+        except Exception as e:
+            raise InputError(f"The field boundary is not a valid GeoJSON polygon ({e}).") from None
+        xy = shapely.get_coordinates(g)
+        if not np.isfinite(xy).all():
+            raise InputError("The field boundary's points must be [longitude, latitude] numbers.")
+        bad = (np.abs(xy[:, 0]) > 180) | (np.abs(xy[:, 1]) > 90)
+        if bad.any():
+            lon, lat = xy[bad][0]
+            raise InputError(
+                f"Field boundary point [{lon:g}, {lat:g}] is not a longitude/latitude: the "
+                "boundary must be in WGS84 degrees (EPSG:4326), longitude first."
+            )
+        # Each polygon on its own: parts that overlap each other are one field, as features do.
+        for part in getattr(g, "geoms", [g]):
+            if not part.is_valid:
+                part = _repaired(part, notes)
+            if not part.is_empty and part.area > 0:
+                parts.append(part)
+    if not parts:
+        raise InputError(
+            "The field boundary encloses no area (its points are on one line or repeat one "
+            "point): give the field's outline as a polygon."
+        )
+    union = shapely.union_all(parts)
+    m2 = float(hectares(np.array([union], dtype=object), "EPSG:4326")[0]) * 1e4
+    if math.isfinite(m2) and m2 < MIN_BOUNDARY_M2:
+        raise InputError(
+            f"The field boundary encloses {m2:.2g} m², too small for a field (at least "
+            f"{MIN_BOUNDARY_M2:g} m²): is it the right shape?"
+        )
+    if not isinstance(union, shapely.Polygon | shapely.MultiPolygon):
+        union = shapely.MultiPolygon(
+            [p for p in getattr(union, "geoms", []) if isinstance(p, shapely.Polygon)]
+        )
+    return json.loads(json.dumps(mapping(union)))
+
+
+def _collect_polygons(value: Any, polygons: list[dict], others: list[str], depth: int) -> None:
+    """The Polygon and MultiPolygon geometries of a GeoJSON object, and the names of the
+    other things it holds (for the message when there is no polygon)."""
+    if depth > 8:
+        raise InputError("The field boundary nests GeoJSON collections too deeply.")
+    if not isinstance(value, dict):
+        what = {list: "a list", str: "text", type(None): "null"}.get(type(value), "a number")
+        raise InputError(
+            f"The field boundary must be a GeoJSON object (Polygon, MultiPolygon, Feature or "
+            f"FeatureCollection), not {what}."
+        )
+    kind = value.get("type")
+    if kind == "FeatureCollection":
+        feats = value.get("features")
+        if not isinstance(feats, list | tuple):
+            raise InputError("The field boundary's FeatureCollection has no list of features.")
+        if not feats:
+            others.append("no features")
+        for f in feats:
+            _collect_polygons(f, polygons, others, depth + 1)
+    elif kind == "Feature":
+        if value.get("geometry") is None:
+            others.append("a feature without geometry")
+        else:
+            _collect_polygons(value["geometry"], polygons, others, depth + 1)
+    elif kind == "GeometryCollection":
+        members = value.get("geometries")
+        if not isinstance(members, list | tuple):
+            raise InputError("The field boundary's GeometryCollection has no list of geometries.")
+        for m in members:
+            _collect_polygons(m, polygons, others, depth + 1)
+    elif kind in _POLYGONS:
+        polygons.append(value)
+    elif kind in _GEOMETRIES:
+        others.append(f"a {kind}")
+    else:
+        raise InputError(
+            f"The field boundary is not GeoJSON: its type is {str(kind)[:40]!r}, not Polygon, "
+            "MultiPolygon, Feature or FeatureCollection."
+        )
+
+
+def _repaired(g: Any, notes: list[str] | None) -> Any:
+    """A self-crossing polygon made valid, when that keeps the area it encloses (empty when it
+    encloses none); else InputError saying where it crosses."""
+    from shapely.validation import explain_validity
+
+    why = explain_validity(g)
+    fixed = shapely.make_valid(g)
+    polys = [
+        p
+        for p in getattr(fixed, "geoms", [fixed])
+        if isinstance(p, shapely.Polygon | shapely.MultiPolygon) and p.area > 0
+    ]
+    if not polys:  # a line or a point drawn as a polygon: it encloses nothing
+        return shapely.Polygon()
+    fixed = shapely.union_all(polys)
+    if abs(fixed.area - abs(float(g.area))) > BOUNDARY_REPAIR_TOLERANCE * fixed.area:
+        raise InputError(
+            f"The field boundary crosses itself ({why}), so which side is the field is "
+            "unclear: redraw it as one outline that does not cross (e.g. in QGIS: Vector > "
+            "Geometry Tools > Check Validity)."
+        )
+    if notes is not None:
+        notes.append(f"The field boundary was repaired ({why}); the area it encloses is kept.")
+    return fixed
 
 
 def clip_mask(geometry: dict, scene: Scene, grid: Grid, zoom: float = 1.0) -> np.ndarray | None:

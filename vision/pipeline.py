@@ -106,6 +106,8 @@ def analyze(
     """
     check_tiling(tile_size, overlap)
     check_title(title)
+    if clip is not None:
+        clip = maps.boundary_geometry(clip)
     settings = settings or get_settings()
     if is_flight(inputs):
         from khet.vision.mosaic import analyze_flight

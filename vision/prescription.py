@@ -41,7 +41,7 @@ import shapely
 from affine import Affine
 from khet.vision import products
 from khet.vision.indices import BY_NAME, NODATA, VIGOUR_ORDER
-from khet.vision.maps import NODATA_CLASS, _reprojector, hectares
+from khet.vision.maps import NODATA_CLASS, _reprojector, boundary_geometry, hectares
 from khet.vision.outputs import staging, write_cog, write_json
 from khet.vision.summary import Summary
 from rasterio import features
@@ -231,11 +231,8 @@ def _footprint(folder: Path, summary: Summary, pixel_transform: Affine, transfor
 
 
 def _boundary_in(boundary: dict, crs: CRS):
+    g = boundary_geometry(boundary)  # InputError unless it holds a polygon with an area
     try:
-        g = boundary.get("geometry", boundary) if isinstance(boundary, dict) else boundary
-        if isinstance(g, dict) and g.get("type") == "FeatureCollection":
-            g = shapely.union_all([shape(f["geometry"]) for f in g["features"]])
-            g = mapping(g)
         local = shape(transform_geom("EPSG:4326", crs, g))
     except Exception as e:
         raise InputError(f"The field boundary is not a valid GeoJSON geometry ({e}).") from e

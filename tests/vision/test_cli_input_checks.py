@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 
 from khet.cli import main
 from tests.vision.rasters import field_rgb, write_geotiff
@@ -133,3 +134,192 @@ def test_title_at_the_limit_is_kept(tmp_path, field_tif, capsys):
     assert code == 0, err
     assert json.loads((out / "summary.json").read_text())["title"] == title
     assert (out / "preview.png").stat().st_size > 0
+
+
+# -- 3. field boundary ---------------------------------------------------------------------------
+
+
+def _lonlat(*pixels: tuple[float, float]) -> list[list[float]]:
+    """Pixel (column, row) positions of the generated field as [lon, lat] points."""
+    from rasterio.warp import transform
+
+    from tests.vision.rasters import ORIGIN, UTM43N
+
+    xs = [ORIGIN[0] + c * 0.05 for c, _ in pixels]
+    ys = [ORIGIN[1] - r * 0.05 for _, r in pixels]
+    lon, lat = transform(UTM43N, "EPSG:4326", xs, ys)
+    return [[a, b] for a, b in zip(lon, lat, strict=True)]
+
+
+def _polygon(*pixels: tuple[float, float]) -> dict:
+    ring = _lonlat(*pixels)
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+def _write(path: Path, data) -> Path:
+    import json
+
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def _feature(geometry) -> dict:
+    return {"type": "Feature", "properties": {"name": "plot 7"}, "geometry": geometry}
+
+
+WEST_HALF = ((0, 0), (128, 0), (128, 256), (0, 256))
+
+
+def _not_a_field() -> list[tuple[str, object, tuple[str, ...]]]:
+    centre = _lonlat((128, 128))[0]
+    return [
+        ("list", [1, 2, 3], ("GeoJSON object", "not a list")),
+        ("point", {"type": "Point", "coordinates": centre}, ("no polygon", "Point")),
+        (
+            "line",
+            _feature({"type": "LineString", "coordinates": _lonlat((0, 0), (256, 256))}),
+            ("no polygon", "LineString"),
+        ),
+        ("null", _feature(None), ("no polygon", "without geometry")),
+        ("empty", {"type": "FeatureCollection", "features": []}, ("no polygon", "no features")),
+        (
+            "bowtie",  # two corners swapped: the outline crosses itself in the middle
+            _feature(_polygon((0, 0), (256, 256), (256, 0), (0, 256))),
+            ("crosses itself", "redraw"),
+        ),
+        (
+            "utm",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[350000, 3500000], [350010, 3500000], [350010, 3499990], [350000, 3500000]]
+                ],
+            },
+            ("not a longitude/latitude", "EPSG:4326"),
+        ),  # fmt: skip
+        ("flat", _polygon((0, 0), (128, 128), (256, 256)), ("too small for a field",)),
+        ("tiny", _polygon((0, 0), (40, 0), (40, 40), (0, 40)), ("encloses 4 m²", "at least 10")),
+        ("text", "not json {", ("not GeoJSON",)),
+    ]
+
+
+def test_boundary_without_a_field_polygon_is_refused(tmp_path, field_tif, earlier, capsys):
+    before = _snapshot(earlier)
+    for name, data, words in _not_a_field():
+        path = _write(tmp_path / f"{name}.geojson", data)
+        code, _, err = _khet(capsys, "analyze", field_tif, "-o", earlier, "--boundary", path)
+        _refused(code, err, *words, path.name)
+        fresh = tmp_path / f"out-{name}"
+        code, _, err = _khet(capsys, "analyze", field_tif, "-o", fresh, "--boundary", path)
+        _refused(code, err, *words)
+        assert not fresh.exists(), name
+    assert _snapshot(earlier) == before
+    missing = tmp_path / "missing.geojson"
+    code, _, err = _khet(capsys, "analyze", field_tif, "-o", earlier, "--boundary", missing)
+    _refused(code, err, "Cannot read the boundary file", "missing.geojson")
+    assert _snapshot(earlier) == before
+
+
+def _area(out: Path) -> float:
+    import json
+
+    return json.loads((out / "summary.json").read_text())["area_total_ha"]
+
+
+def test_boundary_polygons_are_found_in_collections_and_repaired(tmp_path, field_tif, capsys):
+    whole = 256 * 256 * 0.05**2 / 1e4
+    # A FeatureCollection with a gate marker (a Point) beside the field: the polygon counts.
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            _feature({"type": "Point", "coordinates": _lonlat((10, 10))[0]}),
+            _feature(_polygon(*WEST_HALF)),
+        ],
+    }
+    out = tmp_path / "fc"
+    code, _, err = _khet(
+        capsys, "analyze", field_tif, "-o", out, "--boundary", _write(tmp_path / "fc.json", fc)
+    )
+    assert code == 0, err
+    assert _area(out) == pytest.approx(whole / 2, rel=0.05)
+    # Two features (west and east halves) are one field: all of it, not the first feature only.
+    east = ((128, 0), (256, 0), (256, 256), (128, 256))
+    both = {"type": "FeatureCollection", "features": [_feature(_polygon(*WEST_HALF)),
+                                                      _feature(_polygon(*east))]}  # fmt: skip
+    out = tmp_path / "both"
+    code, _, err = _khet(
+        capsys, "analyze", field_tif, "-o", out, "--boundary", _write(tmp_path / "b.json", both)
+    )
+    assert code == 0, err
+    assert _area(out) == pytest.approx(whole, rel=0.02)
+    # An outline that touches itself at one corner (a pinched field, drawn in one ring) is
+    # invalid to GEOS but encloses a clear area: repaired, said on stderr, and clipped to it.
+    pinched = _polygon((0, 0), (256, 0), (128, 128), (256, 256), (0, 256), (128, 128))
+    out = tmp_path / "pinched"
+    path = _write(tmp_path / "pinched.json", _feature(pinched))
+    code, _, err = _khet(capsys, "analyze", field_tif, "-o", out, "--boundary", path)
+    assert code == 0, err
+    assert "boundary was repaired" in err and "Traceback" not in err
+    # The same two triangles drawn as a valid MultiPolygon give the same map.
+    top, bottom = _polygon((0, 0), (256, 0), (128, 128)), _polygon((128, 128), (256, 256), (0, 256))
+    two = {"type": "MultiPolygon", "coordinates": [top["coordinates"], bottom["coordinates"]]}
+    drawn = tmp_path / "two"
+    code, _, err = _khet(
+        capsys, "analyze", field_tif, "-o", drawn, "--boundary", _write(tmp_path / "t.json", two)
+    )
+    assert code == 0 and "repaired" not in err, err
+    assert _area(out) == _area(drawn) and 0.4 * whole < _area(out) < 0.6 * whole
+    with rasterio.open(out / "classes.tif") as a, rasterio.open(drawn / "classes.tif") as b:
+        assert (a.read(1) == b.read(1)).all()
+
+
+@pytest.fixture(scope="module")
+def mica_map(tmp_path_factory) -> Path:
+    """The MicaSense crop analysed as `make demo` does (with its panel capture)."""
+    out = tmp_path_factory.mktemp("mica") / "map"
+    assert main(["analyze", str(CROP), "--panel", str(PANEL), "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def mica(mica_map, tmp_path) -> Path:
+    """A fresh copy of the analysed crop for each test (zones are written into the folder)."""
+    import shutil
+
+    dst = tmp_path / "map"
+    shutil.copytree(mica_map, dst)
+    return dst
+
+
+def test_zones_and_spot_refuse_a_boundary_without_a_field(mica, tmp_path, capsys):
+    code, _, err = _khet(capsys, "zones", mica, "-n", "3")
+    assert code == 0, err
+    code, _, err = _khet(capsys, "prescription", "spot", mica)
+    assert code == 0, err
+    before = _snapshot(mica)
+    lon, lat = -119.43526, 36.57608  # the capture's GPS position
+    d = 0.0001
+    bowtie = [[lon - d, lat - d], [lon + d, lat + d], [lon + d, lat - d], [lon - d, lat + d]]
+    for name, data, words in [
+        ("point", {"type": "Point", "coordinates": [lon, lat]}, ("no polygon", "Point")),
+        ("list", [1, 2, 3], ("GeoJSON object",)),
+        ("null", _feature(None), ("no polygon",)),
+        (
+            "bowtie",
+            _feature({"type": "Polygon", "coordinates": [[*bowtie, bowtie[0]]]}),
+            ("crosses itself",),
+        ),
+    ]:
+        path = _write(tmp_path / f"{name}.geojson", data)
+        for command in (("zones", mica, "-n", "3"), ("prescription", "spot", mica)):
+            code, _, err = _khet(capsys, *command, "--boundary", path)
+            _refused(code, err, *words, path.name)
+    assert _snapshot(mica) == before
+    # A real polygon around the capture still clips both.
+    square = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
+    path = _write(
+        tmp_path / "ok.geojson",
+        _feature({"type": "Polygon", "coordinates": [[*square, square[0]]]}),
+    )
+    code, _, err = _khet(capsys, "zones", mica, "-n", "2", "--boundary", path)
+    assert code == 0, err
