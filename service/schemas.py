@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from khet.vision.gsd import GSD_MAX_M, GSD_MIN_M
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # No control characters, and no bidirectional overrides or isolates (U+202A-U+202E,
@@ -205,8 +206,8 @@ class FlightIn(Strict):
     captured_at: datetime | None = Field(None, description="When the flight was flown (ISO 8601)")
     gsd: float | None = Field(
         None,
-        gt=0,
-        lt=1000,
+        ge=GSD_MIN_M,
+        lt=GSD_MAX_M,
         description="Ground sample distance in metres per pixel (e.g. 0.03), for imagery whose "
         "files do not tell it (a photo without its flying height). Default: from the files.",
     )

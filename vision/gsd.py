@@ -24,6 +24,10 @@ from khet.vision.exif import CameraFacts
 from khet.vision.summary import Gsd
 from rasterio.crs import CRS
 
+# A stated ground sample distance outside these (metres per pixel) is a typo, not imagery: a
+# hundredth of a millimetre is a microscope's, a kilometre a weather satellite's.
+GSD_MIN_M, GSD_MAX_M = 1e-5, 1000.0
+
 #: Sensor pixel pitch (mm) of common drone cameras, by EXIF Model, for files without
 #: FocalPlaneXResolution. Sensor width / image width from the makers' specifications.
 CAMERA_PIXEL_PITCH_MM: dict[str, float] = {

@@ -647,10 +647,10 @@ def open_scene(
     none)."""
     settings = settings or get_settings()
     apply_gdal_env(settings)
-    if gsd is not None and not (0 < gsd < 1000 and np.isfinite(gsd)):
+    if gsd is not None and not (gsd_.GSD_MIN_M <= gsd < gsd_.GSD_MAX_M and np.isfinite(gsd)):
         raise InputError(
-            f"A ground sample distance of {gsd} does not work: give metres per pixel, "
-            "e.g. --gsd 0.03 for 3 cm."
+            f"A ground sample distance of {gsd} does not work: give metres per pixel, from "
+            f"{gsd_.GSD_MIN_M:g} to {gsd_.GSD_MAX_M:g}, e.g. --gsd 0.03 for 3 cm."
         )
     files = resolve_inputs(inputs)
     if len(files) == 1 and calibration is not None and calibration.panel:

@@ -50,7 +50,7 @@ def test_stated_gsd_is_used_and_shown(api, tmp_path, use_test_models):
     assert "2.0 cm" in c.get(f"/flights/{flight['id']}").text
 
 
-@pytest.mark.parametrize("gsd", [0, -1, 5000, "abc"])
+@pytest.mark.parametrize("gsd", [0, -1, 1e-7, 5000, "abc"])
 def test_bad_gsd_is_refused(api, tmp_path, gsd):
     alice = api.user()
     _, field = api.farm_field(alice)

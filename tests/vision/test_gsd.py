@@ -14,6 +14,7 @@ import pytest
 from khet.vision.scene import open_scene
 from PIL import Image
 
+from khet.errors import InputError
 from tests.vision.rasters import field_rgb, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +117,11 @@ def test_user_gsd_wins_and_bad_values_are_refused(tmp_path):
     )
     assert r.returncode == 2 and "metres per pixel" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+    for typo in (1e-7, 1000.0, float("nan")):  # a microscope's, past a weather satellite's
+        with pytest.raises(InputError, match="from 1e-05 to 1000"):
+            open_scene(p, gsd=typo)
+    with open_scene(p, gsd=1e-5) as s:  # the smallest accepted
+        assert s.gsd.metres == 1e-5
 
 
 def test_gsd_in_summary_and_frame_areas_in_approximate_hectares(tmp_path, use_test_models):
