@@ -211,7 +211,8 @@ def run_zones(args: argparse.Namespace) -> int:
         for z in res["zones"]
     ]
     line = (
-        f"{args.folders[0] / res['files']['geojson']}: {len(res['zones'])} zones, "
+        f"{args.folders[0] / res['files']['geojson']}: {len(res['zones'])} "
+        f"{'zone' if len(res['zones']) == 1 else 'zones'}, "
         f"{', '.join(parts)} — {res['method']['name']}"
     )
     return _print(res, args, line)

@@ -379,7 +379,10 @@ def make_zones(
     if method not in ("kmeans", "natural-breaks"):
         raise InputError(f"Unknown zoning method {method!r}: use kmeans or natural-breaks.")
     if min_zone_ha is not None and not (0 <= min_zone_ha < 1e5):
-        raise InputError("The minimum zone area must be zero or more hectares.")
+        raise InputError(
+            f"The minimum zone area must be zero or more hectares, under 100,000 (got "
+            f"{min_zone_ha:g})."
+        )
     if not (0 <= smooth <= 10):
         raise InputError("Smoothing must be 0 to 10 cells.")
     grid = open_map(folders[0], boundary)
@@ -400,6 +403,20 @@ def make_zones(
     valid = grid.valid & np.all([np.isfinite(v) for v in layers], axis=0)
     if valid.sum() < 2 * MAX_ZONES:
         raise InputError("Too few analysed cells with an index value to make zones.")
+    # The minimum zone area, checked against the field before the clustering.
+    cell_ha = float(hectares(np.array([_cell(grid, 0, 0)], dtype=object), grid.crs)[0])
+    mapped_ha = float(valid.sum()) * cell_ha
+    min_ha = DEFAULT_MIN_ZONE_SHARE * mapped_ha if min_zone_ha is None else float(min_zone_ha)
+    if min_ha > mapped_ha / MIN_ZONES:  # a larger minimum cannot be honoured by two zones
+        what = "larger than the whole" if min_ha > mapped_ha else "more than half the"
+        raise InputError(
+            f"The minimum zone area ({_ha(min_ha)}) is {what} mapped field ({_ha(mapped_ha)}), "
+            f"so no {MIN_ZONES} zones can be that large: give at most "
+            f"{_ha(mapped_ha / MIN_ZONES, down=True)} (or leave --min-zone-ha out: "
+            f"{DEFAULT_MIN_ZONE_SHARE:.0%} of the field)."
+        )
+    # A patch can be no larger than the map: GDAL's sieve takes sizes below the raster's.
+    min_cells = min(max(1, math.ceil(min_ha / cell_ha - 1e-9)), valid.size - 1)
     feats = []
     for v in layers:
         sm = _smooth(v, valid, smooth)[valid].astype(np.float64)
@@ -436,10 +453,6 @@ def make_zones(
     zone = np.full(grid.classes.shape, ZONE_NODATA, np.uint8)
     zone[valid] = (rank[labels] + 1).astype(np.uint8)
     # Spatial coherence: patches under the minimum zone area join their largest neighbour.
-    cell_ha = float(hectares(np.array([_cell(grid, 0, 0)], dtype=object), grid.crs)[0])
-    mapped_ha = float(valid.sum()) * cell_ha
-    min_ha = DEFAULT_MIN_ZONE_SHARE * mapped_ha if min_zone_ha is None else float(min_zone_ha)
-    min_cells = max(1, math.ceil(min_ha / cell_ha - 1e-9))
     if min_cells > 1:
         sieved = features.sieve(zone, size=min_cells, mask=valid, connectivity=4)
         zone = np.where(valid, sieved, ZONE_NODATA).astype(np.uint8)
@@ -547,6 +560,15 @@ def make_zones(
         st.commit()
     remove_stale(grid.folder)
     return result
+
+
+def _ha(ha: float, down: bool = False) -> str:
+    """An area for a message: hectares, or square metres under a tenth of a hectare (`down`:
+    rounded down, for a limit)."""
+    cut = math.floor if down else round
+    if ha >= 0.1:
+        return f"{cut(ha * 100) / 100:,.2f} ha"
+    return f"{cut(ha * 1e4):,.0f} m²"
 
 
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:

@@ -6,6 +6,9 @@ crop in tests/fixtures analysed as `make demo` does."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +101,6 @@ def test_overlap_out_of_range_is_refused_up_front(tmp_path, field_tif, capsys, a
 def test_tile_size_in_range_is_used(tmp_path, field_tif, capsys):
     """The accepted range is honoured, not only the refusals: the test model's own 32 px tiles
     with an overlap (the stride, 16 px, is then the map's cell)."""
-    import json
-
     out = tmp_path / "out"
     code, _, err = _khet(
         capsys, "analyze", field_tif, "-o", out, "--tile-size", "32", "--overlap", "16", "--json"
@@ -126,8 +127,6 @@ def test_too_long_title_is_refused_before_the_analysis(tmp_path, field_tif, earl
 
 
 def test_title_at_the_limit_is_kept(tmp_path, field_tif, capsys):
-    import json
-
     title = "Plot 7 — " + "n" * (2000 - len("Plot 7 — "))
     out = tmp_path / "out"
     code, _, err = _khet(capsys, "analyze", field_tif, "-o", out, "--title", title)
@@ -157,8 +156,6 @@ def _polygon(*pixels: tuple[float, float]) -> dict:
 
 
 def _write(path: Path, data) -> Path:
-    import json
-
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     return path
 
@@ -221,8 +218,6 @@ def test_boundary_without_a_field_polygon_is_refused(tmp_path, field_tif, earlie
 
 
 def _area(out: Path) -> float:
-    import json
-
     return json.loads((out / "summary.json").read_text())["area_total_ha"]
 
 
@@ -284,8 +279,6 @@ def mica_map(tmp_path_factory) -> Path:
 @pytest.fixture
 def mica(mica_map, tmp_path) -> Path:
     """A fresh copy of the analysed crop for each test (zones are written into the folder)."""
-    import shutil
-
     dst = tmp_path / "map"
     shutil.copytree(mica_map, dst)
     return dst
@@ -323,3 +316,49 @@ def test_zones_and_spot_refuse_a_boundary_without_a_field(mica, tmp_path, capsys
     )
     code, _, err = _khet(capsys, "zones", mica, "-n", "2", "--boundary", path)
     assert code == 0, err
+
+
+# -- 4. minimum zone area ------------------------------------------------------------------------
+
+
+def _field_m2(folder: Path) -> float:
+    return json.loads((folder / "summary.json").read_text())["area_total_ha"] * 1e4
+
+
+def _m2_in(text: str, after: str) -> float:
+    m = re.search(re.escape(after) + r" \(([\d,]+) m²\)", text)
+    assert m, text
+    return float(m.group(1).replace(",", ""))
+
+
+def test_minimum_zone_larger_than_the_field_is_refused(mica, capsys, monkeypatch):
+    code, _, err = _khet(capsys, "zones", mica, "-n", "3")
+    assert code == 0, err
+    before = _snapshot(mica)
+    field = _field_m2(mica)  # 563 m² of analysed cells
+
+    from khet.vision import prescription
+
+    def no_clustering(*args, **kwargs):
+        raise AssertionError("clustered before checking the minimum zone area")
+
+    with monkeypatch.context() as m:
+        m.setattr(prescription, "_cluster", no_clustering)
+        # Was `ValueError: size must be smaller than size of image` from the sieve.
+        code, _, err = _khet(capsys, "zones", mica, "--min-zone-ha", "1000")
+        _refused(code, err, "minimum zone area (1,000.00 ha)", "larger than the whole mapped field")
+        assert _m2_in(err, "mapped field") == pytest.approx(field, rel=0.01)
+        # More than half the field: two zones cannot both be that large (the sieve left two
+        # zones of 305 and 258 m² for a minimum of 500 m²).
+        code, _, err = _khet(capsys, "zones", mica, "-n", "2", "--min-zone-ha", "0.05")
+        _refused(code, err, "(500 m²)", "more than half the mapped field", "give at most")
+    assert _snapshot(mica) == before
+    # The largest minimum it names is accepted.
+    found = re.search(r"give at most ([\d,]+) m²", err)
+    assert found, err
+    most = float(found.group(1).replace(",", ""))
+    code, out, err = _khet(capsys, "zones", mica, "--min-zone-ha", str(most / 1e4), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["method"]["min_zone_ha"] == pytest.approx(most / 1e4)
+    assert sum(z["area_ha"] for z in res["zones"]) == pytest.approx(field / 1e4, rel=0.005)
