@@ -855,7 +855,9 @@ def _check_band_file(ds, f: Path, settings: Settings, size: tuple[int, int] | No
     _check_dataset(ds, f, settings)
     if ds.count != 1:
         raise InputError(
-            f"{f.name} has {ds.count} bands; a multi-file capture has one band per file."
+            f"{f.name} has {ds.count} bands, so the files given are not the band files of one "
+            "capture (one band per file, as IMG_0001_1.tif ... IMG_0001_5.tif). Analyze one "
+            "image at a time, or give the frames of a flight to mosaic them."
         )
     if size and (ds.height, ds.width) != size:
         raise InputError(f"{f.name} is {ds.width} x {ds.height}, unlike the other band files.")

@@ -323,3 +323,11 @@ def test_stated_gsd_on_a_frame_without_georeference_gives_no_pixel_area_warning(
         assert NO_GEOREF_PIXELS in s.warnings and s.gsd.metres is None
     with open_scene(p, gsd=0.01) as s:
         assert NO_GEOREF_PIXELS not in s.warnings and s.gsd.metres == pytest.approx(0.01)
+
+
+def test_several_whole_images_are_not_taken_for_band_files(tmp_path):
+    a = write_geotiff(tmp_path / "a.tif", field_rgb())
+    b = write_geotiff(tmp_path / "b.tif", field_rgb(seed=2))
+    with pytest.raises(InputError, match="not the band files of one capture") as e:
+        open_scene([a, b])
+    assert "Analyze one image at a time" in str(e.value)
