@@ -66,6 +66,11 @@ def from_crs(crs: CRS, transform, width: int, height: int) -> Gsd | None:
     if crs.is_projected:
         unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
         m = (px + py) / 2 * unit
+        if not GSD_MIN_M <= m < GSD_MAX_M:  # a climate grid, or a wrong georeference
+            return Gsd(
+                detail=f"the pixel size of {crs.to_string()}, {m:g} m, is outside what Khet maps "
+                f"({GSD_MIN_M:g} to {GSD_MAX_M:g} m)"
+            )
         return Gsd(metres=m, source="crs", detail=f"pixel size of {crs.to_string()}")
     if crs.is_geographic:
         from pyproj import Geod

@@ -141,3 +141,11 @@ def test_gsd_in_summary_and_frame_areas_in_approximate_hectares(tmp_path, use_te
     assert any("approximate" in w for w in summary["warnings"])
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert on_disk["layers"]["classes"]["method"] in ("model", "rows", "index")
+
+
+def test_a_pixel_size_beyond_what_khet_maps_is_said_as_such(tmp_path):
+    """A 1 km pixel (a climate grid, or a wrong georeference) is not an unknown CRS unit."""
+    p = write_geotiff(tmp_path / "coarse.tif", field_rgb(), res=1000.0)
+    with open_scene(p) as s:
+        assert s.gsd.metres is None and s.gsd.source == "unknown"
+        assert "1000 m, is outside what Khet maps" in s.gsd.detail
