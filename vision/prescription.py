@@ -118,7 +118,7 @@ class FieldGrid:
     pixel_transform: Affine  # as stored in the files (image pixels when not georeferenced)
     placement: Literal["georeference", "approximate"]
     placement_note: str
-    field_geom: Any  # shapely geometry in `crs`: the mapped area, clipped to the boundary
+    field_geom: Any  # shapely geometry in `crs`: the imaged area, clipped to the boundary
     valid: np.ndarray  # cells with a class, inside the field
     warnings: list[str] = field(default_factory=list)
     coarsened: int = 1  # map cells per grid cell side (zones of very large maps)
@@ -659,6 +659,19 @@ def _zone_polygons(grid: FieldGrid, zone: np.ndarray, n: int) -> list:
     return out
 
 
+def analysed_area(grid: FieldGrid):
+    """The field's analysed cells (`grid.valid`) as a MultiPolygon in the grid's CRS, clipped
+    to the field: what the map's area counts, without its no-data cells."""
+    cells = [
+        shape(g)
+        for g, v in features.shapes(
+            grid.valid.astype(np.uint8), mask=grid.valid, transform=grid.transform, connectivity=4
+        )
+        if v == 1
+    ]
+    return _polygonal(shapely.union_all(cells).intersection(grid.field_geom))
+
+
 def _polygonal(g):
     """Only the polygons of a geometry (an intersection may add lines and points), as a
     MultiPolygon."""
@@ -897,8 +910,12 @@ def spot_spray(
     pieces = list(getattr(merged, "geoms", [merged])) if not merged.is_empty else []
     kept = [p for p in pieces if p.area >= min_patch_m2]
     spray = shapely.union_all([p.buffer(margin_m, quad_segs=4) for p in kept]) if kept else None
-    spray = _polygonal(spray.intersection(grid.field_geom)) if spray is not None else None
-    field_ll = _to_4326([_polygonal(grid.field_geom)], grid.crs)[0]
+    # The field sprayed, and blanket-sprayed in the comparison, is what the map analysed: its
+    # cells with a class inside the field (as summary.json and the zones count it), not the
+    # no-data margins of the image's extent.
+    analysed = analysed_area(grid)
+    spray = _polygonal(spray.intersection(analysed)) if spray is not None else None
+    field_ll = _to_4326([analysed], grid.crs)[0]
     field_ha = float(hectares(np.array([field_ll], dtype=object), "EPSG:4326")[0])
     spray_ll = _to_4326([spray], grid.crs)[0] if spray is not None else shapely.MultiPolygon()
     spray_ha = (
@@ -935,7 +952,7 @@ def spot_spray(
             f"{how_cells} {target} cells of the map ".lstrip()
             + f"({math.sqrt(abs(grid.transform.determinant)):.2f} m), "
             f"patches under {min_patch_m2:g} m² left out, buffered by {margin_m:g} m, merged "
-            "and clipped to the field"
+            "and clipped to the field's analysed cells"
         ),
         "placement": grid.placement,
         "placement_note": grid.placement_note,

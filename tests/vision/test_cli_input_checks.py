@@ -362,3 +362,39 @@ def test_minimum_zone_larger_than_the_field_is_refused(mica, capsys, monkeypatch
     res = json.loads(out)
     assert res["method"]["min_zone_ha"] == pytest.approx(most / 1e4)
     assert sum(z["area_ha"] for z in res["zones"]) == pytest.approx(field / 1e4, rel=0.005)
+
+
+# -- 5. the field a spot-spray map is compared with ----------------------------------------------
+
+
+def test_spot_spray_field_is_the_analysed_area(mica, capsys):
+    summary = json.loads((mica / "summary.json").read_text())
+    with rasterio.open(mica / "classes.tif") as src:
+        classes = src.read(1)
+    assert (classes == 255).mean() > 0.05  # the band-alignment margins hold no data
+    field_ha = summary["area_total_ha"]  # 563 m²; the image's whole extent is 610 m²
+    code, out, err = _khet(capsys, "prescription", "spot", mica, "--rate", "80", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["field_ha"] == pytest.approx(field_ha, rel=0.002)
+    assert res["blanket_total"] == pytest.approx(80 * res["field_ha"], abs=1e-3)
+    assert 0 < res["sprayed_ha"] <= res["field_ha"]
+    assert res["sprayed_share"] == pytest.approx(res["sprayed_ha"] / res["field_ha"], abs=1e-4)
+    # The same area as the zones'.
+    code, out, err = _khet(capsys, "zones", mica, "-n", "3", "--json")
+    assert code == 0, err
+    assert sum(z["area_ha"] for z in json.loads(out)["zones"]) == pytest.approx(
+        res["field_ha"], rel=0.002
+    )
+    # The line a person reads says the map's area.
+    code, out, err = _khet(capsys, "prescription", "spot", mica)
+    assert code == 0, err
+    assert f"of {field_ha * 1e4:.0f} m² (" in out, out
+    # Spraying every plant with a wide margin still sprays no more than the analysed field.
+    code, out, err = _khet(
+        capsys, "prescription", "spot", mica, "--target", "vegetation", "--margin", "5", "--json"
+    )
+    assert code == 0, err
+    every = json.loads(out)
+    assert every["field_ha"] == pytest.approx(res["field_ha"], rel=1e-6)
+    assert res["sprayed_ha"] < every["sprayed_ha"] <= every["field_ha"] * 1.0001
