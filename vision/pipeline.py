@@ -40,7 +40,7 @@ from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.plan import Plan, make_plan
 from khet.vision.scene import Scene, is_all_valid, open_scene
-from khet.vision.summary import SCHEMA_VERSION, Summary
+from khet.vision.summary import SCHEMA_VERSION, Summary, Text
 from pydantic import TypeAdapter, ValidationError
 from rasterio.windows import Window
 
@@ -55,7 +55,7 @@ Progress = Callable[[int, int], None]
 #: strip's width per worker), and past this no model Khet trains or ships is meant to run.
 MIN_TILE, MAX_TILE = 16, 1024
 #: What summary.json accepts as a title (checked before the analysis, not after it).
-_TITLE: TypeAdapter[str | None] = TypeAdapter(Summary.model_fields["title"].annotation)
+_TITLE: TypeAdapter[str | None] = TypeAdapter(Text | None)  # Summary.title
 
 
 @dataclass
