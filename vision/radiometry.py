@@ -106,6 +106,16 @@ class Options:
             raise InputError(
                 f"Unknown calibration {self.method!r}: use one of {', '.join(METHODS)}."
             )
+        if self.panel_reflectance is not None and not self.panel:
+            raise InputError(
+                "--panel-reflectance is the reflectance of the panel capture named with --panel: "
+                "give --panel too (the light sensor needs no panel values)."
+            )
+
+    @property
+    def stated(self) -> bool:
+        """Whether anything was asked of the calibration beyond its default."""
+        return bool(self.panel) or self.method != "auto" or self.panel_reflectance is not None
 
 
 def parse_panel_reflectance(text: str) -> float | dict[str, float]:
@@ -138,7 +148,10 @@ def parse_panel_reflectance(text: str) -> float | dict[str, float]:
                 f"Panel reflectance {part.strip()!r} is not BAND=VALUE; write e.g. "
                 "--panel-reflectance blue=0.67,green=0.69,red=0.68,nir=0.61,rededge=0.67."
             )
-        out[normalise_band_name(name)] = number(value, f"for {name.strip()}: ")
+        band = normalise_band_name(name)
+        if band in out:
+            raise InputError(f"--panel-reflectance gives {name.strip()} twice: give it once.")
+        out[band] = number(value, f"for {name.strip()}: ")
     return out
 
 
@@ -827,6 +840,12 @@ def _panel_reflectance(
     if isinstance(given, int | float):
         return {b: float(given) for b in bands}, "given by the user (--panel-reflectance)"
     if isinstance(given, Mapping):
+        unknown = [b for b in given if b not in bands]
+        if unknown:
+            raise InputError(
+                f"--panel-reflectance names {', '.join(unknown)}, which the capture does not "
+                f"have: its bands are {', '.join(bands)}."
+            )
         lacking = [b for b in bands if b not in given]
         if lacking:
             raise InputError(

@@ -653,10 +653,10 @@ def open_scene(
             f"{gsd_.GSD_MIN_M:g} to {gsd_.GSD_MAX_M:g}, e.g. --gsd 0.03 for 3 cm."
         )
     files = resolve_inputs(inputs)
-    if len(files) == 1 and calibration is not None and calibration.panel:
+    if len(files) == 1 and calibration is not None and calibration.stated:
         raise InputError(
-            "--panel calibrates the band files of a multispectral capture (MicaSense); "
-            f"{files[0].name} is a single image."
+            "--panel, --panel-reflectance and --calibration calibrate the band files of a "
+            f"multispectral capture (MicaSense); {files[0].name} is a single image."
         )
     scene = (
         _open_single(files[0], bands, settings)

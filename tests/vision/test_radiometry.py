@@ -22,6 +22,7 @@ from khet.vision.scene import open_scene
 from rasterio.windows import Window
 
 from khet.errors import InputError, KhetError
+from tests.vision.rasters import field_rgb, write_geotiff
 from tests.vision.tiffcopy import copy_band_file
 
 FIXTURE = Path("tests/fixtures/micasense_crop")
@@ -315,6 +316,19 @@ def test_panel_problems_are_clear_errors(tmp_path):
         open_scene(FIXTURE, calibration=opts)
     with pytest.raises(KhetError, match="--panel-reflectance"):
         rm._panel_reflectance("RP02-9999999-SC", {}, ["red"], rm.Options())
+    # Options that would be ignored without a word are refused instead.
+    with pytest.raises(InputError, match="names foo, which the capture does not have"):
+        given = rm.parse_panel_reflectance("foo=0.5,blue=0.5,green=0.5,red=0.5,nir=0.5,re=0.5")
+        open_scene(FIXTURE, calibration=rm.Options(panel=(PANEL_FIXTURE,), panel_reflectance=given))
+    with pytest.raises(InputError, match="gives blue twice"):
+        rm.parse_panel_reflectance("blue=0.5,blue=0.6")
+    with pytest.raises(InputError, match="give --panel too"):
+        rm.Options(panel_reflectance=0.5)
+    rgb = write_geotiff(tmp_path / "rgb.tif", field_rgb())
+    with pytest.raises(InputError, match="single image"):
+        open_scene(rgb, calibration=rm.Options(method="panel"))
+    with open_scene(rgb, calibration=rm.Options()) as s:  # the default asks for nothing
+        assert s.bands == ("red", "green", "blue")
 
 
 def test_panel_reflectance_given_by_the_user_scales_the_result():
