@@ -292,6 +292,15 @@ class Bundle:
         return np.asarray(out, dtype=np.float32)
 
     @cached_property
+    def input_size(self) -> int | None:
+        """The tile size the graph takes when it fixes one (its input's last axis), else None."""
+        if self._session is None:
+            self.load()
+        shape = self._session.get_inputs()[0].shape
+        side = shape[-1] if shape else None
+        return side if isinstance(side, int) and side > 0 else None
+
+    @cached_property
     def outputs(self) -> frozenset[str]:
         """The names of the graph's outputs."""
         if self._session is None:

@@ -214,6 +214,12 @@ def _model_plan(
     if info.gsd_m is not None and g is not None and abs(g / info.gsd_m - 1) > SAME_GSD:
         zoom, working = g / info.gsd_m, info.gsd_m
     tile = tile_size or info.tile_size
+    fixed = bundle.input_size
+    if fixed is not None and tile != fixed:
+        raise InputError(
+            f"Model {info.name} takes tiles of {fixed} px only (its graph fixes the size); "
+            f"leave out --tile-size, or give --tile-size {fixed}."
+        )
     ov = info.overlap if overlap is None else overlap
     if tile <= 0 or ov < 0 or ov >= tile or (tile - ov) % 2 or ov % 2:
         raise KhetError(

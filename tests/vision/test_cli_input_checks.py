@@ -111,6 +111,21 @@ def test_tile_size_in_range_is_used(tmp_path, field_tif, capsys):
     assert np.isclose(s["area_total_ha"], 256 * 256 * 0.05**2 / 1e4, rtol=0.01)
 
 
+def test_tile_size_a_model_cannot_take_is_refused(tmp_path, capsys):
+    """The shipped drone model's graph takes 256 px tiles only: another --tile-size in the
+    accepted range is refused by name, not an ONNX Runtime shape error mid-analysis."""
+    from khet.vision.bundle import shipped_bundles_dir
+
+    uav = shipped_bundles_dir() / "khet-rgb-uav.onnx"
+    tif = write_geotiff(tmp_path / "f.tif", field_rgb(512, 512), res=0.003)
+    out = tmp_path / "out"
+    code, _, err = _khet(capsys, "analyze", tif, "-o", out, "--model", uav, "--tile-size", "64")
+    _refused(code, err, "takes tiles of 256 px only", "--tile-size 256")
+    assert not out.exists()
+    code, _, err = _khet(capsys, "analyze", tif, "-o", out, "--model", uav, "--tile-size", "256")
+    assert code == 0, err
+
+
 # -- 2. title ------------------------------------------------------------------------------------
 
 
