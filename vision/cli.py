@@ -219,7 +219,11 @@ def run_zones(args: argparse.Namespace) -> int:
 
 
 def _area(ha: float) -> str:
-    return f"{ha:.2f} ha" if ha >= 0.1 else f"{ha * 1e4:.0f} m²"
+    """Hectares from a tenth of one, square metres below (a frame's 0.0004 ha is 3.7 m²)."""
+    if ha >= 0.1:
+        return f"{ha:,.2f} ha"
+    m2 = ha * 1e4
+    return f"{m2:,.0f} m²" if m2 >= 10 else f"{m2:.1f} m²"
 
 
 def run_rate(args: argparse.Namespace) -> int:
@@ -396,11 +400,13 @@ def _report(summary: dict, args: argparse.Namespace, line) -> int:
 
 def one_line(summary: dict, out: Path) -> str:
     """The result in one line: hectares (or shares) per class, weak crop, how it was made."""
+    from khet.vision.gsd import describe as describe_gsd
+
     unit = summary["area_unit"]
     parts = []
     for c in summary["classes"]:
         if unit == "ha":
-            parts.append(f"{c['name']} {c['area_ha']:.2f} ha ({c['share']:.0%})")
+            parts.append(f"{c['name']} {_area(c['area_ha'])} ({c['share']:.0%})")
         else:
             parts.append(f"{c['name']} {c['share']:.0%}")
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
@@ -419,11 +425,7 @@ def one_line(summary: dict, out: Path) -> str:
         "index": "vegetation index only (crop and weed not told apart)",
     }.get(method, method)
     gsd = (summary.get("gsd") or {}).get("metres")
-    at = (
-        f" at {gsd * 100:.1f} cm/px"
-        if gsd and gsd >= 0.01
-        else (f" at {gsd * 1000:.1f} mm/px" if gsd else " (GSD unknown)")
-    )
+    at = f" at {describe_gsd(gsd)}/px" if gsd else " (GSD unknown)"
     radiometry = summary.get("radiometry") or {}
     if radiometry.get("calibrated") is False:
         values = "raw numbers" if radiometry.get("values") == "raw" else "radiance"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,10 +159,32 @@ def test_rerun_replaces_outputs_and_a_failed_run_keeps_the_old_ones(tmp_path, fi
 def test_cli_one_line_and_json(tmp_path, field_tif, capsys):
     assert main(["analyze", str(field_tif), "-o", str(tmp_path / "o1")]) == 0
     line = capsys.readouterr().out.strip()
-    assert len(line.splitlines()) == 1 and "ha" in line and "crop" in line
+    assert len(line.splitlines()) == 1 and "m² (" in line and "crop" in line
     assert main(["analyze", str(field_tif), "-o", str(tmp_path / "o2"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["area_unit"] == "ha"
+
+
+def test_one_line_areas_and_gsd_in_the_units_people_use():
+    """A frame's 0.0004 ha is square metres, not '0.00 ha'; a GSD of metres is not '99900 cm'."""
+    from khet.vision.cli import one_line
+
+    def summary(ha: float, gsd: float) -> dict:
+        return {
+            "area_unit": "ha",
+            "classes": [{"name": "weed", "area_ha": ha, "share": 0.5}],
+            "vigour": {"levels": [], "index": None},
+            "warnings": [],
+            "method": "index",
+            "gsd": {"metres": gsd},
+        }
+
+    assert "weed 3.7 m² (50%)" in one_line(summary(0.00037, 0.003), Path("o"))
+    assert "at 3.0 mm/px" in one_line(summary(0.00037, 0.003), Path("o"))
+    assert "weed 563 m² (50%)" in one_line(summary(0.0563, 0.049), Path("o"))
+    assert "at 4.9 cm/px" in one_line(summary(0.0563, 0.049), Path("o"))
+    assert "weed 1,234.50 ha (50%)" in one_line(summary(1234.5, 2.5), Path("o"))
+    assert "at 2.50 m/px" in one_line(summary(1234.5, 2.5), Path("o"))
 
 
 def test_index_step_divides_stride_and_caps_size():
