@@ -32,10 +32,11 @@ from typing import Any
 import cv2
 import numpy as np
 from affine import Affine
+from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
 from khet.vision import maps, products, radiometry
 from khet.vision.flight import is_flight
-from khet.vision.grid import NODATA, Grid
+from khet.vision.grid import MIN_VALID, NODATA, Grid
 from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
 from khet.vision.outputs import Staging, cog_from, open_scratch_raster, staging, write_json
 from khet.vision.plan import Plan, make_plan
@@ -126,6 +127,7 @@ def analyze(
         if plan.bundle is not None:
             scene.require(list(plan.bundle.info.bands), f"Model {plan.bundle.info.name}")
         scene.warnings.extend(plan.warnings)
+        _check_size(scene, plan)
         index_list = vi.available(scene.bands)
         clip_cells = maps.clip_mask(clip, scene, plan.grid, plan.zoom) if clip else None
 
@@ -202,6 +204,21 @@ def check_title(title: str | None) -> None:
                 "accepted. Give a shorter --title."
             ) from None
         raise InputError("The title must be text.") from None
+
+
+def _check_size(scene: Scene, plan: Plan) -> None:
+    """An image smaller than a map cell has no cell with enough pixels to be mapped."""
+    w, h = scene.working_size(plan.zoom)
+    cell = plan.grid.cell
+    if w * h < MIN_VALID * cell * cell:
+        size = f"{scene.width} x {scene.height} pixels"
+        if plan.zoom != 1.0:
+            at = gsd_.describe(plan.working_gsd_m)
+            size += f" ({w} x {h} at the {at} per pixel it is read at)"
+        raise InputError(
+            f"The image is {size}, smaller than one map cell ({cell} x {cell} pixels): too "
+            "small to map."
+        )
 
 
 def model_batch(settings: Settings, segmentation: bool, tile: int) -> int:

@@ -106,6 +106,13 @@ def test_zero_byte_file(tmp_path, capsys):
     _assert_clean_failure(code, err, tmp_path / "out", "empty")
 
 
+@pytest.mark.parametrize("size", [1, 3])
+def test_image_smaller_than_a_map_cell(tmp_path, capsys, size):
+    p = write_geotiff(tmp_path / "tiny.tif", field_rgb(size, size))
+    code, err = _run(capsys, p, "-o", tmp_path / "out")
+    _assert_clean_failure(code, err, tmp_path / "out", f"{size} x {size} pixels", "too small")
+
+
 def test_all_nodata_image(tmp_path, capsys):
     p = write_geotiff(tmp_path / "nd.tif", np.zeros((3, 128, 128), np.uint8), nodata=0)
     code, err = _run(capsys, p, "-o", tmp_path / "out")
