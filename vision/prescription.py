@@ -355,22 +355,17 @@ def _cluster(x: np.ndarray, k: int, method: Method) -> np.ndarray:
     return km.predict(x).astype(np.int32)
 
 
-def make_zones(
-    folders: list[Path] | Path,
-    *,
-    n_zones: int | None = None,
-    index: str | None = None,
-    method: Method = "kmeans",
-    min_zone_ha: float | None = None,
-    smooth: int = 1,
-    boundary: dict | None = None,
-) -> dict[str, Any]:
-    """Management zones of a field from its map's vegetation index (several flights: their
-    standardised indices together), written to `<first folder>/management/`; returns what
-    `zones.json` says."""
-    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
+def _check_zone_options(
+    folders: list[Path], n_zones: int | None, method: str, min_zone_ha: float | None, smooth: int
+) -> None:
+    """What `make_zones` is asked, checked before any map is read."""
     if not folders:
         raise InputError("Give at least one analysed flight.")
+    seen: set[Path] = set()
+    for f in folders:
+        if f.resolve() in seen:
+            raise InputError(f"{f} is given twice: give each analysed flight once.")
+        seen.add(f.resolve())
     if n_zones is not None and not (MIN_ZONES <= int(n_zones) <= MAX_ZONES):
         raise InputError(
             f"The number of zones must be {MIN_ZONES} to {MAX_ZONES} (got {n_zones}); "
@@ -385,6 +380,23 @@ def make_zones(
         )
     if not (0 <= smooth <= 10):
         raise InputError("Smoothing must be 0 to 10 cells.")
+
+
+def make_zones(
+    folders: list[Path] | Path,
+    *,
+    n_zones: int | None = None,
+    index: str | None = None,
+    method: Method = "kmeans",
+    min_zone_ha: float | None = None,
+    smooth: int = 1,
+    boundary: dict | None = None,
+) -> dict[str, Any]:
+    """Management zones of a field from its map's vegetation index (several flights: their
+    standardised indices together), written to `<first folder>/management/`; returns what
+    `zones.json` says."""
+    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
+    _check_zone_options(folders, n_zones, method, min_zone_ha, smooth)
     grid = open_map(folders[0], boundary)
     weed_i = grid.class_names.index("weed") if "weed" in grid.class_names else None
     weed = (grid.classes == weed_i).astype(np.float32) if weed_i is not None else None
@@ -397,7 +409,13 @@ def make_zones(
     for f in folders:
         s = grid.summary if f == folders[0] else Summary.load(f / products.SUMMARY.path)
         n = name if f == folders[0] else _index_name(s, f, name)
-        layers.append(index_on_grid(grid, f, n))
+        layer = index_on_grid(grid, f, n)
+        if f != folders[0] and not (np.isfinite(layer) & grid.valid).any():
+            raise InputError(
+                f"{f.name} does not overlap {folders[0].name}: zones from several flights need "
+                "flights of the same field."
+            )
+        layers.append(layer)
         sources.append({"folder": f.name, "index": n, "created": s.created})
     raw = layers[0]
     valid = grid.valid & np.all([np.isfinite(v) for v in layers], axis=0)

@@ -24,6 +24,7 @@ from khet.vision.pipeline import analyze
 from shapely.geometry import shape
 
 from khet.errors import InputError
+from tests.vision.rasters import field_rgb, write_geotiff
 
 CROP = Path("tests/fixtures/micasense_crop")
 PANEL = Path("tests/fixtures/micasense_panel_crop")
@@ -129,6 +130,17 @@ def test_natural_breaks_and_two_flights(mica, mica_map, tmp_path):
     both = rx.make_zones([mica, second], n_zones=3, min_zone_ha=0.0005)
     assert len(both["sources"]) == 2 and "2 flights" in both["method"]["features"]
     assert len(both["zones"]) == 3
+
+
+def test_zones_of_flights_of_other_fields_or_one_flight_twice_are_refused(mica, tmp_path):
+    """A flight that does not overlap the first is another field (it gave 'too few analysed
+    cells'); a folder given twice is one flight, not two."""
+    elsewhere = tmp_path / "elsewhere"
+    analyze(write_geotiff(tmp_path / "f.tif", field_rgb(256, 256)), elsewhere)  # UTM 43N
+    with pytest.raises(InputError, match="elsewhere does not overlap"):
+        rx.make_zones([mica, elsewhere], index="vari")
+    with pytest.raises(InputError, match="given twice"):
+        rx.make_zones([mica, mica / "."])
 
 
 def test_variable_rate_exports_read_back(mica, tmp_path):
