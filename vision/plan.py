@@ -87,6 +87,12 @@ def make_plan(
     if best is not None:
         return _model_plan(scene, best, veg, tile_size, overlap)
     if veg is None:
+        if len(scene.bands) == 1 and len(scene.sources) == 1:
+            raise BandError(
+                f"{scene.sources[0].name} has a single band (a greyscale picture, or one band "
+                "file of a multispectral capture): maps need colour (red, green and blue) or red "
+                "and near-infrared. For a multispectral capture, give all its band files."
+            )
         raise BandError(
             f"Nothing can map these bands ({', '.join(scene.bands) or 'unnamed'}): no model "
             "fits them and no vegetation index can be computed from them (it needs red and "

@@ -691,13 +691,15 @@ def _open_single(path: Path, bands: Sequence[str] | None, settings: Settings) ->
     if path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty (0 bytes).")
     ds = _open_dataset(path)
+    driver = ds.driver
     try:
+        ds = _expand_palette(ds, path)
         _check_dataset(ds, path, settings)
         facts = read_camera_facts(path)
         warn: list[str] = []
         names, indexes = _band_layout(ds, facts, bands, path.name, warn)
         georef = _georef(ds, facts, path, warn)
-        if ds.driver in {"GTiff", "COG", "VRT", "JP2OpenJPEG"} or georef == "crs":
+        if driver in {"GTiff", "COG", "VRT", "JP2OpenJPEG"} or georef == "crs":
             scene = Scene(ds, tuple(names), tuple(indexes), [path], georef, facts, warn, "raster")
         else:
             scene = _decode_frame(ds, path, names, indexes, georef, facts, warn, settings)
@@ -706,6 +708,25 @@ def _open_single(path: Path, bands: Sequence[str] | None, settings: Settings) ->
         raise
     _probe(scene)
     return scene
+
+
+def _expand_palette(ds, path: Path):
+    """An indexed-colour image (a palette PNG or GeoTIFF) as its red, green and blue (and
+    alpha, where the palette has transparency), through GDAL's `vrt://` expansion."""
+    if ds.count != 1 or ds.colorinterp[0] != ColorInterp.palette or "?" in str(path):
+        return ds
+    try:
+        alpha = any(c[3] < 255 for c in ds.colormap(1).values())
+    except ValueError:  # no colour table after all
+        return ds
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            expanded = rasterio.open(f"vrt://{path.absolute()}?expand={'rgba' if alpha else 'rgb'}")
+    except RasterioError:  # a GDAL without vrt:// options: the palette stays, as before
+        return ds
+    ds.close()
+    return expanded
 
 
 def _check_decoded_size(ds, path: Path, indexes, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,7 +129,8 @@ def test_wrong_band_count_for_model(tmp_path, capsys):
 
 
 def test_no_model_fits_the_bands(tmp_path, capsys):
-    p = write_geotiff(tmp_path / "one.tif", np.full((1, 64, 64), 100, np.uint8))
+    """Two unnamed bands (red and near-infrared, say): naming them with --bands can help."""
+    p = write_geotiff(tmp_path / "two.tif", np.full((2, 64, 64), 100, np.uint8))
     code, err = _run(capsys, p, "-o", tmp_path / "out")
     _assert_clean_failure(code, err, tmp_path / "out", "--bands")
 
@@ -194,3 +196,26 @@ def test_calibration_options_misused(tmp_path, capsys):
     _assert_clean_failure(code, err, out, "no reflectance panel found")
     code, err = _run(capsys, crop, "--panel", panel, "--panel-reflectance", "red=7", "-o", out)
     _assert_clean_failure(code, err, out, "between 0 and 1")
+
+
+def test_greyscale_picture_is_told_what_maps_need(tmp_path, capsys):
+    import cv2
+
+    p = tmp_path / "grey.png"
+    cv2.imwrite(str(p), field_rgb(64, 64)[1])
+    code, err = _run(capsys, p, "-o", tmp_path / "out")
+    _assert_clean_failure(code, err, tmp_path / "out", "single band", "red, green and blue")
+    assert "--bands" not in err  # naming its one band cannot help
+
+
+def test_palette_picture_is_mapped_in_its_colours(tmp_path, capsys):
+    """An indexed-colour PNG is read as the red, green and blue of its palette."""
+    from PIL import Image
+
+    rgb = np.moveaxis(field_rgb(96, 96), 0, -1)
+    p = tmp_path / "pal.png"
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(p)
+    code, err = _run(capsys, p, "-o", tmp_path / "out")
+    assert code == 0, err
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["input"]["bands"] == ["red", "green", "blue"]
