@@ -18,6 +18,11 @@ from PIL import Image
 from PIL.ExifTags import GPS, IFD, Base
 
 log = logging.getLogger("khet.vision.exif")
+# Pillow logs what it cannot read in a file ("More samples per pixel than can be decoded: 9")
+# at error level; with no handler anywhere Python prints it on stderr beside Khet's own message.
+# Metadata is optional here: a handler on Pillow's logger keeps it off the console, and an
+# application that configures logging (the service) still receives it.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 _XMP_TAGS = (b"<x:xmpmeta", b"</x:xmpmeta>")
 
 

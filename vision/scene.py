@@ -392,8 +392,11 @@ class Scene:
         self.close()
 
 
-def _short(e: Exception) -> str:
+def _short(e: BaseException) -> str:
     s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    cause = e.__cause__ or e.__context__
+    if "See previous exception" in s and cause is not None:  # rasterio's wrapper: GDAL's own
+        return _short(cause)
     return s[:160]
 
 

@@ -53,6 +53,20 @@ def test_truncated_tiff(tmp_path, capsys):
     p.write_bytes(data[: len(data) // 2])
     code, err = _run(capsys, p, "-o", tmp_path / "out")
     _assert_clean_failure(code, err, tmp_path / "out", "damaged")
+    assert "See previous exception" not in err  # GDAL's own reason, not rasterio's wrapper
+
+
+def test_many_band_tiff_gets_khets_line_only(tmp_path, capsys):
+    """Pillow, reading EXIF, logs that it cannot decode 9 samples per pixel: not on stderr."""
+    p = write_geotiff(tmp_path / "nine.tif", np.full((9, 64, 64), 100, np.uint8))
+    # In a process of its own: pytest's log capture would hide what Python prints there.
+    r = subprocess.run(
+        [sys.executable, "-m", "khet.cli", "analyze", str(p), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    _assert_clean_failure(r.returncode, r.stderr.strip(), tmp_path / "out", "--bands")
+    assert "samples per pixel" not in r.stderr
 
 
 def test_truncated_jpeg(tmp_path, capsys):
