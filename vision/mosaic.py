@@ -37,7 +37,14 @@ from khet.vision.flight import (
     utm_crs,
     utm_positions,
 )
-from khet.vision.outputs import cog_from, open_scratch_raster, staging, write_json
+from khet.vision.outputs import (
+    cog_from,
+    missing_folders,
+    open_scratch_raster,
+    remove_empty,
+    staging,
+    write_json,
+)
 from khet.vision.scene import is_all_valid, open_scene
 from khet.vision.summary import Summary
 from rasterio.windows import Window
@@ -91,19 +98,23 @@ def mosaic(
     sfm.load_pycolmap()  # say it is missing now, not after reading every frame
     if resolution is not None and not (0.001 <= resolution <= 10):
         raise KhetError("--resolution is the pixel size in metres, between 0.001 and 10.")
+    made = missing_folders(out_path.parent)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".khet-mosaic-", dir=out_path.parent))
     except OSError as e:
+        remove_empty(made)
         raise KhetError(f"Cannot write to {out_path.parent} ({e.strerror or e}).") from e
     part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
     try:
         summary = _mosaic(flight, out_path, part, work, bands, resolution, settings, stage)
         os.replace(part, out_path)
+        made = []  # the mosaic is in them now
         return summary
     finally:
         part.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+        remove_empty(made)  # a failed mosaic leaves no folder it made
 
 
 def _mosaic(

@@ -84,11 +84,7 @@ class Staging:
         self.out_dir = Path(out_dir)
         # The folders this run makes, deepest first: a failed run takes them away again when it
         # leaves them empty (a failure writes nothing, not even an empty folder).
-        self._made: list[Path] = []
-        p = self.out_dir.absolute()
-        while not p.exists() and p != p.parent:
-            self._made.append(p)
-            p = p.parent
+        self._made = missing_folders(self.out_dir)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.path = self.out_dir / f".khet-partial-{uuid.uuid4().hex[:8]}"
@@ -140,11 +136,26 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-        for d in self._made:
-            try:
-                d.rmdir()  # only when empty: another run may be writing there
-            except OSError:
-                break
+        remove_empty(self._made)
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what a run that
+    creates `folder` makes, and takes away again if it fails (see `remove_empty`)."""
+    made, p = [], Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) while they are empty: another run may write there."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 @contextmanager
