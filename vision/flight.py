@@ -136,8 +136,17 @@ def read_flight(inputs: str | Path | Sequence[str | Path]) -> Flight:
         frames.append(FlightFrame(name, files, read_camera_facts(files[0])))
     if sizes:
         # A frame of another size than the flight's (a resized or cropped copy) would need its
-        # own camera model and unsettles the others' placement: left out, and said.
-        (w, h), _ = Counter(sizes.values()).most_common(1)[0]
+        # own camera model and unsettles the others' placement: left out, and said. The
+        # flight's size is the one most frames have; with no such size, nothing is left out
+        # on a guess.
+        counts = Counter(sizes.values()).most_common()
+        if len(counts) > 1 and counts[0][1] == counts[1][1]:
+            listed = ", ".join(f"{n} at {w} x {h}" for (w, h), n in counts)
+            raise InputError(
+                f"The frames have different pixel sizes ({listed} pixels): give the frames of "
+                "one camera at one setting, as the drone recorded them."
+            )
+        (w, h), _ = counts[0]
         for f in frames:
             fw, fh = sizes[f.name]
             if (fw, fh) != (w, h):

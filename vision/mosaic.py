@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -455,6 +456,18 @@ def save_preview(cog: Path, dest: Path, size: int = 1600) -> None:
 
 
 # -- a flight through the field-map pipeline -----------------------------------------------------
+def left_out_warning(info: dict[str, Any]) -> str:
+    """One line saying how many frames the mosaic left out and the commonest reasons."""
+    reasons = Counter(
+        d.get("reason") or "not placed" for d in info["frame_details"] if d["how"] == "left out"
+    )
+    why = "; ".join(f"{n} {r}" for r, n in reasons.most_common(3))
+    return (
+        f"{info['left_out']} of the flight's {info['frames']} frames were left out of the mosaic "
+        f"({why}): the map covers only the ground of the frames placed."
+    )
+
+
 def analyze_flight(
     inputs: str | Path | Sequence[str | Path],
     out_dir: str | Path,
@@ -497,6 +510,9 @@ def analyze_flight(
         sub.rmdir()
         info["output"] = ORTHO
         summary["mosaic"] = info
+        if info["left_out"]:
+            # The map covers the frames placed: a farmer reading the area must know the rest.
+            summary.setdefault("warnings", []).append(left_out_warning(info))
         summary.setdefault("input", {})
         if isinstance(summary["input"], dict):
             summary["input"]["sources"] = [ORTHO]

@@ -185,11 +185,17 @@ def test_the_mosaic_shows_what_each_frame_shows_at_the_same_place(seneca24_summa
 
 def test_analyze_a_flight_folder_mosaics_it_first(shared_data, tmp_path, capsys, use_test_models):
     frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8)
+    (frames / "notes.jpg").write_text("not a picture")  # a file on the card that is no frame
     out = tmp_path / "map"
     assert main(["analyze", str(frames), "-o", str(out)]) == 0
     assert "ha" in capsys.readouterr().out
     s = json.loads((out / "summary.json").read_text())
-    assert s["mosaic"]["frames"] == 8 and s["mosaic"]["placed_by_sfm"] >= 7
+    assert s["mosaic"]["frames"] == 9 and s["mosaic"]["placed_by_sfm"] >= 7
+    # What the mosaic left out is a warning of the map, not only a detail of the mosaic.
+    left = s["mosaic"]["left_out"]
+    said = [w for w in s["warnings"] if "frames were left out of the mosaic" in w]
+    assert left >= 1 and said and said[0].startswith(f"{left} of the flight's 9 frames")
+    assert "1 not readable as an image" in said[0]
     assert s["area_unit"] == "ha" and 0.8 < s["area_total_ha"] < 2.5
     assert s["input"]["sources"] == ["ortho.tif"] and s["input"]["crs"] == "EPSG:32617"
     assert s["input"]["camera"]["taken_at"].startswith("2013:06:04")
@@ -235,6 +241,7 @@ def test_multispectral_flight_mosaics_every_band_on_one_geometry(shared_data, tm
         ("mixed", ("different cameras",)),
         ("apart", ("no two frames overlap",)),
         ("two", ("at least 3 frames", "1 pair(s)")),  # two overlapping frames cannot be placed
+        ("sizes", ("different pixel sizes", "2 at 900 x 675", "2 at 810 x 607")),  # no majority
     ],
 )
 def test_bad_flights_are_refused_clearly(shared_data, tmp_path, capsys, case, words):
@@ -251,6 +258,8 @@ def test_bad_flights_are_refused_clearly(shared_data, tmp_path, capsys, case, wo
             if case == "apart":  # the frames 1 km apart from each other
                 gps = exif.get_ifd(0x8825)
                 gps[2] = (41.0, float(i), 0.0)
+            if case == "sizes" and i % 2:
+                im = im.resize((810, 607))
             im.save(card / f.name, exif=exif, quality=90)
     out = tmp_path / "out" / "ortho.tif"
     code = main(["mosaic", str(card), "-o", str(out)])
