@@ -586,6 +586,7 @@ def _summary(
             for p in products.PRODUCTS
             if p.key not in ("index", "summary")
             and p not in products.MANAGEMENT  # made later, on demand
+            and p is not products.ORTHO  # a flight's mosaic: listed by analyze_flight
             and (p.key != "confidence" or result.confidence is not None)
             and (p.key != "cover" or result.cover is not None)
         }

@@ -510,6 +510,7 @@ def analyze_flight(
         sub.rmdir()
         info["output"] = ORTHO
         summary["mosaic"] = info
+        summary.setdefault("outputs", {})[products.ORTHO.key] = ORTHO
         if info["left_out"]:
             # The map covers the frames placed: a farmer reading the area must know the rest.
             summary.setdefault("warnings", []).append(left_out_warning(info))

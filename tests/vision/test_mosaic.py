@@ -196,6 +196,7 @@ def test_analyze_a_flight_folder_mosaics_it_first(shared_data, tmp_path, capsys,
     said = [w for w in s["warnings"] if "frames were left out of the mosaic" in w]
     assert left >= 1 and said and said[0].startswith(f"{left} of the flight's 9 frames")
     assert "1 not readable as an image" in said[0]
+    assert s["outputs"]["ortho"] == "ortho.tif" and (out / "ortho.tif").is_file()
     assert s["area_unit"] == "ha" and 0.8 < s["area_total_ha"] < 2.5
     assert s["input"]["sources"] == ["ortho.tif"] and s["input"]["crs"] == "EPSG:32617"
     assert s["input"]["camera"]["taken_at"].startswith("2013:06:04")

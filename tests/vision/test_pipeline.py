@@ -163,6 +163,11 @@ def test_cli_one_line_and_json(tmp_path, field_tif, capsys):
     assert main(["analyze", str(field_tif), "-o", str(tmp_path / "o2"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["area_unit"] == "ha"
+    # Every output the summary lists is there; a single image has no mosaic to list.
+    assert "ortho" not in data["outputs"]
+    for key, rel in data["outputs"].items():
+        paths = rel.values() if isinstance(rel, dict) else [rel]
+        assert all((tmp_path / "o2" / p).is_file() for p in paths), key
 
 
 def test_one_line_areas_and_gsd_in_the_units_people_use():
