@@ -16,6 +16,7 @@ from khet.service import storage
 from khet.service.dependencies import DB, CurrentUser, IdPath, get_flight
 from khet.service.schemas import Problem, Strict
 from khet.vision import prescription as rx
+from khet.vision import products
 from pydantic import Field
 
 from khet.errors import ConflictError, InputError, NotFoundError
@@ -58,8 +59,10 @@ class SpotIn(Strict):
     min_cover_pct: float | None = 1.0
 
 
-def _results(db, user, flight_id: int) -> tuple[Path, Any]:
-    """The flight's results folder, once its map is finished."""
+def _results(db, user, flight_id: int, *, need_map: bool = False) -> tuple[Path, Any]:
+    """The flight's results folder, once its map is finished; with `need_map`, only when the
+    results hold a class map (classes.tif) to make zones and prescriptions from: a device may
+    send a summary alone, which is a finished flight with nothing to zone (422, not a 500)."""
     flight = get_flight(db, user, flight_id)
     if flight.job is not None and flight.job.status != "done":
         raise ConflictError("This flight's map is not finished yet; zones need a finished map.")
@@ -67,6 +70,12 @@ def _results(db, user, flight_id: int) -> tuple[Path, Any]:
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
     if not (path / "summary.json").is_file():
         raise NotFoundError("This flight has no finished map.")
+    if need_map and not (path / products.CLASSES.path).is_file():
+        raise InputError(
+            f"Flight {flight.id} has no class map (classes.tif) to make zones or prescriptions "
+            "from: its device sent only its summary. Send the device's classes.tif and index "
+            "maps with the flight, or analyse the imagery on the service."
+        )
     return path, flight
 
 
@@ -87,12 +96,12 @@ def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) ->
     GeoJSON (EPSG:4326), a COG and the zone table (area, index mean and spread, weed share),
     with the method and parameters that made them. A rate prescription made on earlier zones
     is removed."""
-    path, flight = _results(db, user, flight_id)
+    path, flight = _results(db, user, flight_id, need_map=True)
     folders = [path]
     for other in dict.fromkeys(body.flights):
         if other == flight_id:
             continue
-        other_path, other_flight = _results(db, user, other)
+        other_path, other_flight = _results(db, user, other, need_map=True)
         if other_flight.field_id != flight.field_id:
             raise InputError(f"Flight {other} is of another field; zones combine one field's.")
         folders.append(other_path)
@@ -132,7 +141,7 @@ def create_rate(flight_id: IdPath, body: RateIn, user: CurrentUser, db: DB) -> d
     """A rate per zone (`rates`, zone 1 first) or a base rate with a +/- percentage; the total
     product for the field; Shapefile zip and ISO 11783-10 TaskData, both read back before
     they are kept."""
-    path, _ = _results(db, user, flight_id)
+    path, _ = _results(db, user, flight_id, need_map=True)
     res = rx.variable_rate(
         path,
         rates=body.rates,
@@ -153,7 +162,7 @@ def create_rate(flight_id: IdPath, body: RateIn, user: CurrentUser, db: DB) -> d
 def create_spot(flight_id: IdPath, body: SpotIn, user: CurrentUser, db: DB) -> dict[str, Any]:
     """Spray polygons (buffered, merged, small patches left out, clipped to the field), the
     share of the field sprayed against blanket spraying, and the same exports."""
-    path, flight = _results(db, user, flight_id)
+    path, flight = _results(db, user, flight_id, need_map=True)
     res = rx.spot_spray(
         path,
         margin_m=body.margin_m,
