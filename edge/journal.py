@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     client_id TEXT NOT NULL,
     captured_at TEXT,
     bands TEXT,                    -- JSON list given with --bands, sent with the imagery
-    state TEXT NOT NULL,           -- pending, synced
+    state TEXT NOT NULL,           -- pending, synced, stale (its result changed: analyse again)
     flight_id TEXT,
     message TEXT,
     updated REAL NOT NULL
@@ -224,6 +224,7 @@ class Journal:
         next start, an interruption from a crash the capture caused (see the module note).
 
         Crashes and interruptions are kept while the files stay the same; new files start anew.
+        A run that names no field keeps the field an earlier run gave the capture.
         """
         now = time.time()
         same = "captures.fingerprint = excluded.fingerprint"
@@ -237,7 +238,7 @@ class Journal:
                 f" attempts = CASE WHEN {same} THEN captures.attempts + 1 ELSE 1 END,"
                 f" crashes = CASE WHEN {same} THEN captures.crashes ELSE 0 END,"
                 f" interruptions = CASE WHEN {same} THEN captures.interruptions ELSE 0 END,"
-                " field = excluded.field, updated = excluded.updated,"
+                " field = COALESCE(excluded.field, captures.field), updated = excluded.updated,"
                 " boot_id = excluded.boot_id, oom_kills = excluded.oom_kills,"
                 " fatal_mark = excluded.fatal_mark",
                 (key, name, json.dumps(files), fingerprint, field, now, boot_id, oom_kills,
@@ -276,6 +277,22 @@ class Journal:
             )
         if outbox is not None:
             self.finish(key, outbox, keep_synced=True)
+
+    def reopen(self, name: str, message: str) -> None:
+        """A finished capture whose result was changed or removed after its analysis: the next
+        run analyses it again (its fingerprint is forgotten, so it counts as new files), and
+        its outbox entry is set aside ("stale") until then, so no sync sends what changed."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE captures SET status = 'failed', message = ?, fingerprint = '',"
+                " updated = ? WHERE name = ?",
+                (message, now, name),
+            )
+            db.execute(
+                "UPDATE outbox SET state = 'stale', message = ?, updated = ? WHERE capture = ?",
+                (message, now, name),
+            )
 
     def fail(self, key: str, message: str) -> None:
         self._db.execute(

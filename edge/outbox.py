@@ -356,6 +356,12 @@ def _sync(
                 flight, created = _send(client, journal, out_dir, item, str(fld), chunk)
             except (Unreachable, AuthError):  # nothing can be sent now
                 raise
+            except ResultChanged as e:  # not this result any more: analysed again first
+                journal.reopen(name, e.message)
+                report.failed[name] = e.message
+                if log:
+                    log(f"{name}: not sent: {e.message}")
+                continue
             except KhetError as e:  # this entry's problem (refused, missing): the others may go
                 journal.set_outbox(name, message=e.message)
                 report.failed[name] = e.message
@@ -374,6 +380,10 @@ def _sync(
     return report
 
 
+class ResultChanged(OutputError):
+    """An outbox file no longer holds the bytes the analysis wrote."""
+
+
 def _send(
     client: _Client, journal: Journal, out_dir: Path, item: dict[str, Any], fld: str, chunk: int
 ) -> tuple[str, bool]:
@@ -385,9 +395,15 @@ def _send(
         uid = f["upload_id"] if f["complete"] else None  # complete: the bytes are not needed
         if uid is None:
             path = out_dir / f["path"]
-            if not path.is_file() or path.stat().st_size != f["size"]:
-                raise OutputError(
-                    f"The outbox file {path} is missing or changed; analyze {name} again."
+            if (
+                not path.is_file()
+                or path.stat().st_size != f["size"]
+                or file_sha256(path) != f["sha256"]
+            ):
+                raise ResultChanged(
+                    f"Its result {f['path']} was changed or removed after the analysis: the "
+                    "next `khet edge run` analyses the capture again, and the sync after it "
+                    "sends the new result."
                 )
 
             def remember(uid: str, complete: bool, _p: str = f["path"]) -> None:

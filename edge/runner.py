@@ -412,7 +412,8 @@ class EdgeRunner:
         if rec is None or rec.status == "running":
             return True
         if rec.status == "done":
-            return False
+            # Done, unless its result was removed since (a folder deleted to have it redone).
+            return not (self.out / rec.name / "summary.json").is_file()
         # failed: only again when its files changed, or when asked
         return rec.fingerprint != fp or self.options.retry_failed
 

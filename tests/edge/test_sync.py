@@ -7,6 +7,7 @@ exactly which bytes were appended and cut the network at chosen points in both d
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 from khet.edge.journal import Journal
@@ -221,3 +222,33 @@ def test_a_refused_capture_does_not_block_the_others(outbox, fake, capsys):
     fake.reject.clear()  # fixed on the server: the next sync sends it, and only it
     assert main(["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]) == 0
     _check(fake, outbox)
+
+
+def test_a_result_changed_after_analysis_is_analysed_again(outbox, fake, tmp_path, capsys):
+    """A result edited after the analysis (same size, other bytes) is not sent: the capture is
+    set to be analysed again, the next run does it, and the sync after sends the fresh result.
+    A result folder deleted by hand is analysed again by the next run too."""
+    with Journal(outbox) as j:
+        first, second = (p["capture"] for p in j.pending())
+    summary = outbox / first / "summary.json"
+    data = bytearray(summary.read_bytes())
+    data[data.index(b"soil")] = ord("S")  # one byte changed in place, the size kept
+    summary.write_bytes(bytes(data))
+    sync_args = ["edge", "sync", "-o", str(outbox), "--server", fake.url, "--token", "t0ken"]
+    assert main(sync_args) == 2
+    err = capsys.readouterr().err
+    assert f"{first}: Its result" in err and "analyses the capture again" in err
+    assert len(fake.flights) == 1  # the other capture went; the changed one did not
+    with Journal(outbox) as j:
+        states = {i["capture"]: i["state"] for i in j.outbox_items()}
+        assert states == {first: "stale", second: "synced"}
+    card = tmp_path / "card"
+    # The device's next run, with its usual options; the field the first run gave is kept.
+    assert main(["edge", "run", str(card), "-o", str(outbox), "--with-imagery"]) == 0
+    assert "Soil" not in (outbox / first / "summary.json").read_text()  # analysed afresh
+    assert main(sync_args) == 0
+    _check(fake, outbox)
+    # Deleted by hand: the next run analyses it again (it said "skipped (already done)").
+    shutil.rmtree(outbox / second)
+    assert main(["edge", "run", str(card), "-o", str(outbox)]) == 0
+    assert (outbox / second / "summary.json").is_file()
