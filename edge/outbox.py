@@ -116,7 +116,8 @@ class SyncReport:
     drops: int = 0  # connections that dropped mid-chunk and were resumed in this sync
 
     def line(self) -> str:
-        parts = [f"{len(self.synced)} flight(s) sent"]
+        # `synced` holds the flights the server already had too: each is counted once.
+        parts = [f"{len(self.synced) - self.existing} flight(s) sent"]
         if self.failed:
             parts.append(f"{len(self.failed)} waiting with errors")
         if self.already:

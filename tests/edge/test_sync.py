@@ -109,8 +109,10 @@ def test_reply_lost_after_flight_created(outbox, fake):
         for item in j.outbox_items():  # forget that it was sent, as if the reply never came
             j.set_outbox(item["capture"], state="pending")
         n = len(fake.flights)
-        sync(j, fake.url, "t0ken")
+        again = sync(j, fake.url, "t0ken")
     assert len(fake.flights) == n == 2
+    # Said as what it is: nothing new sent, both found on the server (not "2 sent, 2 there").
+    assert again.line() == "sync: 0 flight(s) sent, 2 already on the server"
 
 
 def test_state_lost_resumes_from_service_offset(outbox, fake):
