@@ -149,9 +149,27 @@ def _no_nan(word: str) -> None:
 def check_device_summary(summary: object) -> dict:
     """A device's summary.json checked against the typed summary (vision/summary.py): the pages,
     the report and the tiles read it, so a malformed one is refused now (422), not a page that
-    fails later. Server paths are dropped on the way in."""
-    checked = Summary.read(summary, "The device's summary.json").to_json()
-    return storage.strip_server_paths(checked)
+    fails later, and one whose values do not add up (a share past 1, a class larger than the
+    map, a schema_version this server does not know, no classes) is refused too. Server paths
+    are dropped on the way in."""
+    typed = Summary.read(summary, "The device's summary.json")
+    if not typed.classes:
+        raise InputError(
+            "The device's summary.json lists no classes: a field map says how much of the "
+            "field is soil, crop, weed or vegetation."
+        )
+    unit = typed.area_unit
+    total = typed.area_total_ha if unit == "ha" else typed.area_total_px
+    if total is None and any(getattr(c, f"area_{unit}") is not None for c in typed.classes):
+        raise InputError(
+            f"The device's summary.json gives class areas in {unit} but no area_total_{unit}, "
+            "the whole map they are parts of."
+        )
+    return storage.strip_server_paths(typed.to_json())
+
+
+#: Result rasters of one class (or level) per cell: one band of whole numbers.
+CATEGORICAL = {p.path for p in products.PRODUCTS if p.kind == "categorical" and p.synced}
 
 
 def _check_tif(path: Path, rel: str) -> None:
@@ -165,6 +183,13 @@ def _check_tif(path: Path, rel: str) -> None:
                     f"{rel} is {ds.width} x {ds.height} pixels; a result may have at most "
                     f"{limit:,} (KHET_MAX_RESULT_PIXELS): a field map has one pixel per "
                     "analysed cell, far fewer."
+                )
+            if rel in CATEGORICAL and (
+                ds.count != 1 or not ds.dtypes[0].startswith(("uint", "int"))
+            ):
+                raise InputError(
+                    f"{rel} has {ds.count} band(s) of {ds.dtypes[0]}; a class map is one band of "
+                    "whole numbers (a class per cell), as `khet analyze` writes it."
                 )
             ds.read(1, window=((0, min(ds.height, 16)), (0, min(ds.width, 16))))
     except RasterioError as e:

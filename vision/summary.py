@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from khet.errors import InputError
@@ -42,6 +43,7 @@ def _finite(v: float) -> float:
 
 
 Finite = Annotated[float, AfterValidator(_finite)]
+Area = Annotated[float, Field(ge=0.0), AfterValidator(_finite)]  # hectares or pixels
 Share = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
 Count = Annotated[int, Field(ge=0)]
@@ -59,8 +61,8 @@ class ClassRow(_Model):
     color: Color
     cells: Count = 0
     share: Share = 0.0
-    area_ha: Finite | None = None
-    area_px: Finite | None = None
+    area_ha: Area | None = None
+    area_px: Area | None = None
     mean_confidence: Share | None = None
 
 
@@ -69,8 +71,8 @@ class VigourLevel(_Model):
     color: Color
     cells: Count = 0
     share_of_crop: Share = 0.0
-    area_ha: Finite | None = None
-    area_px: Finite | None = None
+    area_ha: Area | None = None
+    area_px: Area | None = None
 
 
 class Vigour(_Model):
@@ -211,12 +213,22 @@ class Summary(_Model):
     index_resolution_step: Count = 1
     outputs: dict[Name, Any] = Field(default_factory=dict)
     warnings: list[Text] = Field(default_factory=list, max_length=200)
-    area_total_ha: Finite | None = None
-    area_total_px: Finite | None = None
-    area_total_ha_approx: Finite | None = None
+    area_total_ha: Area | None = None
+    area_total_px: Area | None = None
+    area_total_ha_approx: Area | None = None
     timing: Timing | None = None
     khet_version: Name | None = None
     created: Name | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if not 1 <= v <= SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {v} is not one this Khet reads (1 to {SCHEMA_VERSION}); "
+                "a newer device needs a newer server"
+            )
+        return v
 
     @field_validator("classes")
     @classmethod
@@ -225,6 +237,68 @@ class Summary(_Model):
         if len(set(names)) != len(names):
             raise ValueError("class names repeat")
         return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Summary:
+        """Values that are each well-formed must also add up: shares of one whole sum to at
+        most 1, no part is larger than the whole, and a share agrees with its area. Tolerances
+        cover the rounding the pipeline writes with (shares to 4 decimals, hectares to 6,
+        pixels to whole numbers)."""
+        _parts_of_one("classes", [(c.name, c.share) for c in self.classes])
+        _parts_of_one("vigour.levels", [(v.name, v.share_of_crop) for v in self.vigour.levels])
+        if self.cover is not None and self.cover.vegetation is not None:
+            for name in ("crop", "weed"):
+                part = getattr(self.cover, name)
+                if part is not None and part > self.cover.vegetation + SHARE_TOLERANCE:
+                    raise ValueError(
+                        f"cover.{name} ({part:g}) is more than cover.vegetation "
+                        f"({self.cover.vegetation:g}), of which it is a part"
+                    )
+        for unit, total, slack in (
+            ("ha", self.area_total_ha, HA_ROUNDING),
+            ("px", self.area_total_px, PX_ROUNDING),
+        ):
+            key = f"area_{unit}"
+            rows: list[tuple[str, float | None, float | None]] = [
+                (
+                    f"classes[{c.name}]",
+                    getattr(c, key),
+                    c.share if "share" in c.model_fields_set else None,
+                )
+                for c in self.classes
+            ]
+            if total is None:
+                continue
+            allowed = total * (1 + SHARE_TOLERANCE) + slack
+            for where, area, share in rows:
+                if area is None:
+                    continue
+                if area > allowed:
+                    raise ValueError(
+                        f"{where}.{key} ({area:g}) is larger than the whole map "
+                        f"(area_total_{unit} {total:g})"
+                    )
+                if share is not None and abs(area - share * total) > (
+                    SHARE_TOLERANCE * total + slack
+                ):
+                    raise ValueError(
+                        f"{where}.share ({share:g}) does not agree with its {key} "
+                        f"({area:g} of area_total_{unit} {total:g})"
+                    )
+            parts = sum(a for _, a, _ in rows if a is not None)
+            if parts > allowed:
+                raise ValueError(
+                    f"the classes' {key} add up to {parts:g}, more than the whole map "
+                    f"(area_total_{unit} {total:g})"
+                )
+            for v in self.vigour.levels:
+                area = getattr(v, key)
+                if area is not None and area > allowed:
+                    raise ValueError(
+                        f"vigour.levels[{v.name}].{key} ({area:g}) is larger than the whole "
+                        f"map (area_total_{unit} {total:g})"
+                    )
+        return self
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
@@ -256,7 +330,25 @@ class Summary(_Model):
         return row.share if row is not None else None
 
 
+#: How far shares of one whole may sum past 1, and a part past its whole (relative).
+SHARE_TOLERANCE = 0.01
+#: Rounding of written areas: hectares to 6 decimals, pixels to whole numbers.
+HA_ROUNDING = 1e-5
+PX_ROUNDING = 1.0
+
+
+def _parts_of_one(where: str, parts: list[tuple[str, float]]) -> None:
+    total = sum(share for _, share in parts)
+    if total > 1 + SHARE_TOLERANCE:
+        listed = ", ".join(f"{n} {s:g}" for n, s in parts if s)
+        raise ValueError(
+            f"the shares in {where} add up to {total:.3g} ({listed}); shares of one map add "
+            "up to at most 1"
+        )
+
+
 def _first_problem(e: ValidationError) -> str:
     err = e.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg

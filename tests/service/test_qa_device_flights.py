@@ -4,6 +4,9 @@ capture dates out of range, and the same bytes uploaded under another name."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
 
@@ -56,3 +59,98 @@ def test_a_summary_only_flight_has_no_zones_or_prescriptions(api, edge_results):
     # Nothing was written for the summary-only flight; its listings stay empty.
     assert c.get(f"/api/v1/flights/{fl}/prescriptions", headers=h).json() == {}
     assert c.get(f"/api/v1/flights/{fl}/zones", headers=h).status_code == 404
+
+
+def _scale_class(s, name, factor):
+    row = next(c for c in s["classes"] if c["name"] == name)
+    row["area_ha"] *= factor
+
+
+BAD_SUMMARIES = {
+    "negative_total": (lambda s: s.update(area_total_ha=-3), "area_total_ha"),
+    "class_larger_than_map": (
+        lambda s: s["classes"][0].update(area_ha=1e12),
+        "larger than the whole map",
+    ),
+    "shares_past_one": (
+        lambda s: [c.update(share=0.95) for c in s["classes"][:2]],
+        "add up to",
+    ),
+    "negative_class_area": (lambda s: s["classes"][0].update(area_ha=-0.01), "area_ha"),
+    "share_disagrees_with_area": (
+        lambda s: s["classes"][0].update(share=s["classes"][0]["share"] / 2),
+        "does not agree",
+    ),
+    "vigour_shares_past_one": (
+        lambda s: [v.update(share_of_crop=0.9) for v in s["vigour"]["levels"]],
+        "vigour.levels",
+    ),
+    "unknown_schema": (lambda s: s.update(schema_version=99), "schema_version 99"),
+    "no_classes": (lambda s: s.update(classes=[]), "no classes"),
+    "areas_without_total": (lambda s: s.pop("area_total_ha"), "no area_total_ha"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SUMMARIES))
+def test_device_summaries_that_do_not_add_up_are_refused(api, edge_results, tmp_path, case):
+    """Each value was well-formed on its own and the summary was stored (201) and shown as is;
+    now the parts must fit the whole: 422 with the reason, and no flight is stored."""
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    summary = json.loads((edge_results / "summary.json").read_text())
+    assert summary["area_unit"] == "ha" and len(summary["classes"]) >= 2
+    change, words = BAD_SUMMARIES[case]
+    change(summary)
+    path = tmp_path / case / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(summary))
+    results = {
+        "summary.json": api.upload(alice, path),
+        "classes.tif": api.upload(alice, edge_results / "classes.tif"),
+    }
+    r = _post_flight(api, alice, field, results)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"] and "Value error" not in r.text, r.text
+    assert c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
+
+
+def test_what_the_pipeline_writes_is_accepted_whole(api, edge_results):
+    """The pipeline's own summary (rounded shares and areas) passes the same checks."""
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    summary = json.loads((edge_results / "summary.json").read_text())
+    r = _post_flight(
+        api, alice, field, {"summary.json": api.upload(alice, edge_results / "summary.json")}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["summary"]["classes"] == summary["classes"]
+
+
+def test_a_class_map_must_be_one_band_of_whole_numbers(api, edge_results, tmp_path):
+    """A 3-band RGB GeoTIFF sent as classes.tif was stored, and tiled as if it held classes."""
+    from tests.service.rasters import make_geotiff
+
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    rgb = make_geotiff(tmp_path / "rgb" / "classes.tif", bands=("red", "green", "blue"))
+    summary = api.upload(alice, edge_results / "summary.json")
+    for name in ("classes.tif", "vigour.tif"):
+        r = _post_flight(api, alice, field, {"summary.json": summary, name: api.upload(alice, rgb)})
+        assert r.status_code == 422, r.text
+        assert f"{name} has 3 band(s)" in r.json()["detail"], r.text
+    floats = tmp_path / "float" / "classes.tif"
+    floats.parent.mkdir()
+
+    shutil.copy(edge_results / "indices" / "vari.tif", floats)
+    r = _post_flight(
+        api, alice, field, {"summary.json": summary, "classes.tif": api.upload(alice, floats)}
+    )
+    assert r.status_code == 422 and "float32" in r.json()["detail"], r.text
+    r = _post_flight(
+        api,
+        alice,
+        field,
+        {"summary.json": summary, "classes.tif": api.upload(alice, edge_results / "classes.tif")},
+    )
+    assert r.status_code == 201, r.text
