@@ -223,7 +223,8 @@ def create_app(*, migrate: bool = True) -> FastAPI:
         parts = []
         for e in errors[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg")))
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where else msg)
         safe = [
             {
                 "loc": [str(p) for p in e.get("loc", ())],

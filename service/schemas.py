@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from khet.vision.gsd import GSD_MAX_M, GSD_MIN_M
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 # No control characters, and no bidirectional overrides or isolates (U+202A-U+202E,
 # U+2066-U+2069): they make a name display as something else (an override turns
@@ -182,6 +182,33 @@ class ChunkOut(BaseModel):
 # --- flights ----------------------------------------------------------------------------------
 
 
+#: The earliest capture date taken: consumer drones with cameras came after it; an earlier
+#: date is a clock that was never set (0001-01-01, the Unix epoch), not a flight.
+EARLIEST_CAPTURE = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far ahead of the server's clock a capture may be: a device's clock set a little
+#: ahead, or its local date past midnight before the server's.
+CAPTURE_AHEAD = timedelta(days=1)
+
+
+def capture_time(value: datetime) -> datetime:
+    """When a flight was flown, checked: a time without a zone (EXIF camera time, a date from
+    the upload form) is taken as UTC, one with a zone keeps it; ValueError, saying why, for a
+    date before 2000 or more than a day after now."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=UTC)
+    if value < EARLIEST_CAPTURE:
+        raise ValueError(
+            f"{value.date().isoformat()} is before 2000: the device's clock was "
+            "probably never set; send the date the field was flown, or leave it out"
+        )
+    if value > datetime.now(UTC) + CAPTURE_AHEAD:
+        raise ValueError(
+            f"{value.date().isoformat()} is in the future: send the date the field "
+            "was flown, or leave it out"
+        )
+    return value
+
+
 # A survey flight is 50-500 frames, or five times as many band files for a multispectral one.
 MAX_FLIGHT_FILES = 2500
 
@@ -203,7 +230,11 @@ class FlightIn(Strict):
     ) = Field(
         None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']"
     )
-    captured_at: datetime | None = Field(None, description="When the flight was flown (ISO 8601)")
+    captured_at: datetime | None = Field(
+        None,
+        description="When the flight was flown (ISO 8601), from 2000 to a day after now; a "
+        "time without a zone is taken as UTC.",
+    )
     gsd: float | None = Field(
         None,
         ge=GSD_MIN_M,
@@ -227,6 +258,11 @@ class FlightIn(Strict):
         "'classes.tif': ..., 'zones.geojson': ..., 'indices/ndvi.tif': ...}. "
         "summary.json is required; no analysis job runs.",
     )
+
+    @field_validator("captured_at")
+    @classmethod
+    def _capture_time(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else capture_time(v)
 
 
 class JobOut(BaseModel):

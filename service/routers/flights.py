@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
@@ -25,7 +26,7 @@ from khet.service.dependencies import (
 )
 from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.routers.uploads import STREAMED
-from khet.service.schemas import FlightIn, FlightOut, Problem
+from khet.service.schemas import FlightIn, FlightOut, Problem, capture_time
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
 from khet.vision import products
@@ -164,12 +165,14 @@ async def create_from_multipart(
             bands = [b.strip() for b in sink.fields["bands"].split(",") if b.strip()]
         captured = sink.fields.get("captured_at") or None
         if captured is not None:
-            from datetime import datetime
-
             try:
-                captured = datetime.fromisoformat(captured.strip()).isoformat()
+                when = datetime.fromisoformat(captured.strip())
             except ValueError:
                 raise InputError("captured_at must be an ISO 8601 date, e.g. 2026-06-12.") from None
+            try:
+                captured = capture_time(when).isoformat()
+            except ValueError as e:
+                raise InputError(f"captured_at: {e}.") from None
         gsd = None
         if (sink.fields.get("gsd") or "").strip():
             try:

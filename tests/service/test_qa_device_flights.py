@@ -154,3 +154,70 @@ def test_a_class_map_must_be_one_band_of_whole_numbers(api, edge_results, tmp_pa
         {"summary.json": summary, "classes.tif": api.upload(alice, edge_results / "classes.tif")},
     )
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("sent", "words"),
+    [
+        ("2999-01-01T00:00:00Z", "in the future"),
+        ("0001-01-01T00:00:00", "before 2000"),
+        ("1970-01-01T00:00:00+05:00", "before 2000"),
+        (0, "before 2000"),  # a Unix timestamp of 0: a clock never set
+    ],
+)
+def test_capture_dates_out_of_range_are_refused(api, geotiff, sent, words):
+    """A flight said to be flown in 2999 or in year 1 was stored (201) and sorted by it."""
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    up = api.upload(alice, geotiff)
+    body = {"uploads": [up], "captured_at": sent}
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("captured_at: ") and words in detail, r.text
+    assert "Value error" not in detail
+    if isinstance(sent, str):
+        files = {"files": ("field.tif", geotiff.read_bytes(), "image/tiff")}
+        r = c.post(
+            f"/api/v1/fields/{field}/flights/upload",
+            files=files,
+            data={"captured_at": sent},
+            headers=alice["headers"],
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith("captured_at: ") and words in r.json()["detail"]
+    assert c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
+
+
+def test_capture_times_without_a_zone_are_utc_on_both_routes(api, geotiff):
+    """A time without a zone is taken as UTC, and stored with its zone, whichever route it
+    came by; a time with a zone keeps it; tomorrow (a clock a little ahead) is taken."""
+    from datetime import UTC, datetime, timedelta
+
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    soon = (datetime.now(UTC) + timedelta(hours=20)).replace(microsecond=0)
+    stored = []
+    for i, (sent, want) in enumerate(
+        [
+            ("2026-06-12T09:00:00", "2026-06-12T09:00:00+00:00"),
+            ("2026-06-12T07:30:00Z", "2026-06-12T07:30:00+00:00"),
+            ("2026-06-12T07:30:00+05:00", "2026-06-12T07:30:00+05:00"),
+            (soon.isoformat(), soon.isoformat()),
+        ]
+    ):
+        body = {"uploads": [api.upload(alice, geotiff)], "captured_at": sent, "client_id": f"{i}"}
+        r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+        assert r.status_code == 201, r.text
+        assert r.json()["captured_at"] == want
+        stored.append(want)
+    r = c.post(
+        f"/api/v1/fields/{field}/flights/upload",
+        files={"files": ("field.tif", geotiff.read_bytes(), "image/tiff")},
+        data={"captured_at": "2026-06-12T09:00:00"},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["captured_at"] == "2026-06-12T09:00:00+00:00"  # as the JSON route stores it
