@@ -262,6 +262,15 @@ EN: dict[str, str] = {
     "to follow the crop.",
     "advice_check": "The map is indicative: confirm on foot before spraying or fertilising.",
     "advice_none": "The map shows no crop or weeds; check that the right field was flown.",
+    "advice_vegetation_only": "The map shows plants on {share} of the field but cannot tell "
+    "crop from weeds: {why}. Walk the field to see which plants are weeds before you spray.",
+    "why_gsd_unknown": "how much ground a pixel covers is unknown, and crop and weeds are told "
+    "apart only when it is known",
+    "why_no_rows": "no model is made for this image and no crop rows were found in it",
+    "why_resolution": "at {gsd} per pixel no model is made for this image, and crop rows are "
+    "looked for only from 1 to 10 cm per pixel",
+    "why_rows_none": "the plants lie where no crop rows were found",
+    "why_other": "the method that made this map shows plants and soil only",
     "not_found": "Not found",
     "not_found_text": "There is no such page, or you do not have access to it.",
     "back": "Back to your fields",
@@ -510,6 +519,16 @@ UR: dict[str, str] = {
     "دو تین ہفتے بعد دوبارہ پرواز کریں۔",
     "advice_check": "نقشہ ایک اندازہ ہے: اسپرے یا کھاد سے پہلے کھیت میں جا کر تصدیق کریں۔",
     "advice_none": "نقشے میں نہ فصل ہے نہ جڑی بوٹیاں؛ دیکھیں کہ صحیح کھیت پر پرواز ہوئی تھی۔",
+    "advice_vegetation_only": "نقشے میں کھیت کے {share} حصے پر پودے ہیں، مگر یہ فصل اور جڑی "
+    "بوٹیوں میں فرق نہیں کر سکتا: {why}۔ اسپرے سے پہلے کھیت میں جا کر دیکھیں کہ کون سے پودے "
+    "جڑی بوٹیاں ہیں۔",
+    "why_gsd_unknown": "یہ معلوم نہیں کہ ایک پکسل زمین کا کتنا حصہ دکھاتا ہے، اور فصل اور جڑی "
+    "بوٹیوں میں فرق اسی کے معلوم ہونے پر ہوتا ہے",
+    "why_no_rows": "اس تصویر کے لیے کوئی ماڈل نہیں بنا اور اس میں فصل کی قطاریں نہیں ملیں",
+    "why_resolution": "{gsd} فی پکسل پر اس تصویر کے لیے کوئی ماڈل نہیں بنا، اور فصل کی قطاریں "
+    "صرف 1 سے 10 سینٹی میٹر فی پکسل پر تلاش کی جاتی ہیں",
+    "why_rows_none": "پودے وہاں ہیں جہاں فصل کی قطاریں نہیں ملیں",
+    "why_other": "جس طریقے سے یہ نقشہ بنا وہ صرف پودے اور مٹی دکھاتا ہے",
     "not_found": "نہیں ملا",
     "not_found_text": "یہ صفحہ موجود نہیں، یا آپ کو اس تک رسائی نہیں۔",
     "back": "اپنے کھیتوں پر واپس",

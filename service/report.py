@@ -241,9 +241,40 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
             out.append(t("advice_low_patch_img", share=pct(low.area / crop_area), where=where))
     if not out:
         plant = sum(num(mapping(classes.get(n)).get("share"), 0.0) for n in ("crop", "weed"))
-        out.append(t("advice_all_good") if plant > 0 else t("advice_none"))
+        veg = max(
+            num(mapping(classes.get("vegetation")).get("share"), 0.0),
+            num(mapping(summary.get("cover")).get("vegetation"), 0.0),
+        )
+        if plant > 0:
+            out.append(t("advice_all_good"))
+        elif veg > 0:  # plants, but the method cannot tell crop from weed: say so, and why
+            out.append(t("advice_vegetation_only", share=pct(veg), why=why_no_split(summary, t)))
+        else:
+            out.append(t("advice_none"))
     out.append(t("advice_check"))
     return out
+
+
+def why_no_split(summary: dict, t: Translator) -> str:
+    """Why a map shows vegetation but not crop and weed, in the reader's words, from the
+    method that made its classes and that method's detail (the analysis writes it in English:
+    "Crop and weed are not told apart: ..., and no crop rows were found ...")."""
+    summary = mapping(summary)
+    layer = mapping(mapping(summary.get("layers")).get("classes"))
+    method = text(layer.get("method")) or text(summary.get("method"))
+    detail = (text(layer.get("detail")) or "").lower()
+    gsd = num(mapping(summary.get("gsd")).get("metres"))
+    if method == "rows":
+        return t("why_rows_none")
+    if method != "index":
+        return t("why_other")
+    if "ground sample distance is unknown" in detail or (gsd is None and "rows" not in detail):
+        return t("why_gsd_unknown")
+    if "no crop rows were found" in detail:
+        return t("why_no_rows")
+    if gsd is not None and gsd > 0:
+        return t("why_resolution", gsd=describe_gsd(gsd))
+    return t("why_other")
 
 
 # --- charts (inline SVG) -----------------------------------------------------------------------
