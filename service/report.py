@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,51 @@ INDEX_COLORS = ("#a50026", "#f46d43", "#fee08b", "#d9ef8b", "#66bd63", "#006837"
 # --- numbers -----------------------------------------------------------------------------------
 
 
-def fmt_area(value: float | None, unit: str, t: Translator, total: float | None = None) -> str:
-    """Hectares with sensible precision; for pixel maps a share of the image."""
+#: Below this (100 m²) an area is written in square metres: hectares would need too many
+#: decimals. A column of areas uses one unit, chosen by its largest value.
+M2_BELOW_HA = 0.01
+
+
+def area_scale(values: Iterable[float | None]) -> float | None:
+    """The value that chooses the unit of a column of areas: its largest (None: no values)."""
+    nums = [v for v in values if v is not None and math.isfinite(v)]
+    return max((abs(v) for v in nums), default=None)
+
+
+def area_head(scale: float | None, t: Translator) -> str:
+    """The heading of a column of hectare areas: the unit `fmt_area` writes them in."""
+    return t("square_metres") if scale is not None and scale < M2_BELOW_HA else t("hectares")
+
+
+def fmt_area(
+    value: float | None,
+    unit: str,
+    t: Translator,
+    total: float | None = None,
+    scale: float | None = None,
+) -> str:
+    """An area for people. Hectares with sensible precision, or square metres for small areas
+    (below 100 m²): whole square metres, one decimal below 10 m², "<0.1 m²" for a sliver, never
+    a positive area shown as 0. `scale` (the largest area of a table column, `area_scale`)
+    chooses the unit, so a column reads in one unit. For pixel maps: a share of the image."""
     if value is None:
         return "–"
     if unit == "ha":
+        ref = scale if scale is not None else value
+        if ref < M2_BELOW_HA:
+            m2 = value * 1e4
+            if m2 == 0:
+                return "0 m²"
+            if m2 < 0.1:
+                return "<0.1 m²"
+            return f"{m2:.1f} m²" if m2 < 10 else f"{m2:,.0f} m²"
+        if value == 0:
+            return "0 ha"
         if value >= 10:
             return f"{value:,.1f} ha"
         if value >= 0.1:
             return f"{value:.2f} ha"
-        if value == 0:
-            return "0 ha"
-        return f"{value:.3f} ha" if value >= 0.001 else f"{value * 1e4:.0f} m²"
+        return f"{value:.3f} ha" if value >= 0.001 else "<0.001 ha"
     if total:
         return pct(value / total)
     return f"{value:,.0f} px"
@@ -408,6 +442,8 @@ class Report:
     limits: str | None = None  # what the method cannot tell
     weed_cover: str | None = None  # weeds' share of the field's area, per pixel
     management: dict[str, Any] | None = None  # zones and prescriptions made for the flight
+    class_area_head: str = ""  # the unit of the class table's area column
+    vigour_area_head: str = ""
 
 
 def _describe_method(summary: dict, t: Translator) -> dict[str, Any]:
@@ -500,6 +536,9 @@ def build_report(flight, results: Path, t: Translator) -> Report:
     unit = area_unit(summary)
     total_f = num(summary.get(f"area_total_{unit}"))
     classes = []
+    class_scale = area_scale(
+        [total_f] + [num(c.get(f"area_{unit}")) for c in dicts(summary.get("classes"))]
+    )
     for c in dicts(summary.get("classes")):
         classes.append(
             {
@@ -507,7 +546,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
                 "label": t.name("cls", str(c.get("name"))),
                 "color": color(c.get("color")),
                 "share": num(c.get("share"), 0.0),
-                "area": fmt_area(num(c.get(f"area_{unit}")), unit, t, total_f),
+                "area": fmt_area(num(c.get(f"area_{unit}")), unit, t, total_f, class_scale),
             }
         )
     vig = mapping(summary.get("vigour"))
@@ -520,6 +559,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         None,
     )
     levels = []
+    level_scale = area_scale(num(lvl.get(f"area_{unit}")) for lvl in dicts(vig.get("levels")))
     for lvl in dicts(vig.get("levels")):
         levels.append(
             {
@@ -527,7 +567,9 @@ def build_report(flight, results: Path, t: Translator) -> Report:
                 "label": t.name("lvl", str(lvl.get("name"))),
                 "color": color(lvl.get("color")),
                 "share": num(lvl.get("share_of_crop"), 0.0),
-                "area": fmt_area(num(lvl.get(f"area_{unit}")), unit, t, crop_area or None),
+                "area": fmt_area(
+                    num(lvl.get(f"area_{unit}")), unit, t, crop_area or None, level_scale
+                ),
             }
         )
     hists = []
@@ -550,7 +592,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
             )
     total: str | None
     if unit == "ha":
-        total = fmt_area(total_f, unit, t)
+        total = fmt_area(total_f, unit, t, scale=class_scale)
     else:
         approx = num(summary.get("area_total_ha_approx"))
         total = t("approx_ha", ha=f"{approx:.2f}") if approx is not None else None
@@ -584,6 +626,8 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         **_radiometry_line(summary, t),
         **_describe_method(summary, t),
         management=management_section(results, t),
+        class_area_head=area_head(class_scale, t),
+        vigour_area_head=area_head(level_scale, t),
     )
 
 
@@ -600,12 +644,13 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
     if zones:
         index = text(zones.get("index_title")) or "index"
         rows = []
+        zone_scale = area_scale(num(z.get("area_ha")) for z in dicts(zones.get("zones")))
         for z in dicts(zones.get("zones")):
             rows.append(
                 {
                     "zone": int(num(z.get("zone"), 0)),
                     "color": color(z.get("color")),
-                    "area": fmt_area(num(z.get("area_ha")), "ha", t),
+                    "area": fmt_area(num(z.get("area_ha")), "ha", t, scale=zone_scale),
                     "mean": _fixed(num(z.get("index_mean")), 2),
                     "std": _fixed(num(z.get("index_std")), 2),
                     "weed": pct(num(z.get("weed_share"))),
@@ -621,6 +666,7 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
             "index": index,
             "rows": rows,
             "note": t("zones_note", index=index, how=""),
+            "area_head": area_head(zone_scale, t),
             "how": how,
         }
         out["approx"] = zones.get("placement") == "approximate"
@@ -628,15 +674,17 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
     if rate:
         unit, tunit = text(rate.get("unit")), text(rate.get("total_unit"))
         by_zone = {int(num(z.get("zone"), 0)): z for z in dicts(rate.get("zones"))}
+        rate_scale = area_scale(num(z.get("area_ha")) for z in by_zone.values())
         out["rate"] = {
             "title": t("rate_title", product=text(rate.get("product"))),
             "rate_col": t("rate_col", unit=unit),
+            "area_head": area_head(rate_scale, t),
             "product_col": t("product_col", unit=tunit),
             "rows": [
                 {
                     "zone": k,
                     "rate": _fixed(num(z.get("rate")), 1),
-                    "area": fmt_area(num(z.get("area_ha")), "ha", t),
+                    "area": fmt_area(num(z.get("area_ha")), "ha", t, scale=rate_scale),
                     "product": _fixed(num(z.get("product")), 2),
                 }
                 for k, z in sorted(by_zone.items())
@@ -653,13 +701,14 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
         out["approx"] = out["approx"] or rate.get("placement") == "approximate"
     spot = made.get("spot")
     if spot:
+        spot_scale = area_scale([num(spot.get("field_ha")), num(spot.get("sprayed_ha"))])
         out["spot"] = {
             "title": t("spot_title"),
             "share": num(spot.get("sprayed_share")),
             "line": t(
                 "spot_line",
-                sprayed=fmt_area(num(spot.get("sprayed_ha")), "ha", t),
-                field=fmt_area(num(spot.get("field_ha")), "ha", t),
+                sprayed=fmt_area(num(spot.get("sprayed_ha")), "ha", t, scale=spot_scale),
+                field=fmt_area(num(spot.get("field_ha")), "ha", t, scale=spot_scale),
                 share=pct(num(spot.get("sprayed_share"))),
                 saving=pct(num(spot.get("saving_share"))),
                 product=text(spot.get("product")),

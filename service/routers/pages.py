@@ -48,7 +48,9 @@ DEFAULT_THRESHOLDS = {"weed_share": 0.10, "low_vigour_share": 0.25}
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES))
-templates.env.globals.update(languages=LANGUAGES, version=__version__, pct=rp.pct)
+templates.env.globals.update(
+    languages=LANGUAGES, version=__version__, pct=rp.pct, fmt_area=rp.fmt_area
+)
 templates.env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
 
 OptionalUser = Annotated[User | None, Depends(current_user_optional)]
@@ -569,14 +571,17 @@ def compare_page(
             }
             per.append(d)
             names += [n for n in d if n not in names]
+        # One unit for the table's area columns, chosen by its largest area.
+        scale = rp.area_scale(rp.num(c.get("area_ha")) for d in per for c in d.values())
         for n in names:
             ca, cb = per[0].get(n) or {}, per[1].get(n) or {}
             if same_units:
                 va, vb = rp.num(ca.get("area_ha"), 0.0), rp.num(cb.get("area_ha"), 0.0)
                 delta = round(vb - va, 6)
-                fa, fb = rp.fmt_area(va, "ha", t), rp.fmt_area(vb, "ha", t)
+                fa = rp.fmt_area(va, "ha", t, scale=scale)
+                fb = rp.fmt_area(vb, "ha", t, scale=scale)
                 sign = "+" if delta > 0 else "−" if delta < 0 else ""
-                fd = sign + rp.fmt_area(abs(delta), "ha", t)
+                fd = sign + rp.fmt_area(abs(delta), "ha", t, scale=scale)
             else:
                 va, vb = rp.num(ca.get("share"), 0.0), rp.num(cb.get("share"), 0.0)
                 delta = round(vb - va, 6)

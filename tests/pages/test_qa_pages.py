@@ -130,3 +130,89 @@ def test_no_vegetation_at_all_still_says_check_the_field():
     assert advice(bare, {"features": []}, None, Translator("en"))[0] == NONE_EN
     model = _summary("model", "Learned model", 0.006, {"soil": 1.0, "crop": 0.0, "weed": 0.0})
     assert advice(model, {"features": []}, None, Translator("en"))[0] == NONE_EN
+
+
+# --- small areas ---------------------------------------------------------------------------------
+
+UNIT = re.compile(r"(m²|ha)$")
+
+
+def _column(page: str, table_id: str | None, heading: str | None = None) -> list[str]:
+    """The area cells (those ending in a unit) of a report table."""
+    if table_id:
+        m = re.search(rf'id="{table_id}">(.*?)</table>', page, re.S)
+    else:
+        m = re.search(rf"<h2[^>]*>{re.escape(heading or '')}</h2>\s*<table.*?</table>", page, re.S)
+    assert m, (table_id, heading)
+    cells = [html.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(0))]
+    return [c for c in cells if UNIT.search(c)]
+
+
+def test_small_areas_keep_their_size_and_one_unit_per_column(app, tmp_path):
+    """A 16 m² field on a 41 m² image: the dashboard said "0.00 ha", the vigour table mixed
+    "0 m²" and "0 ha", a zone of a fraction of a square metre read "0 m²", and so did the
+    minimum zone."""
+    from tests.pages.rasters import boundary_lonlat, make_field
+    from tests.service.conftest import run_queued_jobs
+
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Chak 42"}).json()
+    boundary = boundary_lonlat(size=128, res=0.05, inset=1.2)  # 4 m x 4 m
+    field = app.post(
+        f"/api/v1/farms/{farm['id']}/fields",
+        json={"name": "Seed plot", "crop": "wheat", "boundary": boundary},
+    ).json()
+    assert 0.0015 < field["area_ha"] < 0.0017
+    for page in (app.get("/").text, app.get(f"/fields/{field['id']}").text):
+        assert "0.00 ha" not in page
+        assert re.search(r">1[56] m²<", page), page[-3000:]
+    image = make_field(tmp_path / "plot.tif", size=128, res=0.05)
+    files = {"files": ("plot.tif", image.read_bytes(), "image/tiff")}
+    r = app.post(f"/api/v1/fields/{field['id']}/flights/upload", files=files)
+    assert r.status_code == 201, r.text
+    fl = r.json()["id"]
+    run_queued_jobs()
+    summary = app.get(f"/api/v1/flights/{fl}").json()["summary"]
+    assert summary["area_total_ha"] < 0.01
+    r = app.post(
+        f"/api/v1/flights/{fl}/zones", json={"zones": 2, "smooth": 0, "min_zone_ha": 0.00001}
+    )
+    assert r.status_code == 201, r.text
+    zones = r.json()
+    report = app.get(f"/flights/{fl}/report").text
+    classes = _column(report, None, "Area by class")
+    vigour = _column(report, None, "Crop vigour")
+    zone_cells = _column(report, "zone-table")
+    for cells, rows in (
+        (classes, summary["classes"]),
+        (vigour, summary["vigour"]["levels"]),
+        (zone_cells, zones["zones"]),
+    ):
+        assert len(cells) == len(rows), (cells, rows)
+        assert {UNIT.search(c).group(1) for c in cells} == {"m²"}, cells
+        for cell, row in zip(cells, rows, strict=True):
+            if row["area_ha"] > 0:
+                assert cell not in ("0 m²", "0 ha"), (cell, row)
+    assert "Square metres" in report
+    assert "minimum zone 0.1 m²" in report, re.findall(r"minimum zone [^.<]*", report)
+    assert app.get(f"/flights/{fl}").status_code == 200
+
+
+def test_fmt_area_for_small_and_mixed_columns():
+    from khet.service.report import area_scale, fmt_area
+
+    t = Translator("en")
+    assert fmt_area(0.000029, "ha", t) == "0.3 m²"  # a zone of 8 cells
+    assert fmt_area(0.0016, "ha", t) == "16 m²"
+    assert fmt_area(0.00000001, "ha", t) == "<0.1 m²"
+    assert fmt_area(0.065, "ha", t) == "0.065 ha"
+    column = [0.0, 0.00004, 0.002]
+    scale = area_scale(column)
+    assert [fmt_area(v, "ha", t, scale=scale) for v in column] == ["0 m²", "0.4 m²", "20 m²"]
+    big = [0.0, 0.0004, 2.5]
+    assert [fmt_area(v, "ha", t, scale=area_scale(big)) for v in big] == [
+        "0 ha",
+        "<0.001 ha",
+        "2.50 ha",
+    ]

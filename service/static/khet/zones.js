@@ -40,7 +40,25 @@
     }, function (e) { if (button) button.disabled = false; fail(String(e)); throw e; });
   }
   function shown() { /* the reason is already in the alert box */ }
-  function area(ha) { return ha >= 0.1 ? ha.toFixed(2) + " ha" : Math.round(ha * 1e4) + " m²"; }
+  // As the report writes areas (service/report.py fmt_area): square metres below 100 m²,
+  // one decimal below 10 m², never a positive area as 0; `scale` (a column's largest area)
+  // picks the unit, so a column reads in one unit.
+  function area(ha, scale) {
+    var ref = scale === undefined ? ha : scale;
+    if (ref < 0.01) {
+      var m2 = ha * 1e4;
+      if (m2 === 0) return "0 m²";
+      if (m2 < 0.1) return "<0.1 m²";
+      return (m2 < 10 ? m2.toFixed(1) : Math.round(m2).toLocaleString("en")) + " m²";
+    }
+    if (ha === 0) return "0 ha";
+    if (ha >= 10) return ha.toLocaleString("en", { maximumFractionDigits: 1, minimumFractionDigits: 1 }) + " ha";
+    if (ha >= 0.1) return ha.toFixed(2) + " ha";
+    return ha >= 0.001 ? ha.toFixed(3) + " ha" : "<0.001 ha";
+  }
+  function largest(rows, key) {
+    return rows.reduce(function (m, r) { return Math.max(m, Number(r[key]) || 0); }, 0);
+  }
   function downloads(box, res) {
     var d = res.downloads || {};
     var ul = el("ul", "downloads");
@@ -57,6 +75,7 @@
 
   function showZones(z) {
     zones = z;
+    var scale = largest(z.zones, "area_ha");
     zonesOut.textContent = "";
     var legend = el("div", "legend", undefined);
     legend.id = "zones-legend";
@@ -66,7 +85,7 @@
       r.appendChild(sw);
       r.appendChild(document.createTextNode(
         T.zone + " " + row.zone + " · " + z.index_title + " " + Number(row.index_mean).toFixed(2) +
-        " · " + area(row.area_ha)));
+        " · " + area(row.area_ha, scale)));
       legend.appendChild(r);
     });
     zonesOut.appendChild(legend);
@@ -79,7 +98,7 @@
       var th = el("th", "", String(row.zone)); th.scope = "row";
       var sw = el("span", "swatch"); sw.style.background = row.color; th.prepend(sw);
       tr.appendChild(th);
-      tr.appendChild(el("td", "num", area(row.area_ha)));
+      tr.appendChild(el("td", "num", area(row.area_ha, scale)));
       var td = el("td", "num"), inp = el("input");
       inp.type = "number"; inp.min = "0"; inp.step = "any"; inp.value = "100";
       inp.id = "rate-" + row.zone; inp.dataset.area = row.area_ha;
@@ -162,8 +181,8 @@
     }, document.getElementById("spot-btn")).then(function (res) {
       var out = document.getElementById("spot-out");
       out.textContent = "";
-      var p = el("p", "", (res.sprayed_share * 100).toFixed(1) + "% · " + area(res.sprayed_ha) +
-        " / " + area(res.field_ha) + " · −" + (res.saving_share * 100).toFixed(1) + "% " +
+      var p = el("p", "", (res.sprayed_share * 100).toFixed(1) + "% · " + area(res.sprayed_ha, res.field_ha) +
+        " / " + area(res.field_ha, res.field_ha) + " · −" + (res.saving_share * 100).toFixed(1) + "% " +
         res.product + " (" + res.total.toFixed(2) + " / " + res.blanket_total.toFixed(2) + " " +
         res.total_unit + ")");
       p.id = "spot-share";
