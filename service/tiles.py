@@ -45,7 +45,7 @@ from rio_tiler.colormap import cmap
 from rio_tiler.errors import PointOutsideBounds, RioTilerError, TileOutsideBounds
 from rio_tiler.io import Reader
 
-from khet.errors import KhetError, NotFoundError
+from khet.errors import ConflictError, KhetError, NotFoundError
 
 log = logging.getLogger("khet.service.tiles")
 INDEX_RE = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -59,6 +59,28 @@ class NotGeoreferenced(KhetError):
     code = "not_georeferenced"
 
 
+class FlightFailed(ConflictError):
+    """A layer of a flight whose analysis failed: it will not be made unless the flight is
+    retried, so "not ready yet" would be wrong (409, with the job's reason)."""
+
+    code = "flight_failed"
+
+
+def _failed(flight: Flight, what: str) -> FlightFailed | None:
+    job = flight.job
+    if job is None or job.status != "failed":
+        return None
+    why = storage.public_message(job.error) if job.error else "no reason was recorded"
+    again = (
+        "Fix the cause and retry the flight."
+        if flight.source != "edge"
+        else "Send the device's results again."
+    )
+    return FlightFailed(
+        f"This flight's analysis failed, so {what} will not be made ({why.rstrip('.')}). {again}"
+    )
+
+
 def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, dict]:
     """The file behind a layer and how to render it; NotFoundError when there is none.
 
@@ -68,6 +90,11 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
     fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
     if layer == "imagery":
         info = flight.imagery or {}
+        if info.get("pending") or (not info.get("tileable") and info.get("kind") == "flight"):
+            # Made by the job (a raster opened, a flight's frames mosaicked): never, if it failed.
+            failed = _failed(flight, "its imagery layer")
+            if failed is not None:
+                raise failed
         if info.get("pending"):
             raise NotFoundError("The imagery layer is not ready yet.")
         if not info.get("tileable"):
@@ -82,7 +109,7 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
             "rescale": info.get("rescale"),
         }
     if flight.job is not None and flight.job.status != "done":
-        raise NotFoundError("The field map is not ready yet.")
+        raise _failed(flight, "its field map") or NotFoundError("The field map is not ready yet.")
     results = fdir / "results"
     if layer in ("classes", "vigour"):
         path = results / f"{layer}.tif"

@@ -221,3 +221,67 @@ def test_capture_times_without_a_zone_are_utc_on_both_routes(api, geotiff):
     )
     assert r.status_code == 201, r.text
     assert r.json()["captured_at"] == "2026-06-12T09:00:00+00:00"  # as the JSON route stores it
+
+
+def _failed_flight(api, alice, field, image, damage: bool) -> dict:
+    """A flight whose real job failed: on one band nothing can map (the imagery was opened
+    first, so it has an imagery layer), or on imagery damaged on disk after it arrived (the
+    job fails opening it: the imagery layer stays pending)."""
+    from khet.service import storage
+
+    from tests.service.conftest import run_queued_jobs
+
+    flight = api.flight(alice, field, image)
+    if damage:
+        farm = api.client.get(f"/api/v1/flights/{flight['id']}", headers=alice["headers"])
+        path = storage.flight_dir(farm.json()["farm_id"], field, flight["id"]) / "input"
+        target = path / flight["inputs"][0]
+        damaged = target.with_name("damaged.tmp")
+        damaged.write_bytes(b"II*\x00" + b"\x00" * 64)  # a TIFF header and nothing else
+        damaged.replace(target)
+    run_queued_jobs()
+    out = api.client.get(f"/api/v1/flights/{flight['id']}", headers=alice["headers"]).json()
+    assert out["status"] == "failed", out
+    return out
+
+
+@pytest.mark.parametrize("damage", [False, True], ids=["one-band", "damaged-on-disk"])
+def test_a_failed_flight_says_its_layers_will_not_come(api, tmp_path, use_test_models, damage):
+    """The imagery tile of a failed flight said "The imagery layer is not ready yet." (404),
+    which it never would be; so did its map layers. Now a 409 that says the analysis failed,
+    and why."""
+    from tests.service.rasters import make_geotiff
+
+    c = api.client
+    alice = api.user()
+    h = alice["headers"]
+    _, field = api.farm_field(alice)
+    grey = make_geotiff(tmp_path / "grey.tif", bands=("gray",))  # nothing can map one band
+    image = make_geotiff(tmp_path / "field.tif") if damage else grey
+    queued = api.flight(alice, field, image)["id"]
+    r = c.get(f"/api/v1/flights/{queued}/tiles/imagery/18/186000/107000", headers=h)
+    assert r.status_code == 404 and "not ready yet" in r.json()["detail"]  # queued: it may come
+    c.delete(f"/api/v1/flights/{queued}", headers=h)
+    flight = _failed_flight(api, alice, field, image, damage)
+    fl = flight["id"]
+    paths = [
+        f"/api/v1/flights/{fl}/tiles/classes/18/186000/107000",
+        f"/api/v1/flights/{fl}/tilejson.json?layer=classes",
+        f"/api/v1/flights/{fl}/point?lon=75.75&lat=30.9",
+    ]
+    if damage:  # the job failed before it could open the imagery
+        paths += [
+            f"/api/v1/flights/{fl}/tiles/imagery/18/186000/107000",
+            f"/api/v1/flights/{fl}/tilejson.json?layer=imagery",
+        ]
+    else:  # the imagery was opened before the analysis failed: its layer is there
+        r = c.get(f"/api/v1/flights/{fl}/tilejson.json?layer=imagery", headers=h)
+        assert r.status_code == 200 and r.json()["tiles"], r.text
+    for path in paths:
+        r = c.get(path, headers=h)
+        assert r.status_code == 409, (path, r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert r.json()["error"] == "flight_failed"
+        assert "analysis failed" in detail and "not ready" not in detail, detail
+        assert flight["error"].rstrip(".")[:30] in detail  # the job's own reason
+        assert "retry the flight" in detail
