@@ -108,6 +108,8 @@ EN: dict[str, str] = {
     "low_threshold": "Weak-crop share above (% of crop)",
     "save": "Save",
     "saved": "Saved.",
+    "threshold_invalid": "{what}: “{value}” is not a percentage from 0 to 100. Nothing was "
+    "saved; the old value, {old}, still holds.",
     "flights": "Flights",
     "flight": "Flight",
     "date": "Date",
@@ -372,6 +374,8 @@ UR: dict[str, str] = {
     "low_threshold": "کمزور فصل کا حصہ (% فصل) سے زیادہ",
     "save": "محفوظ کریں",
     "saved": "محفوظ ہو گیا۔",
+    "threshold_invalid": "{what}: “{value}” 0 سے 100 کے درمیان کوئی فیصد نہیں۔ کچھ محفوظ نہیں "
+    "ہوا؛ پرانی حد، {old}، برقرار ہے۔",
     "flights": "پروازیں",
     "flight": "پرواز",
     "date": "تاریخ",

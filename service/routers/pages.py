@@ -10,6 +10,7 @@ API itself (uploads, tiles, point queries) with the session cookie.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlparse
@@ -252,6 +253,13 @@ def logout(request: Request, db: DB) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, user: PageUser, db: DB) -> Response:
     """The farms and fields the user can see, those that need a visit first."""
+    return _dashboard(request, user, db)
+
+
+def _dashboard(
+    request: Request, user: User, db: Session, errors: list[str] | None = None
+) -> Response:
+    """The dashboard page; with `errors` (a refused thresholds form), a 422 that shows them."""
     limits = thresholds(db, user)
     farms = []
     for farm in db.scalars(visible_farms(user).order_by(Farm.name, Farm.id)):
@@ -271,24 +279,44 @@ def dashboard(request: Request, user: PageUser, db: DB) -> Response:
         {
             "farms": farms,
             "limits": limits,
-            "saved": request.query_params.get("saved") == "1",
+            "saved": request.query_params.get("saved") == "1" and not errors,
+            "visit_errors": errors or [],
         },
+        status=422 if errors else 200,
         user=user,
     )
 
 
 @router.post("/settings/visit")
 async def save_thresholds(request: Request, user: PageUser, db: DB) -> Response:
-    """Save the visit thresholds from the dashboard's form."""
+    """Save the visit thresholds from the dashboard's form: both or neither. A value that is
+    not a percentage from 0 to 100 (text, a negative number, NaN, 1e308) saves nothing and
+    shows the page again (422) saying which, and that the old value still holds."""
     form = await request.form()
     limits = thresholds(db, user)
-    for key, name in (("weed_share", "weed"), ("low_vigour_share", "low")):
+    t = Translator(_lang(request))
+    errors = []
+    for key, name, label in (
+        ("weed_share", "weed", "weed_threshold"),
+        ("low_vigour_share", "low", "low_threshold"),
+    ):
+        if name not in form:
+            continue  # not sent: unchanged
+        raw = str(form.get(name, "")).strip()
         try:
-            value = float(str(form.get(name, "")).replace(",", "."))
+            value = float(raw.replace(",", "."))
         except ValueError:
-            continue
-        if 0 <= value <= 100:
+            value = math.nan
+        if math.isfinite(value) and 0 <= value <= 100:
             limits[key] = round(value / 100, 4)
+        else:
+            shown = raw if len(raw) <= 24 else raw[:24] + "…"
+            errors.append(
+                t("threshold_invalid", what=t(label), value=shown, old=rp.pct(limits[key]))
+            )
+    if errors:
+        db.rollback()
+        return _dashboard(request, user, db, errors)
     row = db.get(UserSettings, user.id)
     if row is None:
         row = UserSettings(user_id=user.id, settings={})

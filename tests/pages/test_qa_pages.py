@@ -216,3 +216,42 @@ def test_fmt_area_for_small_and_mixed_columns():
         "<0.001 ha",
         "2.50 ha",
     ]
+
+
+# --- visit thresholds ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "bad"),
+    [
+        ({"weed": "-5", "low": "30"}, ["“-5”"]),
+        ({"weed": "abc", "low": "30"}, ["“abc”"]),
+        ({"weed": "1e308", "low": "nan"}, ["“1e308”", "“nan”"]),
+        ({"weed": "", "low": "30"}, ["“”"]),
+    ],
+)
+def test_visit_thresholds_refuse_nonsense_and_keep_the_old_values(app, form, bad):
+    """weed=-5, weed=abc or weed=1e308&low=nan redirected to "Saved." and silently kept the old
+    value. Now: 422, the page says which value is wrong and that the old one still holds, and
+    nothing is saved (not even the valid half of the form)."""
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    r = app.post("/settings/visit", data={"weed": "40", "low": "60"}, follow_redirects=False)
+    assert r.status_code == 303
+    r = app.post("/settings/visit", data=form, follow_redirects=False)
+    assert r.status_code == 422, r.text[-500:]
+    assert "Saved." not in r.text
+    errors = re.search(r'id="visit-errors">(.*?)</div>', r.text, re.S)
+    assert errors, r.text[-2000:]
+    said = html.unescape(errors.group(1))
+    for value in bad:
+        assert value in said, said
+    assert "Nothing was saved" in said
+    assert "the old value, 40%, still holds" in said  # every case has a bad weed value
+    page = app.get("/").text
+    assert 'value="40"' in page and 'value="60"' in page  # both old values, as stored
+    r = app.post("/settings/visit?lang=ur", data=form, follow_redirects=False)
+    assert r.status_code == 422 and "کچھ محفوظ نہیں" in html.unescape(r.text)
+    r = app.post("/settings/visit", data={"weed": "12.5", "low": "70"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert 'value="12.5"' in app.get("/").text
