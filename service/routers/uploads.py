@@ -1,10 +1,12 @@
 """Resumable, idempotent chunked uploads (the protocol the edge devices speak).
 
 1. `POST /api/v1/uploads {"filename", "size", "sha256"}` → 201 `{"id", "offset": 0, ...}`. The same
-   user posting the same sha256 and size again gets the existing upload back (200) with its
-   current offset: that is how a client resumes after losing its state, and how a file is never
-   stored twice (the upload's id is derived from the user, SHA-256 and size, so two requests
-   racing to declare the same file make one upload).
+   user posting the same sha256, size and filename again gets the existing upload back (200)
+   with its current offset: that is how a client resumes after losing its state (the upload's
+   id is derived from the user, SHA-256, size and name, so two requests racing to declare the
+   same file make one upload). The same bytes under a new name are a new upload with that name
+   (201), complete at once when the bytes are already here: they are hard-linked, not stored
+   twice.
 2. `PUT /api/v1/uploads/{id}` with `Content-Range: bytes START-END/TOTAL` and the raw bytes as the
    body. START == offset appends and returns the new offset. START < offset (a chunk re-sent
    after a lost reply) changes nothing and returns the current offset (200). START > offset is a
@@ -74,18 +76,22 @@ def _out(up: Upload) -> UploadOut:
 )
 def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) -> UploadOut:
     """Declare a file: name, total size in bytes, SHA-256 (hex). If you already started an upload
-    with the same SHA-256 and size, it is returned (200) with its offset: resume from there, or,
-    when `complete` is true, use its id right away."""
+    of the same file under the same name, it is returned (200) with its offset: resume from
+    there, or, when `complete` is true, use its id right away. The same bytes under another
+    name are a new upload with that name (201), complete at once when the bytes are already
+    here (they are shared, not stored again): a file's name carries meaning (a band file's
+    IMG_0001_3.tif)."""
     name = storage.safe_filename(body.filename)
     if body.size > up_io.limit_bytes():
         raise up_io.too_large(name)
-    existing = db.scalar(
+    same_file = (
         select(Upload)
         .where(Upload.user_id == user.id)
         .where(Upload.sha256 == body.sha256)
         .where(Upload.size == body.size)
         .order_by(Upload.created_at)
     )
+    existing = db.scalar(same_file.where(Upload.filename == name))
     if existing is not None:
         path = storage.upload_path(user.id, existing.id)
         if not path.exists() or (existing.complete and path.stat().st_size != existing.size):
@@ -96,7 +102,7 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
         response.status_code = 200
         return _out(existing)
     up = Upload(
-        id=upload_id_for(user.id, body.sha256, body.size),
+        id=upload_id_for(user.id, body.sha256, body.size, name),
         user_id=user.id,
         filename=name,
         size=body.size,
@@ -106,7 +112,10 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
     )
     path = storage.upload_path(user.id, up.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
+    if not _share_bytes(db, same_file, user.id, path):
+        path.touch()
+    else:  # the same bytes, already here and checked: this name's upload is complete
+        up.offset, up.complete = body.size, True
     db.add(up)
     try:
         db.commit()
@@ -120,11 +129,31 @@ def start_upload(body: UploadIn, user: CurrentUser, db: DB, response: Response) 
     return _out(up)
 
 
-def upload_id_for(user_id: int, sha256: str, size: int) -> str:
-    """The id of a user's upload of one file: derived from the file, so two requests that
-    declare it at the same moment (syncs run side by side, a retried request) make one upload,
-    not two; the loser of the race finds the winner's row by its primary key."""
-    return hashlib.sha256(f"{user_id}:{sha256.lower()}:{size}".encode()).hexdigest()[:32]
+def _share_bytes(db, same_file, user_id: int, path) -> bool:
+    """Put the bytes of a complete upload of the same file at `path` (a hard link: stored
+    once); False when there is none, or its bytes are not all there."""
+    for other in db.scalars(same_file.where(Upload.complete.is_(True))):
+        src = storage.upload_path(user_id, other.id)
+        try:
+            if src.stat().st_size != other.size:
+                continue
+            if path.exists():  # a leftover of an earlier declaration that never finished
+                path.unlink()
+            storage.link_or_copy(src, path)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def upload_id_for(user_id: int, sha256: str, size: int, filename: str) -> str:
+    """The id of a user's upload of one file under one name: derived from them, so two
+    requests that declare it at the same moment (syncs run side by side, a retried request)
+    make one upload, not two; the loser of the race finds the winner's row by its primary
+    key. Uploads made before the name counted have ids without it; they are found by their
+    columns, not by their id."""
+    key = f"{user_id}:{sha256.lower()}:{size}:{filename}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @router.get("/{upload_id}", response_model=UploadOut, summary="Where an upload stands")

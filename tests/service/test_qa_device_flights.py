@@ -285,3 +285,66 @@ def test_a_failed_flight_says_its_layers_will_not_come(api, tmp_path, use_test_m
         assert "analysis failed" in detail and "not ready" not in detail, detail
         assert flight["error"].rstrip(".")[:30] in detail  # the job's own reason
         assert "retry the flight" in detail
+
+
+def test_the_same_bytes_under_a_new_name_keep_the_new_name(api, geotiff):
+    """Re-uploading the same bytes as p2.jpg returned the upload named photo.jpg, and a flight
+    made from it got the old name (band file names carry meaning). Now the new name is a new
+    upload, complete at once, sharing the stored bytes."""
+    import hashlib
+    import os
+
+    from khet.service import storage
+
+    c = api.client
+    alice = api.user()
+    h = alice["headers"]
+    _, field = api.farm_field(alice)
+    data = geotiff.read_bytes()
+    first = api.upload(alice, geotiff, name="photo.tif")
+    declare = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    r = c.post("/api/v1/uploads", json={"filename": "p2.tif", **declare}, headers=h)
+    assert r.status_code == 201, r.text
+    second = r.json()
+    assert second["id"] != first and second["filename"] == "p2.tif"
+    assert second["complete"] is True and second["offset"] == len(data)  # nothing to resend
+    a = storage.upload_path(alice["id"], first)
+    b = storage.upload_path(alice["id"], second["id"])
+    assert b.read_bytes() == data
+    assert os.stat(a).st_ino == os.stat(b).st_ino  # one copy of the bytes
+    # Each name still resumes to its own upload.
+    r = c.post("/api/v1/uploads", json={"filename": "photo.tif", **declare}, headers=h)
+    assert r.status_code == 200 and r.json()["id"] == first
+    assert r.json()["filename"] == "photo.tif"
+    r = c.post("/api/v1/uploads", json={"filename": "p2.tif", **declare}, headers=h)
+    assert r.status_code == 200 and r.json()["id"] == second["id"]
+    r = c.post(f"/api/v1/fields/{field}/flights", json={"uploads": [second["id"]]}, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["inputs"] == ["p2.tif"]
+    r = c.post(
+        f"/api/v1/fields/{field}/flights",
+        json={"uploads": [first], "client_id": "old-name"},
+        headers=h,
+    )
+    assert r.status_code == 201 and r.json()["inputs"] == ["photo.tif"]
+
+
+def test_a_new_name_for_bytes_still_arriving_is_its_own_upload(api, geotiff):
+    """While the first upload of the bytes is incomplete there is nothing to share: the new
+    name gets its own upload to send, and the first is not renamed under its sender."""
+    import hashlib
+
+    c = api.client
+    alice = api.user()
+    h = alice["headers"]
+    data = geotiff.read_bytes()
+    declare = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    r = c.post("/api/v1/uploads", json={"filename": "IMG_0001_3.tif", **declare}, headers=h)
+    assert r.status_code == 201
+    first = r.json()
+    r = c.post("/api/v1/uploads", json={"filename": "IMG_0001_4.tif", **declare}, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != first["id"] and r.json()["complete"] is False
+    assert r.json()["filename"] == "IMG_0001_4.tif"
+    up = c.get(f"/api/v1/uploads/{first['id']}", headers=h).json()
+    assert up["filename"] == "IMG_0001_3.tif"
