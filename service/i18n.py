@@ -162,9 +162,10 @@ EN: dict[str, str] = {
     "point_confidence": "Confidence",
     "point_vigour": "Vigour",
     "point_outside": "Outside the map.",
-    "no_georef": "This flight's images have no map coordinates (no GPS georeference in the "
-    "file), so the map cannot be placed on the earth and areas are shares of the "
-    "image, not hectares. Here is the analysed image instead.",
+    "no_georef": "This flight's imagery has no map projection in its files (a camera's GPS "
+    "position places it only approximately), so the map is not drawn on the earth: here is the "
+    "analysed image instead. Areas are approximate hectares where the ground sample distance is "
+    "known, otherwise shares of the image.",
     "not_ready": "The map is not ready yet.",
     "failed": "The analysis failed",
     "retry": "Try again",
@@ -428,8 +429,9 @@ UR: dict[str, str] = {
     "point_confidence": "یقین",
     "point_vigour": "طاقت",
     "point_outside": "نقشے سے باہر۔",
-    "no_georef": "اس پرواز کی تصویروں میں نقشے کے کوآرڈینیٹ نہیں، اس لیے نقشہ زمین پر نہیں رکھا "
-    "جا سکتا اور رقبہ ہیکٹر کی بجائے تصویر کا حصہ ہے۔ یہ تجزیہ شدہ تصویر ہے۔",
+    "no_georef": "اس پرواز کی تصویر کی فائلوں میں نقشے کا پروجیکشن نہیں (کیمرے کا GPS مقام اسے "
+    "صرف اندازاً رکھتا ہے)، اس لیے نقشہ زمین پر نہیں بنایا جاتا: یہ تجزیہ شدہ تصویر ہے۔ جہاں "
+    "زمینی فاصلہ فی پکسل معلوم ہو وہاں رقبہ اندازاً ہیکٹر میں ہے، ورنہ تصویر کا حصہ۔",
     "not_ready": "نقشہ ابھی تیار نہیں۔",
     "failed": "تجزیہ ناکام ہو گیا",
     "retry": "دوبارہ کوشش",

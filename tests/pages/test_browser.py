@@ -250,7 +250,8 @@ def test_flight_without_georeference(server, browser, shots):
     page = ctx.new_page()
     _login(page, server, "farmer@example.org")
     page.goto(f"{server.url}/flights/{fid}")
-    assert "no map coordinates" in page.locator("#no-georef").inner_text()
+    text = page.locator("#no-georef").inner_text()
+    assert "no map projection" in text and "GPS" in text  # not "no GPS": it has GPS
     page.wait_for_function("document.querySelector('img.preview').naturalWidth > 0")
     assert page.locator("#map").count() == 0
     page.screenshot(path=shots / "15-no-georeference.png", full_page=True)
