@@ -198,7 +198,7 @@ def test_flight_without_georeference_shows_the_preview(app, flight, tmp_path):
         fl = db.get(Flight, flight["flight"])
         fl.summary = {**fl.summary, "area_unit": "px", "area_total_px": 1000}
     r = app.get(f"/flights/{flight['flight']}")
-    assert "no map coordinates" in r.text and "preview.png" in r.text
+    assert "no map projection" in r.text and "preview.png" in r.text
     assert "leaflet.js" not in r.text
 
 

@@ -65,7 +65,9 @@ def test_mosaic_is_a_georeferenced_cog_of_the_flight(seneca24_summary):
         assert ds.res[0] == pytest.approx(s["pixel_size_m"]) and 0.08 < ds.res[0] < 0.13
         assert ds.descriptions == ("red", "green", "blue")
         assert ds.overviews(1)
-        mask = ds.dataset_mask(out_shape=(ds.height // 16, ds.width // 16))
+        # At a quarter of the resolution: coarser, the mask overview's edge cells (valid where
+        # any pixel is) add several per cent on a ragged mosaic outline.
+        mask = ds.dataset_mask(out_shape=(ds.height // 4, ds.width // 4))
     covered = (mask > 0).mean() * s["width"] * s["height"] * s["pixel_size_m"] ** 2 / 1e4
     assert covered == pytest.approx(s["covered_ha"], rel=0.05)
     assert 2.0 < s["covered_ha"] < 4.5  # 24 frames of about 0.4 ha each, overlapping
