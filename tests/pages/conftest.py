@@ -62,6 +62,23 @@ class Server:
             yield c
 
 
+@contextmanager
+def app_client(monkeypatch) -> Iterator:
+    """A TestClient of the app on the embedded defaults (SQLite in the test's data folder)."""
+    from fastapi.testclient import TestClient
+    from khet.service.db import dispose_engines
+    from khet.service.main import create_app
+
+    from khet.settings import get_settings
+
+    dispose_engines()
+    monkeypatch.delenv("KHET_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        yield client
+    dispose_engines()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("khet-web")

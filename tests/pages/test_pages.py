@@ -13,6 +13,7 @@ import pytest
 from khet.service.i18n import EN, MESSAGES, Translator
 from khet.service.report import advice, direction, histogram_chart, largest_patch, share_chart
 
+from tests.pages.conftest import app_client
 from tests.pages.rasters import boundary_lonlat, make_field
 
 STATIC = Path(__file__).resolve().parents[2] / "service" / "static" / "khet"
@@ -21,18 +22,8 @@ PASSWORD = "field-secret-1"
 
 @pytest.fixture
 def app(monkeypatch, use_test_models):
-    from fastapi.testclient import TestClient
-    from khet.service.db import dispose_engines
-    from khet.service.main import create_app
-
-    from khet.settings import get_settings
-
-    dispose_engines()
-    monkeypatch.delenv("KHET_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    with TestClient(create_app()) as client:
+    with app_client(monkeypatch) as client:
         yield client
-    dispose_engines()
 
 
 def _user(role: str, email: str) -> None:

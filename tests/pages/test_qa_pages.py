@@ -11,6 +11,7 @@ import pytest
 from khet.service.i18n import Translator
 from khet.service.report import advice
 
+from tests.pages.conftest import app_client
 from tests.pages.test_pages import _capture_flight, _login, _user
 
 MICASENSE = Path("tests/fixtures/micasense_crop")
@@ -20,18 +21,8 @@ NONE_EN = "The map shows no crop or weeds; check that the right field was flown.
 @pytest.fixture
 def app(monkeypatch):
     """The app with the shipped model bundles (none of which holds for the MicaSense capture)."""
-    from fastapi.testclient import TestClient
-    from khet.service.db import dispose_engines
-    from khet.service.main import create_app
-
-    from khet.settings import get_settings
-
-    dispose_engines()
-    monkeypatch.delenv("KHET_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    with TestClient(create_app()) as client:
+    with app_client(monkeypatch) as client:
         yield client
-    dispose_engines()
 
 
 def _advice(page: str) -> list[str]:
