@@ -6,13 +6,13 @@ import math
 from typing import Any
 
 from khet.service.config import service_settings
+from khet.vision.maps import MIN_BOUNDARY_M2
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
 
 from khet.errors import InputError
 
-MIN_AREA_M2 = 10.0
 MAX_AREA_M2 = 10_000 * 10_000.0  # 10,000 ha
 
 
@@ -81,9 +81,10 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
     except Exception as e:
         raise InputError(f"The boundary cannot be placed on the map ({e}).") from None
     area = equal_area.area
-    if area < MIN_AREA_M2:
+    if area < MIN_BOUNDARY_M2:  # the analysis's own limit for a field boundary
         raise InputError(
-            f"The boundary encloses {area:.1f} m², too small for a field (at least 10 m²)."
+            f"The boundary encloses {area:.1f} m², too small for a field (at least "
+            f"{MIN_BOUNDARY_M2:g} m²)."
         )
     if area > MAX_AREA_M2:
         raise InputError(

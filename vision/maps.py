@@ -121,7 +121,8 @@ def grid_transform(scene: Scene, grid: Grid, zoom: float = 1.0) -> Affine:
 #: it encloses by less than this share: a ring touching itself, a sliver loop. A bow-tie (two
 #: corners swapped) encloses something else once repaired, so it is refused instead.
 BOUNDARY_REPAIR_TOLERANCE = 0.01
-#: A boundary enclosing less is a mistake (points on one line, a sliver), as the service says.
+#: A boundary enclosing less is a mistake (points on one line, a sliver); the service's check
+#: of stored field boundaries (service/geometry.py) uses the same limit.
 MIN_BOUNDARY_M2 = 10.0
 _POLYGONS = ("Polygon", "MultiPolygon")
 _GEOMETRIES = (*_POLYGONS, "Point", "MultiPoint", "LineString", "MultiLineString")

@@ -43,6 +43,10 @@ from khet.errors import BandError, InputError
 from khet.settings import Settings, apply_gdal_env, get_settings
 
 NO_GEOREF_PIXELS = "No georeference: areas are in pixels, not hectares."
+NO_GEOREF_GPS = (
+    "No georeference: the location is the camera's GPS position (EXIF) at the image centre, "
+    "approximate; zones are in image pixels."
+)
 IMAGE_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".jp2", ".vrt"}
 SUPPORTED_DTYPES = {"uint8", "uint16", "float32"}
 # Scene.sample: a big raster without overviews is sampled in SAMPLE_PATCHES^2 patches of at most
@@ -603,14 +607,7 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
         warn.append(
             "The image is georeferenced by ground control points only; warp it first for a map."
         )
-    if facts.has_gps:
-        warn.append(
-            "No georeference: the location is the camera's GPS position (EXIF) at the image "
-            "centre, approximate; zones are in image pixels."
-        )
-        return "exif-gps"
-    warn.append(NO_GEOREF_PIXELS)
-    return "none"
+    return "exif-gps" if facts.has_gps else "none"
 
 
 def _to_memory(
@@ -667,9 +664,12 @@ def open_scene(
         else _open_capture(files, bands, settings, calibration or radiometry.Options())
     )
     scene.gsd = _ground_sample_distance(scene, gsd)
-    if scene.crs is None and scene.gsd.metres is not None:
-        # Areas come from the GSD then (approximate, said when the map is written), not pixels.
-        scene.warnings[:] = [w for w in scene.warnings if w != NO_GEOREF_PIXELS]
+    # What a scene without a georeference can place and measure, said once its GSD is known:
+    # with a GSD its areas are approximate hectares (said when the map is written), not pixels.
+    if scene.georef == "exif-gps":
+        scene.warnings.append(NO_GEOREF_GPS)
+    elif scene.georef == "none" and scene.gsd.metres is None:
+        scene.warnings.append(NO_GEOREF_PIXELS)
     return scene
 
 
@@ -819,13 +819,6 @@ def _open_capture(
         facts.relative_altitude_m = cal.height_above_ground_m
         facts.height_source = cal.height_source
     georef = "exif-gps" if facts.has_gps else "none"
-    if facts.has_gps:
-        warn.append(
-            "No georeference: the location is the camera's GPS position (EXIF) at the image "
-            "centre, approximate; zones are in image pixels."
-        )
-    else:
-        warn.append(NO_GEOREF_PIXELS)
     # Trim the border that not every band covers, so no pixel mixes real and missing bands.
     stack = np.stack(aligned)
     mem, mds = _to_memory(stack, valid, str(stack.dtype))
