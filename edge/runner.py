@@ -528,6 +528,7 @@ class EdgeRunner:
         that cannot make one (no weeds told apart, no map coordinates) gets a note, not a
         failure."""
         from khet.vision.prescription import spot_spray
+        from khet.vision.units import fmt_area
 
         try:
             res = spot_spray(dest, **(self.options.spot_spray or {}))
@@ -536,7 +537,7 @@ class EdgeRunner:
             return
         self.log(
             f"{name}: spot spray {res['sprayed_share']:.1%} of the field "
-            f"({res['sprayed_ha']:.4f} of {res['field_ha']:.4f} ha, saving "
+            f"({fmt_area(res['sprayed_ha'])} of {fmt_area(res['field_ha'])}, saving "
             f"{res['saving_share']:.1%}): {dest / res['files']['shapefile']}"
         )
 

@@ -13,7 +13,6 @@ import base64
 import html
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from typing import Any
 import weasyprint
 from khet.service.i18n import Translator
 from khet.service.values import color, dicts, mapping, num, text
+from khet.vision import units
 from khet.vision.gsd import describe as describe_gsd
+from khet.vision.units import area_scale, in_square_metres
 from weasyprint import HTML
 
 WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
@@ -32,20 +33,9 @@ INDEX_COLORS = ("#a50026", "#f46d43", "#fee08b", "#d9ef8b", "#66bd63", "#006837"
 # --- numbers -----------------------------------------------------------------------------------
 
 
-#: Below this (100 m²) an area is written in square metres: hectares would need too many
-#: decimals. A column of areas uses one unit, chosen by its largest value.
-M2_BELOW_HA = 0.01
-
-
-def area_scale(values: Iterable[float | None]) -> float | None:
-    """The value that chooses the unit of a column of areas: its largest (None: no values)."""
-    nums = [v for v in values if v is not None and math.isfinite(v)]
-    return max((abs(v) for v in nums), default=None)
-
-
 def area_head(scale: float | None, t: Translator) -> str:
     """The heading of a column of hectare areas: the unit `fmt_area` writes them in."""
-    return t("square_metres") if scale is not None and scale < M2_BELOW_HA else t("hectares")
+    return t("square_metres") if in_square_metres(scale) else t("hectares")
 
 
 def fmt_area(
@@ -55,28 +45,13 @@ def fmt_area(
     total: float | None = None,
     scale: float | None = None,
 ) -> str:
-    """An area for people. Hectares with sensible precision, or square metres for small areas
-    (below 100 m²): whole square metres, one decimal below 10 m², "<0.1 m²" for a sliver, never
-    a positive area shown as 0. `scale` (the largest area of a table column, `area_scale`)
-    chooses the unit, so a column reads in one unit. For pixel maps: a share of the image."""
+    """An area for people: hectares or square metres as everywhere in Khet (vision/units.py),
+    `scale` (the largest area of a table column, `area_scale`) choosing the unit, so a column
+    reads in one unit. For pixel maps: a share of the image."""
     if value is None:
         return "–"
     if unit == "ha":
-        ref = scale if scale is not None else value
-        if ref < M2_BELOW_HA:
-            m2 = value * 1e4
-            if m2 == 0:
-                return "0 m²"
-            if m2 < 0.1:
-                return "<0.1 m²"
-            return f"{m2:.1f} m²" if m2 < 10 else f"{m2:,.0f} m²"
-        if value == 0:
-            return "0 ha"
-        if value >= 10:
-            return f"{value:,.1f} ha"
-        if value >= 0.1:
-            return f"{value:.2f} ha"
-        return f"{value:.3f} ha" if value >= 0.001 else "<0.001 ha"
+        return units.fmt_area(value, scale)
     if total:
         return pct(value / total)
     return f"{value:,.0f} px"

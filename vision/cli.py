@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from khet.vision.units import fmt_area
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `khet analyze` and `khet mosaic` to the parser."""
@@ -207,7 +209,7 @@ def run_zones(args: argparse.Namespace) -> int:
         boundary=_boundary_arg(args.boundary),
     )
     parts = [
-        f"zone {z['zone']} {_area(z['area_ha'])} ({res['index_title']} {z['index_mean']:.2f})"
+        f"zone {z['zone']} {fmt_area(z['area_ha'])} ({res['index_title']} {z['index_mean']:.2f})"
         for z in res["zones"]
     ]
     line = (
@@ -216,14 +218,6 @@ def run_zones(args: argparse.Namespace) -> int:
         f"{', '.join(parts)} — {res['method']['name']}"
     )
     return _print(res, args, line)
-
-
-def _area(ha: float) -> str:
-    """Hectares from a tenth of one, square metres below (a frame's 0.0004 ha is 3.7 m²)."""
-    if ha >= 0.1:
-        return f"{ha:,.2f} ha"
-    m2 = ha * 1e4
-    return f"{m2:,.0f} m²" if m2 >= 10 else f"{m2:.1f} m²"
 
 
 def run_rate(args: argparse.Namespace) -> int:
@@ -251,7 +245,7 @@ def run_rate(args: argparse.Namespace) -> int:
     rates_txt = ", ".join(f"zone {z['zone']} {z['rate']:g}" for z in res["zones"])
     line = (
         f"{args.folder / res['files']['shapefile']}: {res['product']} {rates_txt} {res['unit']}; "
-        f"total {res['total']:.2f} {res['total_unit']} over {_area(res['area_ha'])} "
+        f"total {res['total']:.2f} {res['total_unit']} over {fmt_area(res['area_ha'])} "
         f"(also {res['files']['taskdata']})"
     )
     return _print(res, args, line)
@@ -273,8 +267,8 @@ def run_spot(args: argparse.Namespace) -> int:
         boundary=_boundary_arg(args.boundary),
     )
     line = (
-        f"{args.folder / res['files']['shapefile']}: spray {_area(res['sprayed_ha'])} of "
-        f"{_area(res['field_ha'])} ({res['sprayed_share']:.1%} of the field, saving "
+        f"{args.folder / res['files']['shapefile']}: spray {fmt_area(res['sprayed_ha'])} of "
+        f"{fmt_area(res['field_ha'])} ({res['sprayed_share']:.1%} of the field, saving "
         f"{res['saving_share']:.1%} against blanket spraying); {res['total']:.2f} "
         f"{res['total_unit']} of {res['product']} instead of {res['blanket_total']:.2f}"
     )
@@ -344,7 +338,7 @@ def mosaic_line(s: dict, out: Path) -> str:
         else ""
     )
     return (
-        f"{out}: {s['covered_ha']:.2f} ha at {s['pixel_size_m'] * 100:.1f} cm/px ({s['crs']}); "
+        f"{out}: {fmt_area(s['covered_ha'])} at {s['pixel_size_m'] * 100:.1f} cm/px ({s['crs']}); "
         f"{s['placed_by_sfm']} of {s['frames']} frames placed{gps}{left}; "
         f"GPS residual {s['georeference_residual_m']['median']:.1f} m"
     )
@@ -406,7 +400,7 @@ def one_line(summary: dict, out: Path) -> str:
     parts = []
     for c in summary["classes"]:
         if unit == "ha":
-            parts.append(f"{c['name']} {_area(c['area_ha'])} ({c['share']:.0%})")
+            parts.append(f"{c['name']} {fmt_area(c['area_ha'])} ({c['share']:.0%})")
         else:
             parts.append(f"{c['name']} {c['share']:.0%}")
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)

@@ -22,6 +22,7 @@ from khet.vision import products
 from khet.vision.grid import MIN_VALID, Grid
 from khet.vision.outputs import Staging, write_cog, write_json
 from khet.vision.scene import Scene
+from khet.vision.units import area_scale, fmt_area
 from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
 from rasterio.warp import transform as warp_transform
@@ -834,10 +835,11 @@ def write_preview(
     d.text((x0, y), title or "Khet field map", fill=(20, 20, 20), font=font)
     y += 28
     total = sum(areas["class"].values()) or 1.0
+    scale = area_scale(areas["class"].values())  # the legend's areas read in one unit
     for c in plan.classes:
         a = areas["class"].get(c.name, 0.0)
         d.rectangle([x0, y, x0 + 16, y + 16], fill=_rgb(c.color), outline=(60, 60, 60))
-        amount = f"{a:.2f} ha" if unit == "ha" else f"{a / total:.0%}"
+        amount = fmt_area(a, scale) if unit == "ha" else f"{a / total:.0%}"
         d.text((x0 + 24, y), f"{c.name}  {amount}", fill=(20, 20, 20), font=font)
         y += 24
     y += 8

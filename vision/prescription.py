@@ -44,6 +44,7 @@ from khet.vision.indices import BY_NAME, NODATA, VIGOUR_ORDER
 from khet.vision.maps import NODATA_CLASS, _reprojector, boundary_geometry, hectares
 from khet.vision.outputs import staging, write_cog, write_json
 from khet.vision.summary import Summary
+from khet.vision.units import fmt_area
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -428,9 +429,10 @@ def make_zones(
     if min_ha > mapped_ha / MIN_ZONES:  # a larger minimum cannot be honoured by two zones
         what = "larger than the whole" if min_ha > mapped_ha else "more than half the"
         raise InputError(
-            f"The minimum zone area ({_ha(min_ha)}) is {what} mapped field ({_ha(mapped_ha)}), "
+            f"The minimum zone area ({fmt_area(min_ha)}) is {what} mapped field "
+            f"({fmt_area(mapped_ha)}), "
             f"so no {MIN_ZONES} zones can be that large: give at most "
-            f"{_ha(mapped_ha / MIN_ZONES, down=True)} (or leave --min-zone-ha out: "
+            f"{fmt_area(mapped_ha / MIN_ZONES, down=True)} (or leave --min-zone-ha out: "
             f"{DEFAULT_MIN_ZONE_SHARE:.0%} of the field)."
         )
     # A patch can be no larger than the map: GDAL's sieve takes sizes below the raster's.
@@ -483,7 +485,7 @@ def make_zones(
     if len(kept) < k:
         warnings.append(
             f"{k - len(kept)} of {k} zones were smaller than the minimum zone area "
-            f"({min_ha:.3f} ha) everywhere and were merged into their neighbours."
+            f"({fmt_area(min_ha)}) everywhere and were merged into their neighbours."
         )
     polys = _zone_polygons(grid, zone, len(kept))
     polys_ll = _to_4326(polys, grid.crs)
@@ -578,15 +580,6 @@ def make_zones(
         st.commit()
     remove_stale(grid.folder)
     return result
-
-
-def _ha(ha: float, down: bool = False) -> str:
-    """An area for a message: hectares, or square metres under a tenth of a hectare (`down`:
-    rounded down, for a limit)."""
-    cut = math.floor if down else round
-    if ha >= 0.1:
-        return f"{cut(ha * 100) / 100:,.2f} ha"
-    return f"{cut(ha * 1e4):,.0f} m²"
 
 
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:

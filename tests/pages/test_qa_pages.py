@@ -197,7 +197,8 @@ def test_fmt_area_for_small_and_mixed_columns():
     assert fmt_area(0.000029, "ha", t) == "0.3 m²"  # a zone of 8 cells
     assert fmt_area(0.0016, "ha", t) == "16 m²"
     assert fmt_area(0.00000001, "ha", t) == "<0.1 m²"
-    assert fmt_area(0.065, "ha", t) == "0.065 ha"
+    assert fmt_area(0.065, "ha", t) == "650 m²"
+    assert fmt_area(0.065, "ha", t, scale=2.0) == "0.065 ha"  # in a column of hectares
     column = [0.0, 0.00004, 0.002]
     scale = area_scale(column)
     assert [fmt_area(v, "ha", t, scale=scale) for v in column] == ["0 m²", "0.4 m²", "20 m²"]
