@@ -936,7 +936,7 @@ def inspect_scene(
     for f in files:
         if f.stat().st_size == 0:
             raise InputError(f"{f.name} is empty (0 bytes).")
-        with _open_dataset(f) as ds:
+        with _expand_palette(_open_dataset(f), f) as ds:
             facts = read_camera_facts(f)
             if len(files) == 1:
                 _check_dataset(ds, f, settings)

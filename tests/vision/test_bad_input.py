@@ -233,3 +233,7 @@ def test_palette_picture_is_mapped_in_its_colours(tmp_path, capsys):
     assert code == 0, err
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["input"]["bands"] == ["red", "green", "blue"]
+    # The upload check (what the service runs before accepting the file) sees the same bands.
+    from khet.vision.scene import inspect_scene
+
+    assert inspect_scene(p).band_names == ("red", "green", "blue")
