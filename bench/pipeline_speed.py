@@ -14,6 +14,9 @@ resampling, masks, indices, per-pixel aggregation, COG writing, zones, preview) 
 twice: a GeoTIFF without overviews, and with internal overviews (as `gdaladdo`, or ODM's
 `--cog`, write them), from which GDAL reads a coarser GSD without decoding every pixel.
 
+Each run also says how much of the work decoding alone is: the CPU time to read every strip
+at the model's GSD and do nothing else, and the ratio that leaves at best.
+
 Then the same raster is declared 2 cm per pixel (beyond the model's range), so the map is made by
 the crop-row method: no model runs; its speed is given in megapixels per second.
 """
@@ -68,6 +71,26 @@ def bare_rate(bundle, one, tiles: np.ndarray, batch: int, rounds: int = 3) -> fl
     for th in threads:
         th.join()
     return max(whole, rounds * n / (time.perf_counter() - t))
+
+
+def decode_core_seconds(raster: Path, info, batch: int) -> float:
+    """CPU seconds to read every strip of windows at the model's GSD as the pipeline reads them
+    (same strips, same resampling), and nothing else: decoding's share of the work."""
+    from khet.vision.grid import Grid
+    from khet.vision.scene import open_scene
+
+    with open_scene(raster) as scene:
+        assert scene.gsd.metres is not None
+        zoom = scene.gsd.metres / info.gsd_m
+        wz, hz = scene.working_size(zoom)
+        grid = Grid(wz, hz, info.tile_size, info.overlap)
+        bands = list(info.bands)
+        t = time.process_time()
+        for r in range(grid.window_rows):
+            for c0 in range(0, grid.window_cols, batch):
+                n = min(batch, grid.window_cols - c0)
+                scene.read(grid.strip(r, c0, n), bands, zoom=zoom)
+        return time.process_time() - t
 
 
 def main() -> None:
@@ -141,6 +164,15 @@ def main() -> None:
             f"in {elapsed:.1f} s, model {s['timing']['inference_seconds']:.1f} s)"
         )
         print(f"[{name}] ratio pipeline/bare: {e2e / bare:.2f}  (goal >= 0.80)")
+        # The ceiling decoding alone sets: the model's core-seconds (every core busy at the bare
+        # rate) against those plus the decoding's, with nothing else done at all.
+        cores = os.cpu_count() or 1
+        model_cs = cores * windows / bare
+        decode_cs = decode_core_seconds(raster, info, batch)
+        print(
+            f"[{name}] decoding alone    : {decode_cs:.2f} core-s beside the model's "
+            f"{model_cs:.1f}: no pipeline can exceed {model_cs / (model_cs + decode_cs):.2f}"
+        )
         if ov or args.no_rows:
             continue  # crop rows: once per compression
         t = time.perf_counter()
