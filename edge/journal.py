@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS outbox_files (
     capture TEXT NOT NULL,
-    role TEXT NOT NULL,            -- summary.json, zones.geojson, classes.tif, imagery
+    role TEXT NOT NULL,            -- a result (summary.json, indices/ndvi.tif, ...) or imagery
     path TEXT NOT NULL,
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,

@@ -1,7 +1,8 @@
 """The outbox: results wait on disk until `khet edge sync` uploads them as flights of a field.
 
-When a capture is done its results (summary.json, zones.geojson, classes.tif and, with
-`--with-imagery`, its image files) are hard-linked (copied across filesystems) into
+When a capture is done its results (the outputs vision/products.py marks `synced`: summary,
+zones, class, vigour, cover and confidence maps, index maps and the preview; with
+`--with-imagery`, its image files too) are hard-linked (copied across filesystems) into
 `OUT/.khet-edge/outbox/<capture>/`, and their sizes and sha256 are recorded in the journal in the
 same transaction that marks the capture done. The pipeline replaces outputs by renaming, never by
 writing in place, so a linked file never changes under the outbox.
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from khet.vision import products
 from khet.vision.bundle import file_sha256
 from khet.vision.outputs import fsync_dir, fsync_file
 
@@ -41,7 +43,6 @@ from khet.errors import AuthError, KhetError, NotFoundError, OutputError, TooLar
 
 from .journal import STATE_DIR, Journal
 
-RESULTS = ("summary.json", "zones.geojson", "classes.tif")
 CHUNK = 1 << 20
 RETRIES = 3  # a request whose connection failed is tried again this often (0.2, 0.4, 0.8 s)
 MIN_CHUNK = 1024  # a chunk is halved down to this while the link drops before it is through
@@ -74,7 +75,8 @@ def stage(
     try:
         shutil.rmtree(box, ignore_errors=True)
         files = []
-        wanted = [(r, result_dir / r, box / r) for r in RESULTS]
+        present = [f.relative_to(result_dir).as_posix() for f in result_dir.rglob("*")]
+        wanted = [(r, result_dir / r, box / r) for r in products.synced_names(present)]
         wanted += [("imagery", f, box / "imagery" / f.name) for f in imagery]
         for role, src, dest in wanted:
             _link(src, dest)
@@ -86,9 +88,8 @@ def stage(
                     "sha256": file_sha256(dest),
                 }
             )
-        for d in {box, box / "imagery"}:  # the names, durable before the journal says done
-            if d.is_dir():
-                fsync_dir(d)
+        for d in {dest.parent for _, _, dest in wanted}:  # the names, durable before "done"
+            fsync_dir(d)
         fsync_dir(box.parent)
     except OSError as e:
         raise OutputError(f"Cannot put the results of {name} in the outbox ({e}).") from e

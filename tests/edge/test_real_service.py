@@ -110,7 +110,7 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
     )
     with Journal(out) as j:
         local = {
-            p["capture"]: {f["path"].rsplit("/", 1)[-1]: f["sha256"] for f in p["files"]}
+            p["capture"]: {f["role"]: f["sha256"] for f in p["files"] if f["role"] != "imagery"}
             for p in j.pending()
         }
         total = sum(f["size"] for p in j.pending() for f in p["files"])
@@ -152,7 +152,11 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
         assert flight["source"] == "edge"
         assert flight["inputs"] == [f"{name}.tif"]
         assert flight["bands"] == ["red", "green", "blue"]
-        for result in ("summary.json", "zones.geojson", "classes.tif"):
+        # Every result the device made reaches the service as it was: the map's layers, its
+        # index maps and the preview the report draws.
+        assert {"vigour.tif", "preview.png"} <= set(files), files
+        assert set(flight["results"]) >= set(files), flight["results"]
+        for result in files:
             r = httpx.get(f"{url}/api/v1/flights/{flight['id']}/results/{result}", headers=auth)
             assert r.status_code == 200, r.text
             assert hashlib.sha256(r.content).hexdigest() == files[result], (name, result)
