@@ -143,6 +143,8 @@ EN: dict[str, str] = {
     "files": "Image files",
     "captured_at": "Flight date",
     "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
+    "gsd_cm": "Ground resolution (optional, cm per pixel, e.g. 3): for photos that do not "
+    "record their flying height",
     "start_upload": "Upload and analyse",
     "step_hash": "Checking the files",
     "step_upload": "Uploading",
@@ -410,6 +412,8 @@ UR: dict[str, str] = {
     "files": "تصویری فائلیں",
     "captured_at": "پرواز کی تاریخ",
     "bands": "بینڈ کے نام (اختیاری)",
+    "gsd_cm": "زمینی ریزولوشن (اختیاری، سینٹی میٹر فی پکسل، مثلاً 3): "
+    "ان تصویروں کے لیے جن میں پرواز کی اونچائی درج نہیں",
     "start_upload": "اپ لوڈ اور تجزیہ کریں",
     "step_hash": "فائلوں کی جانچ",
     "step_upload": "اپ لوڈ",

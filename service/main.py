@@ -194,6 +194,7 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     apply_gdal_env()
     if migrate:
         run_migrations()
+    from khet.service import storage
     from khet.service.config import service_settings
     from khet.service.errors import CHALLENGE, headers_for, status_for
     from khet.service.middleware import Hardening
@@ -215,7 +216,8 @@ def create_app(*, migrate: bool = True) -> FastAPI:
     async def khet_error(_: Request, exc: KhetError) -> JSONResponse:
         status = status_for(exc)
         extra = getattr(exc, "extra", {})
-        return _problem(status, exc.code, exc.message, headers_for(exc, status), **extra)
+        message = storage.public_message(exc.message)  # the names the web and API use
+        return _problem(status, exc.code, message, headers_for(exc, status), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

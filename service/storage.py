@@ -56,12 +56,37 @@ def staging_dir(settings: Settings | None = None) -> Path:
     return path
 
 
+def _gsd_in_cm(m: re.Match[str]) -> str:
+    return f"a ground resolution of {float(m[1]) * 100:g} cm per pixel"
+
+
+#: The command line's options that a web or API user has too, by the name they have there:
+#: the analysis says "--gsd 0.03", the service "ground resolution 0.03 m per pixel".
+_FLAGS = (
+    (re.compile(r"--bands ([a-z0-9_-]*(?:,[a-z0-9_-]*)+)"), r'band names "\1"'),
+    (re.compile(r"--bands\b"), 'the "band names" field (`bands`)'),
+    (re.compile(r"--gsd ([0-9.]*[0-9])(?: for [^.,;)]+)?"), _gsd_in_cm),
+    (re.compile(r"--gsd\b"), 'the "ground resolution" field (`gsd`)'),
+)
+#: Options only `khet analyze` has: named as such, so a web user knows where they are.
+_CLI_ONLY = re.compile(r"(?<![\w`])(--(?:panel-reflectance|panel|calibration|model|tile-size))\b")
+
+
 def public_message(text: str, settings: Settings | None = None) -> str:
-    """`text` without this server's folders: a path under the data folder becomes its file
-    name ("/srv/khet-data/farms/3/fields/9/flights/41/input/a.tif" → "a.tif"). Messages and
-    summaries reach users, who need the file name, not the layout of someone's server."""
+    """`text` as a web or API user should read it. Without this server's folders: a path under
+    the data folder becomes its file name ("/srv/khet-data/farms/3/fields/9/flights/41/input/a.tif"
+    → "a.tif"); users need the file name, not the layout of someone's server. And the analysis's
+    command-line options by the names the upload page and API give them ("--bands" → "band
+    names", "--gsd" → "ground resolution"); options only the command line has are said to be
+    `khet analyze`'s."""
     root = re.escape(str(data_dir(settings)))
-    return re.sub(root + r"(?:/[^/\s'\"]+)*/", "", text).replace(str(data_dir(settings)), "")
+    text = re.sub(root + r"(?:/[^/\s'\"]+)*/", "", text).replace(str(data_dir(settings)), "")
+    if "--" not in text:
+        return text
+    for flag, name in _FLAGS:
+        text = flag.sub(name, text)
+    text = re.sub(r'(^|[.!?:] )the "', r'\1The "', text)  # a sentence that began with the flag
+    return _CLI_ONLY.sub(r"`khet analyze \1`", text)
 
 
 def strip_server_paths(value, settings: Settings | None = None):
@@ -74,7 +99,7 @@ def strip_server_paths(value, settings: Settings | None = None):
         for i, v in enumerate(value):
             value[i] = strip_server_paths(v, settings)
         return value
-    if isinstance(value, str) and "/" in value:
+    if isinstance(value, str) and ("/" in value or "--" in value):
         return public_message(value, settings)
     return value
 

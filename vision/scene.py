@@ -42,7 +42,10 @@ from rasterio.windows import Window
 from khet.errors import BandError, InputError
 from khet.settings import Settings, apply_gdal_env, get_settings
 
-NO_GEOREF_PIXELS = "No georeference: areas are in pixels, not hectares."
+NO_GEOREF_PIXELS = (
+    "No georeference and no ground sample distance: areas are in pixels, not hectares. Give the "
+    "ground sample distance with --gsd for areas in square metres."
+)
 NO_GEOREF_GPS = (
     "No georeference: the location is the camera's GPS position (EXIF) at the image centre, "
     "approximate; zones are in image pixels."

@@ -324,3 +324,49 @@ def _api_flight(server, images, captured_at: str, field_id: int | None = None) -
                 return fid
             time.sleep(0.3)
     pytest.fail("the second flight's analysis did not finish")
+
+
+def test_photo_without_flying_height_gets_its_ground_resolution(server, browser, tmp_path):
+    """A photo that records no flying height: the map says its ground resolution is unknown in
+    the words the upload page uses (not the command line's `--gsd`), and a farmer who gives it
+    there in centimetres gets a map in square metres."""
+    import time
+
+    import cv2
+    import numpy as np
+
+    from tests.vision.rasters import field_rgb
+
+    photo = tmp_path / "phone-photo.png"
+    cv2.imwrite(str(photo), np.moveaxis(field_rgb(192, 256, seed=9), 0, -1)[..., ::-1])
+    other_field = server.field_id + 1
+    fid = _api_flight(server, photo, "2026-03-06T10:00:00", field_id=other_field)
+    with server.client("farmer@example.org") as c:
+        summary = c.get(f"/api/v1/flights/{fid}").json()["summary"]
+    said = " ".join(summary["warnings"])
+    assert summary["gsd"]["source"] == "unknown" and "--gsd" not in said, said
+    assert 'the "ground resolution" field' in said, said
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    _login(page, server, "farmer@example.org")
+    page.goto(f"{server.url}/fields/{other_field}/upload")
+    assert _unlabelled(page) == []
+    page.get_by_label("Image files").set_input_files(str(photo))
+    page.get_by_label("Ground resolution").fill("2")
+    page.get_by_role("button", name="Upload and analyse").click()
+    page.wait_for_url(re.compile(r".*/flights/\d+$"), timeout=90000)
+    web_fid = int(page.url.rsplit("/", 1)[1])
+    ctx.close()
+    assert web_fid != fid
+    with server.client("farmer@example.org") as c:
+        end = time.monotonic() + 60
+        while (flight := c.get(f"/api/v1/flights/{web_fid}").json())["status"] != "done":
+            assert flight["status"] != "failed" and time.monotonic() < end, flight
+            time.sleep(0.3)
+    assert flight["gsd"] == pytest.approx(0.02)
+    s = flight["summary"]
+    assert s["gsd"]["source"] == "user" and s["gsd"]["metres"] == pytest.approx(0.02)
+    assert s["area_unit"] == "ha" and s["area_total_ha"] == pytest.approx(
+        192 * 256 * 4e-8, rel=0.05
+    )

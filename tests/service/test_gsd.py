@@ -34,7 +34,9 @@ def test_stated_gsd_is_used_and_shown(api, tmp_path, use_test_models):
     run_queued_jobs()
     flight = api.client.get(f"/api/v1/flights/{r.json()['id']}", headers=alice["headers"]).json()
     s = flight["summary"]
-    assert s["gsd"] == {"metres": 0.02, "source": "user", "detail": "stated with --gsd"}
+    # Said in the words of the API and upload page, not the command line's --gsd.
+    stated = 'stated with the "ground resolution" field (`gsd`)'
+    assert s["gsd"] == {"metres": 0.02, "source": "user", "detail": stated}
     assert s["area_unit"] == "ha"  # approximate hectares from the stated GSD
     c = api.client  # the pages use the session cookie, as a browser does
     assert (

@@ -69,3 +69,28 @@ def test_malformed_device_summary_is_refused(api, tmp_path, geotiff, use_test_mo
     assert "summary" in r.json()["detail"]
     flights = api.client.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()
     assert flights == []
+
+
+def test_messages_name_what_the_web_and_api_call_an_option():
+    """The analysis names its command-line options; a web or API user reads the names the upload
+    page and API give them, and the options only the command line has are said to be its."""
+    from khet.service.storage import public_message
+
+    assert public_message("Name the bands with --bands.") == (
+        'Name the bands with the "band names" field (`bands`).'
+    )
+    assert public_message("give --bands in file order, e.g. --bands blue,green,red.") == (
+        'give the "band names" field (`bands`) in file order, e.g. band names "blue,green,red".'
+    )
+    assert public_message("The GSD must be 1e-05 to 1000, e.g. --gsd 0.03 for 3 cm.") == (
+        "The GSD must be 1e-05 to 1000, e.g. a ground resolution of 3 cm per pixel."
+    )
+    assert (
+        public_message("--gsd is unknown.") == 'The "ground resolution" field (`gsd`) is unknown.'
+    )
+    assert public_message("Give the panel capture with --panel.") == (
+        "Give the panel capture with `khet analyze --panel`."
+    )
+    assert (
+        public_message("a range of 10-20 cm, not -- at all") == "a range of 10-20 cm, not -- at all"
+    )

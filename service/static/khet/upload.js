@@ -165,6 +165,8 @@
       if (date) body.captured_at = date + "T12:00:00";
       var bands = document.getElementById("bands").value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
       if (bands.length) body.bands = bands;
+      var cm = parseFloat(document.getElementById("gsd_cm").value);
+      if (cm > 0) body.gsd = cm / 100;  // the API takes metres per pixel
       var flight = await patiently(function () { return api("POST", "/api/v1/fields/" + fieldId + "/flights", body); });
       await follow(flight.id);
     } catch (e) {
