@@ -201,6 +201,11 @@ EN: dict[str, str] = {
     "vigour_limits": "Crop vigour compares each part of the crop with the rest of this field; "
     "it shows where the crop is weaker, not why (water, nutrients, pests or "
     "sowing).",
+    "vigour_rule": "Crop vigour is a rule, not a learned class: a crop cell is low when its mean "
+    "{index} is below {low}, high when it is above {high}, else medium. These limits are the "
+    "median of this flight's crop cells ({median}) minus or plus 1.5 robust spreads, and at least "
+    "0.05 from it. It shows where the crop is weaker than the rest of this field, not why.",
+    "vigour_rule_vegetation": "Crop is not told apart here, so all vegetation is compared.",
     "gsd_line": "Each pixel covers {gsd} of ground ({how}).",
     "gsd_from_crs": "from the map's coordinates",
     "gsd_from_camera": "from the drone's height and camera; approximate",
@@ -468,6 +473,12 @@ UR: dict[str, str] = {
     "جا کر دیکھیں۔",
     "vigour_limits": "فصل کی طاقت ہر حصے کا اسی کھیت کے باقی حصوں سے موازنہ ہے؛ یہ بتاتی ہے کہ فصل "
     "کہاں کمزور ہے، یہ نہیں کہ کیوں (پانی، خوراک، کیڑے یا بوائی)۔",
+    "vigour_rule": "فصل کی طاقت ایک اصول ہے، سیکھی ہوئی درجہ بندی نہیں: فصل کا خانہ کمزور ہے "
+    "جب اس کا اوسط {index} {low} سے کم ہو، مضبوط جب {high} سے زیادہ ہو، ورنہ درمیانہ۔ "
+    "یہ حدیں اس پرواز کے فصل والے خانوں کے وسطانیہ ({median}) سے 1.5 مضبوط پھیلاؤ کم یا "
+    "زیادہ ہیں، اور اس سے کم از کم 0.05 دور۔ یہ بتاتی ہے کہ فصل کہاں باقی کھیت سے کمزور ہے، "
+    "یہ نہیں کہ کیوں۔",
+    "vigour_rule_vegetation": "یہاں فصل الگ نہیں پہچانی گئی، اس لیے ساری ہریالی کا موازنہ کیا گیا۔",
     "gsd_line": "ہر پکسل زمین کا {gsd} حصہ دکھاتا ہے ({how})۔",
     "gsd_from_crs": "نقشے کے کوآرڈینیٹس سے",
     "gsd_from_camera": "ڈرون کی اونچائی اور کیمرے سے؛ اندازاً",

@@ -33,6 +33,21 @@ INDEX_COLORS = ("#a50026", "#f46d43", "#fee08b", "#d9ef8b", "#66bd63", "#006837"
 # --- numbers -----------------------------------------------------------------------------------
 
 
+def _vigour_rule(vig: dict, indices: dict, has_crop: bool, t: Translator) -> str | None:
+    """The vigour rule in the reader's language with this flight's thresholds (the summary's
+    `thresholds`); None where they are missing (then the analysis's English rule is shown)."""
+    th = mapping(vig.get("thresholds"))
+    median, low, high = (num(th.get(k)) for k in ("median", "low_below", "high_above"))
+    name = text(vig.get("index"))
+    if median is None or low is None or high is None or not name:
+        return None
+    index = text(mapping(indices.get(name)).get("title")) or name.upper()
+    rule = t(
+        "vigour_rule", index=index, low=f"{low:.3f}", high=f"{high:.3f}", median=f"{median:.3f}"
+    )
+    return rule if has_crop else f"{rule} {t('vigour_rule_vegetation')}"
+
+
 def area_head(scale: float | None, t: Translator) -> str:
     """The heading of a column of hectare areas: the unit `fmt_area` writes them in."""
     return t("square_metres") if in_square_metres(scale) else t("hectares")
@@ -405,6 +420,7 @@ class Report:
     classes: list[dict[str, Any]]
     vigour: list[dict[str, Any]]
     vigour_rule: str | None
+    vigour_rule_translated: bool  # else the analysis's own English words
     class_chart: str
     histograms: list[dict[str, Any]]
     advice: list[str]
@@ -587,7 +603,10 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         total=total,
         classes=classes,
         vigour=levels,
-        vigour_rule=text(vig.get("rule")) if levels else None,
+        vigour_rule=(_vigour_rule(vig, indices, crop_area is not None, t) or text(vig.get("rule")))
+        if levels
+        else None,
+        vigour_rule_translated=_vigour_rule(vig, indices, crop_area is not None, t) is not None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
         advice=advice(summary, load_zones(results), field_.boundary, t),

@@ -169,6 +169,24 @@ def test_report_says_where_the_weeds_are_and_renders_a_pdf(app, flight):
     assert r.status_code == 200 and r.content.startswith(b"%PDF")
 
 
+def test_report_gives_the_vigour_rule_with_its_limits_in_the_readers_language(app, flight):
+    """The vigour rule is written with this flight's limits, in English and in Urdu (it was the
+    analysis's English paragraph in both)."""
+    import html as html_
+
+    from khet.service.db import Flight, session_scope
+
+    with session_scope() as db:
+        th = db.get(Flight, flight["flight"]).summary["vigour"]["thresholds"]
+    limits = [f"{th[k]:.3f}" for k in ("low_below", "high_above", "median")]
+    en = html_.unescape(app.get(f"/flights/{flight['flight']}/report?lang=en").text)
+    assert "a crop cell is low when its mean" in en and all(v in en for v in limits), limits
+    ur = html_.unescape(app.get(f"/flights/{flight['flight']}/report?lang=ur").text)
+    rule = re.search(r'<p class="r-note"[^>]*>(فصل کی طاقت ایک اصول ہے[^<]*)</p>', ur)
+    assert rule and all(v in rule[1] for v in limits), limits
+    assert 'lang="en" dir="ltr">فصل' not in ur  # not marked as English any more
+
+
 def test_thresholds_are_stored_per_user(app, flight):
     r = app.get("/")
     assert "Needs a visit" in r.text  # weak crop above the default 25 %
