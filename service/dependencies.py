@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from khet.service import security
 from khet.service.db import (
     ApiToken,
@@ -120,8 +121,36 @@ def current_user_optional(request: Request, db: DB) -> User | None:
         return None
 
 
-def current_user(request: Request, db: DB) -> User:
+#: The two ways a request says who it is, as the OpenAPI document describes them. They only
+#: declare: `_user_from_request` reads and checks both, so a malformed header gets Khet's own
+#: message and a 401 (FastAPI's own checks would answer 403 without saying what to send).
+TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token: `khet token create EMAIL`, or POST /api/v1/tokens.",
+)
+SESSION = APIKeyCookie(
+    name=security.SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The web app's session cookie, set by POST /api/v1/session.",
+)
+#: For a route that finds its user itself (`require_user`): the same two, documented.
+AUTHENTICATED = [Depends(TOKEN), Depends(SESSION)]
+
+
+def current_user(
+    request: Request,
+    db: DB,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(TOKEN)],
+    _session: Annotated[str | None, Depends(SESSION)],
+) -> User:
     """The user of a request (API token or session cookie); AuthError when none."""
+    return require_user(request, db)
+
+
+def require_user(request: Request, db: Session) -> User:
+    """`current_user` outside FastAPI's dependencies (the tile route's worker thread)."""
     user = _user_from_request(request, db)
     if user is None:
         raise AuthError("Log in first, or send an API token (Authorization: Bearer <token>).")

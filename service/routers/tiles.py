@@ -9,7 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from khet.service import storage
 from khet.service.config import service_settings
 from khet.service.db import Flight, sessionmaker_for
-from khet.service.dependencies import DB, CurrentUser, IdPath, current_user, get_flight
+from khet.service.dependencies import (
+    AUTHENTICATED,
+    DB,
+    CurrentUser,
+    IdPath,
+    get_flight,
+    require_user,
+)
 from khet.service.schemas import Problem
 from khet.service.tiles import NotGeoreferenced, layer_source, point_values, render_tile, tilejson
 from khet.service.values import mapping, text
@@ -45,6 +52,7 @@ TILE_DOC = (
 # that `{y}` never swallows "3.png".
 @router.get(
     "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
+    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
     response_class=Response,
     summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
@@ -54,6 +62,7 @@ TILE_DOC = (
 )
 @router.get(
     "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
+    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
     responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
     response_class=Response,
     summary="A web-map tile as PNG",
@@ -89,7 +98,7 @@ def _tile_bytes(
     thread. A map view asks for dozens of tiles at once; FastAPI's dependencies would cost a
     thread hop each, and the summary (only index layers need it) is loaded only when used."""
     with sessionmaker_for()() as db:
-        user = current_user(request, db)
+        user = require_user(request, db)
         flight = get_flight(db, user, flight_id, defer(Flight.summary))
         path, opts = layer_source(flight, layer)
     return render_tile(path, opts, z, x, y, fmt)

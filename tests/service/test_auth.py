@@ -34,6 +34,28 @@ def test_forged_cookie_and_bad_tokens(api):
         assert r.json()["error"] == "unauthorized"
 
 
+def test_openapi_documents_how_to_authenticate(api):
+    """The OpenAPI document names both ways in (so generated clients and /api/docs offer them),
+    on the routes that need them and not on those that do not."""
+    doc = api.client.get("/api/v1/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["token"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["token"]["description"],
+    }
+    assert schemes["session"]["type"] == "apiKey" and schemes["session"]["in"] == "cookie"
+    assert schemes["session"]["name"] == "khet_session"
+    both = [{"token": []}, {"session": []}]
+    assert doc["paths"]["/api/v1/me"]["get"]["security"] == both
+    assert doc["paths"]["/api/v1/farms"]["post"]["security"] == both
+    tile = "/api/v1/flights/{flight_id}/tiles/{layer}/{z}/{x}/{y}"
+    assert doc["paths"][tile]["get"]["security"] == both  # finds its user in a worker thread
+    assert doc["paths"][tile + ".png"]["get"]["security"] == both
+    assert "security" not in doc["paths"]["/api/v1/session"]["post"]  # logging in
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
 def test_tokens_for_devices(api):
     c = api.client
     alice = api.user()
