@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from khet.service import storage
 from khet.service.db import Flight, now
@@ -26,10 +26,11 @@ from khet.service.dependencies import (
 )
 from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.routers.uploads import STREAMED
-from khet.service.schemas import FlightIn, FlightOut, Problem, capture_time
+from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink
 from khet.vision import products
+from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.requests import ClientDisconnect
 
@@ -85,6 +86,27 @@ def create_from_uploads(
     )
     response.status_code = 201 if created else 200
     return flight_out(flight)
+
+
+#: The form fields of a multipart flight: FlightIn's, but for the uploads (the form's files).
+FORM_FIELDS = ("bands", "captured_at", "gsd", "client_id")
+
+
+def form_fields(fields: dict[str, str]) -> FlightIn:
+    """A multipart flight's form fields checked by the JSON route's schema (FlightIn): the same
+    limits and messages either way. `bands` is comma-separated in a form; empty fields are left
+    out; a 422 like the JSON route's when a value is wrong."""
+    form: dict[str, object] = {}
+    for name in FORM_FIELDS:
+        value = (fields.get(name) or "").strip()
+        if value:
+            form[name] = value
+    if "bands" in form:
+        form["bands"] = [b.strip() for b in str(form["bands"]).split(",") if b.strip()]
+    try:
+        return FlightIn.model_validate(form, strict=False)  # form values are text
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from None
 
 
 @router.post(
@@ -160,40 +182,17 @@ async def create_from_multipart(
         for f in files:
             if f["size"] == 0:
                 raise InputError(f"{f['filename']} is empty (0 bytes).")
-        bands = None
-        if sink.fields.get("bands", "").strip():
-            bands = [b.strip() for b in sink.fields["bands"].split(",") if b.strip()]
-        captured = sink.fields.get("captured_at") or None
-        if captured is not None:
-            try:
-                when = datetime.fromisoformat(captured.strip())
-            except ValueError:
-                raise InputError("captured_at must be an ISO 8601 date, e.g. 2026-06-12.") from None
-            try:
-                captured = capture_time(when).isoformat()
-            except ValueError as e:
-                raise InputError(f"captured_at: {e}.") from None
-        gsd = None
-        if (sink.fields.get("gsd") or "").strip():
-            try:
-                gsd = float(sink.fields["gsd"])
-            except ValueError:
-                gsd = -1.0
-            if not (0 < gsd < 1000):
-                raise InputError("gsd must be metres per pixel, e.g. 0.03 for 3 cm.")
-        client_id = (sink.fields.get("client_id") or "").strip() or None
-        if client_id and (len(client_id) > 200 or any(ord(c) < 32 for c in client_id)):
-            raise InputError("client_id must be up to 200 printable characters.")
+        body = form_fields(sink.fields)
         flight, created = await run_in_threadpool(
             create_flight,
             db,
             user,
             field,
             inputs=[(f["filename"], f["path"]) for f in files],
-            bands=bands,
-            gsd=gsd,
-            captured_at=captured,
-            client_id=client_id,
+            bands=body.bands,
+            gsd=body.gsd,
+            captured_at=body.captured_at.isoformat() if body.captured_at else None,
+            client_id=body.client_id,
         )
         out = await run_in_threadpool(flight_out, flight)
         return Response(

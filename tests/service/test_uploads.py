@@ -233,6 +233,60 @@ def test_multipart_flight_and_client_id(api, geotiff, use_test_models):
     assert r.status_code == 200 and r.json()["id"] == first["id"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("gsd", "0"),
+        ("gsd", "1e-6"),
+        ("gsd", "three cm"),
+        ("captured_at", "2099-01-01"),
+        ("captured_at", "last Tuesday"),
+        ("bands", "red,gr een"),
+        ("client_id", "x" * 201),
+    ],
+)
+def test_multipart_fields_are_checked_as_the_json_routes(api, geotiff, tmp_path, field, value):
+    """One schema for a flight's fields: the form and the JSON body refuse the same values with
+    the same words, and the form stores nothing then."""
+    alice = api.user()
+    _, fid = api.farm_field(alice)
+    json_value: object = value.split(",") if field == "bands" else value
+    if field == "gsd" and value != "three cm":
+        json_value = float(value)
+    up = api.upload(alice, geotiff)
+    as_json = api.client.post(
+        f"/api/v1/fields/{fid}/flights",
+        json={"uploads": [up], field: json_value},
+        headers=alice["headers"],
+    )
+    as_form = api.client.post(
+        f"/api/v1/fields/{fid}/flights/upload",
+        headers=alice["headers"],
+        files=[("files", ("field.tif", geotiff.read_bytes(), "image/tiff"))],
+        data={field: value},
+    )
+    assert as_json.status_code == as_form.status_code == 422, (as_json.text, as_form.text)
+    assert as_form.json()["detail"] == as_json.json()["detail"]
+    assert as_form.json()["detail"].startswith(field), as_form.json()["detail"]
+    flights = api.client.get(f"/api/v1/fields/{fid}/flights", headers=alice["headers"]).json()
+    assert flights == []
+    assert not list((tmp_path / "khet-data" / "uploads").rglob("mp-*"))
+
+
+def test_multipart_flight_states_its_gsd(api, geotiff):
+    alice = api.user()
+    _, fid = api.farm_field(alice)
+    r = api.client.post(
+        f"/api/v1/fields/{fid}/flights/upload",
+        headers=alice["headers"],
+        files=[("files", ("field.tif", geotiff.read_bytes(), "image/tiff"))],
+        data={"gsd": " 0.03 ", "bands": "red, green ,blue", "captured_at": ""},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["gsd"] == 0.03 and r.json()["bands"] == ["red", "green", "blue"]
+    assert r.json()["captured_at"] is None
+
+
 def test_flight_from_incomplete_or_foreign_upload(api, geotiff):
     alice, bob = api.user(), api.user()
     _, field = api.farm_field(alice)
