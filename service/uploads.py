@@ -6,13 +6,16 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
+from fastapi.concurrency import run_in_threadpool
 from khet.service import storage
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect, Request
 
-from khet.errors import TooLargeError
+from khet.errors import KhetError, TooLargeError
 
 # Running hashes of chunked uploads, so each chunk is hashed once as it streams by. A process that
 # restarts (or another server process) re-hashes the stored prefix from disk once, in chunks.
@@ -213,3 +216,29 @@ class MultipartSink:
         for f in self.files:
             if not f["fh"].closed:
                 f["fh"].close()
+
+
+async def stream_body(
+    request: Request, write: Callable[[bytes], None], most: int | None = None
+) -> tuple[int, bool]:
+    """A request body as it arrives, handed to `write` in batches of `storage.CHUNK` bytes in a
+    worker thread (the event loop never blocks on the disk, and the body is never held whole).
+    Returns (bytes received, whether the client dropped the connection before the end); the
+    bytes that did arrive are written either way, the caller decides whether to keep them.
+    More than `most` bytes: KhetError, at once."""
+    got, dropped, buf = 0, False, bytearray()
+    try:
+        async for part in request.stream():
+            got += len(part)
+            if most is not None and got > most:
+                raise KhetError(f"The body is longer than Content-Range says ({most} bytes).")
+            buf += part
+            if len(buf) >= storage.CHUNK:
+                data = bytes(buf)
+                buf.clear()
+                await run_in_threadpool(write, data)
+    except ClientDisconnect:
+        dropped = True
+    if buf:
+        await run_in_threadpool(write, bytes(buf))
+    return got, dropped

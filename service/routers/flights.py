@@ -28,11 +28,10 @@ from khet.service.flights import create_flight, enqueue_or_fail, flight_out
 from khet.service.routers.uploads import STREAMED
 from khet.service.schemas import FlightIn, FlightOut, Problem
 from khet.service.tiles import READERS
-from khet.service.uploads import MultipartSink
+from khet.service.uploads import MultipartSink, stream_body
 from khet.vision import products
 from pydantic import ValidationError
 from sqlalchemy import select
-from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError, NotFoundError
 
@@ -156,18 +155,10 @@ async def create_from_multipart(
     try:
         sink = MultipartSink(folder, request.headers.get("content-type", ""))
         try:
-            buf = bytearray()
-            async for part in request.stream():
-                buf += part
-                if len(buf) >= storage.CHUNK:
-                    data = bytes(buf)
-                    buf.clear()
-                    await run_in_threadpool(sink.write, data)
-            if buf:
-                await run_in_threadpool(sink.write, bytes(buf))
+            _, dropped = await stream_body(request, sink.write)
+            if dropped:
+                raise KhetError("The connection dropped during the upload; send it again.")
             await run_in_threadpool(sink.finish)
-        except ClientDisconnect:
-            raise KhetError("The connection dropped during the upload; send it again.") from None
         except KhetError:
             raise
         except Exception as e:  # the multipart parser's complaints are the sender's fault

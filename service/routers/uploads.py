@@ -38,7 +38,6 @@ from khet.service.dependencies import DB, CurrentUser, get_upload
 from khet.service.schemas import ChunkOut, Problem, UploadIn, UploadOut
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from starlette.requests import ClientDisconnect
 
 from khet.errors import ConflictError, InputError, KhetError
 
@@ -251,31 +250,15 @@ async def put_chunk(
         hasher = await run_in_threadpool(up_io.take_hasher, up.id, path, up.offset)
         f.truncate(up.offset)  # bytes past the offset are from a chunk that never finished
         f.seek(up.offset)
-        got = 0
         ok = False
-        dropped = False
-        buf = bytearray()
         try:
-            try:
-                async for part in request.stream():
-                    got += len(part)
-                    if got > want:
-                        raise KhetError(
-                            f"The body is longer than Content-Range says ({want} bytes)."
-                        )
-                    buf += part
-                    if len(buf) >= storage.CHUNK:
-                        data = bytes(buf)
-                        buf.clear()
-                        await run_in_threadpool(_write, f, hasher, data)
-            except ClientDisconnect:
-                # The link dropped mid-chunk. The bytes that arrived are the file's next bytes
-                # (TCP delivers them in order; the SHA-256 of the whole file is still checked at
-                # the end): keep them, as tus does, so that a link that drops more often than a
-                # chunk's length still makes progress. The client asks for the offset.
-                dropped = True
-            if buf:
-                await run_in_threadpool(_write, f, hasher, bytes(buf))
+            # A dropped link's bytes are the file's next bytes (TCP delivers them in order; the
+            # SHA-256 of the whole file is still checked at the end): they are kept, as tus
+            # does, so that a link that drops more often than a chunk's length still makes
+            # progress. The client asks for the offset.
+            got, dropped = await up_io.stream_body(
+                request, lambda data: _write(f, hasher, data), most=want
+            )
             if got != want and not dropped:
                 raise KhetError(f"The body has {got} bytes; Content-Range says {want}.")
             if dropped and not got:  # nothing arrived: nothing to keep, the hash as it was
