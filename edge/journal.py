@@ -37,7 +37,6 @@ from khet.errors import OutputError
 STATE_DIR = ".khet-edge"
 DB_NAME = "state.sqlite"
 MAX_CRASHES = 3  # a capture that crashes the process this often is marked failed, not retried
-MAX_ATTEMPTS = MAX_CRASHES  # the name before interruptions and crashes were told apart
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS captures (

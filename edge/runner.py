@@ -636,8 +636,3 @@ def _one_line(summary: dict[str, Any], out: Path) -> str:
         return one_line(summary, out)
     except Exception:  # noqa: BLE001 - a summary line is a courtesy, never a failure
         return f"{out}: done"
-
-
-def stderr_log(msg: str) -> None:
-    """One progress line on stderr, flushed (a device's log is its stderr)."""
-    print(msg, file=sys.stderr, flush=True)
