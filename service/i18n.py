@@ -145,6 +145,8 @@ EN: dict[str, str] = {
     "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
     "gsd_cm": "Ground resolution (optional, cm per pixel, e.g. 3): for photos that do not "
     "record their flying height",
+    "gsd_invalid": "The ground resolution is centimetres of ground per pixel: a number such as 3 "
+    "(or leave it empty).",
     "start_upload": "Upload and analyse",
     "step_hash": "Checking the files",
     "step_upload": "Uploading",
@@ -419,6 +421,8 @@ UR: dict[str, str] = {
     "bands": "بینڈ کے نام (اختیاری)",
     "gsd_cm": "زمینی ریزولوشن (اختیاری، سینٹی میٹر فی پکسل، مثلاً 3): "
     "ان تصویروں کے لیے جن میں پرواز کی اونچائی درج نہیں",
+    "gsd_invalid": "زمینی ریزولوشن فی پکسل زمین کے سینٹی میٹر ہے: 3 جیسا کوئی عدد لکھیں "
+    "(یا خالی چھوڑ دیں)۔",
     "start_upload": "اپ لوڈ اور تجزیہ کریں",
     "step_hash": "فائلوں کی جانچ",
     "step_upload": "اپ لوڈ",

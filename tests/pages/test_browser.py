@@ -352,7 +352,13 @@ def test_photo_without_flying_height_gets_its_ground_resolution(server, browser,
     _login(page, server, "farmer@example.org")
     page.goto(f"{server.url}/fields/{other_field}/upload")
     assert _unlabelled(page) == []
+    page.get_by_role("button", name="Upload and analyse").click()  # no file chosen: said so
+    page.wait_for_selector("#upload-status.alert-error", state="visible", timeout=5000)
     page.get_by_label("Image files").set_input_files(str(photo))
+    page.get_by_label("Ground resolution").fill("-3")  # refused before anything is sent
+    page.get_by_role("button", name="Upload and analyse").click()
+    page.wait_for_selector("text=centimetres of ground per pixel", timeout=5000)
+    assert page.url.endswith("/upload")
     page.get_by_label("Ground resolution").fill("2")
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_url(re.compile(r".*/flights/\d+$"), timeout=90000)

@@ -137,6 +137,12 @@
     ev.preventDefault();
     var files = Array.prototype.slice.call(document.getElementById("files").files);
     if (!files.length) { say(T.choose_files, "error"); document.getElementById("files").focus(); return; }
+    var gsdIn = document.getElementById("gsd_cm");
+    var cm = parseFloat(gsdIn.value);
+    /* A value the browser cannot read as a number reads as "" (badInput): refused, not ignored. */
+    if ((gsdIn.value.trim() || gsdIn.validity.badInput) && !(cm >= 0.001 && cm <= 100000)) {
+      say(T.gsd_invalid, "error"); gsdIn.focus(); return;
+    }
     startBtn.disabled = true;
     document.getElementById("progress").hidden = false;
     var total = files.reduce(function (a, f) { return a + f.size; }, 0), done = 0, ids = [];
@@ -165,8 +171,7 @@
       if (date) body.captured_at = date + "T12:00:00";
       var bands = document.getElementById("bands").value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
       if (bands.length) body.bands = bands;
-      var cm = parseFloat(document.getElementById("gsd_cm").value);
-      if (cm > 0) body.gsd = cm / 100;  // the API takes metres per pixel
+      if (cm > 0) body.gsd = cm / 100;  /* the API takes metres per pixel */
       var flight = await patiently(function () { return api("POST", "/api/v1/fields/" + fieldId + "/flights", body); });
       await follow(flight.id);
     } catch (e) {
