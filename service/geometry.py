@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from khet.service.config import service_settings
-from khet.vision.maps import MIN_BOUNDARY_M2
-from rasterio.warp import transform_geom
+from khet.vision.maps import MIN_BOUNDARY_M2, hectares
+from khet.vision.units import fmt_area
 from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
 
@@ -76,14 +77,13 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
         raise InputError(
             f"The boundary crosses itself or is malformed ({explain_validity(geom)}); redraw it."
         )
-    try:
-        equal_area = shape(transform_geom("EPSG:4326", "EPSG:6933", mapping(geom)))
+    try:  # measured as the analysis measures fields and zones
+        area = float(hectares(np.array([geom], dtype=object), "EPSG:4326")[0]) * 1e4
     except Exception as e:
         raise InputError(f"The boundary cannot be placed on the map ({e}).") from None
-    area = equal_area.area
     if area < MIN_BOUNDARY_M2:  # the analysis's own limit for a field boundary
         raise InputError(
-            f"The boundary encloses {area:.1f} m², too small for a field (at least "
+            f"The boundary encloses {fmt_area(area / 1e4)}, too small for a field (at least "
             f"{MIN_BOUNDARY_M2:g} m²)."
         )
     if area > MAX_AREA_M2:
