@@ -1,8 +1,8 @@
 """The outbox: results wait on disk until `khet edge sync` uploads them as flights of a field.
 
 When a capture is done its results (the outputs vision/products.py marks `synced`: summary,
-zones, class, vigour, cover and confidence maps, index maps and the preview; with
-`--with-imagery`, its image files too) are hard-linked (copied across filesystems) into
+zones, the class, vigour, cover and confidence maps, a few kB; with `--with-imagery`, its image
+files, its index maps and the preview too) are hard-linked (copied across filesystems) into
 `OUT/.khet-edge/outbox/<capture>/`, and their sizes and sha256 are recorded in the journal in the
 same transaction that marks the capture done. The pipeline replaces outputs by renaming, never by
 writing in place, so a linked file never changes under the outbox.
@@ -70,13 +70,17 @@ def _link(src: Path, dest: Path) -> None:
 def stage(
     out_dir: Path, name: str, result_dir: Path, imagery: list[Path], summary: dict[str, Any]
 ) -> dict[str, Any]:
-    """Put a finished capture's results in the outbox; returns the entry for the journal."""
+    """Put a finished capture's results in the outbox; returns the entry for the journal. With
+    `imagery` (`--with-imagery`) the heavy results go too."""
     box = outbox_dir(out_dir) / name
     try:
         shutil.rmtree(box, ignore_errors=True)
         files = []
         present = [f.relative_to(result_dir).as_posix() for f in result_dir.rglob("*")]
-        wanted = [(r, result_dir / r, box / r) for r in products.synced_names(present)]
+        wanted = [
+            (r, result_dir / r, box / r)
+            for r in products.synced_names(present, heavy=bool(imagery))
+        ]
         wanted += [("imagery", f, box / "imagery" / f.name) for f in imagery]
         for role, src, dest in wanted:
             _link(src, dest)

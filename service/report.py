@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import rasterio
 import weasyprint
 from khet.service.i18n import Translator
 from khet.service.values import color, dicts, mapping, num, text
-from khet.vision import units
+from khet.vision import products, units
 from khet.vision.gsd import describe as describe_gsd
 from khet.vision.units import area_scale, in_square_metres
+from PIL import Image
+from rasterio.errors import RasterioError
 from weasyprint import HTML
 
 WEED_WIDE_SHARE = 0.25  # above this weeds are a whole-field problem, not a patch
@@ -728,6 +733,28 @@ def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:
         method = str(mapping(summary.get("radiometry")).get("method"))
         return {"radiometry": t("index_reflectance", method=t(f"cal_{method}"))}
     return {}
+
+
+def class_drawing(results: Path, width: int = 900) -> bytes | None:
+    """The class map in its legend colours (no data white) as a PNG about `width` px wide: the
+    report's picture of a map whose preview did not travel (a device's flight sent without its
+    imagery: the preview is megabytes, the class map kilobytes). None without a class map."""
+    try:
+        with rasterio.open(results / products.CLASSES.path) as ds:
+            classes = ds.read(1)
+            colours = ds.colormap(1)
+    except (RasterioError, ValueError):  # no class map, or one without colours
+        return None
+    lut = np.full((256, 3), 255, np.uint8)
+    for value, (r, g, b, a) in colours.items():
+        if 0 <= value < 255 and a:
+            lut[value] = (r, g, b)
+    h, w = classes.shape
+    size = (width, max(1, round(h * width / max(w, 1))))
+    img = Image.fromarray(lut[classes]).resize(size, Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 def data_uri(path: Path, media: str = "image/png") -> str | None:

@@ -4,8 +4,10 @@ Every reader of a results folder (the service's downloads and tiles, the pages, 
 edge runner's outbox) takes the names from here; nothing else spells a result file name. WebODM's
 asset map is the model: one entry per product, saying what it is and who uses it.
 
-`synced` marks what a field device sends to the service (the imagery is sent separately, when
-asked). `tileable` marks the map layers the service cuts into web-map tiles.
+`synced` marks what a field device sends to the service; `heavy` ones (the index maps and the
+preview: megabytes, where the map's own layers are kilobytes) only when asked to send its imagery
+too (`khet edge run --with-imagery`), as on a rural link every megabyte counts. `tileable` marks the
+map layers the service cuts into web-map tiles.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Product:
     title: str
     tileable: bool = False
     synced: bool = False
+    heavy: bool = False  # synced only with the imagery (see above)
     required: bool = False  # every finished map has it
 
     @property
@@ -92,6 +95,7 @@ INDEX = Product(
     "Vegetation index",
     tileable=True,
     synced=True,
+    heavy=True,
 )
 ZONES = Product(
     "zones",
@@ -102,7 +106,9 @@ ZONES = Product(
     synced=True,
     required=True,
 )
-PREVIEW = Product("preview", "preview.png", "image/png", "image", "Preview", synced=True)
+PREVIEW = Product(
+    "preview", "preview.png", "image/png", "image", "Preview", synced=True, heavy=True
+)
 # A flight's mosaic, which the map was made from (vision/mosaic.py). A device sends it as the
 # flight's imagery when asked (`--with-imagery`), not with the map.
 ORTHO = Product("ortho", "ortho.tif", "image/tiff", "image", "Orthomosaic of the flight")
@@ -166,9 +172,14 @@ def media_type(name: str) -> str:
     return p.media_type if p else "application/octet-stream"
 
 
-def synced_names(present: list[str]) -> list[str]:
-    """Of the files in a results folder, those a device sends, summary first."""
-    names = sorted(n for n in present if (p := product_of(n)) is not None and p.synced)
+def synced_names(present: list[str], heavy: bool = False) -> list[str]:
+    """Of the files in a results folder, those a device sends (the `heavy` ones too when asked),
+    summary first."""
+    names = sorted(
+        n
+        for n in present
+        if (p := product_of(n)) is not None and p.synced and (heavy or not p.heavy)
+    )
     return sorted(names, key=lambda n: n != SUMMARY.path)
 
 

@@ -9,6 +9,7 @@ API itself (uploads, tiles, point queries) with the session cookie.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -35,6 +36,7 @@ from khet.service.i18n import DIRECTION, LANGUAGES, Translator, pick_language
 from khet.service.ratelimit import TooManyAttempts
 from khet.service.routers import auth
 from khet.service.tiles import INDEX_RE
+from khet.vision import products
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -419,6 +421,19 @@ def map_layers(flight: Flight, t: Translator) -> list[dict]:
     return layers
 
 
+def _picture(flight: Flight, results: Path, inline: bool = False) -> str | None:
+    """The map's picture for an <img>: the preview (by URL, or `inline` as a data URI for the
+    PDF), else the class map drawn in its colours (a device's flight sent without its imagery),
+    else None."""
+    preview = results / products.PREVIEW.path
+    if preview.is_file():
+        if inline:
+            return rp.data_uri(preview)
+        return f"/api/v1/flights/{flight.id}/results/{products.PREVIEW.path}"
+    drawing = rp.class_drawing(results)
+    return "data:image/png;base64," + base64.b64encode(drawing).decode() if drawing else None
+
+
 def _results_dir(flight: Flight) -> Path:
     f = flight.field
     return storage.flight_dir(f.farm_id, f.id, flight.id) / "results"
@@ -486,7 +501,7 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
             "report": report,
             "config": config,
             "unit": unit,
-            "has_preview": (results / "preview.png").is_file(),
+            "picture_src": None if georef or status != "done" else _picture(flight, results),
             "progress": flight.job.progress if flight.job else 1.0,
             "stage": flight.job.stage if flight.job else None,
             "error": flight.job.error if flight.job else None,
@@ -501,13 +516,7 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
 def _report_context(request: Request, flight: Flight, lang: str, pdf: bool) -> dict:
     t = Translator(lang)
     results = _results_dir(flight)
-    preview = results / "preview.png"
-    if pdf:
-        preview_src = rp.data_uri(preview)
-    else:
-        preview_src = (
-            f"/api/v1/flights/{flight.id}/results/preview.png" if preview.is_file() else None
-        )
+    preview_src = _picture(flight, results, inline=pdf)
     css = (STATIC / "khet" / "report.css").read_text(encoding="utf-8")
     return {
         "r": rp.build_report(flight, results, t),

@@ -152,9 +152,9 @@ def test_sync_to_real_service_survives_cuts(tmp_path, use_test_models, service, 
         assert flight["source"] == "edge"
         assert flight["inputs"] == [f"{name}.tif"]
         assert flight["bands"] == ["red", "green", "blue"]
-        # Every result the device made reaches the service as it was: the map's layers, its
-        # index maps and the preview the report draws.
-        assert {"vigour.tif", "preview.png"} <= set(files), files
+        # Every result the device made reaches the service as it was: the map's layers and,
+        # with --with-imagery, its index maps and the preview the report draws.
+        assert {"vigour.tif", "preview.png", "indices/vari.tif"} <= set(files), files
         assert set(flight["results"]) >= set(files), flight["results"]
         for result in files:
             r = httpx.get(f"{url}/api/v1/flights/{flight['id']}/results/{result}", headers=auth)

@@ -80,3 +80,40 @@ def test_bad_results_refused(api, edge_results, tmp_path, case):
     assert r.status_code == 422, r.text
     assert c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
     assert not list((tmp_path / "khet-data" / "farms").rglob("*.tif"))
+
+
+def test_report_draws_the_class_map_of_a_flight_sent_without_its_preview(api, edge_results):
+    """A device sends its map's own layers (kB) without the preview (MB, only with
+    --with-imagery): the report still has a picture, the class map in its legend colours."""
+    import base64
+    import io
+    import re
+
+    import numpy as np
+    import rasterio
+    from PIL import Image
+
+    c = api.client
+    alice = api.user(password="a long password")
+    _, field = api.farm_field(alice)
+    results = {
+        name: api.upload(alice, edge_results / name)
+        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson")
+    }
+    body = {"uploads": [], "results": results, "client_id": "edge-2:flight-7"}
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 201, r.text
+    fid = r.json()["id"]
+    assert c.post("/api/v1/session", json={"email": alice["email"], "password": "a long password"})
+    page = c.get(f"/flights/{fid}/report")
+    assert page.status_code == 200
+    src = re.search(r'<img class="r-preview" src="data:image/png;base64,([^"]+)"', page.text)
+    assert src, "no map drawing in the report"
+    drawing = np.asarray(Image.open(io.BytesIO(base64.b64decode(src[1]))).convert("RGB"))
+    with rasterio.open(edge_results / "classes.tif") as ds:
+        classes, colours = ds.read(1), ds.colormap(1)
+    drawn = {tuple(int(v) for v in px) for px in drawing.reshape(-1, 3)}
+    mapped = {tuple(colours[int(v)][:3]) for v in np.unique(classes) if v != 255}
+    assert mapped and mapped <= drawn, (mapped, drawn)  # every class on the map is drawn
+    pdf = c.get(f"/flights/{fid}/report.pdf?lang=ur")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
