@@ -76,7 +76,11 @@ def analyses(text: str, out: Path) -> list[str]:
             if ln.startswith(str(out) + "/") and ": soil" in ln]  # fmt: skip
 
 
-def power_cuts(env: dict, card: Path, out: Path, cuts: int, rng: random.Random) -> dict:
+def power_cuts(
+    env: dict, card: Path, out: Path, cuts: int, rng: random.Random, capture_s: float
+) -> dict:
+    """SIGKILL `edge run` at random moments: anywhere within one and a half captures' time
+    (`capture_s`, measured on a clean run) after a capture starts, until `cuts` landed."""
     finished: list[str] = []
     landed = tries = 0
     while landed < cuts and tries < cuts * 4:
@@ -91,7 +95,7 @@ def power_cuts(env: dict, card: Path, out: Path, cuts: int, rng: random.Random) 
             if any(s == "running" and a > before.get(n, ("", 0))[1] for n, (s, a) in now.items()):
                 break
             time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 2.5))  # anywhere in a capture, or the next
+        time.sleep(rng.uniform(0.0, 1.5 * capture_s))  # anywhere in a capture, or the next
         p.send_signal(signal.SIGKILL)
         text = p.communicate()[0]
         finished += analyses(text, out)
@@ -122,10 +126,12 @@ def main() -> None:
     env.pop("KHET_DATABASE_URL", None)
     out, clean = work / "out", work / "clean"
 
-    # 1. Power cuts during analysis.
-    cut = power_cuts(env, card, out, args.cuts, rng)
-    subprocess.run([sys.executable, "-m", "khet.cli", "edge", "run", str(card), "-o", str(clean)],
-                   cwd=ROOT, env=env, capture_output=True, check=True)  # fmt: skip
+    # 1. Power cuts during analysis, timed by a clean run's seconds per capture.
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "khet.cli", "edge", "run", str(card), "-o", str(clean),
+                    "--threads", "1"], cwd=ROOT, env=env, capture_output=True, check=True)  # fmt: skip
+    capture_s = (time.monotonic() - t0) / args.captures
+    cut = power_cuts(env, card, out, args.cuts, rng, capture_s)
     differ = [f"{c.name}/{p}" for c in clean.iterdir() if c.is_dir() and not c.name.startswith(".")
               for p in PRODUCTS if (c / p).read_bytes() != (out / c.name / p).read_bytes()]  # fmt: skip
     dup_analyses = sum(n - 1 for n in cut["analyses"].values())
@@ -214,7 +220,8 @@ def main() -> None:
     stop_serve(server)
 
     print(
-        f"power cuts during analysis (SIGKILL at random moments): {cut['cuts']} landed; "
+        f"power cuts during analysis (SIGKILL at random moments, {capture_s:.1f} s a capture): "
+        f"{cut['cuts']} landed; "
         f"final run rc {cut['rc']} ({cut['tail'].splitlines()[-1]})"
     )
     print(
