@@ -791,6 +791,17 @@ class PreviewCanvas:
         self.valid[y0:y1, x0:x1] = small > 0
 
 
+def _legend_text(d: ImageDraw.ImageDraw, xy: tuple[int, int], line: str, font, small) -> None:
+    """A legend line; "²" is drawn as a raised small 2 (Pillow's default font has no "²")."""
+    x, y = float(xy[0]), xy[1]
+    for k, part in enumerate(line.split("²")):
+        if k:
+            d.text((x, y - 3), "2", fill=(20, 20, 20), font=small)
+            x += d.textlength("2", font=small)
+        d.text((x, y), part, fill=(20, 20, 20), font=font)
+        x += d.textlength(part, font=font)
+
+
 def write_preview(
     path: Path,
     canvas: PreviewCanvas,
@@ -840,7 +851,7 @@ def write_preview(
         a = areas["class"].get(c.name, 0.0)
         d.rectangle([x0, y, x0 + 16, y + 16], fill=_rgb(c.color), outline=(60, 60, 60))
         amount = fmt_area(a, scale) if unit == "ha" else f"{a / total:.0%}"
-        d.text((x0 + 24, y), f"{c.name}  {amount}", fill=(20, 20, 20), font=font)
+        _legend_text(d, (x0 + 24, y), f"{c.name}  {amount}", font, small)
         y += 24
     y += 8
     method = {
