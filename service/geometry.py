@@ -7,10 +7,8 @@ from typing import Any
 
 import numpy as np
 from khet.service.config import service_settings
-from khet.vision.maps import MIN_BOUNDARY_M2, hectares
-from khet.vision.units import fmt_area
-from shapely.geometry import mapping, shape
-from shapely.validation import explain_validity
+from khet.vision.maps import boundary_geometry, hectares
+from shapely.geometry import shape
 
 from khet.errors import InputError
 
@@ -67,30 +65,17 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
                 )
         if list(ring[0][:2]) != list(ring[-1][:2]):
             raise InputError("The boundary is not closed: its last point must repeat the first.")
+    # Then the analysis's own check (vision/maps.py), so a boundary the web stores is one the
+    # analysis takes as it is: a ring that touches itself (a pinched field) is repaired the
+    # same way, a bow-tie refused with the same words, the same least area.
+    geom = boundary_geometry(value)
     try:
-        geom = shape({"type": value["type"], "coordinates": value["coordinates"]})
-    except Exception as e:
-        raise InputError(f"The boundary is not a valid GeoJSON polygon ({e}).") from None
-    if geom.is_empty:
-        raise InputError("The boundary is empty.")
-    if not geom.is_valid:
-        raise InputError(
-            f"The boundary crosses itself or is malformed ({explain_validity(geom)}); redraw it."
-        )
-    try:  # measured as the analysis measures fields and zones
-        area = float(hectares(np.array([geom], dtype=object), "EPSG:4326")[0]) * 1e4
+        area = float(hectares(np.array([shape(geom)], dtype=object), "EPSG:4326")[0]) * 1e4
     except Exception as e:
         raise InputError(f"The boundary cannot be placed on the map ({e}).") from None
-    if area < MIN_BOUNDARY_M2:  # the analysis's own limit for a field boundary
-        raise InputError(
-            f"The boundary encloses {fmt_area(area / 1e4)}, too small for a field (at least "
-            f"{MIN_BOUNDARY_M2:g} m²)."
-        )
     if area > MAX_AREA_M2:
         raise InputError(
             f"The boundary encloses {area / 10_000:,.0f} ha, more than 10,000 ha: "
             "is it the right shape?"
         )
-    import json
-
-    return json.loads(json.dumps(mapping(geom))), area / 10_000
+    return geom, area / 10_000

@@ -123,7 +123,7 @@ def grid_transform(scene: Scene, grid: Grid, zoom: float = 1.0) -> Affine:
 #: corners swapped) encloses something else once repaired, so it is refused instead.
 BOUNDARY_REPAIR_TOLERANCE = 0.01
 #: A boundary enclosing less is a mistake (points on one line, a sliver); the service's check
-#: of stored field boundaries (service/geometry.py) uses the same limit.
+#: of stored field boundaries (service/geometry.py) is this one too.
 MIN_BOUNDARY_M2 = 10.0
 _POLYGONS = ("Polygon", "MultiPolygon")
 _GEOMETRIES = (*_POLYGONS, "Point", "MultiPoint", "LineString", "MultiLineString")

@@ -84,6 +84,43 @@ def test_bad_boundaries_refused(api, case):
     assert c.get(f"/api/v1/fields/{field}", headers=alice["headers"]).json()["boundary"] is None
 
 
+def test_a_pinched_boundary_is_repaired_as_the_analysis_repairs_it(api):
+    """A ring that touches itself at one point (a field pinched in the middle, drawn in one
+    go) is invalid to GEOS but encloses a clear area: stored repaired, as `khet analyze
+    --boundary` takes it, not refused as 'crosses itself'."""
+    import shapely
+    from khet.vision.maps import boundary_geometry
+    from shapely.geometry import shape
+
+    d = 0.001
+    pinched = {
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [75, 30],
+                [75 + d, 30],
+                [75 + d / 2, 30 + d / 2],
+                [75 + d, 30 + d],
+                [75, 30 + d],
+                [75 + d / 2, 30 + d / 2],
+                [75, 30],
+            ]  # fmt: skip
+        ],
+    }
+    alice = api.user()
+    farm, _ = api.farm_field(alice)
+    r = api.client.post(
+        f"/api/v1/farms/{farm}/fields",
+        json={"name": "Pinched", "boundary": pinched},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 201, r.text
+    stored = r.json()["boundary"]
+    assert stored == boundary_geometry(pinched)  # what the analysis would clip to
+    assert shapely.is_valid(shape(stored))
+    assert 0.5 < r.json()["area_ha"] < 0.6  # two triangles, half of ~107 m x 96 m
+
+
 def test_infinite_coordinates_refused(api):
     alice = api.user()
     farm, _ = api.farm_field(alice)
