@@ -592,6 +592,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
     else:
         approx = num(summary.get("area_total_ha_approx"))
         total = t("approx_ha", ha=f"{approx:.2f}") if approx is not None else None
+    translated_rule = _vigour_rule(vig, indices, crop_area is not None, t)
     model = mapping(summary.get("model"))
     warnings = summary.get("warnings")
     return Report(
@@ -608,10 +609,8 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         total=total,
         classes=classes,
         vigour=levels,
-        vigour_rule=(_vigour_rule(vig, indices, crop_area is not None, t) or text(vig.get("rule")))
-        if levels
-        else None,
-        vigour_rule_translated=_vigour_rule(vig, indices, crop_area is not None, t) is not None,
+        vigour_rule=(translated_rule or text(vig.get("rule"))) if levels else None,
+        vigour_rule_translated=translated_rule is not None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
         advice=advice(summary, load_zones(results), field_.boundary, t),
@@ -757,12 +756,13 @@ def class_drawing(results: Path, width: int = 900) -> bytes | None:
     return buf.getvalue()
 
 
-def data_uri(path: Path, media: str = "image/png") -> str | None:
-    """A file as a data: URI (images embedded in the PDF), or None when unreadable."""
+def data_uri(source: Path | bytes, media: str = "image/png") -> str | None:
+    """A file (or bytes) as a data: URI (images embedded in the PDF), or None when unreadable."""
     try:
-        return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        data = source if isinstance(source, bytes) else source.read_bytes()
     except OSError:
         return None
+    return f"data:{media};base64," + base64.b64encode(data).decode("ascii")
 
 
 def render_pdf(html_text: str, base_url: str | None = None) -> bytes:

@@ -9,7 +9,6 @@ API itself (uploads, tiles, point queries) with the session cookie.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from pathlib import Path
@@ -431,7 +430,7 @@ def _picture(flight: Flight, results: Path, inline: bool = False) -> str | None:
             return rp.data_uri(preview)
         return f"/api/v1/flights/{flight.id}/results/{products.PREVIEW.path}"
     drawing = rp.class_drawing(results)
-    return "data:image/png;base64," + base64.b64encode(drawing).decode() if drawing else None
+    return rp.data_uri(drawing) if drawing else None
 
 
 def _results_dir(flight: Flight) -> Path:
