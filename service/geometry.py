@@ -1,4 +1,5 @@
-"""Field boundaries: GeoJSON (Multi)Polygons in lon/lat, checked before they are stored."""
+"""Field boundaries: GeoJSON (Multi)Polygons in lon/lat (bare, a Feature or a FeatureCollection),
+checked before they are stored as one (Multi)Polygon."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from khet.service.config import service_settings
-from khet.vision.maps import boundary_geometry, hectares
+from khet.vision.maps import boundary_geometry, boundary_polygons, hectares
 from shapely.geometry import shape
 
 from khet.errors import InputError
@@ -30,11 +31,9 @@ def _rings(geom: dict) -> list[list]:
 
 def validate_boundary(value: Any) -> tuple[dict, float]:
     """The cleaned geometry and its area in hectares, or an InputError that says what is wrong."""
-    if isinstance(value, dict) and value.get("type") == "Feature":
-        value = value.get("geometry")
-    if not isinstance(value, dict) or value.get("type") not in ("Polygon", "MultiPolygon"):
-        raise InputError("The boundary must be a GeoJSON Polygon or MultiPolygon (lon/lat).")
-    rings = _rings(value)
+    # A bare geometry, a Feature or a FeatureCollection (a layer exported from QGIS), as
+    # `khet analyze --boundary` takes them; stored as one (Multi)Polygon.
+    rings = [ring for poly in boundary_polygons(value) for ring in _rings(poly)]
     # Every list page carries the boundary: a million points made each of them 100 MB.
     limit = service_settings().max_boundary_vertices
     points = sum(len(r) if isinstance(r, list) else 0 for r in rings)

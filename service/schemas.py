@@ -135,8 +135,9 @@ class FieldIn(Strict):
     crop: Name | None = None
     boundary: dict[str, Any] | None = Field(
         None,
-        description="GeoJSON Polygon or MultiPolygon in lon/lat (WGS84); closed rings, "
-        "not crossing itself, between 10 m² and 10,000 ha.",
+        description="GeoJSON Polygon or MultiPolygon in lon/lat (WGS84), bare, as a Feature "
+        "or in a FeatureCollection (a layer exported from QGIS; its polygons together); closed "
+        "rings, not crossing itself, between 10 m² and 10,000 ha.",
     )
 
 

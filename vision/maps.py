@@ -135,18 +135,8 @@ def boundary_geometry(value: Any, notes: list[str] | None = None) -> dict[str, A
     lines beside them are left out). InputError when it holds no polygon with an area, when its
     points are not longitude/latitude, or when it crosses itself so that a repair would change
     the field; a repair that does not (see BOUNDARY_REPAIR_TOLERANCE) is said in `notes`."""
-    polygons: list[dict] = []
-    others: list[str] = []
-    _collect_polygons(value, polygons, others, depth=0)
-    if not polygons:
-        found = ", ".join(dict.fromkeys(others)) or "nothing"
-        raise InputError(
-            f"The field boundary holds no polygon (it has {found}): give the field's outline "
-            "as a GeoJSON Polygon or MultiPolygon (a bare geometry, a Feature or a "
-            "FeatureCollection)."
-        )
     parts = []
-    for poly in polygons:
+    for poly in boundary_polygons(value):
         if not isinstance(poly.get("coordinates"), list | tuple):
             raise InputError(f"The field boundary's {poly['type']} has no coordinates.")
         try:
@@ -186,6 +176,23 @@ def boundary_geometry(value: Any, notes: list[str] | None = None) -> dict[str, A
             [p for p in getattr(union, "geoms", []) if isinstance(p, shapely.Polygon)]
         )
     return json.loads(json.dumps(mapping(union)))
+
+
+def boundary_polygons(value: Any) -> list[dict]:
+    """The GeoJSON Polygons and MultiPolygons a boundary holds: a bare geometry, a Feature or a
+    FeatureCollection (as QGIS exports a layer); points and lines beside them are left out.
+    InputError when there is none."""
+    polygons: list[dict] = []
+    others: list[str] = []
+    _collect_polygons(value, polygons, others, depth=0)
+    if not polygons:
+        found = ", ".join(dict.fromkeys(others)) or "nothing"
+        raise InputError(
+            f"The field boundary holds no polygon (it has {found}): give the field's outline "
+            "as a GeoJSON Polygon or MultiPolygon (a bare geometry, a Feature or a "
+            "FeatureCollection)."
+        )
+    return polygons
 
 
 def _collect_polygons(value: Any, polygons: list[dict], others: list[str], depth: int) -> None:

@@ -67,6 +67,46 @@ def test_field_crud_and_boundary(api):
     assert c.get(f"/api/v1/fields/{field}", headers=alice["headers"]).status_code == 404
 
 
+def test_a_boundary_exported_from_qgis_is_taken(api):
+    """QGIS saves a layer as a FeatureCollection (with a `crs` member and properties), as
+    `khet analyze --boundary` takes it: its polygons are stored as the field, a point beside
+    them (a well, say) left out."""
+    c = api.client
+    alice = api.user()
+    farm, _ = api.farm_field(alice)
+    east = {
+        "type": "Polygon",
+        "coordinates": [[[x + 0.002, y] for x, y in SQUARE["coordinates"][0]]],
+    }
+    well = {"type": "Point", "coordinates": [75.0, 30.0]}
+    layer = {
+        "type": "FeatureCollection",
+        "name": "fields",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": [
+            {"type": "Feature", "properties": {"name": "North"}, "geometry": SQUARE},
+            {"type": "Feature", "properties": {}, "geometry": east},
+            {"type": "Feature", "properties": {"name": "well"}, "geometry": well},
+        ],
+    }
+    r = c.post(
+        f"/api/v1/farms/{farm}/fields",
+        json={"name": "From QGIS", "boundary": layer},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["boundary"]["type"] == "MultiPolygon"
+    assert len(r.json()["boundary"]["coordinates"]) == 2
+    assert 2.0 < r.json()["area_ha"] < 2.4  # two squares of ~107 m x 96 m
+    empty = {"type": "FeatureCollection", "features": []}
+    r = c.post(
+        f"/api/v1/farms/{farm}/fields",
+        json={"name": "x", "boundary": empty},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 422 and "no polygon" in r.json()["detail"], r.text
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_boundaries_refused(api, case):
     c = api.client
