@@ -16,6 +16,13 @@ from khet.errors import InputError
 MAX_AREA_M2 = 10_000 * 10_000.0  # 10,000 ha
 
 
+def _finite(c: float) -> bool:
+    try:
+        return math.isfinite(c)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
 def _rings(geom: dict) -> list[list]:
     coords = geom.get("coordinates")
     polys = [coords] if geom["type"] == "Polygon" else coords
@@ -53,7 +60,7 @@ def validate_boundary(value: Any) -> tuple[dict, float]:
                 not isinstance(pt, list | tuple)
                 or len(pt) < 2
                 or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pt[:2])
-                or not all(math.isfinite(c) for c in pt[:2])
+                or not all(_finite(c) for c in pt[:2])
             ):
                 raise InputError("Boundary points must be [longitude, latitude] numbers.")
             lon, lat = pt[0], pt[1]

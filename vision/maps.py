@@ -165,7 +165,17 @@ def boundary_geometry(value: Any, notes: list[str] | None = None) -> dict[str, A
             "point): give the field's outline as a polygon."
         )
     union = shapely.union_all(parts)
-    m2 = float(hectares(np.array([union], dtype=object), "EPSG:4326")[0]) * 1e4
+    west, _, east, _ = union.bounds
+    if east - west > 180:
+        raise InputError(
+            f"The field boundary spans {east - west:.0f}° of longitude (from {west:g} to "
+            f"{east:g}): a field across the 180° meridian is not supported; is it the right "
+            "shape?"
+        )
+    try:
+        m2 = float(hectares(np.array([union], dtype=object), "EPSG:4326")[0]) * 1e4
+    except Exception as e:  # a projection error (GDAL's message says which point)
+        raise InputError(f"The field boundary cannot be placed on the map ({e}).") from None
     if math.isfinite(m2) and m2 < MIN_BOUNDARY_M2:
         raise InputError(
             f"The field boundary encloses {m2:.2g} m², too small for a field (at least "

@@ -40,6 +40,16 @@ BAD = {
         "coordinates": [[["a", "b"], ["c", "d"], ["e", "f"], ["a", "b"]]],
     },
     "nested_junk": {"type": "MultiPolygon", "coordinates": [[[[[1]]]]]},
+    "antimeridian": {  # read as a ring around the globe: GDAL cannot project it
+        "type": "Polygon",
+        "coordinates": [
+            [[179.9995, 0], [-179.9995, 0], [-179.9995, 0.001], [179.9995, 0.001], [179.9995, 0]]
+        ],
+    },
+    "huge_integer": {  # no float holds it
+        "type": "Polygon",
+        "coordinates": [[[10**400, 31.5], [75.001, 30.0], [75.001, 30.001], [10**400, 31.5]]],
+    },
     "no_coords": {"type": "Polygon"},
 }
 

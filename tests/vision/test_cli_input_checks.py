@@ -212,6 +212,22 @@ def _not_a_field() -> list[tuple[str, object, tuple[str, ...]]]:
         ("flat", _polygon((0, 0), (128, 128), (256, 256)), ("too small for a field",)),
         ("tiny", _polygon((0, 0), (40, 0), (40, 40), (0, 40)), ("encloses 4 m²", "at least 10")),
         ("text", "not json {", ("not GeoJSON",)),
+        (
+            "antimeridian",  # 100 m either side of 180°: read as a ring around the globe
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [179.9995, 0],
+                        [-179.9995, 0],
+                        [-179.9995, 0.001],
+                        [179.9995, 0.001],
+                        [179.9995, 0],
+                    ]
+                ],
+            },
+            ("180° meridian", "360° of longitude"),
+        ),  # fmt: skip
     ]
 
 
