@@ -135,7 +135,7 @@ def analyze(
             result = _classify(scene, plan, index_list, st, settings, clip_cells, progress, n_infer)
             if result.analysed == 0:
                 raise InputError(
-                    "The image holds no usable pixels (all nodata, transparent or outside the "
+                    "The image holds no usable pixels (all nodata, NaN, transparent or outside the "
                     "field boundary): nothing to analyze."
                 )
             # The index COGs are compressed (GDAL releases the GIL, two at a time) while the

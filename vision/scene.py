@@ -100,6 +100,19 @@ def _all_true(shape: tuple[int, int]) -> np.ndarray:
 _ALL_TRUE: dict[tuple[int, int], np.ndarray] = {}
 
 
+def _finite(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """`valid` less the pixels with a NaN or infinite band, which are set to 0 in `data` (in
+    place): NaN is how float rasters (reflectance, an index) mark no data when they declare no
+    nodata value, and the map must not read it as soil."""
+    if data.dtype.kind != "f":
+        return valid
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return valid
+    data[bad] = 0
+    return valid & ~bad.any(axis=0)
+
+
 def is_all_valid(valid: np.ndarray) -> bool:
     """Whether `Scene.read` said "every pixel valid" (its shared mask) rather than a real mask."""
     return valid is _ALL_TRUE.get(valid.shape)
@@ -305,6 +318,7 @@ class Scene:
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
                 f"cannot be read ({_short(e)})."
             ) from e
+        v = _finite(data[:, r0 : r0 + ih, c0 : c0 + iw], v)
         if inside:
             return data, v
         valid = np.zeros((h, w), dtype=bool)
@@ -344,7 +358,7 @@ class Scene:
                     valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = self._valid(win)
         except RasterioError as e:
             raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
-        return data, valid
+        return data, _finite(data, valid)
 
     def overview(self, names: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """A decimated read of the whole scene (uses overviews when the file has them)."""
@@ -357,7 +371,7 @@ class Scene:
             valid = self._valid(None, out_shape=(oh, ow))
         except RasterioError as e:
             raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
-        return data, valid
+        return data, _finite(data, valid)
 
     def stretch(self) -> dict[str, tuple[float, float]]:
         """Per band 2nd and 98th percentile of valid pixels, to map uint16/float to uint8."""

@@ -134,6 +134,26 @@ def test_all_nodata_image(tmp_path, capsys):
     _assert_clean_failure(code, err, tmp_path / "out", "no usable pixels")
 
 
+def test_float_image_of_nan_is_no_data(tmp_path, capsys):
+    """A float raster that marks no data with NaN and declares no nodata value (as reflectance
+    and index rasters often do): all NaN is refused as no usable pixels, not mapped as 100% soil
+    at full confidence; half NaN is a map of the other half."""
+    rng = np.random.default_rng(0)
+    bands = ["blue", "green", "red", "nir"]
+    data = rng.uniform(0.02, 0.5, (4, 128, 128)).astype(np.float32)
+    data[:, :, :64] = np.nan
+    half = write_geotiff(tmp_path / "half.tif", data, descriptions=bands)
+    code, err = _run(capsys, half, "-o", tmp_path / "half", "--json")
+    assert code == 0, err
+    assert "RuntimeWarning" not in err, err
+    area = json.loads((tmp_path / "half" / "summary.json").read_text())["area_total_ha"]
+    assert area == pytest.approx(64 * 128 * 0.05**2 / 1e4, rel=0.02)  # the finite half
+    data[:] = np.nan
+    none = write_geotiff(tmp_path / "nan.tif", data, descriptions=bands)
+    code, err = _run(capsys, none, "-o", tmp_path / "out")
+    _assert_clean_failure(code, err, tmp_path / "out", "no usable pixels", "NaN")
+
+
 def test_wrong_band_count_for_model(tmp_path, capsys):
     p = write_geotiff(
         tmp_path / "two.tif", np.full((2, 64, 64), 100, np.uint8), descriptions=["red", "nir"]
