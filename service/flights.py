@@ -249,7 +249,7 @@ def create_flight(
     if not results:
         check_job_quota(db, user)
     names = _checked_names(inputs, results)
-    staged, imagery, summary = _stage(inputs, names, results, bands)
+    staged, imagery, summary = _stage(inputs, names, results, bands, gsd)
     flight = Flight(
         field_id=field.id,
         created_by=user.id,
@@ -324,6 +324,7 @@ def _stage(
     names: list[str],
     results: list[tuple[str, Path]] | None,
     bands: list[str] | None,
+    gsd: float | None = None,
 ) -> tuple[Path, dict | None, dict | None]:
     """A staging folder with the flight's files, what its imagery is, and a device's summary;
     the folder is removed again if anything fails."""
@@ -337,7 +338,7 @@ def _stage(
             if is_flight(paths):  # a whole flight's frames: mosaicked by the job
                 imagery = flight_imagery_info(paths)
             else:
-                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands)
+                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands, gsd=gsd)
                 imagery = _imagery_at_arrival(facts)
         if results:
             for name, src in results:

@@ -690,17 +690,49 @@ def open_scene(
     return scene
 
 
+#: A GSD stated for a georeferenced image within this factor of its pixel size is taken as
+#: agreeing (rounded, or the centre of a geographic CRS); beyond it, the two cannot both be right.
+GSD_AGREE = 1.5
+
+
+def _check_stated_gsd(name: str, own: float, stated: float | None, warn: list[str]) -> None:
+    """A GSD stated for a georeferenced image of `own` metres per pixel: set aside with a warning
+    when it agrees, an InputError when it does not."""
+    if stated is None:
+        return
+    ratio = max(stated, own) / min(stated, own)
+    if ratio > GSD_AGREE:
+        raise InputError(
+            f"{name} is georeferenced at {gsd_.describe(own)} per pixel (its map coordinates, "
+            f"which also measure its areas), but --gsd gives {gsd_.describe(stated)}. Leave out "
+            "--gsd for a georeferenced image, or fix its georeference."
+        )
+    if ratio > 1.0001:
+        warn.append(
+            f"--gsd {stated:g} set aside: {name}'s map coordinates give {gsd_.describe(own)} "
+            "per pixel, which its areas are measured in."
+        )
+
+
 def _ground_sample_distance(scene: Scene, stated: float | None) -> Gsd:
-    """The GSD from the user, the CRS or the camera, in that order; "unknown" with the reason."""
-    if stated is not None:
-        return gsd_.from_user(stated)
+    """The GSD from the CRS, the user or the camera, in that order; "unknown" with the reason.
+
+    A georeferenced image's pixel size is what its areas are measured in, so a stated GSD does
+    not override it: one that agrees (within GSD_AGREE) is set aside with a warning, one that
+    does not is an InputError (a typo, or the wrong file)."""
+    found: Gsd | None = None
     if scene.crs is not None:
         try:
             found = gsd_.from_crs(scene.crs, scene.transform, scene.width, scene.height)
         except Exception:  # an unusual CRS without usable units: said below as unknown
             found = None
-        if found is not None:
-            return found
+    if found is not None and found.metres is not None:
+        _check_stated_gsd(scene.sources[0].name, found.metres, stated, scene.warnings)
+        return found
+    if stated is not None:
+        return gsd_.from_user(stated)
+    if found is not None:  # a pixel size beyond what Khet maps: said as such
+        return found
     found = gsd_.from_camera(scene.camera, scene.width, scene.height)
     if found is not None:
         return found
@@ -940,10 +972,12 @@ def inspect_scene(
     inputs: str | Path | Sequence[str | Path],
     bands: Sequence[str] | None = None,
     settings: Settings | None = None,
+    gsd: float | None = None,
 ) -> SceneFacts:
     """The checks `open_scene` makes before it reads a pixel: headers, sizes, pixel types, band
-    names, the decoded size of a photo. For a web request, which must answer quickly and in
-    bounded memory; the worker then opens the scene for real (a photo is decoded only there)."""
+    names, a stated GSD against the coordinates, the decoded size of a photo. For a web
+    request, which must answer quickly and in bounded memory; the worker then opens the scene
+    for real (a photo is decoded only there)."""
     settings = settings or get_settings()
     apply_gdal_env(settings)
     files = resolve_inputs(inputs)
@@ -964,6 +998,13 @@ def inspect_scene(
                 kind = "raster" if georef == "crs" else kind
                 if kind == "frame":
                     _check_decoded_size(ds, f, indexes, settings)
+                if georef == "crs" and gsd is not None:
+                    try:
+                        own = gsd_.from_crs(ds.crs, ds.transform, ds.width, ds.height)
+                    except Exception:  # an unusual CRS: the analysis says so
+                        own = None
+                    if own is not None and own.metres is not None:
+                        _check_stated_gsd(f.name, own.metres, gsd, [])
                 return SceneFacts(kind, georef, ds.width, ds.height, tuple(names))
             _check_band_file(ds, f, settings, size)
             size = (ds.height, ds.width)

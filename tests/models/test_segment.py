@@ -119,5 +119,7 @@ def test_the_pipeline_uses_it_on_drone_imagery_in_range_and_not_outside(
     # At 3 cm the model is out of its range: asked for by name, that is a clear refusal.
     from khet.errors import InputError
 
+    coarse = tmp_path / "coarse.tif"  # the same pixels, georeferenced at 3 cm
+    _write_geotiff(coarse, labelme.read_image(item.image), 0.03)
     with pytest.raises(InputError, match=r"validated for imagery of 2\.4 mm to 1\.5 cm .* 3\.0 cm"):
-        analyze(tif, tmp_path / "out", model=out / "khet-rgb-test.onnx", gsd=0.03)
+        analyze(coarse, tmp_path / "out", model=out / "khet-rgb-test.onnx")

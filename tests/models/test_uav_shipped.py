@@ -102,7 +102,7 @@ def test_far_outside_its_range_the_model_is_not_used(tmp_path, potato_field):
     from khet.vision.pipeline import analyze
 
     rgb, _ = potato_field
-    s = analyze(_write(tmp_path / "f.tif", rgb, 0.003), tmp_path / "o", gsd=0.03)
+    s = analyze(_write(tmp_path / "f.tif", rgb, 0.03), tmp_path / "o")
     assert s["method"] != "model" and (s.get("model") or {}).get("name") != "khet-rgb-uav"
     detail = s["layers"]["classes"]["detail"]
     assert "model khet-rgb-uav is validated for 2.4 mm to 1.5 cm" in detail, detail

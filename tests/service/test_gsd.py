@@ -63,3 +63,22 @@ def test_bad_gsd_is_refused(api, tmp_path, gsd):
         headers=alice["headers"],
     )
     assert r.status_code == 422
+
+
+def test_a_gsd_against_the_coordinates_is_refused_before_anything_is_stored(api, geotiff):
+    """The upload is georeferenced at 5 cm: 999 m per pixel is refused at once (422, in the
+    API's words), with no flight made; the same value from the command line is exit code 2."""
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    up = api.upload(alice, geotiff)
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights",
+        json={"uploads": [up], "gsd": 999},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 422, r.text
+    said = r.json()["detail"]
+    assert "georeferenced at 5.0 cm per pixel" in said and "999" in said, said
+    assert "--gsd" not in said and '"ground resolution" field' in said, said
+    flights = api.client.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"])
+    assert flights.json() == []

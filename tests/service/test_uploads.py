@@ -280,10 +280,10 @@ def test_multipart_flight_states_its_gsd(api, geotiff):
         f"/api/v1/fields/{fid}/flights/upload",
         headers=alice["headers"],
         files=[("files", ("field.tif", geotiff.read_bytes(), "image/tiff"))],
-        data={"gsd": " 0.03 ", "bands": "red, green ,blue", "captured_at": ""},
+        data={"gsd": " 0.05 ", "bands": "red, green ,blue", "captured_at": ""},
     )
     assert r.status_code == 201, r.text
-    assert r.json()["gsd"] == 0.03 and r.json()["bands"] == ["red", "green", "blue"]
+    assert r.json()["gsd"] == 0.05 and r.json()["bands"] == ["red", "green", "blue"]
     assert r.json()["captured_at"] is None
 
 

@@ -104,8 +104,10 @@ def test_unknown_is_said_with_the_reason(tmp_path):
         assert "height above ground" in s.gsd.detail
 
 
-def test_user_gsd_wins_and_bad_values_are_refused(tmp_path):
-    p = write_geotiff(tmp_path / "a.tif", field_rgb(), res=0.03)
+def test_stated_gsd_and_bad_values(tmp_path, capsys):
+    """A GSD stated for an image without coordinates is used; bad values are refused."""
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.moveaxis(field_rgb(64, 64), 0, -1)).save(p)
     with open_scene(p, gsd=0.012) as s:
         assert s.gsd.source == "user" and s.gsd.metres == 0.012
     out = tmp_path / "out"
@@ -122,6 +124,25 @@ def test_user_gsd_wins_and_bad_values_are_refused(tmp_path):
             open_scene(p, gsd=typo)
     with open_scene(p, gsd=1e-5) as s:  # the smallest accepted
         assert s.gsd.metres == 1e-5
+
+
+def test_a_georeferenced_image_keeps_its_own_gsd(tmp_path, capsys, use_test_models):
+    """Its coordinates measure its areas, so a stated GSD cannot change it: one that agrees is
+    set aside with a warning; one that does not is refused (exit 2, nothing written), where it
+    used to win and the summary said 999 m per pixel beside areas measured at 3 cm."""
+    from khet.cli import main
+
+    p = write_geotiff(tmp_path / "a.tif", field_rgb(), res=0.03)
+    with open_scene(p, gsd=0.03) as s:
+        assert s.gsd.source == "crs" and s.warnings == []
+    with open_scene(p, gsd=0.025) as s:  # rounded
+        assert s.gsd.source == "crs" and s.gsd.metres == pytest.approx(0.03)
+        assert any("--gsd 0.025 set aside" in w and "3.0 cm" in w for w in s.warnings)
+    out = tmp_path / "out"
+    assert main(["analyze", str(p), "-o", str(out), "--gsd", "999"]) == 2
+    err = capsys.readouterr().err
+    assert "georeferenced at 3.0 cm per pixel" in err and "999" in err and "Leave out --gsd" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_gsd_in_summary_and_frame_areas_in_approximate_hectares(tmp_path, use_test_models):
