@@ -392,10 +392,12 @@ def make_zones(
     min_zone_ha: float | None = None,
     smooth: int = 1,
     boundary: dict | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, Any]:
     """Management zones of a field from its map's vegetation index (several flights: their
     standardised indices together), written to `<first folder>/management/`; returns what
-    `zones.json` says."""
+    `zones.json` says. `names` are the folders as messages call them (the service's "flight
+    12"; by default the folder names)."""
     folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
     _check_zone_options(folders, n_zones, method, min_zone_ha, smooth)
     grid = open_map(folders[0], boundary)
@@ -412,9 +414,10 @@ def make_zones(
         n = name if f == folders[0] else _index_name(s, f, name)
         layer = index_on_grid(grid, f, n)
         if f != folders[0] and not (np.isfinite(layer) & grid.valid).any():
+            called = names or [g.name for g in folders]
             raise InputError(
-                f"{f.name} does not overlap {folders[0].name}: zones from several flights need "
-                "flights of the same field."
+                f"{called[folders.index(f)]} does not overlap {called[0]}: zones from several "
+                "flights need maps of the same ground."
             )
         layers.append(layer)
         sources.append({"folder": f.name, "index": n, "created": s.created})

@@ -64,8 +64,16 @@ def _results(db, user, flight_id: int, *, need_map: bool = False) -> tuple[Path,
     results hold a class map (classes.tif) to make zones and prescriptions from: a device may
     send a summary alone, which is a finished flight with nothing to zone (422, not a 500)."""
     flight = get_flight(db, user, flight_id)
+    if flight.job is not None and flight.job.status == "failed":
+        raise ConflictError(
+            f"Flight {flight.id}'s analysis failed, so it has no map to make zones or "
+            "prescriptions from: retry it first."
+        )
     if flight.job is not None and flight.job.status != "done":
-        raise ConflictError("This flight's map is not finished yet; zones need a finished map.")
+        raise ConflictError(
+            f"Flight {flight.id}'s map is not finished yet; zones and prescriptions need a "
+            "finished map."
+        )
     field = flight.field
     path = storage.flight_dir(field.farm_id, field.id, flight.id) / "results"
     if not (path / "summary.json").is_file():
@@ -97,7 +105,7 @@ def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) ->
     with the method and parameters that made them. A rate prescription made on earlier zones
     is removed."""
     path, flight = _results(db, user, flight_id, need_map=True)
-    folders = [path]
+    folders, names = [path], [f"flight {flight_id}"]
     for other in dict.fromkeys(body.flights):
         if other == flight_id:
             continue
@@ -105,6 +113,7 @@ def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) ->
         if other_flight.field_id != flight.field_id:
             raise InputError(f"Flight {other} is of another field; zones combine one field's.")
         folders.append(other_path)
+        names.append(f"flight {other}")
     res = rx.make_zones(
         folders,
         n_zones=body.zones,
@@ -113,6 +122,7 @@ def create_zones(flight_id: IdPath, body: ZonesIn, user: CurrentUser, db: DB) ->
         min_zone_ha=body.min_zone_ha,
         smooth=body.smooth,
         boundary=flight.field.boundary,
+        names=names,
     )
     return _with_downloads(flight_id, res)
 

@@ -21,6 +21,20 @@ def done(api, geotiff, use_test_models):
     return {"alice": alice, "farm": farm, "field": field, "flight": flight["id"]}
 
 
+def _shifted(src, dst, east_m: float):
+    """A copy of the GeoTIFF `src` moved `east_m` metres east."""
+    import shutil
+
+    import rasterio
+    from rasterio.transform import Affine
+
+    shutil.copyfile(src, dst)
+    with rasterio.open(dst, "r+") as ds:
+        t = ds.transform
+        ds.transform = Affine(t.a, t.b, t.c + east_m, t.d, t.e, t.f)
+    return dst
+
+
 def _read_zip_shapefile(data: bytes):
     import pyogrio
 
@@ -81,6 +95,12 @@ def test_zones_rate_and_spot_through_the_api(api, done, geotiff):
     elsewhere = api.flight(done["alice"], other_field, geotiff, run=True)["id"]
     r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [elsewhere]}, headers=h)
     assert r.status_code == 422 and "another field" in r.json()["detail"]
+    # Of this field but of other ground (1 km east): said with the flights' ids, not "results".
+    east = _shifted(geotiff, geotiff.with_name("east.tif"), 1000.0)
+    away = api.flight(done["alice"], done["field"], east, run=True)["id"]
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [away]}, headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(f"flight {away} does not overlap flight {fl}:"), r.text
     bob = api.user("farmer")
     _, bob_field = api.farm_field(bob)
     bobs = api.flight(bob, bob_field, geotiff, run=True)["id"]
@@ -134,7 +154,18 @@ def test_bad_input_is_a_422_and_changes_nothing(api, done, geotiff):
     queued = api.flight(done["alice"], done["field"], geotiff)
     r = c.post(f"/api/v1/flights/{queued['id']}/zones", json={}, headers=h)
     assert r.status_code == 409 and "not finished" in r.json()["detail"]
+    # Named by its id when it is the other flight, and a failed one is said to have failed.
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [queued["id"]]}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["detail"].startswith(f"Flight {queued['id']}'s map is not finished yet")
     run_queued_jobs()
+    from khet.service.db import Flight, session_scope
+
+    with session_scope() as db:
+        db.get(Flight, queued["id"]).job.status = "failed"
+    r = c.post(f"/api/v1/flights/{fl}/zones", json={"flights": [queued["id"]]}, headers=h)
+    assert r.status_code == 409 and "analysis failed" in r.json()["detail"], r.text
+    assert "retry it first" in r.json()["detail"]
 
 
 def test_other_tenants_get_404_and_assigned_workers_can_make_zones(api, done):
