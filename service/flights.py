@@ -350,6 +350,16 @@ def _stage(
     return staged, imagery, summary
 
 
+def check_imagery(flight: Flight, bands: list[str] | None, gsd: float | None) -> None:
+    """The checks a flight's imagery had when it was made (headers only), with other band
+    names or ground sample distance: InputError when they do not fit it."""
+    field = flight.field
+    folder = storage.flight_dir(field.farm_id, field.id, flight.id) / "input"
+    paths = [folder / n for n in flight.inputs]
+    if not is_flight(paths):
+        inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands, gsd=gsd)
+
+
 def enqueue_or_fail(db: Session, flight: Flight) -> None:
     """Queue the flight's job; if the queue cannot be reached, mark the job failed and say so."""
     job = flight.job

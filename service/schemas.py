@@ -17,14 +17,11 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NAME_PATTERN),
 ]
+#: One @, a dot after it, no spaces or control characters: the API's check and `khet user add`'s.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$"
 Email = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
-        max_length=254,
-        pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$",
-    ),
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=254, pattern=EMAIL_PATTERN),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Role = Literal["farmer", "extension", "admin"]
@@ -214,6 +211,25 @@ def capture_time(value: datetime) -> datetime:
 MAX_FLIGHT_FILES = 2500
 
 
+BandNames = Annotated[
+    list[
+        Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+    ]
+    | None,
+    Field(max_length=32, description="Band names in file order, e.g. ['red','green','blue']"),
+]
+StatedGsd = Annotated[
+    float | None,
+    Field(
+        ge=GSD_MIN_M,
+        lt=GSD_MAX_M,
+        allow_inf_nan=False,
+        description="Ground sample distance in metres per pixel (e.g. 0.03), for imagery whose "
+        "files do not tell it (a photo without its flying height). Default: from the files.",
+    ),
+]
+
+
 class FlightIn(Strict):
     uploads: list[UploadId] = Field(
         default_factory=list,
@@ -221,28 +237,13 @@ class FlightIn(Strict):
         description="Upload ids of the imagery: one file, the band files of one capture, or "
         "every frame of a flight (mosaicked by the job). May be empty when `results` are given.",
     )
-    bands: (
-        list[
-            Annotated[
-                str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
-            ]
-        ]
-        | None
-    ) = Field(
-        None, max_length=32, description="Band names in file order, e.g. ['red','green','blue']"
-    )
+    bands: BandNames = None
     captured_at: datetime | None = Field(
         None,
         description="When the flight was flown (ISO 8601), from 2000 to a day after now; a "
         "time without a zone is taken as UTC.",
     )
-    gsd: float | None = Field(
-        None,
-        ge=GSD_MIN_M,
-        lt=GSD_MAX_M,
-        description="Ground sample distance in metres per pixel (e.g. 0.03), for imagery whose "
-        "files do not tell it (a photo without its flying height). Default: from the files.",
-    )
+    gsd: StatedGsd = None
     client_id: (
         Annotated[
             str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -279,6 +280,14 @@ class JobOut(BaseModel):
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class RetryIn(Strict):
+    """What a retry may correct: the band names or the ground sample distance that a failed
+    analysis asked for (left out: as the flight had them; null: taken from the files)."""
+
+    bands: BandNames = None
+    gsd: StatedGsd = None
 
 
 class FlightOut(BaseModel):

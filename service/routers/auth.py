@@ -7,6 +7,7 @@ tokens stop working). Logins are rate-limited per account and per client address
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
@@ -15,6 +16,7 @@ from khet.service.config import service_settings
 from khet.service.db import ApiToken, Assignment, Farm, User, WebSession, now
 from khet.service.dependencies import DB, Admin, CurrentUser, ForbiddenError, IdPath
 from khet.service.schemas import (
+    EMAIL_PATTERN,
     AssignmentIn,
     PasswordIn,
     SessionIn,
@@ -238,6 +240,8 @@ def create_user(body: UserIn, _: Admin, db: DB) -> User:
 def add_user(db, email: str, password: str, role: str, name: str | None = None) -> User:
     """Create an account after checking the role, the e-mail and the password's strength."""
     email = email.strip().lower()
+    if len(email) > 254 or not re.fullmatch(EMAIL_PATTERN, email):
+        raise InputError(f"{email!r} is not an e-mail address (name@example.org).")
     if role not in ("farmer", "extension", "admin"):
         raise InputError("The role must be farmer, extension or admin.")
     security.check_password_strength(password, email)

@@ -24,9 +24,9 @@ from khet.service.dependencies import (
     get_flight,
     get_upload,
 )
-from khet.service.flights import create_flight, enqueue_or_fail, flight_out
+from khet.service.flights import check_imagery, create_flight, enqueue_or_fail, flight_out
 from khet.service.routers.uploads import STREAMED
-from khet.service.schemas import FlightIn, FlightOut, Problem
+from khet.service.schemas import FlightIn, FlightOut, Problem, RetryIn
 from khet.service.tiles import READERS
 from khet.service.uploads import MultipartSink, stream_body
 from khet.vision import products
@@ -220,14 +220,25 @@ def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     response_model=FlightOut,
     summary="Queue a failed (or finished) analysis again",
 )
-def retry_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
-    """Queue a failed or finished flight's analysis again (not one made on a device)."""
+def retry_flight(
+    flight_id: IdPath, user: CurrentUser, db: DB, body: RetryIn | None = None
+) -> FlightOut:
+    """Queue a failed or finished flight's analysis again (not one made on a device), with the
+    band names or ground sample distance corrected when the body gives them (checked against
+    the imagery's headers first, as when the flight was made: 422 changes nothing). A finished
+    flight's map is replaced, and the zones and prescriptions made on it with it."""
     flight = get_flight(db, user, flight_id)
     job = flight.job
     if flight.source == "edge" or not flight.inputs or job is None:
         raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
     if job.status in ("queued", "running"):
         raise ConflictError("This flight's analysis is already queued or running.")
+    given = body.model_fields_set if body is not None else set()
+    if body is not None and given:
+        bands = body.bands if "bands" in given else flight.bands
+        gsd = body.gsd if "gsd" in given else flight.gsd_m
+        check_imagery(flight, bands, gsd)
+        flight.bands, flight.gsd_m = bands, gsd
     job.status, job.progress, job.error = "queued", 0.0, None
     job.queued_at, job.started_at, job.finished_at, job.attempts = now(), None, None, 0
     db.commit()

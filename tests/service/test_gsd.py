@@ -65,6 +65,19 @@ def test_bad_gsd_is_refused(api, tmp_path, gsd):
     assert r.status_code == 422
 
 
+def test_a_gsd_that_is_not_a_number_is_said_so(api, tmp_path):
+    """NaN (which Python's JSON reader takes) was refused as 'less than 1000'."""
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    up = api.upload(alice, _photo(tmp_path / "p.png"))
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights",
+        content='{"uploads": ["' + up + '"], "gsd": NaN}',
+        headers={**alice["headers"], "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422 and "finite number" in r.json()["detail"], r.text
+
+
 def test_a_gsd_against_the_coordinates_is_refused_before_anything_is_stored(api, geotiff):
     """The upload is georeferenced at 5 cm: 999 m per pixel is refused at once (422, in the
     API's words), with no flight made; the same value from the command line is exit code 2."""

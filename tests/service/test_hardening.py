@@ -340,6 +340,13 @@ def test_token_commands(database, tmp_path):
         text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and "common" in r.stderr
+    for bad in ("bad-email", "two@@example.org", "no-dot@example"):  # as the API refuses them
+        r = subprocess.run(
+            [sys.executable, "-m", "khet.cli", "user", "add", bad, "--password", "sugar cane 42"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 2 and "not an e-mail address" in r.stderr, (bad, r.stderr)
+    assert "bad-email" not in run_khet(env, "user", "list")
     assert "disabled" in run_khet(env, "user", "disable", "f@example.org")
 
 

@@ -49,3 +49,60 @@ def test_flight_end_to_end(api, geotiff, use_test_models):
     )
     assert r.status_code == 200 and r.json()["inside"], r.text
     assert r.json()["class"] in ("soil", "crop", "weed")
+
+
+def test_times_read_back_as_they_were_answered(api, geotiff):
+    """Every time the API gives is in UTC with its zone, when a row is made and when it is read
+    back, on SQLite as on PostgreSQL; a capture time given with an offset is that moment."""
+    from datetime import datetime
+
+    c = api.client
+    alice = api.user()
+    farm, field = api.farm_field(alice)
+    up = api.upload(alice, geotiff)
+    made = c.post(
+        f"/api/v1/fields/{field}/flights",
+        json={"uploads": [up], "captured_at": "2026-03-02T10:00:00+05:00"},
+        headers=alice["headers"],
+    ).json()
+    read = c.get(f"/api/v1/flights/{made['id']}", headers=alice["headers"]).json()
+    listed = c.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()[0]
+    for key in ("created_at", "captured_at"):
+        assert made[key] == read[key] == listed[key], (key, made[key], read[key], listed[key])
+        assert datetime.fromisoformat(read[key]).utcoffset() is not None, read[key]
+    assert datetime.fromisoformat(read["captured_at"]) == datetime.fromisoformat(
+        "2026-03-02T05:00:00+00:00"
+    )
+    field_made = c.get(f"/api/v1/fields/{field}", headers=alice["headers"]).json()
+    assert datetime.fromisoformat(field_made["created_at"]).utcoffset() is not None
+
+
+def test_a_failed_flight_is_retried_with_its_bands_named(api, tmp_path, use_test_models):
+    """The failure says to name the bands: a retry takes them (checked against the imagery
+    first, as a new flight's are), so the farmer need not upload the imagery again."""
+    from tests.service.rasters import make_geotiff
+
+    c = api.client
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    h = alice["headers"]
+    two = make_geotiff(tmp_path / "two-bands.tif", bands=("band_a", "band_b"))
+    flight = api.flight(alice, field, two, run=True)
+    failed = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
+    assert failed["status"] == "failed" and "(`bands`)" in failed["error"], failed["error"]
+    url = f"/api/v1/flights/{flight['id']}/retry"
+    for body in ({"bands": ["red", "nir", "blue"]}, {"bands": ["red"], "colour": "x"}):
+        r = c.post(url, json=body, headers=h)
+        assert r.status_code == 422, (body, r.text)
+    still = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
+    assert still["status"] == "failed" and still["bands"] is None
+    r = c.post(url, json={"bands": ["red", "nir"]}, headers=h)
+    assert r.status_code == 200 and r.json()["bands"] == ["red", "nir"], r.text
+    assert r.json()["status"] == "queued"
+    run_queued_jobs()
+    done = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
+    assert done["status"] == "done", done["error"]
+    assert "ndvi" in done["summary"]["indices"], done["summary"]["indices"]
+    # A retry without a body re-runs it as it is.
+    assert c.post(url, headers=h).json()["bands"] == ["red", "nir"]
+    run_queued_jobs()
