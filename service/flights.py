@@ -22,7 +22,8 @@ from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR
 from khet.vision import products
 from khet.vision.flight import is_flight, read_flight
-from khet.vision.scene import inspect_scene
+from khet.vision.plan import check_mappable
+from khet.vision.scene import SKIP, SceneFacts, inspect_scene
 from khet.vision.sfm import load_pycolmap
 from khet.vision.summary import Summary
 from rasterio.errors import RasterioError
@@ -31,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from khet.errors import InputError, KhetError, OutputError
+from khet.settings import get_settings
 
 log = logging.getLogger("khet.service.flights")
 
@@ -338,7 +340,7 @@ def _stage(
             if is_flight(paths):  # a whole flight's frames: mosaicked by the job
                 imagery = flight_imagery_info(paths)
             else:
-                facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands, gsd=gsd)
+                facts = _inspect(paths, bands, gsd)
                 imagery = _imagery_at_arrival(facts)
         if results:
             for name, src in results:
@@ -357,7 +359,16 @@ def check_imagery(flight: Flight, bands: list[str] | None, gsd: float | None) ->
     folder = storage.flight_dir(field.farm_id, field.id, flight.id) / "input"
     paths = [folder / n for n in flight.inputs]
     if not is_flight(paths):
-        inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands, gsd=gsd)
+        _inspect(paths, bands, gsd)
+
+
+def _inspect(paths: list[Path], bands: list[str] | None, gsd: float | None) -> SceneFacts:
+    """The imagery's headers checked as the analysis will read them, and its bands checked to
+    be ones something can map (a model or a vegetation index): InputError or BandError."""
+    facts = inspect_scene(paths if len(paths) > 1 else paths[0], bands=bands, gsd=gsd)
+    named = [b for b in facts.band_names if b != SKIP]
+    check_mappable(named, paths[0].name, len(paths) == 1, get_settings().models_dir)
+    return facts
 
 
 def enqueue_or_fail(db: Session, flight: Flight) -> None:

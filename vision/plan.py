@@ -86,18 +86,8 @@ def make_plan(
     best, passed = _best_bundle(scene, models_dir)
     if best is not None:
         return _model_plan(scene, best, veg, tile_size, overlap)
-    if veg is None:
-        if len(scene.bands) == 1 and len(scene.sources) == 1:
-            raise BandError(
-                f"{scene.sources[0].name} has a single band (a greyscale picture, or one band "
-                "file of a multispectral capture): maps need colour (red, green and blue) or red "
-                "and near-infrared. For a multispectral capture, give all its band files."
-            )
-        raise BandError(
-            f"Nothing can map these bands ({', '.join(scene.bands) or 'unnamed'}): no model "
-            "fits them and no vegetation index can be computed from them (it needs red and "
-            "near-infrared, or red, green and blue). Name the bands with --bands."
-        )
+    if veg is None:  # no model took the bands either
+        raise _unmappable(scene.bands, scene.sources[0].name, len(scene.sources) == 1)
     why = "; ".join(passed) if passed else "no model fits these bands"
     if g is None:
         return _index_plan(
@@ -171,6 +161,37 @@ def _check_range(bundle: Bundle, scene: Scene) -> None:
             f"{gsd_.describe(g)} per pixel ({scene.gsd.source}). Its crop/weed split would mean "
             "nothing here: leave out --model and Khet uses what holds at this resolution."
         )
+
+
+def check_mappable(
+    bands: Sequence[str], name: str, single_file: bool, models_dir: Path | None
+) -> None:
+    """BandError when nothing can map an image of these bands: no model takes them and no
+    vegetation index can be computed from them. `make_plan`'s rule from the band names alone,
+    so that the service refuses such a flight before it is queued."""
+    if vi.vegetation_index(bands) is not None:
+        return
+    for p in list_bundles(models_dir):
+        try:
+            if all(x in bands for x in Bundle(p, threads=1).info.bands):
+                return
+        except ModelError:
+            continue
+    raise _unmappable(bands, name, single_file)
+
+
+def _unmappable(bands: Sequence[str], name: str, single_file: bool) -> BandError:
+    if len(bands) == 1 and single_file:
+        return BandError(
+            f"{name} has a single band (a greyscale picture, or one band file of a "
+            "multispectral capture): maps need colour (red, green and blue) or red and "
+            "near-infrared. For a multispectral capture, give all its band files."
+        )
+    return BandError(
+        f"Nothing can map these bands ({', '.join(bands) or 'unnamed'}): no model fits them "
+        "and no vegetation index can be computed from them (it needs red and near-infrared, or "
+        "red, green and blue). Name the bands with --bands."
+    )
 
 
 def _best_bundle(scene: Scene, models_dir: Path | None) -> tuple[Bundle | None, list[str]]:

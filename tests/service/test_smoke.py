@@ -77,32 +77,59 @@ def test_times_read_back_as_they_were_answered(api, geotiff):
     assert datetime.fromisoformat(field_made["created_at"]).utcoffset() is not None
 
 
-def test_a_failed_flight_is_retried_with_its_bands_named(api, tmp_path, use_test_models):
-    """The failure says to name the bands: a retry takes them (checked against the imagery
-    first, as a new flight's are), so the farmer need not upload the imagery again."""
+def test_a_flight_is_retried_with_its_bands_named(api, tmp_path, use_test_models):
+    """A colour-infrared camera's three bands, unnamed, are read as red, green and blue (with a
+    warning): the farmer names them on a retry (checked against the imagery first, as a new
+    flight's are) and gets the NDVI map without uploading the imagery again."""
     from tests.service.rasters import make_geotiff
 
     c = api.client
     alice = api.user()
     _, field = api.farm_field(alice)
     h = alice["headers"]
-    two = make_geotiff(tmp_path / "two-bands.tif", bands=("band_a", "band_b"))
-    flight = api.flight(alice, field, two, run=True)
-    failed = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
-    assert failed["status"] == "failed" and "(`bands`)" in failed["error"], failed["error"]
+    cir = make_geotiff(tmp_path / "cir.tif", bands=("", "", ""))
+    flight = api.flight(alice, field, cir, run=True)
+    first = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
+    assert first["status"] == "done" and "ndvi" not in first["summary"]["indices"]
     url = f"/api/v1/flights/{flight['id']}/retry"
-    for body in ({"bands": ["red", "nir", "blue"]}, {"bands": ["red"], "colour": "x"}):
+    for body, words in (
+        ({"bands": ["nir", "red"]}, "has 3 band(s)"),
+        ({"bands": ["band_a", "band_b", "band_c"]}, "Nothing can map these bands"),
+        ({"bands": ["nir", "red", "green"], "colour": "x"}, "colour"),
+    ):
         r = c.post(url, json=body, headers=h)
-        assert r.status_code == 422, (body, r.text)
+        assert r.status_code == 422 and words in r.json()["detail"], (body, r.text)
     still = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
-    assert still["status"] == "failed" and still["bands"] is None
-    r = c.post(url, json={"bands": ["red", "nir"]}, headers=h)
-    assert r.status_code == 200 and r.json()["bands"] == ["red", "nir"], r.text
+    assert still["status"] == "done" and still["bands"] is None
+    r = c.post(url, json={"bands": ["nir", "red", "green"]}, headers=h)
+    assert r.status_code == 200 and r.json()["bands"] == ["nir", "red", "green"], r.text
     assert r.json()["status"] == "queued"
     run_queued_jobs()
     done = c.get(f"/api/v1/flights/{flight['id']}", headers=h).json()
     assert done["status"] == "done", done["error"]
     assert "ndvi" in done["summary"]["indices"], done["summary"]["indices"]
     # A retry without a body re-runs it as it is.
-    assert c.post(url, headers=h).json()["bands"] == ["red", "nir"]
+    assert c.post(url, headers=h).json()["bands"] == ["nir", "red", "green"]
     run_queued_jobs()
+
+
+def test_bands_nothing_can_map_are_refused_before_the_flight_is_made(api, tmp_path):
+    """One band, or two that are neither red and near-infrared nor colour: refused at once
+    (422, in the API's words), not queued to fail in the worker."""
+    from tests.service.rasters import make_geotiff
+
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    for bands, words in (
+        (("grey",), "has a single band"),
+        (("band_a", "band_b"), "Nothing can map these bands (band1, band2)"),
+    ):
+        image = make_geotiff(tmp_path / f"{len(bands)}.tif", bands=bands)
+        up = api.upload(alice, image)
+        r = api.client.post(
+            f"/api/v1/fields/{field}/flights", json={"uploads": [up]}, headers=alice["headers"]
+        )
+        assert r.status_code == 422 and words in r.json()["detail"], r.text
+        assert "--bands" not in r.json()["detail"]
+    listed = api.client.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()
+    assert listed == []
