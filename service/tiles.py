@@ -38,6 +38,7 @@ from khet.service import storage
 from khet.service.config import service_settings
 from khet.service.db import Flight
 from khet.service.values import mapping, num
+from khet.vision import products
 from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError, RasterioIOError
@@ -126,6 +127,12 @@ def layer_source(flight: Flight, layer: str, web: bool = True) -> tuple[Path, di
     else:
         raise NotFoundError(f"No layer {layer!r}: use imagery, classes, vigour or an index name.")
     if not path.is_file():
+        raster = products.product_of(f"{layer}.tif")
+        if raster is not None and not raster.tileable and (results / raster.path).is_file():
+            raise NotFoundError(
+                f"{raster.title} is not a map layer: download it as results/{raster.path}. "
+                "The layers are imagery, classes, vigour and the index names."
+            )
         raise NotFoundError(f"This flight has no {layer} layer.")
     copy = results / WEB_DIR / f"{path.stem}.tif"
     return (copy if web and copy.is_file() else path), opts

@@ -87,6 +87,10 @@ def test_job_writes_web_optimized_copies(api, geotiff, use_test_models):
 
 def test_tiles_show_the_image_and_the_class_colours(api, geotiff, use_test_models):
     alice, fl = _flight(api, geotiff)
+    # A result that is not a map layer says where it is (it said "no confidence layer").
+    assert (_results(fl) / "confidence.tif").is_file()
+    r = api.client.get(f"/api/v1/flights/{fl}/tiles/confidence/18/0/0", headers=alice["headers"])
+    assert r.status_code == 404 and "results/confidence.tif" in r.json()["detail"], r.text
     summary = api.client.get(f"/api/v1/flights/{fl}", headers=alice["headers"]).json()["summary"]
     colors = {c["name"]: c["color"] for c in summary["classes"]}
     w, s, e, n = bounds_lonlat()
