@@ -127,19 +127,23 @@ def flight_dir(
 def safe_filename(name: str) -> str:
     """The name as given, if it is a plain file name; otherwise a 422 (never silently renamed).
 
-    Rejects anything that could leave its folder or hide: separators, `..`, leading dots,
-    control characters, over-long names.
+    Rejects anything that could leave its folder or hide: separators, a leading dot (`..`
+    included), control characters, colons, over-long names. Dots inside ("field..tif") are fine:
+    without a separator they go nowhere.
     """
     if not isinstance(name, str):
         raise InputError("The file name is missing.")
     clean = unicodedata.normalize("NFC", name).strip()
+    if len(clean.encode()) > 200:
+        raise InputError(
+            f"The file name {name[:40]!r}... is too long ({len(clean.encode())} bytes; at most "
+            "200): shorten it."
+        )
     if (
         not clean
-        or len(clean.encode()) > 200
         or "/" in clean
         or "\\" in clean
-        or clean.startswith(".")
-        or ".." in clean
+        or clean.startswith(".")  # "..", and files that hide
         or any(unicodedata.category(c).startswith("C") for c in clean)
         or ":" in clean
     ):

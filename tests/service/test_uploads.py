@@ -109,6 +109,23 @@ def test_unsafe_file_names_refused(api, name):
     assert r.json()["error"] in ("bad_input", "invalid")
 
 
+def test_file_names_with_inner_dots_are_taken_and_long_ones_said_so(api):
+    alice = api.user()
+    for name in ("field..tif", "IMG_0001..v2.tif"):  # no separator: they go nowhere
+        r = api.client.post(
+            "/api/v1/uploads",
+            headers=alice["headers"],
+            json={"filename": name, "size": 10, "sha256": "a" * 64},
+        )
+        assert r.status_code == 201 and r.json()["filename"] == name, r.text
+    r = api.client.post(
+        "/api/v1/uploads",
+        headers=alice["headers"],
+        json={"filename": "ä" * 120 + ".tif", "size": 10, "sha256": "b" * 64},
+    )
+    assert r.status_code == 422 and "too long (244 bytes; at most 200)" in r.json()["detail"]
+
+
 def test_upload_limits_and_bad_ranges(api, monkeypatch, geotiff):
     from khet.settings import get_settings
 
