@@ -140,6 +140,11 @@ def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
     """A results folder's grid on the ground; InputError when the folder holds no finished map
     or the map cannot be placed."""
     folder = Path(folder)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise InputError(
+            f"{folder} {what}: give the folder `khet analyze -o` wrote the field map to."
+        )
     if not (folder / products.SUMMARY.path).is_file():
         raise InputError(
             f"{folder} holds no finished field map (no summary.json): run `khet analyze` first."

@@ -841,8 +841,11 @@ def _open_capture(
         )
     panel = None
     if calibration.panel:
-        pfiles = resolve_inputs(list(calibration.panel))
-        panel = radiometry.BandFiles(pfiles, *_read_band_files(pfiles, settings))
+        try:
+            pfiles = resolve_inputs(list(calibration.panel))
+            panel = radiometry.BandFiles(pfiles, *_read_band_files(pfiles, settings))
+        except InputError as e:  # said of the panel, not of the imagery to analyze
+            raise InputError(f"The panel capture (--panel): {e}") from None
     # Radiance needs each band in its own lens's pixel grid (vignetting, row gradient): before
     # co-registration.
     cal = radiometry.calibrate(

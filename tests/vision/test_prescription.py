@@ -324,6 +324,10 @@ def test_bad_input_leaves_nothing_half_written(mica, tmp_path):
         rx.make_zones(mica)
     with pytest.raises(InputError, match="no finished field map"):
         rx.make_zones(tmp_path)
+    with pytest.raises(InputError, match="missing does not exist: give the folder"):
+        rx.make_zones(tmp_path / "missing")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        rx.make_zones(mica / "summary.json")
 
 
 def test_boundary_clips_zones_and_spray(mica):

@@ -325,6 +325,10 @@ def test_panel_problems_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match="give --panel too"):
         rm.Options(panel_reflectance=0.5)
     rgb = write_geotiff(tmp_path / "rgb.tif", field_rgb())
+    # A panel that is not a band capture, or not there: said of the panel, not of the imagery.
+    for wrong in (rgb, tmp_path / "no-such-panel"):
+        with pytest.raises(InputError, match=r"^The panel capture \(--panel\): "):
+            open_scene(FIXTURE, calibration=rm.Options(panel=(wrong,)))
     with pytest.raises(InputError, match="single image"):
         open_scene(rgb, calibration=rm.Options(method="panel"))
     with open_scene(rgb, calibration=rm.Options()) as s:  # the default asks for nothing
