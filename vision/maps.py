@@ -25,6 +25,7 @@ from khet.vision.scene import Scene
 from khet.vision.units import area_scale, fmt_area
 from PIL import Image, ImageDraw, ImageFont
 from rasterio import features
+from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
@@ -192,6 +193,7 @@ def boundary_polygons(value: Any) -> list[dict]:
     """The GeoJSON Polygons and MultiPolygons a boundary holds: a bare geometry, a Feature or a
     FeatureCollection (as QGIS exports a layer); points and lines beside them are left out.
     InputError when there is none."""
+    _check_named_crs(value)
     polygons: list[dict] = []
     others: list[str] = []
     _collect_polygons(value, polygons, others, depth=0)
@@ -203,6 +205,30 @@ def boundary_polygons(value: Any) -> list[dict]:
             "FeatureCollection)."
         )
     return polygons
+
+
+def _check_named_crs(value: Any) -> None:
+    """GeoJSON of 2008 could name its CRS (`"crs": {"type": "name", ...}`; QGIS still writes
+    CRS84 there). One that is not longitude/latitude is refused: read as degrees, a UTM file's
+    numbers would place the field elsewhere, or nowhere."""
+    crs = value.get("crs") if isinstance(value, dict) else None
+    if crs is None:
+        return
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(
+            "The field boundary's `crs` member names no CRS: leave it out (GeoJSON is longitude/"
+            "latitude, EPSG:4326)."
+        )
+    try:
+        lonlat = "CRS84" in name.upper() or CRS.from_user_input(name).to_epsg() == 4326
+    except Exception:
+        lonlat = False
+    if not lonlat:
+        raise InputError(
+            f"The field boundary is in {name[:80]}, not longitude/latitude: save it as GeoJSON "
+            "in EPSG:4326 (in QGIS: Export > Save Features As, CRS EPSG:4326)."
+        )
 
 
 def _collect_polygons(value: Any, polygons: list[dict], others: list[str], depth: int) -> None:

@@ -46,6 +46,10 @@ BAD = {
             [[179.9995, 0], [-179.9995, 0], [-179.9995, 0.001], [179.9995, 0.001], [179.9995, 0]]
         ],
     },
+    "named_utm": {  # old GeoJSON's crs member: these numbers are not degrees
+        **SQUARE,
+        "crs": {"type": "name", "properties": {"name": "EPSG:32643"}},
+    },
     "huge_integer": {  # no float holds it
         "type": "Polygon",
         "coordinates": [[[10**400, 31.5], [75.001, 30.0], [75.001, 30.001], [10**400, 31.5]]],

@@ -213,6 +213,15 @@ def _not_a_field() -> list[tuple[str, object, tuple[str, ...]]]:
         ("tiny", _polygon((0, 0), (40, 0), (40, 40), (0, 40)), ("encloses 4 m²", "at least 10")),
         ("text", "not json {", ("not GeoJSON",)),
         (
+            "named_utm",  # degrees by their numbers, but the file says they are UTM metres
+            {
+                "type": "FeatureCollection",
+                "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32643"}},
+                "features": [_feature(_polygon((0, 0), (128, 0), (128, 256), (0, 256)))],
+            },
+            ("urn:ogc:def:crs:EPSG::32643", "not longitude/latitude", "EPSG:4326"),
+        ),
+        (
             "antimeridian",  # 100 m either side of 180°: read as a ring around the globe
             {
                 "type": "Polygon",
