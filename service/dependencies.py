@@ -8,7 +8,7 @@ admin assigned to them, an admin everything. Anything else is "not found" (404),
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -70,9 +70,9 @@ def _user_from_request(request: Request, db: Session) -> User | None:
         t = now()
         if row is None or row.user.disabled:
             raise AuthError("That API token is not valid (revoked or mistyped).")
-        if row.expires_at is not None and _aware(row.expires_at) < t:
+        if row.expires_at is not None and row.expires_at < t:
             raise AuthError("That API token has expired; make a new one (khet token create).")
-        if row.last_used_at is None or _aware(row.last_used_at) < t - SEEN_EVERY:
+        if row.last_used_at is None or row.last_used_at < t - SEEN_EVERY:
             _touch(db, ApiToken, row.id, last_used_at=t)
         return row.user
     cookie = request.cookies.get(security.SESSION_COOKIE)
@@ -91,16 +91,11 @@ def session_user(db: Session, cookie: str) -> User | None:
         .options(joinedload(WebSession.user))
     )
     t = now()
-    if row is None or row.user.disabled or _aware(row.expires_at) < t:
+    if row is None or row.user.disabled or row.expires_at < t:
         return None
-    if row.last_seen_at is None or _aware(row.last_seen_at) < t - SEEN_EVERY:
+    if row.last_seen_at is None or row.last_seen_at < t - SEEN_EVERY:
         _touch(db, WebSession, row.id, last_seen_at=t)
     return row.user
-
-
-def _aware(t: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored as UTC)."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _touch(db: Session, model, row_id: int, **values) -> None:

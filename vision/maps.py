@@ -214,7 +214,8 @@ def _check_named_crs(value: Any) -> None:
     crs = value.get("crs") if isinstance(value, dict) else None
     if crs is None:
         return
-    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
+    props = crs.get("properties") if isinstance(crs, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
     if not isinstance(name, str) or not name.strip():
         raise InputError(
             "The field boundary's `crs` member names no CRS: leave it out (GeoJSON is longitude/"
