@@ -10,8 +10,10 @@ while read: the cost of knowing the ground sample distance is inside the ratio. 
 runs the same bundle on the same windows already in memory (read beforehand at the model's GSD),
 in the same batch size, asking it for what the pipeline asks (a segmentation bundle's per-pixel
 classes and their probability, from its graph): everything the pipeline adds (decoding,
-resampling, masks, indices, per-pixel aggregation, COG writing, zones, preview) is the gap. Each compression is measured
-twice: a GeoTIFF without overviews, and with internal overviews (as `gdaladdo`, or ODM's
+resampling, masks, indices, per-pixel aggregation, COG writing, zones, preview) is the gap.
+Each side is taken at its best (the bare model measured three times around two pipeline runs):
+this machine's noise moves either alone by 10 % from one minute to the next. Each compression
+is measured twice: a GeoTIFF without overviews, and with internal overviews (as `gdaladdo`, or ODM's
 `--cog`, write them), from which GDAL reads a coarser GSD without decoding every pixel.
 
 Each run also says how much of the work decoding alone is: the CPU time to read every strip
@@ -164,20 +166,28 @@ def main() -> None:
                 tiles += [data[:, :, k * st : k * st + grid.tile] for k in range(per_row)]
                 r += 1
             tiles_arr = np.stack(tiles[:need])
-        bare_before = bare_rate(bundle, one, tiles_arr, batch)
-        t = time.perf_counter()
-        s = analyze(raster, work / f"out-{name}", model=bundle.path)
-        elapsed = time.perf_counter() - t
-        bare_after = bare_rate(bundle, one, tiles_arr, batch)
-        bare = (bare_before + bare_after) / 2
+        # Each side at its best: the bare model three times (before, between and after two
+        # pipeline runs), the pipeline twice. On a shared 2-core machine either figure moves by
+        # 10 % or more from run to run (seen: bare 173 to 219 windows/s in one minute); the best
+        # of each is what each can do, and neither side is favoured.
+        bares = [bare_rate(bundle, one, tiles_arr, batch)]
+        times: list[float] = []
+        for k in range(2):
+            t = time.perf_counter()
+            s = analyze(raster, work / f"out-{name}-{k}", model=bundle.path)
+            times.append(time.perf_counter() - t)
+            bares.append(bare_rate(bundle, one, tiles_arr, batch))
+        bare, elapsed = max(bares), min(times)
         windows = s["timing"]["tiles"]
         e2e = windows / elapsed
         print(
-            f"[{name}] bare ONNX Runtime : {bare:7.1f} windows/s (before {bare_before:.1f}, after {bare_after:.1f})"
+            f"[{name}] bare ONNX Runtime : {bare:7.1f} windows/s (best of "
+            f"{', '.join(f'{b:.1f}' for b in bares)})"
         )
         print(
             f"[{name}] pipeline          : {e2e:7.1f} windows/s ({windows} windows of {info.tile_size} px "
-            f"in {elapsed:.1f} s, model {s['timing']['inference_seconds']:.1f} s)"
+            f"in {elapsed:.1f} s, best of {', '.join(f'{x:.1f}' for x in times)} s; "
+            f"model {s['timing']['inference_seconds']:.1f} s)"
         )
         print(f"[{name}] ratio pipeline/bare: {e2e / bare:.2f}  (goal >= 0.80)")
         # The ceiling decoding alone sets: the model's core-seconds (every core busy at the bare
