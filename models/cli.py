@@ -100,6 +100,7 @@ def _seg_config(args: argparse.Namespace):  # -> SegConfig
         threads=args.threads,
         max_images=args.max_images,
         name=args.name or "khet-rgb-uav",
+        version=args.bundle_version,
         licence=licence,
         extra={"command": "khet " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
     )
@@ -228,11 +229,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seg-arch",
-        default="lraspp_mobilenet_v3_small",
-        choices=("lraspp_mobilenet_v3_small", "lraspp_mobilenet_v3_large"),
+        default="lraspp_fine_mobilenet_v3_small",
+        choices=(  # models/nets.py SEG_ARCHITECTURES (not imported: it needs torch)
+            "lraspp_mobilenet_v3_small",
+            "lraspp_mobilenet_v3_large",
+            "lraspp_fine_mobilenet_v3_small",
+        ),
         help="labelme: segmentation architecture",
     )
     p.add_argument("--name", help="labelme: bundle name (default khet-rgb-uav)")
+    p.add_argument(
+        "--bundle-version",
+        default="1.0.0",
+        help="labelme: the bundle's version, which devices and summaries report (default 1.0.0)",
+    )
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(

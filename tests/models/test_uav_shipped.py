@@ -42,13 +42,38 @@ def test_bundle_states_its_range_and_scores():
     assert "weed F1 is not met" in card  # the goal it misses, said so
     # How it was trained travels in the bundle, so re-evaluating it keeps its card's training.
     facts = json.loads(read_metadata(UAV)["training"])
-    assert facts["config"]["epochs"] == 20 and facts["config"]["crops_per_epoch"] == 2048
+    assert facts["config"]["epochs"] == 30 and facts["config"]["crops_per_epoch"] == 2048
+    assert facts["config"]["arch"] == "lraspp_fine_mobilenet_v3_small"  # scores refined to 1/2
     assert f"Best validation epoch {facts['best_epoch']};" in card
-    assert "20 epochs of 2048 random 192 px crops" in card
+    assert "30 epochs of 2048 random 192 px crops" in card
     where = re.search(r"At 1x, (\d+) % \[(\d+), (\d+)\] of the pixels wrongly", card)
     assert where, "the card says where the weed errors are"
     share, lo, hi = (int(v) for v in where.groups())
     assert lo <= share <= hi
+
+
+def test_the_cards_test_figures_are_what_the_bundle_scores(shared_data):
+    """The card's 1x row, measured again on the authors' 20 test tiles through the pipeline's
+    own reading: a bundle swapped without its card, or a card edited by hand, fails here."""
+    from khet.models import segment as sg
+
+    data = shared_data / "uav_potato"
+    split, _ = sg.split_images(data, labelme.find_images(data))
+    test = sg.load(data, POTATO, split["test"])
+    assert len(test) == 20
+    s = sg.evaluate(Bundle(UAV, threads=2), test, 0.003, factors=(1,), log=lambda _: None)["1x"]
+    card = (BUNDLES / "khet-rgb-uav.md").read_text()
+    row = re.search(
+        r"^\| 1x \(3 mm\) \| ([0-9.]+) .*\| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) \[[^|]*\| [^|]*\|$",
+        card,
+        re.M,
+    )
+    assert row, "the card's 1x row"
+    macro, weed_p, weed_r, weed_f1 = (float(v) for v in row.groups())
+    assert s["macro_f1"] == pytest.approx(macro, abs=0.0011)
+    assert (s["weed"]["precision"], s["weed"]["recall"], s["weed"]["f1"]) == pytest.approx(
+        (weed_p, weed_r, weed_f1), abs=0.0011
+    )
 
 
 @pytest.fixture(scope="module")
