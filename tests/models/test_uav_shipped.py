@@ -42,10 +42,10 @@ def test_bundle_states_its_range_and_scores():
     assert "weed F1 is not met" in card  # the goal it misses, said so
     # How it was trained travels in the bundle, so re-evaluating it keeps its card's training.
     facts = json.loads(read_metadata(UAV)["training"])
-    assert facts["config"]["epochs"] == 30 and facts["config"]["crops_per_epoch"] == 2048
+    assert facts["config"]["epochs"] == 50 and facts["config"]["crops_per_epoch"] == 2048
     assert facts["config"]["arch"] == "lraspp_fine_mobilenet_v3_small"  # scores refined to 1/2
     assert f"Best validation epoch {facts['best_epoch']};" in card
-    assert "30 epochs of 2048 random 192 px crops" in card
+    assert "50 epochs of 2048 random 192 px crops" in card
     where = re.search(r"At 1x, (\d+) % \[(\d+), (\d+)\] of the pixels wrongly", card)
     assert where, "the card says where the weed errors are"
     share, lo, hi = (int(v) for v in where.groups())
