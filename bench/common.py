@@ -87,3 +87,19 @@ def make_orthomosaic(
         with rasterio.Env(**env), rasterio.open(path, "r+") as dst:
             dst.build_overviews(factors, Resampling.average)
     return path
+
+
+def declared_at(raster: Path, gsd: float) -> Path:
+    """A copy of `raster` georeferenced at `gsd` metres per pixel (the same pixels): a stated
+    GSD does not override a georeferenced image's own."""
+    import shutil
+
+    import rasterio
+    from rasterio.transform import Affine
+
+    copy = raster.with_name(f"{raster.stem}-{gsd * 100:g}cm.tif")
+    shutil.copyfile(raster, copy)
+    with rasterio.open(copy, "r+") as ds:
+        t = ds.transform
+        ds.transform = Affine(gsd, 0, t.c, 0, -gsd, t.f)
+    return copy

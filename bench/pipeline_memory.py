@@ -20,14 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import make_orthomosaic  # noqa: E402
+from bench.common import declared_at, make_orthomosaic  # noqa: E402
 
 CHILD = """
 import json, sys, time
 from khet.vision.pipeline import analyze
 t = time.perf_counter()
-gsd = float(sys.argv[4]) if sys.argv[4] else None
-s = analyze(sys.argv[1], sys.argv[2], model=(sys.argv[3] or None), gsd=gsd)
+s = analyze(sys.argv[1], sys.argv[2], model=(sys.argv[3] or None))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent.
 peak_mb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"peak_mb": peak_mb, "seconds": time.perf_counter() - t,
@@ -56,15 +55,17 @@ def main() -> None:
                     f"made {raster.name} ({raster.stat().st_size / 1e6:.0f} MB) in "
                     f"{time.perf_counter() - t:.0f} s"
                 )
+            # The crop-row run reads a copy georeferenced at 2 cm (the same pixels): a stated
+            # GSD does not override a georeferenced raster's own.
+            source = declared_at(raster, float(gsd)) if gsd else raster
             r = subprocess.run(
                 [
                     sys.executable,
                     "-c",
                     CHILD,
-                    str(raster),
+                    str(source),
                     str(work / f"out-{size}-{gsd}"),
                     model,
-                    gsd,
                 ],
                 capture_output=True,
                 text=True,

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.common import make_orthomosaic  # noqa: E402
+from bench.common import declared_at, make_orthomosaic  # noqa: E402
 
 BUNDLES = Path(__file__).resolve().parent.parent / "models" / "bundles"
 
@@ -73,22 +73,6 @@ def bare_rate(bundle, one, tiles: np.ndarray, batch: int, rounds: int = 3) -> fl
     for th in threads:
         th.join()
     return max(whole, rounds * n / (time.perf_counter() - t))
-
-
-def _declared_at(raster: Path, gsd: float) -> Path:
-    """A copy of `raster` georeferenced at `gsd` metres per pixel (the same pixels): a stated
-    GSD does not override a georeferenced image's own."""
-    import shutil
-
-    import rasterio
-    from rasterio.transform import Affine
-
-    copy = raster.with_name(f"{raster.stem}-{gsd * 100:g}cm.tif")
-    shutil.copyfile(raster, copy)
-    with rasterio.open(copy, "r+") as ds:
-        t = ds.transform
-        ds.transform = Affine(gsd, 0, t.c, 0, -gsd, t.f)
-    return copy
 
 
 def decode_core_seconds(raster: Path, info, batch: int) -> float:
@@ -202,7 +186,7 @@ def main() -> None:
         if ov or args.no_rows:
             continue  # crop rows: once per compression
         t = time.perf_counter()
-        s = analyze(_declared_at(raster, 0.02), work / f"out-rows-{name}")
+        s = analyze(declared_at(raster, 0.02), work / f"out-rows-{name}")
         elapsed = time.perf_counter() - t
         mpx = args.size * args.size / 1e6
         print(
