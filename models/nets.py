@@ -182,7 +182,7 @@ def segmentation_net(arch: str, bands: int, num_classes: int) -> nn.Module:
     if arch.startswith("lraspp_fine_"):
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
-        # stages[1], stages[2]: the last blocks before the 1/4 and 1/8 reductions.
+        # The blocks just before the 1/4 and 1/8 reductions: features at 1/2 and 1/4.
         s2, s4 = stages[1] - 1, stages[2] - 1
         layers = {str(s2): "s2", str(s4): "s4", str(low): "low", str(high): "high"}
         head = LRASPPHead(features[low].out_channels, features[high].out_channels, num_classes, 128)

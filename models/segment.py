@@ -770,9 +770,10 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
             [
                 "",
                 "LR-ASPP alone paints its classes at 1/8 of the input (a "
-                f"{cfg.model_gsd * 8 * 100:.1f} cm grid here), too coarse for small weeds: the "
-                "test labels themselves, averaged to that grid and brought back, score weed F1 "
-                "0.64. This network refines its class scores at 1/4 and 1/2 from the backbone's "
+                f"{cfg.model_gsd * 8 * 100:.1f} cm grid here), too coarse for small weeds: "
+                "uav_potato's test labels themselves, averaged to the 4.8 cm grid of a 6 mm "
+                "model and brought back, score weed F1 0.64 (bench/seg_output_grid.py). This "
+                "network refines its class scores at 1/4 and 1/2 from the backbone's "
                 "early layers (`FineLRASPP` in models/nets.py).",
             ]
             if cfg.arch.startswith("lraspp_fine_")
