@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline_speed.py
 	$(BIN)/python bench/pipeline_memory.py
 	$(BIN)/python bench/rows_potato.py
+	$(BIN)/python bench/seg_output_grid.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
