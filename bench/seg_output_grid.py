@@ -32,6 +32,7 @@ def main() -> None:
 
     from khet.datasets import labelme
     from khet.models import segment as sg
+    from khet.models.evaluate import confusion
 
     data = Path(args.data)
     split, _ = sg.split_images(data, labelme.find_images(data))
@@ -44,9 +45,7 @@ def main() -> None:
             shares = np.stack([(im.mask == c).astype(np.float32) for c in range(3)], -1)
             small = cv2.resize(shares, (w // f, h // f), interpolation=cv2.INTER_AREA)
             back = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).argmax(-1)
-            conf += np.bincount(
-                im.mask.ravel().astype(np.int64) * 3 + back.ravel(), minlength=9
-            ).reshape(3, 3)
+            conf += confusion(im.mask.ravel(), back.ravel())
         s = sg.pixel_scores(conf)
         grid_mm = NATIVE_GSD * f * 1000
         print(
