@@ -16,7 +16,7 @@ import numpy as np
 from khet.vision import indices as vi
 from khet.vision import rows as rows_
 from khet.vision.bundle import Bundle
-from khet.vision.grid import MIN_VALID, NODATA, Grid, cell_class, cell_counts
+from khet.vision.grid import MIN_VALID, NODATA, Grid, block_sums, cell_class, cell_counts
 from khet.vision.plan import Plan
 
 NONE = 255  # "no value" in the confidence and cover rasters
@@ -232,11 +232,11 @@ def _window_share(valid: np.ndarray | None, grid: Grid, n: int) -> np.ndarray:
 def _cell_mean(values: np.ndarray, valid: np.ndarray | None, cell: int) -> np.ndarray:
     h, w = values.shape
     hc, wc = h // cell, w // cell
-    v = values[: hc * cell, : wc * cell].reshape(hc, cell, wc, cell)
+    v = values[: hc * cell, : wc * cell]
     if valid is None:
-        return v.mean(axis=(1, 3))
-    ok = valid[: hc * cell, : wc * cell].reshape(hc, cell, wc, cell)
-    num = np.where(ok, v, 0).sum(axis=(1, 3))
-    den = ok.sum(axis=(1, 3))
+        return block_sums(v, cell) / (cell * cell)
+    ok = valid[: hc * cell, : wc * cell]
+    num = block_sums(np.where(ok, v, 0), cell)
+    den = block_sums(ok, cell, np.int32)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.maximum(den, 1), 0.0)
