@@ -72,6 +72,19 @@ def _check_geometry(args: argparse.Namespace) -> None:
         )
 
 
+def _class_weights(text: str) -> tuple[float, float, float]:
+    """`--class-weights soil,crop,weed`: three positive numbers (argparse exits 2 otherwise)."""
+    try:
+        w = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        w = ()
+    if len(w) != 3 or not all(0 < x < 1000 for x in w):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give three positive weights for soil,crop,weed, e.g. 1,1.5,2.5"
+        )
+    return (w[0], w[1], w[2])
+
+
 def _seg_config(args: argparse.Namespace):  # -> SegConfig
     from khet.datasets.labelme import parse_class_map
     from khet.models.segment import SegConfig
@@ -94,6 +107,8 @@ def _seg_config(args: argparse.Namespace):  # -> SegConfig
         native_gsd=args.gsd,
         model_gsd=args.model_gsd,
         arch=args.seg_arch,
+        class_weights=args.class_weights,
+        dice_weight=args.dice_weight,
         epochs=args.epochs,
         crops_per_epoch=args.epoch_tiles,
         seed=args.seed,
@@ -236,6 +251,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "lraspp_fine_mobilenet_v3_small",
         ),
         help="labelme: segmentation architecture",
+    )
+    p.add_argument(
+        "--class-weights",
+        type=_class_weights,
+        default=(1.0, 1.5, 2.5),
+        help="labelme: cross-entropy weights of soil,crop,weed (default 1,1.5,2.5)",
+    )
+    p.add_argument(
+        "--dice-weight",
+        type=float,
+        default=0.0,
+        help="labelme: weight of a soft Dice loss of crop and weed added to the cross-entropy "
+        "(default 0: none)",
     )
     p.add_argument("--name", help="labelme: bundle name (default khet-rgb-uav)")
     p.add_argument(

@@ -70,6 +70,7 @@ class SegConfig:
     batch_size: int = 16
     lr: float = 3e-3
     class_weights: tuple[float, float, float] = (1.0, 1.5, 2.5)  # soil, crop, weed
+    dice_weight: float = 0.0  # soft Dice of crop and weed added to the cross-entropy
     seed: int = 0
     threads: int = 2
     name: str = "khet-rgb-uav"
@@ -535,7 +536,10 @@ def train(cfg: SegConfig, out_dir: Path, log: Log = _stderr) -> Path:
             for _ in range(cfg.crops_per_epoch // cfg.batch_size):
                 xs, ys = zip(*(sampler.crop() for _ in range(cfg.batch_size)), strict=True)
                 logp = torch.log_softmax(model.logits(torch.from_numpy(np.stack(xs))), 1)
-                loss = -(torch.from_numpy(np.stack(ys)) * logp * weights).sum(1).mean()
+                y = torch.from_numpy(np.stack(ys))
+                loss = -(y * logp * weights).sum(1).mean()
+                if cfg.dice_weight:
+                    loss = loss + cfg.dice_weight * soft_dice(logp.exp(), y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -575,6 +579,16 @@ def train(cfg: SegConfig, out_dir: Path, log: Log = _stderr) -> Path:
     )
     finish(path, cfg, report)
     return path
+
+
+def soft_dice(probs: Any, target: Any) -> Any:
+    """1 - the soft Dice overlap of crop and weed (classes 1 and 2, averaged) over a batch of
+    N x C x H x W probabilities and (soft) targets. It scores each class by its overlap, not its
+    pixel count, so a weed plant of a few pixels weighs as much as the soil around it."""
+    dims = (0, 2, 3)
+    inter = (probs * target).sum(dims)
+    total = probs.sum(dims) + target.sum(dims)
+    return (1 - (2 * inter + 1) / (total + 1))[1:].mean()
 
 
 def _recalibrate_bn(model: Any, sampler: Sampler, batch: int, batches: int = 40) -> None:
@@ -909,7 +923,12 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         "on a weed, 20 % on a crop plant), each degraded to a random GSD of the range (pixel "
         "averaging, JPEG half the time) and resampled to the model's GSD; rotations, flips, "
         "white balance, brightness and contrast. AdamW one-cycle, lr "
-        f"{cfg.lr}, batch {cfg.batch_size}, class weights soil/crop/weed {cfg.class_weights}.",
+        f"{cfg.lr}, batch {cfg.batch_size}, class weights soil/crop/weed {cfg.class_weights}"
+        + (
+            f", plus {cfg.dice_weight:g} x the soft Dice loss of crop and weed."
+            if cfg.dice_weight
+            else "."
+        ),
         f"- Best validation epoch {report.get('best_epoch')}; training took "
         f"{report.get('train_seconds', 0) / 60:.0f} min on {cfg.threads} CPU threads; "
         f"seed {cfg.seed}.",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from khet.cli import build_parser, main
 
 
@@ -42,3 +44,11 @@ def test_bad_tile_geometry_is_a_user_error(tmp_path, capsys):
 def test_evaluate_missing_model(tmp_path, capsys):
     rc = main(["evaluate", str(tmp_path / "m.onnx"), "--dataset", "cwfid", "--data", str(tmp_path)])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weights", ["1,2", "1,x,2", "1,0,2"])
+def test_bad_class_weights_are_a_usage_error(tmp_path, capsys, weights):
+    with pytest.raises(SystemExit) as e:  # argparse: usage errors exit 2
+        main(["train", "--dataset", "labelme", "--data", str(tmp_path), "--class-weights", weights])
+    assert e.value.code == 2
+    assert "three positive weights for soil,crop,weed" in capsys.readouterr().err

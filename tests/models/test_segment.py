@@ -40,6 +40,7 @@ def trained(small_uav, tmp_path_factory):
         [sys.executable, "-m", "khet.cli", "train", "--dataset", "labelme", "--data",
          str(small_uav), "--classes", "potato=crop,weed=weed", "--gsd", "0.003",
          "--epochs", "1", "--epoch-tiles", "32", "--threads", "2", "--name", "khet-rgb-test",
+         "--class-weights", "1,1.5,2", "--dice-weight", "0.5",
          "-o", str(out), "--work-dir", str(out / "work")],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -70,6 +71,7 @@ def test_reduced_run_gives_a_segmentation_bundle_with_its_gsd_range(trained):
     assert "2 training, 2 early-stopping and 2 test images" not in card
     assert "4 training, 2 early-stopping and 2 test images" in card
     assert "potato, early season" not in card  # a user's data is not described as uav_potato's
+    assert "class weights soil/crop/weed (1.0, 1.5, 2.0), plus 0.5 x the soft Dice loss" in card
     json.dumps(info.metrics)
 
 
@@ -123,3 +125,17 @@ def test_the_pipeline_uses_it_on_drone_imagery_in_range_and_not_outside(
     _write_geotiff(coarse, labelme.read_image(item.image), 0.03)
     with pytest.raises(InputError, match=r"validated for imagery of 2\.4 mm to 1\.5 cm .* 3\.0 cm"):
         analyze(coarse, tmp_path / "out", model=out / "khet-rgb-test.onnx")
+
+
+def test_soft_dice_scores_overlap_per_class_not_pixel_count():
+    import torch
+    from khet.models.segment import soft_dice
+
+    y = torch.zeros(2, 3, 8, 8)
+    y[:, 0] = 1
+    y[:, 0, :1, :2], y[:, 2, :1, :2] = 0, 1  # a weed of 2 pixels in 64
+    y[:, 0, 4:, :], y[:, 1, 4:, :] = 0, 1  # crop: half the tile
+    assert float(soft_dice(y, y)) < 0.02  # perfect: no loss
+    miss = y.clone()
+    miss[:, 0, :1, :2], miss[:, 2, :1, :2] = 1, 0  # the weed called soil: 2 pixels of 128 wrong
+    assert float(soft_dice(miss, y)) > 0.35  # yet 0.4 of the loss: weed's Dice is near 0
