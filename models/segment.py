@@ -930,7 +930,8 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
             else "."
         ),
         f"- Best validation epoch {report.get('best_epoch')}; training took "
-        f"{report.get('train_seconds', 0) / 60:.0f} min on {cfg.threads} CPU threads; "
+        f"{report.get('train_seconds', 0) / 60:.0f} min on {cfg.threads} CPU "
+        f"thread{'s' if cfg.threads != 1 else ''}; "
         f"seed {cfg.seed}.",
         "",
         "## Training data and licence",
