@@ -8,6 +8,13 @@ from khet.vision.grid import block_sums, cell_counts
 from khet.vision.labelling import _cell_mean
 
 
+def _cell(a, valid, i, j, cell):
+    """Cell (i, j) of `a` and its validity, cut out directly."""
+    rows, cols = slice(i * cell, (i + 1) * cell), slice(j * cell, (j + 1) * cell)
+    block = a[rows, cols]
+    return block, np.ones(block.shape, bool) if valid is None else valid[rows, cols]
+
+
 @pytest.mark.parametrize("cell", [4, 32])
 @pytest.mark.parametrize("masked", [False, True])
 def test_cell_counts_and_means_are_those_of_each_cell(cell, masked):
@@ -19,12 +26,7 @@ def test_cell_counts_and_means_are_those_of_each_cell(cell, masked):
     assert counts.shape == (math.ceil(h / cell), math.ceil(w / cell), 3)
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
-            block = labels[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell]
-            ok = (
-                np.ones(block.shape, bool)
-                if valid is None
-                else valid[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell]
-            )
+            block, ok = _cell(labels, valid, i, j, cell)
             assert counts[i, j].tolist() == [int((ok & (block == k)).sum()) for k in range(3)]
 
     probs = rng.random((h, w)).astype(np.float32)
@@ -32,12 +34,7 @@ def test_cell_counts_and_means_are_those_of_each_cell(cell, masked):
     assert means.shape == (h // cell, w // cell)  # whole cells only
     for i in range(means.shape[0]):
         for j in range(means.shape[1]):
-            block = probs[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell]
-            ok = (
-                np.ones(block.shape, bool)
-                if valid is None
-                else valid[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell]
-            )
+            block, ok = _cell(probs, valid, i, j, cell)
             want = block[ok].mean() if ok.any() else 0.0
             assert means[i, j] == pytest.approx(want, abs=1e-5)
 
