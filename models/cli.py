@@ -85,6 +85,17 @@ def _class_weights(text: str) -> tuple[float, float, float]:
     return (w[0], w[1], w[2])
 
 
+def _dice_weight(text: str) -> float:
+    """`--dice-weight`: a number from 0 to 100 (argparse exits 2 otherwise)."""
+    try:
+        w = float(text)
+    except ValueError:
+        w = -1.0
+    if not 0 <= w <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a weight from 0 (none) to 100")
+    return w
+
+
 def _seg_config(args: argparse.Namespace):  # -> SegConfig
     from khet.datasets.labelme import parse_class_map
     from khet.models.segment import SegConfig
@@ -260,7 +271,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--dice-weight",
-        type=float,
+        type=_dice_weight,
         default=0.0,
         help="labelme: weight of a soft Dice loss of crop and weed added to the cross-entropy "
         "(default 0: none)",

@@ -52,3 +52,10 @@ def test_bad_class_weights_are_a_usage_error(tmp_path, capsys, weights):
         main(["train", "--dataset", "labelme", "--data", str(tmp_path), "--class-weights", weights])
     assert e.value.code == 2
     assert "three positive weights for soil,crop,weed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weight", ["-1", "x", "nan"])
+def test_bad_dice_weight_is_a_usage_error(tmp_path, capsys, weight):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--dataset", "labelme", "--data", str(tmp_path), "--dice-weight", weight])
+    assert e.value.code == 2 and "from 0 (none) to 100" in capsys.readouterr().err
