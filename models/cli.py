@@ -118,8 +118,6 @@ def _seg_config(args: argparse.Namespace):  # -> SegConfig
         native_gsd=args.gsd,
         model_gsd=args.model_gsd,
         arch=args.seg_arch,
-        class_weights=args.class_weights,
-        dice_weight=args.dice_weight,
         epochs=args.epochs,
         crops_per_epoch=args.epoch_tiles,
         seed=args.seed,
@@ -129,6 +127,12 @@ def _seg_config(args: argparse.Namespace):  # -> SegConfig
         version=args.bundle_version,
         licence=licence,
         extra={"command": "khet " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+        # The loss's weights only where stated: SegConfig's defaults are the one copy of them.
+        **{
+            k: v
+            for k, v in (("class_weights", args.class_weights), ("dice_weight", args.dice_weight))
+            if v is not None
+        },
     )
 
 
@@ -266,13 +270,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--class-weights",
         type=_class_weights,
-        default=(1.0, 1.5, 2.5),
         help="labelme: cross-entropy weights of soil,crop,weed (default 1,1.5,2.5)",
     )
     p.add_argument(
         "--dice-weight",
         type=_dice_weight,
-        default=0.0,
         help="labelme: weight of a soft Dice loss of crop and weed added to the cross-entropy "
         "(default 0: none)",
     )
