@@ -214,6 +214,9 @@ class Flight(Base):
     captured_at: Mapped[str | None] = mapped_column(String(40))
     bands: Mapped[list[Any] | None] = mapped_column(JSON)
     gsd_m: Mapped[float | None] = mapped_column(Float)  # stated ground sample distance, m/px
+    # sha256 of what the service analyses (imagery, bands, GSD), to tell a replayed request
+    # from a client_id reused for other imagery (service/flights.py request_sha256)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)  # file names in input/
     imagery: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # how to tile the imagery
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -8,6 +8,7 @@ refused flight leaves nothing behind.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from khet.errors import InputError, KhetError, OutputError
+from khet.errors import ConflictError, InputError, KhetError, OutputError
 from khet.settings import get_settings
 
 log = logging.getLogger("khet.service.flights")
@@ -50,6 +51,28 @@ def find_by_client_id(db: Session, field_id: int, client_id: str | None) -> Flig
     return db.scalar(
         select(Flight).where(Flight.field_id == field_id).where(Flight.client_id == client_id)
     )
+
+
+def request_sha256(
+    imagery: list[tuple[str, str]], bands: list[str] | None, gsd: float | None
+) -> str:
+    """What the service would analyse: the imagery's (file name, sha256) pairs in any order, the
+    band names and the stated GSD. A `client_id` posted again with the same gets its flight back
+    (a retry); with other imagery or settings it is refused, never answered with a flight that
+    is not the one asked for (the new imagery would be dropped without a word)."""
+    key = {"imagery": sorted(imagery), "bands": bands, "gsd": gsd}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _replayed(existing: Flight, request: str | None) -> Flight:
+    """The flight a request with its `client_id` already made, when it is the same request."""
+    if existing.request_sha256 and request and existing.request_sha256 != request:
+        raise ConflictError(
+            f"client_id {existing.client_id!r} already names flight {existing.id} of this "
+            "field, made from other imagery, bands or ground resolution. Send a new client_id "
+            "for a new flight (the same request sent again gets that flight back)."
+        )
+    return existing
 
 
 NO_TILES = (
@@ -236,16 +259,28 @@ def create_flight(
     captured_at: str | None = None,
     client_id: str | None = None,
     gsd: float | None = None,
+    digests: list[str] | None = None,
 ) -> tuple[Flight, bool]:
     """The new flight (and True), or the existing one with this client_id (and False).
+
+    `digests`: the sha256 of each of `inputs`, in order. A flight the service analyses keeps
+    `request_sha256` of them with the bands and GSD, and a `client_id` posted again with other
+    imagery is refused (409). A device's flight (with `results`) is not checked: its client_id
+    is already the identity of its inputs, models and options (edge/stamp.py), and whether its
+    imagery came along (`--with-imagery`) does not make it another flight.
 
     Files are checked and assembled in a staging folder with no database transaction open
     (SQLite's write lock would make every other tenant wait, then fail); the flight and its
     job are then inserted in one short transaction and the folder renamed into place. Only
     headers are read here: decoding, analysis and web copies happen in the worker."""
+    request = None
+    if client_id and not results and digests is not None:
+        request = request_sha256(
+            [(name, d) for (name, _), d in zip(inputs, digests, strict=True)], bands, gsd
+        )
     existing = find_by_client_id(db, field.id, client_id)
     if existing is not None:
-        return existing, False
+        return _replayed(existing, request), False
     if not inputs and not results:
         raise InputError("A flight needs imagery (uploads) or results from a device.")
     if not results:
@@ -256,6 +291,7 @@ def create_flight(
         field_id=field.id,
         created_by=user.id,
         client_id=client_id,
+        request_sha256=request,
         captured_at=captured_at,
         bands=bands,
         gsd_m=gsd,
@@ -281,7 +317,7 @@ def create_flight(
         existing = find_by_client_id(db, field.id, client_id)
         if existing is None:
             raise
-        return existing, False
+        return _replayed(existing, request), False
     except BaseException:
         db.rollback()
         storage.remove_tree(staged)

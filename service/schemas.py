@@ -252,7 +252,8 @@ class FlightIn(Strict):
     ) = Field(
         None,
         description="Idempotency key: the same client_id for the same field returns the "
-        "existing flight (200) instead of creating another.",
+        "existing flight (200) instead of creating another; reused with other uploads, bands "
+        "or gsd it is refused (409).",
     )
     results: dict[Annotated[str, StringConstraints(max_length=64)], UploadId] | None = Field(
         None,

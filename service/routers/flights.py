@@ -44,6 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["flights"])
     status_code=201,
     responses={
         200: {"model": FlightOut, "description": "Existing flight with this client_id"},
+        409: {"model": Problem, "description": "client_id already used for other imagery"},
         422: {"model": Problem},
     },
     summary="Create a flight from finished uploads (or from a device's results)",
@@ -55,9 +56,10 @@ def create_from_uploads(
     flight, which the job mosaicks first), all complete.
     Queues an analysis job clipped to the field boundary. With `results` (an edge device
     already analysed the imagery) no job runs: the flight is stored as done, source "edge".
-    The same `client_id` for the same field returns the existing flight (200)."""
+    The same `client_id` for the same field returns the existing flight (200), when it was
+    made from the same uploads, bands and GSD; with other imagery it is a 409."""
     field = get_field(db, user, field_id)
-    inputs, results = [], []
+    inputs, digests, results = [], [], []
     for uid in body.uploads:
         up = get_upload(db, user, uid)
         if not up.complete:
@@ -65,6 +67,7 @@ def create_from_uploads(
                 f"Upload {up.filename} is not complete ({up.offset} of {up.size} bytes)."
             )
         inputs.append((up.filename, storage.upload_path(user.id, up.id)))
+        digests.append(up.sha256)
     for name, uid in (body.results or {}).items():
         up = get_upload(db, user, uid)
         if not up.complete:
@@ -82,6 +85,7 @@ def create_from_uploads(
         gsd=body.gsd,
         captured_at=body.captured_at.isoformat() if body.captured_at else None,
         client_id=body.client_id,
+        digests=digests,
     )
     response.status_code = 201 if created else 200
     return flight_out(flight)
@@ -180,6 +184,7 @@ async def create_from_multipart(
             user,
             field,
             inputs=[(f["filename"], f["path"]) for f in files],
+            digests=[f["hash"].hexdigest() for f in files],
             bands=body.bands,
             gsd=body.gsd,
             captured_at=body.captured_at.isoformat() if body.captured_at else None,

@@ -380,3 +380,21 @@ def test_photo_without_flying_height_gets_its_ground_resolution(server, browser,
     assert s["area_unit"] == "ha" and s["area_total_ha"] == pytest.approx(
         192 * 256 * 4e-8, rel=0.05
     )
+
+    # The same photo again: at the same ground resolution it is that flight (a second click,
+    # a lost answer); at another it is a new flight, not the first one passed off as it.
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    _login(page, server, "farmer@example.org")
+    again = []
+    for cm in ("2", "3"):
+        page.goto(f"{server.url}/fields/{other_field}/upload")
+        page.get_by_label("Image files").set_input_files(str(photo))
+        page.get_by_label("Ground resolution").fill(cm)
+        page.get_by_role("button", name="Upload and analyse").click()
+        page.wait_for_url(re.compile(r".*/flights/\d+$"), timeout=90000)
+        again.append(int(page.url.rsplit("/", 1)[1]))
+    ctx.close()
+    assert again[0] == web_fid and again[1] not in (web_fid, fid), again
+    with server.client("farmer@example.org") as c:
+        assert c.get(f"/api/v1/flights/{again[1]}").json()["gsd"] == pytest.approx(0.03)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.service.rasters import make_geotiff
+
 
 def _declare(api, who, data: bytes, name: str = "field.tif"):
     return api.client.post(
@@ -248,6 +250,50 @@ def test_multipart_flight_and_client_id(api, geotiff, use_test_models):
         url, headers=alice["headers"], files=files, data={"client_id": "drone-7/2026-06-12"}
     )
     assert r.status_code == 200 and r.json()["id"] == first["id"]
+    # The same client_id with another image is not that flight: refused, nothing stored.
+    before = sorted(_stored(geotiff.parent.parent))
+    other = make_geotiff(geotiff.parent / "other.tif", bands=("red", "green", "blue"), seed=5)
+    r = api.client.post(
+        url,
+        headers=alice["headers"],
+        files=[("files", ("field.tif", other.read_bytes(), "image/tiff"))],
+        data={"client_id": "drone-7/2026-06-12"},
+    )
+    assert r.status_code == 409 and r.json()["error"] == "conflict", r.text
+    assert f"flight {first['id']}" in r.json()["detail"] and "new client_id" in r.json()["detail"]
+    assert sorted(_stored(geotiff.parent.parent)) == before
+    flights = api.client.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json()
+    assert [f["id"] for f in flights] == [first["id"]]
+
+
+def test_client_id_replay_or_conflict(api, tmp_path):
+    """A client_id names one request: sent again with the same uploads, bands and GSD (in any
+    order) it gets its flight back; with another upload, another GSD or other bands it is a 409
+    that says which flight holds it, never that flight passed off as the new one's."""
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    url = f"/api/v1/fields/{field}/flights"
+    # The band files of one capture (one band per file).
+    red = make_geotiff(tmp_path / "cap" / "IMG_0001_1.tif", bands=("red",))
+    nir = make_geotiff(tmp_path / "cap" / "IMG_0001_2.tif", bands=("nir",))
+    a, b = api.upload(alice, red), api.upload(alice, nir)
+    body = {"uploads": [a, b], "client_id": "web-1", "bands": ["red", "nir"], "gsd": 0.05}
+    r = api.client.post(url, headers=alice["headers"], json=body)
+    assert r.status_code == 201, r.text
+    first = r.json()["id"]
+    again = {**body, "uploads": [b, a]}
+    r = api.client.post(url, headers=alice["headers"], json=again)
+    assert r.status_code == 200 and r.json()["id"] == first
+    for change in ({"uploads": [a]}, {"gsd": 0.03}, {"bands": ["nir", "red"]}):
+        r = api.client.post(url, headers=alice["headers"], json={**body, **change})
+        assert r.status_code == 409, (change, r.text)
+        assert f"flight {first}" in r.json()["detail"]
+    flights = api.client.get(url, headers=alice["headers"]).json()
+    assert [f["id"] for f in flights] == [first]
+    # Another field may use the same key: it names that field's flight.
+    _, field2 = api.farm_field(alice)
+    r = api.client.post(f"/api/v1/fields/{field2}/flights", headers=alice["headers"], json=body)
+    assert r.status_code == 201 and r.json()["id"] != first
 
 
 @pytest.mark.parametrize(

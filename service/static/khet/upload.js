@@ -166,12 +166,19 @@
         done += files[i].size;
       }
       barUp.value = 100;
-      var body = { uploads: ids, client_id: "web-" + shas.join("").slice(0, 40) };
+      var body = { uploads: ids };
       var date = document.getElementById("captured_at").value;
       if (date) body.captured_at = date + "T12:00:00";
       var bands = document.getElementById("bands").value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
       if (bands.length) body.bands = bands;
       if (cm > 0) body.gsd = cm / 100;  /* the API takes metres per pixel */
+      /* The flight's idempotency key: every file's name and hash, the bands and the ground
+         resolution. Sent again (a lost answer, a second click) it finds this flight; the same
+         files with other settings are another flight. */
+      var key = new window.KhetSha256();
+      key.update(new TextEncoder().encode(JSON.stringify(
+        [files.map(function (f, k) { return [f.name, shas[k]]; }), bands, body.gsd || null])));
+      body.client_id = "web-" + key.hex();
       var flight = await patiently(function () { return api("POST", "/api/v1/fields/" + fieldId + "/flights", body); });
       await follow(flight.id);
     } catch (e) {
