@@ -328,9 +328,10 @@ TILE_CACHE: LRUCache[tuple, tuple[bytes, str]] = LRUCache(service_settings().til
 def render_tile(
     path: Path, opts: dict, z: int, x: int, y: int, fmt: str = "png"
 ) -> tuple[bytes, str]:
-    """(image bytes, media type) of one tile. `fmt` "png" always gives PNG; "auto" gives JPEG
-    for imagery tiles without a transparent pixel (as TiTiler does): 20 times faster to encode
-    than PNG and a tenth of the bytes over a farm's mobile connection."""
+    """(image bytes, media type) of one tile. `fmt` "png" always gives PNG, "jpeg" always JPEG
+    (no alpha: no data is black, as TiTiler draws it); "auto" gives JPEG for imagery tiles
+    without a transparent pixel (as TiTiler does): 20 times faster to encode than PNG and a
+    tenth of the bytes over a farm's mobile connection."""
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
@@ -352,6 +353,9 @@ def _encode_rgb(rgb, mask, fmt: str) -> tuple[bytes, str]:
     """An RGB tile (h x w x 3, uint8) with its mask (0 = no data, 255 = data)."""
 
     bgr = np.ascontiguousarray(rgb[..., ::-1])
+    if fmt == "jpeg":
+        bgr[mask == 0] = 0
+        return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes(), JPEG
     if mask.all():
         if fmt == "auto":
             return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes(), JPEG
@@ -420,11 +424,24 @@ def _render_tile(path: Path, opts: dict, z: int, x: int, y: int, fmt: str) -> tu
             img.rescale(in_range=[tuple(r) for r in opts["rescale"]])
         if colormap is not None and img.count == 1:
             named = opts["colormap"] if opts.get("colormap") != "embedded" else None
-            return _colorize(img, colormap, named), PNG
+            png = _colorize(img, colormap, named)
+            return (_flatten_jpeg(png), JPEG) if fmt == "jpeg" else (png, PNG)
         if img.count == 3 and str(img.data.dtype) == "uint8":
             rgb = np.moveaxis(np.asarray(img.data), 0, -1)
             return _encode_rgb(rgb, np.asarray(img.mask), fmt)
+        if fmt == "jpeg":
+            return img.render(img_format="JPEG", colormap=colormap), JPEG
         return img.render(img_format="PNG", colormap=colormap), PNG
+
+
+def _flatten_jpeg(png: bytes) -> bytes:
+    """A palette PNG tile as JPEG: its transparent pixels (no data) black."""
+    rgba = Image.open(io.BytesIO(png)).convert("RGBA")
+    flat = Image.new("RGB", rgba.size, (0, 0, 0))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    buf = io.BytesIO()
+    flat.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def tilejson(path: Path, tiles_url: str, name: str) -> dict:

@@ -47,9 +47,10 @@ TILE_DOC = (
 )
 
 
-# One handler on two paths: `.png` asks for PNG; without a suffix the server picks (JPEG for
-# imagery inside the image, else PNG). The `.png` route is bound first (the lower decorator), so
-# that `{y}` never swallows "3.png".
+# One handler on four paths: `.png` asks for PNG, `.jpg` or `.jpeg` for JPEG (what many XYZ
+# clients write); without a suffix the server picks (JPEG for imagery inside the image, else
+# PNG). The suffixed routes are bound first (the lower decorators), so that `{y}` never
+# swallows "3.png".
 @router.get(
     "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
     dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
@@ -69,6 +70,24 @@ TILE_DOC = (
     description=TILE_DOC,
     name="tile_png",
 )
+@router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.jpg",
+    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A web-map tile as JPEG (no transparency: outside the map is black)",
+    description=TILE_DOC,
+    name="tile_jpg",
+)
+@router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.jpeg",
+    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A web-map tile as JPEG (no transparency: outside the map is black)",
+    description=TILE_DOC,
+    name="tile_jpeg",
+)
 async def tile(
     flight_id: IdPath,
     layer: Layer,
@@ -78,7 +97,8 @@ async def tile(
     request: Request,
 ) -> Response:
     """A web-map tile of one layer of a flight, drawn in a worker thread."""
-    fmt = "png" if request.url.path.endswith(".png") else "auto"
+    suffix = request.url.path.rsplit("/", 1)[-1].partition(".")[2]
+    fmt = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg"}.get(suffix, "auto")
     return await _tile(request, flight_id, layer, z, x, y, fmt)
 
 

@@ -128,6 +128,21 @@ def test_imagery_tiles_are_jpeg_inside_and_transparent_png_outside(api, geotiff,
         f"/api/v1/flights/{fl}/tilejson.json?layer=imagery", headers=alice["headers"]
     ).json()
     assert tj["tiles"][0].endswith("/tiles/imagery/{z}/{x}/{y}")
+    # `.jpg` and `.jpeg` (what many XYZ clients write) always give JPEG, the edge tile too: no
+    # data is black there, the image as it is; the class map's colours survive JPEG.
+    lon, lat = w + 0.7 * (e - w), (s + n) / 2
+    for ext in (".jpg", ".jpeg"):
+        r = api.client.get(
+            f"/api/v1/flights/{fl}/tiles/imagery/24/{t.x}/{t.y}{ext}", headers=alice["headers"]
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
+        img = np.asarray(Image.open(io.BytesIO(r.content)))
+        assert img.ndim == 3 and img.shape[2] == 3
+        assert img.reshape(-1, 3).sum(axis=1).min() <= 10 < img.reshape(-1, 3).sum(axis=1).max()
+        r, px = _tile(api, alice, fl, "classes", lon, lat, z=24, ext=ext)
+        assert r.headers["content-type"] == "image/jpeg"
+        _, png = _tile(api, alice, fl, "classes", lon, lat, z=24, ext=".png")
+        assert np.abs(px[:3] - png[:3]).max() <= 8, (px, png)
 
 
 def test_tiles_without_web_copies_read_the_originals(api, geotiff, use_test_models):
