@@ -19,6 +19,13 @@ EN: dict[str, str] = {
     "spread": "Spread (sd)",
     "weed_share_col": "Weed",
     "zones_note": "Zone 1 has the lowest {index}. {how}",
+    "zones_how": "{library}; {features}; {count}; minimum zone {min}.",
+    "zones_how_features": "{index} averaged over each map cell, smoothed over {n}x{n} cells, "
+    "standardised",
+    "zones_how_flights": " per flight ({flights} flights)",
+    "zones_how_user": "number of zones given by the user",
+    "zones_how_auto": "the fewest zones ({lo}-{hi}) whose clustering explains at least {share} "
+    "of the index variance",
     "zones_placed_approx": "The image has no map coordinates: the zones and prescriptions are "
     "placed at the camera's GPS position, so a machine following them is off by the GPS error.",
     "rate_title": "Variable rate: {product}",
@@ -297,6 +304,12 @@ UR: dict[str, str] = {
     "spread": "پھیلاؤ (sd)",
     "weed_share_col": "جڑی بوٹیاں",
     "zones_note": "زون 1 میں {index} سب سے کم ہے۔ {how}",
+    "zones_how": "{library}؛ {features}؛ {count}؛ سب سے چھوٹا زون {min}۔",
+    "zones_how_features": "{index} ہر نقشہ خانے پر اوسط، {n}x{n} خانوں پر ہموار، معیاری بنایا گیا",
+    "zones_how_flights": "، ہر پرواز الگ ({flights} پروازیں)",
+    "zones_how_user": "زونوں کی تعداد صارف نے دی",
+    "zones_how_auto": "کم سے کم زون ({lo} تا {hi}) جن کی گروہ بندی "
+    "انڈیکس کے فرق کا کم از کم {share} واضح کرے",
     "zones_placed_approx": "تصویر کے نقشے والے کوآرڈینیٹ نہیں ہیں: زون اور نقشے کیمرے کے GPS "
     "مقام پر رکھے گئے ہیں، اس لیے مشین GPS کی غلطی جتنا ہٹ سکتی ہے۔",
     "rate_title": "زون وار مقدار: {product}",

@@ -654,11 +654,7 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
                     "weed": pct(num(z.get("weed_share"))),
                 }
             )
-        method = mapping(zones.get("method"))
-        how = f"{text(method.get('library'))}; {text(method.get('features'))}; " + (
-            f"{text(method.get('zone_count'))}; "
-            f"minimum zone {fmt_area(num(method.get('min_zone_ha')), 'ha', t)}."
-        )
+        how, how_lang = _zones_how(mapping(zones.get("method")), index, t)
         out["zones"] = {
             "title": t("mgmt_zones", index=index),
             "index": index,
@@ -666,6 +662,7 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
             "note": t("zones_note", index=index, how=""),
             "area_head": area_head(zone_scale, t),
             "how": how,
+            "how_lang": how_lang,
         }
         out["approx"] = zones.get("placement") == "approximate"
     rate = made.get("rate")
@@ -718,6 +715,28 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
         }
         out["approx"] = out["approx"] or spot.get("placement") == "approximate"
     return out
+
+
+def _zones_how(method: dict, index: str, t: Translator) -> tuple[str, str]:
+    """How the zones were made, in the reader's language where zones.json says it as data
+    (zones made before it did give their English line); (the line, its language)."""
+    library = text(method.get("library"))
+    min_zone = fmt_area(num(method.get("min_zone_ha")), "ha", t)
+    if "chosen_by" not in method:
+        how = f"{library}; {text(method.get('features'))}; {text(method.get('zone_count'))}; "
+        return how + f"minimum zone {min_zone}.", "en"
+    n = 2 * int(num(method.get("smooth_cells"), 0)) + 1
+    flights = int(num(method.get("flights"), 1))
+    features = t("zones_how_features", index=index, n=n)
+    if flights > 1:
+        features += t("zones_how_flights", flights=flights)
+    if method.get("chosen_by") == "user":
+        count = t("zones_how_user")
+    else:
+        lo, hi = (int(num(v, 0)) for v in list(method.get("zone_range") or [0, 0])[:2])
+        share = pct(num(method.get("explained_target")))
+        count = t("zones_how_auto", lo=lo, hi=hi, share=share)
+    return t("zones_how", library=library, features=features, count=count, min=min_zone), t.lang
 
 
 def _fixed(value: float | None, digits: int) -> str:

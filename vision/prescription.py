@@ -539,6 +539,11 @@ def make_zones(
                 )
             ),
             "zone_count": how,
+            # The same, as data: the report words it in the reader's language.
+            "chosen_by": "user" if n_zones is not None else "explained_variance",
+            "zone_range": [MIN_ZONES, MAX_ZONES],
+            "explained_target": EXPLAINED_TARGET,
+            "flights": len(folders),
             "explained_variance": {str(kk): round(v, 4) for kk, v in tried.items()},
             "smooth_cells": smooth,
             "min_zone_ha": round(min_ha, 6),

@@ -37,8 +37,12 @@ def test_flight_page_offers_zones_and_report_shows_them(app, flight):  # noqa: F
     saving = f"{spot['saving_share'] * 100:.0f}%" if spot["saving_share"] >= 0.1 else None
     if saving:
         assert saving in report
+    # How the zones were made, in the reader's language (it was English in the Urdu report).
+    assert "number of zones given by the user; minimum zone" in report
     ur = app.get(f"/flights/{fl}/report?lang=ur").text
     assert "انتظامی زون" in ur and "صرف جڑی بوٹیوں پر سپرے" in ur
+    assert "زونوں کی تعداد صارف نے دی؛ سب سے چھوٹا زون" in ur
+    assert "given by the user" not in ur
     for lang in ("en", "ur"):
         r = app.get(f"/flights/{fl}/report.pdf?lang={lang}")
         assert r.status_code == 200 and r.content.startswith(b"%PDF")
@@ -48,3 +52,35 @@ def test_flight_page_offers_zones_and_report_shows_them(app, flight):  # noqa: F
             ).stdout.decode()
             assert "Management zones" in text and "Spot spray" in text
             assert "Variable rate: Nitrogen" in text
+
+
+def test_zone_method_line_in_each_language_and_for_old_zones():
+    """zones.json says how the zones were chosen as data, so the report words it in the
+    reader's language; zones made before it did keep their English line, marked English."""
+    from khet.service.i18n import Translator
+    from khet.service.report import _zones_how
+
+    method = {
+        "library": "scikit-learn KMeans (n_init=4, random_state=0)",
+        "smooth_cells": 1,
+        "chosen_by": "explained_variance",
+        "zone_range": [2, 7],
+        "explained_target": 0.8,
+        "flights": 2,
+        "min_zone_ha": 0.05,
+    }
+    en, lang = _zones_how(method, "NDVI", Translator("en"))
+    assert lang == "en"
+    assert en == (
+        "scikit-learn KMeans (n_init=4, random_state=0); NDVI averaged over each map cell, "
+        "smoothed over 3x3 cells, standardised per flight (2 flights); the fewest zones (2-7) "
+        "whose clustering explains at least 80% of the index variance; minimum zone 500 m²."
+    )
+    ur, lang = _zones_how(method, "NDVI", Translator("ur"))
+    assert lang == "ur" and "کم سے کم زون (2 تا 7)" in ur and "80%" in ur and "(2 پروازیں)" in ur
+    old = {"library": "mapclassify FisherJenks (natural breaks)", "features": "ndvi averaged",
+           "zone_count": "given by the user", "min_zone_ha": 0.05}  # fmt: skip
+    line, lang = _zones_how(old, "NDVI", Translator("ur"))
+    assert lang == "en" and line.endswith(
+        "; ndvi averaged; given by the user; minimum zone 500 m²."
+    )
