@@ -33,6 +33,13 @@ EN: dict[str, str] = {
     "product_col": "Product ({unit})",
     "rate_total": "Total {total} {unit} over {area} (mean {mean} {rate_unit}).",
     "spot_title": "Spot spray",
+    "spot_how": "{cells} of the map ({cell} m), patches under {patch} m² left out, buffered by "
+    "{margin} m, merged and clipped to the field's analysed cells",
+    "spot_cells_weed": "Weed cells",
+    "spot_cells_vegetation": "Vegetation cells",
+    "spot_cells_cover_weed": "Cells with weed cover of at least {pct}% (cover.tif) or weed cells",
+    "spot_cells_cover_vegetation": "Cells with vegetation cover of at least {pct}% (cover.tif) "
+    "or vegetation cells",
     "spot_line": "Spray {sprayed} of {field} ({share} of the field): {saving} less {product} "
     "than spraying the whole field ({total} instead of {blanket} {unit}).",
     "downloads": "Downloads",
@@ -317,6 +324,14 @@ UR: dict[str, str] = {
     "product_col": "کل ({unit})",
     "rate_total": "کل {total} {unit}، {area} پر (اوسط {mean} {rate_unit})۔",
     "spot_title": "صرف جڑی بوٹیوں پر سپرے",
+    "spot_how": "نقشے کے {cells} ({cell} میٹر)، {patch} مربع میٹر سے چھوٹے ٹکڑے چھوڑ دیے، "
+    "{margin} میٹر کا حاشیہ، پھر ملا کر کھیت کے جانچے گئے خانوں تک محدود",
+    "spot_cells_weed": "جڑی بوٹیوں والے خانے",
+    "spot_cells_vegetation": "سبزے والے خانے",
+    "spot_cells_cover_weed": "وہ خانے جن میں جڑی بوٹیاں کم از کم {pct}% ہوں (cover.tif) یا "
+    "جڑی بوٹیوں والے خانے",
+    "spot_cells_cover_vegetation": "وہ خانے جن میں سبزہ کم از کم {pct}% ہو (cover.tif) یا "
+    "سبزے والے خانے",
     "spot_line": "{field} میں سے {sprayed} ({share}) پر سپرے کریں: پورے کھیت پر سپرے کے "
     "مقابلے میں {saving} کم {product} ({blanket} کی بجائے {total} {unit})۔",
     "downloads": "ڈاؤن لوڈ",

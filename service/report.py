@@ -711,7 +711,7 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
                 blanket=_fixed(num(spot.get("blanket_total")), 2),
                 unit=text(spot.get("total_unit")),
             ),
-            "how": text(spot.get("how")),
+            **dict(zip(("how", "how_lang"), _spot_how(spot, t), strict=True)),
         }
         out["approx"] = out["approx"] or spot.get("placement") == "approximate"
     return out
@@ -737,6 +737,28 @@ def _zones_how(method: dict, index: str, t: Translator) -> tuple[str, str]:
         share = pct(num(method.get("explained_target")))
         count = t("zones_how_auto", lo=lo, hi=hi, share=share)
     return t("zones_how", library=library, features=features, count=count, min=min_zone), t.lang
+
+
+def _spot_how(spot: dict, t: Translator) -> tuple[str, str]:
+    """How the spot-spray map was drawn, in the reader's language where the file says it as
+    data (older ones give their English line); (the line, its language)."""
+    target = text(spot.get("target"))
+    if "cell_m" not in spot or target not in ("weed", "vegetation"):
+        return text(spot.get("how")) or "", "en"
+    cover = spot.get("min_cover_pct")
+    cells = (
+        t(f"spot_cells_cover_{target}", pct=f"{num(cover, 0):g}")
+        if cover is not None
+        else t(f"spot_cells_{target}")
+    )
+    line = t(
+        "spot_how",
+        cells=cells,
+        cell=f"{num(spot.get('cell_m'), 0):.2f}",
+        patch=f"{num(spot.get('min_patch_m2'), 0):g}",
+        margin=f"{num(spot.get('margin_m'), 0):g}",
+    )
+    return line, t.lang
 
 
 def _fixed(value: float | None, digits: int) -> str:

@@ -960,6 +960,7 @@ def spot_spray(
         "margin_m": margin_m,
         "min_patch_m2": min_patch_m2,
         "min_cover_pct": min_cover_pct if cover is not None else None,
+        "cell_m": round(math.sqrt(abs(grid.transform.determinant)), 4),  # the report's "how"
         "patches_found": len(pieces),
         "patches_sprayed": len(kept),
         "polygons": len(spray_ll.geoms) if not spray_ll.is_empty else 0,

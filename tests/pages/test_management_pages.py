@@ -43,6 +43,9 @@ def test_flight_page_offers_zones_and_report_shows_them(app, flight):  # noqa: F
     assert "انتظامی زون" in ur and "صرف جڑی بوٹیوں پر سپرے" in ur
     assert "زونوں کی تعداد صارف نے دی؛ سب سے چھوٹا زون" in ur
     assert "given by the user" not in ur
+    # And how the spot-spray map was drawn.
+    assert f"({spot['cell_m']:.2f} m), patches under" in report
+    assert f"({spot['cell_m']:.2f} میٹر)" in ur and "patches under" not in ur
     for lang in ("en", "ur"):
         r = app.get(f"/flights/{fl}/report.pdf?lang={lang}")
         assert r.status_code == 200 and r.content.startswith(b"%PDF")
@@ -84,3 +87,11 @@ def test_zone_method_line_in_each_language_and_for_old_zones():
     assert lang == "en" and line.endswith(
         "; ndvi averaged; given by the user; minimum zone 500 m²."
     )
+    from khet.service.report import _spot_how
+
+    spot = {"target": "weed", "how": "weed cells of the map (0.25 m), ...", "min_patch_m2": 1}
+    assert _spot_how(spot, Translator("ur")) == ("weed cells of the map (0.25 m), ...", "en")
+    spot |= {"cell_m": 0.25, "margin_m": 0.5, "min_cover_pct": 5}
+    line, lang = _spot_how(spot, Translator("en"))
+    assert lang == "en" and line.startswith("Cells with weed cover of at least 5% (cover.tif) or")
+    assert "(0.25 m), patches under 1 m² left out, buffered by 0.5 m" in line
