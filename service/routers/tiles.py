@@ -47,47 +47,6 @@ TILE_DOC = (
 )
 
 
-# One handler on four paths: `.png` asks for PNG, `.jpg` or `.jpeg` for JPEG (what many XYZ
-# clients write); without a suffix the server picks (JPEG for imagery inside the image, else
-# PNG). The suffixed routes are bound first (the lower decorators), so that `{y}` never
-# swallows "3.png".
-@router.get(
-    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
-    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
-    response_class=Response,
-    summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
-    description=TILE_DOC + " Map layers are always PNG; imagery tiles inside the image are "
-    "JPEG (the format TileJSON advertises).",
-    name="tile_auto",
-)
-@router.get(
-    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.png",
-    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
-    responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
-    response_class=Response,
-    summary="A web-map tile as PNG",
-    description=TILE_DOC,
-    name="tile_png",
-)
-@router.get(
-    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.jpg",
-    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
-    response_class=Response,
-    summary="A web-map tile as JPEG (no transparency: outside the map is black)",
-    description=TILE_DOC,
-    name="tile_jpg",
-)
-@router.get(
-    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}.jpeg",
-    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
-    response_class=Response,
-    summary="A web-map tile as JPEG (no transparency: outside the map is black)",
-    description=TILE_DOC,
-    name="tile_jpeg",
-)
 async def tile(
     flight_id: IdPath,
     layer: Layer,
@@ -98,8 +57,34 @@ async def tile(
 ) -> Response:
     """A web-map tile of one layer of a flight, drawn in a worker thread."""
     suffix = request.url.path.rsplit("/", 1)[-1].partition(".")[2]
-    fmt = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg"}.get(suffix, "auto")
-    return await _tile(request, flight_id, layer, z, x, y, fmt)
+    return await _tile(request, flight_id, layer, z, x, y, TILE_FORMATS.get(suffix, "auto"))
+
+
+# One handler on four paths: `.png` asks for PNG, `.jpg` or `.jpeg` for JPEG (what many XYZ
+# clients write); without a suffix the server picks (JPEG for imagery inside the image, else
+# PNG). The suffixed routes are bound first, so that `{y}` never swallows "3.png".
+TILE_FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg"}
+for _suffix, _fmt in TILE_FORMATS.items():
+    router.get(
+        f"/{{flight_id}}/tiles/{{layer}}/{{z}}/{{x}}/{{y}}.{_suffix}",
+        dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
+        responses={200: {"content": {f"image/{_fmt}": {}}}, 404: {"model": Problem}},
+        response_class=Response,
+        summary=f"A web-map tile as {_fmt.upper()}"
+        + (" (no transparency: outside the map is black)" if _fmt == "jpeg" else ""),
+        description=TILE_DOC,
+        name=f"tile_{_suffix}",
+    )(tile)
+router.get(
+    "/{flight_id}/tiles/{layer}/{z}/{x}/{y}",
+    dependencies=AUTHENTICATED,  # documented; the user is found in the worker thread
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 404: {"model": Problem}},
+    response_class=Response,
+    summary="A web-map tile, JPEG where it has no transparent pixel, else PNG",
+    description=TILE_DOC + " Map layers are always PNG; imagery tiles inside the image are "
+    "JPEG (the format TileJSON advertises).",
+    name="tile_auto",
+)(tile)
 
 
 async def _tile(
