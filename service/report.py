@@ -697,6 +697,7 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
     spot = made.get("spot")
     if spot:
         spot_scale = area_scale([num(spot.get("field_ha")), num(spot.get("sprayed_ha"))])
+        spot_how, spot_lang = _spot_how(spot, t)
         out["spot"] = {
             "title": t("spot_title"),
             "share": num(spot.get("sprayed_share")),
@@ -711,7 +712,8 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
                 blanket=_fixed(num(spot.get("blanket_total")), 2),
                 unit=text(spot.get("total_unit")),
             ),
-            **dict(zip(("how", "how_lang"), _spot_how(spot, t), strict=True)),
+            "how": spot_how,
+            "how_lang": spot_lang,
         }
         out["approx"] = out["approx"] or spot.get("placement") == "approximate"
     return out
