@@ -403,6 +403,10 @@ def one_line(summary: dict, out: Path) -> str:
             parts.append(f"{c['name']} {fmt_area(c['area_ha'])} ({c['share']:.0%})")
         else:
             parts.append(f"{c['name']} {c['share']:.0%}")
+    # The class areas above are cells (a 19 cm cell with a few weed pixels is a weed cell);
+    # weed pressure, what a farmer acts on, is the share of the area the weeds themselves cover.
+    weed = (summary.get("cover") or {}).get("weed")
+    pressure = f"; weeds cover {weed:.1%} of the area" if weed is not None else ""
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
     vig = (
         f"; low-vigour crop {low['share_of_crop']:.0%}"
@@ -428,7 +432,7 @@ def one_line(summary: dict, out: Path) -> str:
         cal = f"; reflectance ({radiometry.get('method')})"
     else:
         cal = ""
-    return f"{out}: {', '.join(parts)}{vig}{cal} — {how}{at}{warn}"
+    return f"{out}: {', '.join(parts)}{pressure}{vig}{cal} — {how}{at}{warn}"
 
 
 def _read_boundary(path: Path) -> dict:

@@ -192,6 +192,30 @@ def test_one_line_areas_and_gsd_in_the_units_people_use():
     assert "at 2.50 m/px" in one_line(summary(1234.5, 2.5), Path("o"))
 
 
+def test_one_line_gives_weed_pressure_beside_the_cell_areas():
+    """A weed cell is any cell whose plants are mostly weed, so weed cells overstate the weeds:
+    the line also says the share of the area the weeds themselves cover (summary.json's cover)."""
+    from khet.vision.cli import one_line
+
+    summary = {
+        "area_unit": "ha",
+        "classes": [
+            {"name": "soil", "area_ha": 0.0002, "share": 0.58},
+            {"name": "weed", "area_ha": 0.0001, "share": 0.29},
+        ],
+        "cover": {"vegetation": 0.104, "crop": 0.0499, "weed": 0.0545, "method": "model"},
+        "vigour": {"levels": [], "index": None},
+        "warnings": [],
+        "method": "model",
+        "model": {"name": "khet-rgb-uav"},
+        "gsd": {"metres": 0.003},
+    }
+    line = one_line(summary, Path("o"))
+    assert "weed 1.0 m² (29%); weeds cover 5.5% of the area" in line
+    del summary["cover"]  # an index-only map has no weed to cover
+    assert "weeds cover" not in one_line(summary, Path("o"))
+
+
 def test_index_step_divides_stride_and_caps_size():
     g = Grid(32768, 32768, 128, 32)
     k = _index_step(g, 4096)
