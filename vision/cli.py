@@ -403,8 +403,8 @@ def one_line(summary: dict, out: Path) -> str:
             parts.append(f"{c['name']} {fmt_area(c['area_ha'])} ({c['share']:.0%})")
         else:
             parts.append(f"{c['name']} {c['share']:.0%}")
-    # The class areas above are cells (a 19 cm cell with a few weed pixels is a weed cell);
-    # weed pressure, what a farmer acts on, is the share of the area the weeds themselves cover.
+    # The class areas above count whole map cells (a cell whose plants are mostly weed is a weed
+    # cell); weed pressure, what a farmer acts on, is the share of the area weeds themselves cover.
     weed = (summary.get("cover") or {}).get("weed")
     pressure = f"; weeds cover {weed:.1%} of the area" if weed is not None else ""
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
