@@ -5,7 +5,8 @@ validated for, crop rows are measured in metres, and areas of a photo without a 
 approximate hectares only when the GSD is known. The sources, in order of trust:
 
 1. ``--gsd`` (the user states it): taken as given.
-2. A projected CRS: the pixel size, in metres (feet are converted).
+2. A projected CRS: the pixel size, in metres (feet are converted); on the ground, where the
+   projection stretches distances by more than 1 % (Web Mercator: 1.41 times at 45 degrees).
 3. A geographic CRS (degrees): the pixel size converted to metres at the image centre.
 4. A drone frame: height above ground x pixel pitch / focal length (a nadir photo; a tilted
    frame's pixels are larger away from its centre). The height comes from the XMP (DJI
@@ -27,6 +28,9 @@ from rasterio.crs import CRS
 # A stated ground sample distance outside these (metres per pixel) is a typo, not imagery: a
 # hundredth of a millimetre is a microscope's, a kilometre a weather satellite's.
 GSD_MIN_M, GSD_MAX_M = 1e-5, 1000.0
+#: A projected CRS whose pixel differs from the ground's by more than this share gives the
+#: ground's length as the GSD (see from_crs).
+SCALE_TOLERANCE = 0.01
 
 #: Sensor pixel pitch (mm) of common drone cameras, by EXIF Model, for files without
 #: FocalPlaneXResolution. Sensor width / image width from the makers' specifications.
@@ -66,12 +70,23 @@ def from_crs(crs: CRS, transform, width: int, height: int) -> Gsd | None:
     if crs.is_projected:
         unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
         m = (px + py) / 2 * unit
+        ground = _ground_pixel_m(crs, transform, width, height)
+        detail = f"pixel size of {crs.to_string()}"
+        if ground is not None and abs(ground / m - 1) > SCALE_TOLERANCE:
+            # A projection that is not made for measuring (Web Mercator, a wide-zone CRS far
+            # from its centre line): its pixel is not the ground's. Survey projections (UTM,
+            # State Plane) stretch by under 0.1 % and keep their pixel size exactly.
+            detail = (
+                f"{crs.to_string()} pixels of {m:.3g} m are {ground:.3g} m on the ground at the "
+                f"image centre (the projection's scale factor there is {m / ground:.3f})"
+            )
+            m = ground
         if not GSD_MIN_M <= m < GSD_MAX_M:  # a climate grid, or a wrong georeference
             return Gsd(
                 detail=f"the pixel size of {crs.to_string()}, {m:g} m, is outside what Khet maps "
-                f"({GSD_MIN_M:g} to {GSD_MAX_M:g} m)"
+                f"({GSD_MIN_M:g} m up to, not including, {GSD_MAX_M:g} m)"
             )
-        return Gsd(metres=m, source="crs", detail=f"pixel size of {crs.to_string()}")
+        return Gsd(metres=m, source="crs", detail=detail)
     if crs.is_geographic:
         from pyproj import Geod
 
@@ -87,6 +102,29 @@ def from_crs(crs: CRS, transform, width: int, height: int) -> Gsd | None:
             detail=f"{px:.3g} degree pixels converted at the image centre ({cy:.4f} N)",
         )
     return None
+
+
+def _ground_pixel_m(crs: CRS, transform, width: int, height: int) -> float | None:
+    """The mean ground length (geodesic, metres) of a pixel's two sides at the image centre of a
+    projected raster, measured over a step of up to 100 pixels; None where the centre cannot be
+    placed on the ellipsoid."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Geod, Transformer
+
+    try:
+        src = ProjCRS.from_user_input(crs.to_wkt())
+        geo = src.geodetic_crs or ProjCRS.from_epsg(4326)
+        to_geo = Transformer.from_crs(src, geo, always_xy=True)
+        geod = geo.get_geod() or Geod(ellps="WGS84")
+        c, k = (width / 2, height / 2), max(1.0, min(100.0, width / 2, height / 2))
+        pts = [transform * c, transform * (c[0] + k, c[1]), transform * (c[0], c[1] + k)]
+        lon, lat = to_geo.transform([p[0] for p in pts], [p[1] for p in pts])
+        _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
+        _, _, dy = geod.inv(lon[0], lat[0], lon[2], lat[2])
+    except Exception:  # pyproj's errors: a CRS or point it cannot transform
+        return None
+    ground = (abs(dx) + abs(dy)) / 2 / k
+    return ground if math.isfinite(ground) and ground > 0 else None
 
 
 def pixel_pitch_mm(camera: CameraFacts, width: int, height: int) -> tuple[float, str] | None:

@@ -18,6 +18,7 @@ that neither the file nor the user gives.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from khet.vision import align, radiometry
 from khet.vision import gsd as gsd_
 from khet.vision.exif import CameraFacts, read_camera_facts
@@ -162,8 +164,10 @@ class Scene:
         return self.dataset.crs if self.georef == "crs" else None
 
     @property
-    def transform(self):
-        return self.dataset.transform
+    def transform(self) -> Affine:
+        """Pixel to map coordinates; image pixels (the identity) without a georeference, even
+        where the file has a geotransform but no CRS: its units are then unknown."""
+        return self.dataset.transform if self.georef == "crs" else Affine.identity()
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -227,6 +231,7 @@ class Scene:
         return self.dataset.dataset_mask(window=window, out_shape=out_shape) > 0
 
     def describe(self) -> dict:
+        t = self.transform
         d = {
             "sources": [str(p) for p in self.sources],
             "kind": self.kind,
@@ -236,7 +241,8 @@ class Scene:
             "dtype": self.dtype,
             "georeference": self.georef,
             "crs": self.crs.to_string() if self.crs else None,
-            "pixel_size": [abs(self.transform.a), abs(self.transform.e)] if self.crs else None,
+            # The length of each pixel side in map units (a rotated grid's too).
+            "pixel_size": [math.hypot(t.a, t.d), math.hypot(t.b, t.e)] if self.crs else None,
         }
         if self.camera.as_dict():
             d["camera"] = self.camera.as_dict()
@@ -624,6 +630,12 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
         warn.append(
             "The image is georeferenced by ground control points only; warp it first for a map."
         )
+    elif crs is None and not ds.transform.is_identity:
+        warn.append(
+            "The image has map coordinates but no coordinate reference system, so Khet cannot "
+            "place it: it is mapped in image pixels. Give it its CRS (e.g. gdal_edit.py -a_srs "
+            "EPSG:32643 image.tif) for a map in hectares."
+        )
     return "exif-gps" if facts.has_gps else "none"
 
 
@@ -667,7 +679,8 @@ def open_scene(
     if gsd is not None and not (gsd_.GSD_MIN_M <= gsd < gsd_.GSD_MAX_M and np.isfinite(gsd)):
         raise InputError(
             f"A ground sample distance of {gsd} does not work: give metres per pixel, from "
-            f"{gsd_.GSD_MIN_M:g} to {gsd_.GSD_MAX_M:g}, e.g. --gsd 0.03 for 3 cm."
+            f"{gsd_.GSD_MIN_M:g} up to (not including) {gsd_.GSD_MAX_M:g}, e.g. --gsd 0.03 for "
+            "3 cm."
         )
     files = resolve_inputs(inputs)
     if len(files) == 1 and calibration is not None and calibration.stated:

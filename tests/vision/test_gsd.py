@@ -44,9 +44,37 @@ def test_projected_crs_gives_the_pixel_size(tmp_path):
         assert s.gsd.source == "crs" and s.gsd.metres == pytest.approx(0.03)
 
 
+def test_web_mercator_pixels_are_measured_on_the_ground(tmp_path):
+    """EPSG:3857 stretches distances by about 1 / cos(latitude): at 60 N its 6 mm pixels cover
+    3 mm of ground (on the WGS84 ellipsoid the factor is 1.997, not 2), which is the GSD a model
+    must read at; the detail says so."""
+    import rasterio
+    from affine import Affine
+
+    y60 = 6378137 * np.log(np.tan(np.pi / 4 + np.radians(60) / 2))
+    p = tmp_path / "merc.tif"
+    profile = dict(driver="GTiff", width=320, height=256, count=3, dtype="uint8")
+    t = Affine(0.006, 0, 8_200_000, 0, -0.006, y60)
+    with rasterio.open(p, "w", crs="EPSG:3857", transform=t, **profile) as d:
+        d.write(field_rgb())
+    with open_scene(p) as s:
+        assert s.gsd.source == "crs" and s.gsd.metres == pytest.approx(0.006 / 1.9967, rel=1e-3)
+        assert "on the ground" in s.gsd.detail and "scale factor there is 1.997" in s.gsd.detail
+    with open_scene(p, gsd=0.003) as s:  # the true GSD, stated, agrees with the file
+        assert s.gsd.metres == pytest.approx(0.003, rel=0.01)
+
+
 def test_feet_are_converted(tmp_path):
-    # NAD83 / Texas Central (ftUS): 0.1 ft pixels are 3.048 cm.
-    p = write_geotiff(tmp_path / "ft.tif", field_rgb(), crs="EPSG:2277", res=0.1)
+    # NAD83 / Texas Central (ftUS), near Austin: 0.1 ft pixels are 3.048 cm (the projection's
+    # scale factor there is 1 to within 0.01 %, so the pixel size is kept exactly).
+    import rasterio
+    from affine import Affine
+
+    p = tmp_path / "ft.tif"
+    profile = dict(driver="GTiff", width=320, height=256, count=3, dtype="uint8")
+    t = Affine(0.1, 0, 3_115_180, 0, -0.1, 10_071_477)
+    with rasterio.open(p, "w", crs="EPSG:2277", transform=t, **profile) as d:
+        d.write(field_rgb())
     with open_scene(p) as s:
         assert s.gsd.metres == pytest.approx(0.1 * 1200 / 3937, rel=1e-4)
 
@@ -120,7 +148,7 @@ def test_stated_gsd_and_bad_values(tmp_path, capsys):
     assert r.returncode == 2 and "metres per pixel" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
     for typo in (1e-7, 1000.0, float("nan")):  # a microscope's, past a weather satellite's
-        with pytest.raises(InputError, match="from 1e-05 to 1000"):
+        with pytest.raises(InputError, match=r"from 1e-05 up to \(not including\) 1000"):
             open_scene(p, gsd=typo)
     with open_scene(p, gsd=1e-5) as s:  # the smallest accepted
         assert s.gsd.metres == 1e-5
