@@ -734,7 +734,7 @@ def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
         props: dict[str, Any] = {"class": names[cls_i]}
         if lvl < 3:
             props["vigour"] = VIGOUR_LEVELS[lvl]
-        props[f"area_{unit}"] = round(float(area), 5 if unit == "ha" else 0)
+        props[f"area_{unit}"] = round(float(area), 7 if unit == "ha" else 0)  # 0.001 m²
         feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
         totals["class"][names[cls_i]] = totals["class"].get(names[cls_i], 0.0) + float(area)
         if lvl < 3:

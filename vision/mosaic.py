@@ -521,5 +521,5 @@ def analyze_flight(
         # Checked against the one definition of summary.json, as the pipeline's own is.
         summary = Summary.model_validate(summary).to_json()
         write_json(st.file(products.SUMMARY.path), summary)
-        st.commit()
+        st.commit(replaces=products.REPLACED_BY_A_MAP)
     return summary

@@ -8,6 +8,7 @@ fsync'd before the summary is renamed in, so that holds after a power cut too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -99,8 +100,13 @@ class Staging:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def commit(self) -> list[Path]:
+    def commit(self, replaces: tuple[products.Product, ...] = ()) -> list[Path]:
         """Rename every staged file into place, the summary last, durably.
+
+        `replaces`: the products an earlier run may have left in the output folder that this
+        run's files replace as a whole (a new field map replaces the earlier map): those of
+        them this run did not write are removed, before the new summary is renamed in, so the
+        folder never mixes two maps (an earlier model map's confidence.tif beside an index map).
 
         A rename is atomic against a crash of the process, not against a power cut: the
         filesystem may write the new name before the file's bytes (ext4's delayed allocation
@@ -117,9 +123,11 @@ class Staging:
             for p in files:
                 fsync_file(p)
             folders = {self.out_dir}
+            new = {p.relative_to(self.path).as_posix() for p in files}
             for p in files:
                 dest = self.out_dir / p.relative_to(self.path)
                 if p.name == SUMMARY:  # every other file's name durable before this one
+                    _remove_stale(self.out_dir, replaces, new)
                     for d in sorted(folders, key=lambda d: -len(d.parts)):
                         fsync_dir(d)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +145,27 @@ class Staging:
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         remove_empty(self._made)
+
+
+def _remove_stale(out_dir: Path, replaces: tuple[products.Product, ...], new: set[str]) -> None:
+    """Remove the files of `replaces` in `out_dir` that are not among `new` (relative names),
+    and the folders that leaves empty. Only the products' own names are looked at, never the
+    rest of the folder."""
+    found: set[Path] = set()
+    for prod in replaces:
+        parent = (out_dir / prod.path).parent
+        if not parent.is_dir():
+            continue
+        rel = parent.relative_to(out_dir).as_posix()
+        for f in parent.iterdir():
+            name = f.name if rel == "." else f"{rel}/{f.name}"
+            if f.is_file() and name not in new and prod.pattern.match(name):
+                found.add(f)
+    for f in found:
+        f.unlink()
+    for d in sorted({f.parent for f in found} - {out_dir}, key=lambda d: -len(d.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty
 
 
 def missing_folders(folder: Path) -> list[Path]:

@@ -160,7 +160,7 @@ def analyze(
             # The one definition of summary.json: what the pipeline writes is what readers check.
             typed = Summary.model_validate(summary).to_json()
             write_json(st.file(products.SUMMARY.path), typed)
-            st.commit()
+            st.commit(replaces=products.REPLACED_BY_A_MAP)
     return typed
 
 

@@ -151,6 +151,9 @@ PRODUCTS: tuple[Product, ...] = (
     SUMMARY, CLASSES, VIGOUR, CONFIDENCE, COVER, INDEX, ZONES, PREVIEW, ORTHO, *MANAGEMENT,
 )  # fmt: skip
 BY_KEY = {p.key: p for p in PRODUCTS}
+#: What a new field map written into a folder replaces there: an earlier map's files (those
+#: the new one has not are removed), its mosaic, and the zones and prescriptions made from it.
+REPLACED_BY_A_MAP = PRODUCTS
 
 
 def product_of(name: str) -> Product | None:

@@ -258,6 +258,64 @@ def test_hectares_are_true_ground_area_in_any_crs(tmp_path, crs):
     summary = analyze(dst_path, tmp_path / "out")
     assert summary["area_unit"] == "ha"
     assert summary["area_total_ha"] == pytest.approx(320 * 256 * 0.05**2 / 1e4, rel=0.08)
+    # The ground sample distance is the ground's, not the map's: Web Mercator's pixels here
+    # (30 N) are 15 % larger than the 5 cm they cover, which a model reading at its own GSD
+    # would take at the wrong scale.
+    # (In degrees, the mean of a pixel's two ground sides, which differ.)
+    assert summary["gsd"]["metres"] == pytest.approx(0.05, rel=0.05)
+
+
+def test_zone_areas_add_up_to_the_map(tmp_path):
+    """Every zone, a single cell of a few square centimetres too, has its area; together they
+    make the mapped area (zones read 0 ha when rounded to 0.1 m²)."""
+    analyze(write_geotiff(tmp_path / "f.tif", field_rgb(), res=0.003), tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    areas = [
+        f["properties"]["area_ha"]
+        for f in json.loads((tmp_path / "out" / "zones.geojson").read_text())["features"]
+    ]
+    assert min(areas) > 0
+    assert sum(areas) == pytest.approx(summary["area_total_ha"], abs=1e-6)  # its 6 decimals
+
+
+def test_map_coordinates_without_a_crs_are_mapped_in_pixels(tmp_path):
+    """A GeoTIFF whose CRS was lost (a geotransform of unknown units): mapped in image pixels,
+    with its zones and areas, and told why. Its zones were all cut away before, every area 0."""
+    tif = write_geotiff(tmp_path / "nocrs.tif", field_rgb(), crs=None)
+    summary = analyze(tif, tmp_path / "out")
+    assert summary["area_unit"] == "px"
+    assert sum(c["share"] for c in summary["classes"]) == pytest.approx(1.0, abs=0.01)
+    assert sum(c["area_px"] for c in summary["classes"]) == pytest.approx(256 * 320, rel=0.01)
+    assert any("no coordinate reference system" in w for w in summary["warnings"])
+    zones = json.loads((tmp_path / "out" / "zones.geojson").read_text())
+    assert zones["features"] and zones["khet:coordinates"] == "image pixels (no georeference)"
+    with rasterio.open(tmp_path / "out" / "classes.tif") as ds:
+        assert ds.crs is None and ds.transform.c == 0 and ds.transform.f == 0
+
+
+def test_a_new_map_replaces_the_earlier_one_in_its_folder(tmp_path):
+    """Files an earlier map left that the new one does not write (a model map's confidence, an
+    index it had, zones and prescriptions made from it, a flight's mosaic) go; the user's own
+    files stay."""
+    out = tmp_path / "out"
+    stale = ["indices/ndvi.tif", "ortho.tif", "management/rate.json", "management/zones.tif"]
+    own = ["notes.txt", "indices/README.txt", "management/my-plan.pdf"]
+    for name in [*stale, *own, "classes.tif", "confidence.tif", "cover.tif"]:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("earlier")
+    summary = analyze(write_geotiff(tmp_path / "f.tif", field_rgb()), out)
+    for name in stale:
+        assert not (out / name).exists(), name
+    # What is left of Khet's is exactly what the new summary lists.
+    listed = {"summary.json"} | {
+        v for o in summary["outputs"].values() for v in (o.values() if isinstance(o, dict) else [o])
+    }
+    left = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert left - set(own) == listed
+    for name in own:
+        assert (out / name).read_text() == "earlier", name
+    with rasterio.open(out / "classes.tif") as ds:  # replaced by the new map's
+        assert ds.count == 1
 
 
 def test_preview_from_the_reduced_index_bands_matches_the_full_resolution_one(tmp_path):
