@@ -508,7 +508,11 @@ def _model_converter(
     scene: Scene, names: list[str], dtype: str
 ) -> Callable[[np.ndarray], np.ndarray]:
     if dtype == "uint8":
-        return lambda a: scene.to_uint8(a, names)
+        if scene.dtype != "uint8":
+            # Sampled here, once: the workers convert outside the read lock, and two threads
+            # must not read the dataset at once.
+            scene.common_scale(names)
+        return lambda a: scene.to_uint8(a, names, keep_colour=True)
     if dtype == "uint16" and scene.dtype == "uint16":
         return lambda a: a
     raise KhetError(

@@ -145,6 +145,7 @@ class Scene:
     radiometry: dict = field(default_factory=lambda: dict(AS_STORED))
     _memfile: MemoryFile | None = None
     _stretch: dict[str, tuple[float, float]] | None = None
+    _common: dict[tuple[str, ...], float] = field(default_factory=dict)
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -395,12 +396,35 @@ class Scene:
             self._stretch = out
         return self._stretch
 
-    def to_uint8(self, data: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Scale a block of this scene to uint8 the same way everywhere in the scene."""
+    def common_scale(self, names: Sequence[str]) -> float:
+        """One top value for all of `names` together: the 99.5th percentile of their valid
+        pixels pooled (see `to_uint8`)."""
+        key = tuple(names)
+        if key not in self._common:
+            data, valid = self.sample(list(names), 1024)
+            v = data[:, valid]
+            hi = float(np.percentile(v, 99.5)) if v.size else 1.0
+            self._common[key] = hi if np.isfinite(hi) and hi > 0 else 1.0
+        return self._common[key]
+
+    def to_uint8(
+        self, data: np.ndarray, names: Sequence[str], keep_colour: bool = False
+    ) -> np.ndarray:
+        """Scale a block of this scene to uint8 the same way everywhere in the scene.
+
+        For display, each band is stretched on its own (2nd to 98th percentile). For a model
+        (`keep_colour`), all bands share one scale from 0 (see `common_scale`): the bands'
+        ratios, the colour the model learned, stay as they are; a stretch per band would move
+        the white balance (16-bit RGB read that way gave a fifth more crop than the same pixels
+        in 8 bits)."""
         if data.dtype == np.uint8:
             return data
-        st = self.stretch()
         out = np.empty(data.shape, np.uint8)
+        if keep_colour:
+            scale = np.float32(255.0 / self.common_scale(names))
+            np.clip(data.astype(np.float32) * scale, 0, 255, out=out, casting="unsafe")
+            return out
+        st = self.stretch()
         for i, n in enumerate(names):
             lo, hi = st[n]
             scale = 255.0 / (hi - lo)

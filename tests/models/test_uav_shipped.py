@@ -131,3 +131,27 @@ def test_far_outside_its_range_the_model_is_not_used(tmp_path, potato_field):
     assert s["method"] != "model" and (s.get("model") or {}).get("name") != "khet-rgb-uav"
     detail = s["layers"]["classes"]["detail"]
     assert "model khet-rgb-uav is validated for 2.4 mm to 1.5 cm" in detail, detail
+
+
+def test_sixteen_bit_rgb_gives_the_model_the_colours_of_the_8_bit_pixels(tmp_path, potato_field):
+    """The same drone tiles in 8 bits and in 16 bits (x 257) make the same map: a model's input
+    keeps the bands' ratios. A stretch of each band on its own had moved the white balance and
+    painted a fifth more crop."""
+    from affine import Affine
+    from khet.vision.pipeline import analyze
+
+    rgb = np.moveaxis(potato_field[0], -1, 0)
+    t = Affine(0.003, 0, 350000, 0, -0.003, 3500000)
+    covers = []
+    for name, data in (("u8", rgb), ("u16", rgb.astype(np.uint16) * 257)):
+        path = tmp_path / f"{name}.tif"
+        _, h, w = data.shape
+        profile = dict(driver="GTiff", width=w, height=h, count=3, dtype=data.dtype.name)
+        with rasterio.open(path, "w", crs="EPSG:32643", transform=t, **profile) as dst:
+            dst.write(data)
+            dst.descriptions = ("red", "green", "blue")
+        s = analyze(path, tmp_path / name)
+        assert s["method"] == "model"
+        covers.append((s["cover"]["crop"], s["cover"]["weed"]))
+    (crop8, weed8), (crop16, weed16) = covers
+    assert crop16 == pytest.approx(crop8, rel=0.05) and weed16 == pytest.approx(weed8, rel=0.1)
