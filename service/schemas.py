@@ -216,7 +216,12 @@ BandNames = Annotated[
         Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
     ]
     | None,
-    Field(max_length=32, description="Band names in file order, e.g. ['red','green','blue']"),
+    Field(
+        min_length=1,
+        max_length=32,
+        description="Band names in file order, e.g. ['red','green','blue']; leave it out for the "
+        "names the files give",
+    ),
 ]
 StatedGsd = Annotated[
     float | None,

@@ -97,7 +97,14 @@ class MultipartSink:
     """
 
     MAX_TEXT = 4096
+    # All text fields together (names and values): a flight's form has a handful of short
+    # ones. Without it, thousands of distinct 4 KB fields grew the web process by 100 MB.
+    MAX_TEXT_TOTAL = 64 * 1024
+    MAX_TEXT_FIELDS = 100
     MAX_FILES = 2500  # a flight's frames (schemas.MAX_FLIGHT_FILES)
+    # What a whole body may hold besides its files' bytes: part headers and boundaries (a few
+    # hundred bytes a file) and the text fields.
+    OVERHEAD = MAX_FILES * 1024 + MAX_TEXT_TOTAL + MAX_TEXT_FIELDS * 1024
 
     def __init__(self, folder: Path, content_type: str) -> None:
         self._parse_options = parse_options_header
@@ -112,6 +119,7 @@ class MultipartSink:
         self.total = 0
         self.files: list[dict] = []
         self.fields: dict[str, str] = {}
+        self.text_total = 0  # bytes of text fields' names and values so far
         self._headers: dict[bytes, bytes] = {}
         self._hname = b""
         self._hvalue = b""
@@ -171,7 +179,10 @@ class MultipartSink:
             }
             self.files.append(self._current)
         else:
+            if len(self.fields) >= self.MAX_TEXT_FIELDS:
+                raise InputError(f"The form has more than {self.MAX_TEXT_FIELDS} text fields.")
             self._text, self._text_name = bytearray(), name
+            self._count_text(len(name.encode()))
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         from khet.errors import InputError
@@ -193,6 +204,15 @@ class MultipartSink:
             self._text += chunk
             if len(self._text) > self.MAX_TEXT:
                 raise InputError(f"The form field {self._text_name!r} is too long.")
+            self._count_text(len(chunk))
+
+    def _count_text(self, n: int) -> None:
+        self.text_total += n
+        if self.text_total > self.MAX_TEXT_TOTAL:
+            raise TooLargeError(
+                f"The form's text fields hold more than {self.MAX_TEXT_TOTAL // 1024} KB; a "
+                "flight's form needs a few short ones."
+            )
 
     def _part_end(self) -> None:
         if self._current is not None:

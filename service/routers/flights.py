@@ -28,7 +28,7 @@ from khet.service.flights import check_imagery, create_flight, enqueue_or_fail, 
 from khet.service.routers.uploads import STREAMED
 from khet.service.schemas import FlightIn, FlightOut, Problem, RetryIn
 from khet.service.tiles import READERS
-from khet.service.uploads import MultipartSink, stream_body
+from khet.service.uploads import MultipartSink, limit_bytes, stream_body, too_large
 from khet.vision import products
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -154,6 +154,10 @@ async def create_from_multipart(
     memory), with the same checks as the chunked uploads (size limit, content sniffing, file
     names, the image must open)."""
     field = await run_in_threadpool(get_field, db, user, field_id)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit_bytes() + MultipartSink.OVERHEAD:
+        # Refused before a byte is read, as the JSON routes refuse a long body.
+        raise too_large("The upload")
     folder = storage.data_dir() / "uploads" / str(user.id) / f"mp-{uuid.uuid4().hex}"
     folder.mkdir(parents=True, exist_ok=True)
     try:

@@ -572,3 +572,64 @@ def test_tiles_of_a_flight_without_coordinates(api, tmp_path, use_test_models):
         for z, x, y in ((0, 0, 0), (1, 1, 1), (18, 131072, 131072)):
             r = c.get(f"/api/v1/flights/{fl}/tiles/{layer}/{z}/{x}/{y}", headers=alice["headers"])
             assert r.status_code == 404, (layer, z, r.status_code)
+
+
+def _form(fields: list[tuple[str, bytes]], boundary: str = "khetboundary") -> bytes:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value
+        + b"\r\n"
+        for name, value in fields
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_a_form_cannot_fill_the_web_process_with_text_fields(api, tmp_path):
+    """A flight form's text fields are few and short: thousands of distinct 4 KB fields grew the
+    web process by 100 MB before the 422. Over 64 KB of text in all is a 413, over 100 fields a
+    422, both as soon as the parser sees them; a declared length past the upload limit is a 413
+    before a byte is read."""
+    from khet.service.uploads import MultipartSink
+
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    url = f"/api/v1/fields/{field}/flights/upload"
+    headers = {**alice["headers"], "Content-Type": "multipart/form-data; boundary=khetboundary"}
+    big = _form([(f"f{i}", b"x" * 4000) for i in range(20)])
+    r = api.client.post(url, content=big, headers=headers)
+    assert r.status_code == 413 and "text fields" in r.json()["detail"], r.text
+    many = _form([(f"f{i}", b"x") for i in range(MultipartSink.MAX_TEXT_FIELDS + 1)])
+    r = api.client.post(url, content=many, headers=headers)
+    assert r.status_code == 422 and "more than 100 text fields" in r.json()["detail"], r.text
+
+    read = []
+
+    def body():
+        read.append(1)
+        yield b"--khetboundary\r\n"
+
+    huge = {**headers, "Content-Length": str(10**13)}
+    r = api.client.post(url, content=body(), headers=huge)
+    assert r.status_code == 413 and "KHET_MAX_UPLOAD_MB" in r.json()["detail"], r.text
+    assert api.client.get(f"/api/v1/fields/{field}/flights", headers=alice["headers"]).json() == []
+
+
+def test_an_empty_band_list_is_refused_not_stored(api, geotiff):
+    """`bands: []` meant the same as leaving bands out, stored as a third value; it is a 422."""
+    alice = api.user()
+    _, field = api.farm_field(alice)
+    up = api.upload(alice, geotiff)
+    r = api.client.post(
+        f"/api/v1/fields/{field}/flights",
+        json={"uploads": [up], "bands": []},
+        headers=alice["headers"],
+    )
+    assert r.status_code == 422 and "bands" in r.text
+    with geotiff.open("rb") as f:
+        r = api.client.post(
+            f"/api/v1/fields/{field}/flights/upload",
+            data={"bands": " , "},
+            files={"files": ("f.tif", f, "image/tiff")},
+            headers=alice["headers"],
+        )
+    assert r.status_code == 422 and "bands" in r.text
