@@ -235,13 +235,21 @@ def retry_flight(
     """Queue a failed or finished flight's analysis again (not one made on a device), with the
     band names or ground sample distance corrected when the body gives them (checked against
     the imagery's headers first, as when the flight was made: 422 changes nothing). A finished
-    flight's map is replaced, and the zones and prescriptions made on it with it."""
+    flight's map is replaced, and the zones and prescriptions made on it with it: only the
+    farm's owner or an administrator may do that (403); anyone who sees a failed flight may
+    re-run it."""
     flight = get_flight(db, user, flight_id)
     job = flight.job
     if flight.source == "edge" or not flight.inputs or job is None:
         raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
     if job.status in ("queued", "running"):
         raise ConflictError("This flight's analysis is already queued or running.")
+    if job.status == "done" and not can_edit(user, flight.field.farm):
+        # A finished map, and the zones and prescriptions the farm made on it, would go.
+        raise ForbiddenError(
+            "Only the farm's owner or an administrator can re-run a finished analysis: it "
+            "replaces the map and the zones and prescriptions made on it."
+        )
     given = body.model_fields_set if body is not None else set()
     if body is not None and given:
         bands = body.bands if "bands" in given else flight.bands

@@ -203,3 +203,28 @@ def test_other_tenants_get_404_and_assigned_workers_can_make_zones(api, done):
         assert r.status_code == 201, r.text
         r = c.get(f"/api/v1/flights/{fl}/results/management/zones.tif", headers=who["headers"])
         assert r.status_code == 200
+
+
+def test_only_the_owner_reruns_a_finished_map(api, done):
+    """Re-running a finished analysis replaces its map and the zones and prescriptions the farm
+    made on it: an assigned extension worker, who may make zones, may not do that (403, nothing
+    lost); the owner may."""
+    c, fl = api.client, done["flight"]
+    h = done["alice"]["headers"]
+    assert c.post(f"/api/v1/flights/{fl}/zones", json={"zones": 2}, headers=h).status_code == 201
+    r = c.post(f"/api/v1/flights/{fl}/prescriptions/rate", json={"rates": [1, 2]}, headers=h)
+    assert r.status_code == 201, r.text
+    ext_in, admin = api.user("extension"), api.user("admin")
+    r = c.post(
+        f"/api/v1/farms/{done['farm']}/assignments",
+        json={"user_id": ext_in["id"]},
+        headers=admin["headers"],
+    )
+    assert r.status_code == 201
+    r = c.post(f"/api/v1/flights/{fl}/retry", json={"gsd": 0.05}, headers=ext_in["headers"])
+    assert r.status_code == 403 and "owner" in r.json()["detail"], r.text
+    flight = c.get(f"/api/v1/flights/{fl}", headers=h).json()
+    assert flight["status"] == "done" and flight["gsd"] is None
+    assert c.get(f"/api/v1/flights/{fl}/prescriptions/rate", headers=h).status_code == 200
+    r = c.post(f"/api/v1/flights/{fl}/retry", headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "queued", r.text
