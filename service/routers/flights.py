@@ -316,3 +316,13 @@ def read_result(
         except (OSError, ValueError):
             raise NotFoundError("That result cannot be read.") from None
     return FileResponse(path, media_type=products.media_type(name), filename=path.name)
+
+
+# HEAD on a result (a download manager's or `curl -I`'s first question): the same handler, whose
+# FileResponse sends the headers alone; not a second operation in the OpenAPI document.
+router.add_api_route(
+    "/flights/{flight_id}/results/{name:path}",
+    read_result,
+    methods=["HEAD"],
+    include_in_schema=False,
+)

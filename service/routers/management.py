@@ -17,7 +17,7 @@ from khet.service.dependencies import DB, CurrentUser, IdPath, get_flight
 from khet.service.schemas import Problem, Strict
 from khet.vision import prescription as rx
 from khet.vision import products
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from khet.errors import ConflictError, InputError, NotFoundError
 
@@ -27,13 +27,13 @@ Kind = Literal["rate", "spot"]
 
 
 class ZonesIn(Strict):
-    zones: int | None = Field(None, description="2-7; leave out to let Khet choose")
+    zones: StrictInt | None = Field(None, description="2-7; leave out to let Khet choose")
     index: Annotated[str, Field(max_length=32)] | None = Field(
         None, description="index to zone on (default: the map's vigour index)"
     )
     method: Literal["kmeans", "natural-breaks"] = "kmeans"
     min_zone_ha: float | None = Field(None, description="default: 2% of the mapped area")
-    smooth: int = Field(1, description="cells around each cell to smooth over, 0-10")
+    smooth: StrictInt = Field(1, description="cells around each cell to smooth over, 0-10")
     flights: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
         default_factory=list,
         max_length=5,

@@ -123,6 +123,7 @@ def test_bad_input_is_a_422_and_changes_nothing(api, done, geotiff):
     for url, body, msg in [
         ("zones", {"zones": 9}, "2 to 7"),
         ("zones", {"zones": 1}, "2 to 7"),
+        ("zones", {"zones": True}, "integer"),  # was read as 1 ("got 1")
         ("zones", {"index": "ndre"}, "no ndre"),
         ("zones", {"smooth": 50}, "Smoothing"),
         ("zones", {"bogus": 1}, ""),

@@ -36,6 +36,12 @@ def test_every_output_of_a_map_downloads(api, geotiff, use_test_models):
         assert resp.status_code == 200, (name, resp.text)
         assert resp.headers["content-type"].split(";")[0] == products.media_type(name), name
         assert len(resp.content) > 0
+        # HEAD, as a download manager or `curl -I` asks first: the headers without the body.
+        head = api.client.head(
+            f"/api/v1/flights/{flight['id']}/results/{name}", headers=alice["headers"]
+        )
+        assert head.status_code == 200 and head.content == b"", name
+        assert head.headers["content-type"] == resp.headers["content-type"], name
 
 
 @pytest.mark.parametrize(
