@@ -403,7 +403,7 @@ class Scene:
         if key not in self._common:
             data, valid = self.sample(list(names), 1024)
             v = data[:, valid]
-            hi = float(np.percentile(v, 99.5)) if v.size else 1.0
+            hi = float(np.nanpercentile(v, 99.5)) if v.size else 1.0
             self._common[key] = hi if np.isfinite(hi) and hi > 0 else 1.0
         return self._common[key]
 
