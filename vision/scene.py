@@ -421,8 +421,8 @@ class Scene:
             return data
         out = np.empty(data.shape, np.uint8)
         if keep_colour:
-            scale = np.float32(255.0 / self.common_scale(names))
-            np.clip(data.astype(np.float32) * scale, 0, 255, out=out, casting="unsafe")
+            common = np.float32(255.0 / self.common_scale(names))
+            np.clip(data.astype(np.float32) * common, 0, 255, out=out, casting="unsafe")
             return out
         st = self.stretch()
         for i, n in enumerate(names):
