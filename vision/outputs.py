@@ -149,18 +149,20 @@ class Staging:
 
 def _remove_stale(out_dir: Path, replaces: tuple[products.Product, ...], new: set[str]) -> None:
     """Remove the files of `replaces` in `out_dir` that are not among `new` (relative names),
-    and the folders that leaves empty. Only the products' own names are looked at, never the
-    rest of the folder."""
-    found: set[Path] = set()
+    and the folders that leaves empty. Only the products' own folders are listed, once each, and
+    only their names matched: nothing else in the folder is touched."""
+    by_folder: dict[Path, list[products.Product]] = {}
     for prod in replaces:
-        parent = (out_dir / prod.path).parent
-        if not parent.is_dir():
+        by_folder.setdefault((out_dir / prod.path).parent, []).append(prod)
+    found: list[Path] = []
+    for folder, prods in by_folder.items():
+        if not folder.is_dir():
             continue
-        rel = parent.relative_to(out_dir).as_posix()
-        for f in parent.iterdir():
+        rel = folder.relative_to(out_dir).as_posix()
+        for f in folder.iterdir():
             name = f.name if rel == "." else f"{rel}/{f.name}"
-            if f.is_file() and name not in new and prod.pattern.match(name):
-                found.add(f)
+            if name not in new and any(p.pattern.match(name) for p in prods) and f.is_file():
+                found.append(f)
     for f in found:
         f.unlink()
     for d in sorted({f.parent for f in found} - {out_dir}, key=lambda d: -len(d.parts)):
