@@ -25,7 +25,7 @@ from khet.service.i18n import Translator
 from khet.service.values import color, dicts, mapping, num, text
 from khet.vision import products, units
 from khet.vision.gsd import describe as describe_gsd
-from khet.vision.units import area_scale, in_square_metres
+from khet.vision.units import area_scale, fmt_amount, fmt_rate, in_square_metres
 from PIL import Image
 from rasterio.errors import RasterioError
 from weasyprint import HTML
@@ -678,18 +678,18 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
             "rows": [
                 {
                     "zone": k,
-                    "rate": _fixed(num(z.get("rate")), 1),
+                    "rate": _rate(num(z.get("rate"))),
                     "area": fmt_area(num(z.get("area_ha")), "ha", t, scale=rate_scale),
-                    "product": _fixed(num(z.get("product")), 2),
+                    "product": _amount(num(z.get("product"))),
                 }
                 for k, z in sorted(by_zone.items())
             ],
             "total": t(
                 "rate_total",
-                total=_fixed(num(rate.get("total")), 2),
+                total=_amount(num(rate.get("total"))),
                 unit=tunit,
                 area=fmt_area(num(rate.get("area_ha")), "ha", t),
-                mean=_fixed(num(rate.get("mean_rate")), 1),
+                mean=_rate(num(rate.get("mean_rate"))),
                 rate_unit=unit,
             ),
         }
@@ -708,8 +708,8 @@ def management_section(results: Path, t: Translator) -> dict[str, Any] | None:
                 share=pct(num(spot.get("sprayed_share"))),
                 saving=pct(num(spot.get("saving_share"))),
                 product=text(spot.get("product")),
-                total=_fixed(num(spot.get("total")), 2),
-                blanket=_fixed(num(spot.get("blanket_total")), 2),
+                total=_amount(num(spot.get("total"))),
+                blanket=_amount(num(spot.get("blanket_total"))),
                 unit=text(spot.get("total_unit")),
             ),
             "how": spot_how,
@@ -765,6 +765,14 @@ def _spot_how(spot: dict, t: Translator) -> tuple[str, str]:
 
 def _fixed(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else fmt_rate(value)
+
+
+def _amount(value: float | None) -> str:
+    return "–" if value is None else fmt_amount(value)
 
 
 def _radiometry_line(summary: dict, t: Translator) -> dict[str, Any]:

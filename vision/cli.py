@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from khet.vision.units import fmt_area
+from khet.vision.units import fmt_amount, fmt_area, fmt_rate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -242,10 +242,10 @@ def run_rate(args: argparse.Namespace) -> int:
         unit=args.unit,
         product=args.product,
     )
-    rates_txt = ", ".join(f"zone {z['zone']} {z['rate']:g}" for z in res["zones"])
+    rates_txt = ", ".join(f"zone {z['zone']} {fmt_rate(z['rate'])}" for z in res["zones"])
     line = (
         f"{args.folder / res['files']['shapefile']}: {res['product']} {rates_txt} {res['unit']}; "
-        f"total {res['total']:.2f} {res['total_unit']} over {fmt_area(res['area_ha'])} "
+        f"total {fmt_amount(res['total'])} {res['total_unit']} over {fmt_area(res['area_ha'])} "
         f"(also {res['files']['taskdata']})"
     )
     return _print(res, args, line)
@@ -269,8 +269,8 @@ def run_spot(args: argparse.Namespace) -> int:
     line = (
         f"{args.folder / res['files']['shapefile']}: spray {fmt_area(res['sprayed_ha'])} of "
         f"{fmt_area(res['field_ha'])} ({res['sprayed_share']:.1%} of the field, saving "
-        f"{res['saving_share']:.1%} against blanket spraying); {res['total']:.2f} "
-        f"{res['total_unit']} of {res['product']} instead of {res['blanket_total']:.2f}"
+        f"{res['saving_share']:.1%} against blanket spraying); {fmt_amount(res['total'])} "
+        f"{res['total_unit']} of {res['product']} instead of {fmt_amount(res['blanket_total'])}"
     )
     return _print(res, args, line)
 

@@ -26,14 +26,17 @@ leaves the previous files untouched. What this module does, and does not do:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import rasterio
@@ -48,6 +51,7 @@ from khet.vision.units import fmt_area
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.warp import reproject, transform_geom
 from rasterio.warp import transform as warp_transform
 from shapely.geometry import mapping, shape
@@ -93,6 +97,32 @@ ZONES_GEOJSON = f"{OUT_DIR}/zones.geojson"
 ZONES_TIF = f"{OUT_DIR}/zones.tif"
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _readable_map(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A map file that is missing or damaged (deleted, cut short by a full disk) is the user's
+    to fix, in one line: not a traceback. Only file names are said, never the server's folders."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except RasterioError as e:
+            cause: BaseException = e
+            while "See previous exception" in str(cause) and (cause.__cause__ or cause.__context__):
+                cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+            text = str(cause).strip()
+            why = re.sub(r"[^\s:]*/", "", text.splitlines()[0] if text else "")
+            raise InputError(
+                f"A file of the field map cannot be read ({why[:160] or type(e).__name__}): the "
+                "map is incomplete or damaged; run `khet analyze` again."
+            ) from None
+
+    return run
+
+
 def files(kind: Literal["rate", "spot"]) -> dict[str, str]:
     """The files of one prescription, by role."""
     return {
@@ -136,20 +166,27 @@ def _utm(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+def map_summary(folder: Path, name: str | None = None) -> Summary:
+    """The summary of a folder `khet analyze` wrote a finished map to; InputError, naming the
+    folder as the user gave it (`name`), when it is not one."""
+    called = name or str(folder)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise InputError(
+            f"{called} {what}: give the folder `khet analyze -o` wrote the field map to."
+        )
+    if not (folder / products.SUMMARY.path).is_file():
+        raise InputError(
+            f"{called} holds no finished field map (no summary.json): run `khet analyze` first."
+        )
+    return Summary.load(folder / products.SUMMARY.path)
+
+
 def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
     """A results folder's grid on the ground; InputError when the folder holds no finished map
     or the map cannot be placed."""
     folder = Path(folder)
-    if not folder.is_dir():
-        what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise InputError(
-            f"{folder} {what}: give the folder `khet analyze -o` wrote the field map to."
-        )
-    if not (folder / products.SUMMARY.path).is_file():
-        raise InputError(
-            f"{folder} holds no finished field map (no summary.json): run `khet analyze` first."
-        )
-    summary = Summary.load(folder / products.SUMMARY.path)
+    summary = map_summary(folder)
     names = [c.name for c in summary.classes]
     with rasterio.open(folder / products.CLASSES.path) as src:
         classes = src.read(1)
@@ -250,10 +287,36 @@ def _boundary_in(boundary: dict, crs: CRS):
 # -- management zones ----------------------------------------------------------------------------
 
 
+def _same_ground(grid: FieldGrid, other: Summary, called: str, first: str) -> None:
+    """InputError unless a second flight's map can be laid on the first's: both placed by their
+    georeference, or both by camera GPS with their centres within the first map's reach (maps
+    without map coordinates are combined cell by cell)."""
+    if (other.input.crs is not None) != (grid.placement == "georeference"):
+        placed = "georeferenced" if grid.placement == "georeference" else "placed by camera GPS"
+        raise InputError(
+            f"{first} is {placed} and {called} is not: zones from several flights need maps "
+            "placed the same way, of the same ground."
+        )
+    a, b = grid.summary.location, other.location
+    if grid.placement == "georeference" or a is None or b is None:
+        return  # georeferenced maps' overlap is checked on the grid
+    from pyproj import Geod
+
+    _, _, apart = Geod(ellps="WGS84").inv(a.lon, a.lat, b.lon, b.lat)
+    x0, y0, x1, y1 = grid.field_geom.bounds
+    reach = math.hypot(x1 - x0, y1 - y0) / 2
+    if apart > reach:
+        raise InputError(
+            f"{called} was taken {apart:,.0f} m from {first} (camera GPS), farther than its map "
+            f"reaches ({reach:,.0f} m): zones from several flights need maps of the same ground."
+        )
+
+
 def _index_name(summary: Summary, folder: Path, index: str | None) -> str:
     present = [p.stem for p in sorted((folder / "indices").glob("*.tif"))]
     present = [n for n in present if summary.indices.get(n) is not None] or present
     if index is not None:
+        index = index.strip().lower()  # NDVI or ndvi
         if index not in present:
             have = ", ".join(present) or "none"
             raise InputError(
@@ -357,7 +420,10 @@ def _cluster(x: np.ndarray, k: int, method: Method) -> np.ndarray:
         return np.digitize(y, bins, right=True).astype(np.int32)
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=k, n_init=4, random_state=0).fit(sample)
+    with warnings.catch_warnings():
+        # Fewer distinct values than zones ends as fewer zones, which the zones file says.
+        warnings.simplefilter("ignore")
+        km = KMeans(n_clusters=k, n_init=4, random_state=0).fit(sample)
     return km.predict(x).astype(np.int32)
 
 
@@ -388,6 +454,7 @@ def _check_zone_options(
         raise InputError("Smoothing must be 0 to 10 cells.")
 
 
+@_readable_map
 def make_zones(
     folders: list[Path] | Path,
     *,
@@ -414,12 +481,14 @@ def make_zones(
         grid, weed, cover = _coarsen(grid, factor, weed, cover)
     name = _index_name(grid.summary, folders[0], index)
     layers, sources = [], []
+    called = names or [g.name for g in folders]
     for f in folders:
-        s = grid.summary if f == folders[0] else Summary.load(f / products.SUMMARY.path)
+        s = grid.summary if f == folders[0] else map_summary(f, called[folders.index(f)])
+        if f != folders[0]:
+            _same_ground(grid, s, called[folders.index(f)], called[0])
         n = name if f == folders[0] else _index_name(s, f, name)
         layer = index_on_grid(grid, f, n)
         if f != folders[0] and not (np.isfinite(layer) & grid.valid).any():
-            called = names or [g.name for g in folders]
             raise InputError(
                 f"{called[folders.index(f)]} does not overlap {called[0]}: zones from several "
                 "flights need maps of the same ground."
@@ -430,6 +499,14 @@ def make_zones(
     valid = grid.valid & np.all([np.isfinite(v) for v in layers], axis=0)
     if valid.sum() < 2 * MAX_ZONES:
         raise InputError("Too few analysed cells with an index value to make zones.")
+    values = raw[valid]
+    distinct = np.unique(np.round(values, 3)).size
+    if distinct < (n_zones or MIN_ZONES):
+        raise InputError(
+            f"The {name.upper()} index hardly varies over this field ({float(values.min()):.3f} "
+            f"to {float(values.max()):.3f}, {distinct} distinct value{'s' if distinct > 1 else ''}"
+            f"): there is nothing to split into {n_zones or MIN_ZONES} zones; one rate fits it."
+        )
     # The minimum zone area, checked against the field before the clustering.
     cell_ha = float(hectares(np.array([_cell(grid, 0, 0)], dtype=object), grid.crs)[0])
     mapped_ha = float(valid.sum()) * cell_ha
@@ -748,6 +825,16 @@ def _check_rate(rate: float, unit: RateUnit, what: str) -> float:
             f"The {what} of {r:g} {unit.name} is more than {unit.maximum:g} {unit.name}: "
             "check the number and the unit."
         )
+    # ISO 11783-10 carries a rate as a whole number of its units (1 mg/m², 0.01 kg/ha): a finer
+    # one would reach the terminal rounded, unlike the Shapefile and GeoJSON beside it.
+    iso = r * unit.iso_per_unit
+    if abs(iso - round(iso)) > 1e-9 * max(1.0, iso):
+        step = 1 / unit.iso_per_unit
+        lo, hi = math.floor(iso) * step, math.ceil(iso) * step
+        raise InputError(
+            f"The {what} of {r:g} {unit.name} is finer than a terminal's TaskData carries "
+            f"(steps of {step:g} {unit.name}, 1 {unit.iso_unit}): give {lo:g} or {hi:g}."
+        )
     return r
 
 
@@ -761,6 +848,7 @@ def _check_product(product: str) -> str:
 def load_zones(folder: Path) -> tuple[dict[str, Any], list]:
     """The zones made for a results folder (zones.json and their polygons in EPSG:4326)."""
     folder = Path(folder)
+    map_summary(folder)
     path = folder / ZONES_JSON
     if not path.is_file():
         raise InputError("This flight has no management zones yet: make them first (`khet zones`).")
@@ -804,10 +892,13 @@ def zone_rates(
     out = []
     for i in range(n):
         t = (i / (n - 1)) * 2 - 1 if n > 1 else 0.0  # -1 for zone 1 .. +1 for the last
-        out.append(_check_rate(round(base * (1 + t * pct / 100), 3), u, f"rate of zone {i + 1}"))
+        # To the TaskData's step (see _check_rate).
+        step = round(base * (1 + t * pct / 100) * u.iso_per_unit) / u.iso_per_unit
+        out.append(_check_rate(step, u, f"rate of zone {i + 1}"))
     return out
 
 
+@_readable_map
 def variable_rate(
     folder: Path,
     *,
@@ -833,7 +924,7 @@ def variable_rate(
                 "zone": row["zone"],
                 "rate": rate,
                 "area_ha": round(float(a), 6),
-                "product": round(rate * float(a), 3),
+                "product": round(rate * float(a), 6),
                 "index_mean": row.get("index_mean"),
             }
         )
@@ -854,8 +945,8 @@ def variable_rate(
         ),
         "zones": zones_out,
         "area_ha": round(area, 6),
-        "total": round(total, 3),
-        "mean_rate": round(total / area, 3) if area else 0.0,
+        "total": round(total, 6),
+        "mean_rate": round(total / area, 6) if area else 0.0,
         "index": meta.get("index"),
         "placement": meta.get("placement"),
         "placement_note": meta.get("placement_note"),
@@ -870,6 +961,7 @@ def variable_rate(
     return result
 
 
+@_readable_map
 def spot_spray(
     folder: Path,
     *,
@@ -971,8 +1063,8 @@ def spot_spray(
         "sprayed_ha": round(spray_ha, 6),
         "sprayed_share": round(share, 4),
         "saving_share": round(1 - share, 4),
-        "total": round(rate * spray_ha, 3),
-        "blanket_total": round(rate * field_ha, 3),
+        "total": round(rate * spray_ha, 6),
+        "blanket_total": round(rate * field_ha, 6),
         "how": (
             f"{how_cells} {target} cells of the map ".lstrip()
             + f"({math.sqrt(abs(grid.transform.determinant)):.2f} m), "

@@ -1,4 +1,4 @@
-"""Areas for people: one rule for the CLI's lines, messages, the preview's legend and the report.
+"""Numbers for people: one rule for the CLI's lines, messages, the preview's legend and the report.
 
 Hectares from a tenth of one; square metres below (a drone frame's 0.0004 ha is "3.7 m²", not
 "0.00 ha"). A positive area is never written as 0. A column of areas reads in one unit, chosen by
@@ -46,3 +46,15 @@ def fmt_area(ha: float, scale: float | None = None, down: bool = False) -> str:
     if ha < M2_BELOW_HA:
         return f"{cut(ha * 1000) / 1000:.3f} ha"
     return f"{cut(ha * 100) / 100:,.2f} ha"
+
+
+def fmt_amount(value: float) -> str:
+    """A quantity of product (kg, L): two decimals, or three significant digits below 1 (a
+    herbicide at 30 g/ha on a small field is a few grams, not 0.00)."""
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def fmt_rate(value: float) -> str:
+    """A rate as it was typed: to its 0.01 step (a TaskData's), no trailing zeros (0.03, 1.5,
+    150)."""
+    return f"{round(value, 2):g}"

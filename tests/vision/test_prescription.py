@@ -135,10 +135,14 @@ def test_natural_breaks_and_two_flights(mica, mica_map, tmp_path):
 def test_zones_of_flights_of_other_fields_or_one_flight_twice_are_refused(mica, tmp_path):
     """A flight that does not overlap the first is another field (it gave 'too few analysed
     cells'); a folder given twice is one flight, not two."""
-    elsewhere = tmp_path / "elsewhere"
-    analyze(write_geotiff(tmp_path / "f.tif", field_rgb(256, 256)), elsewhere)  # UTM 43N
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    analyze(write_geotiff(tmp_path / "f.tif", field_rgb(256, 256)), here)  # UTM 43N
+    moved = write_geotiff(tmp_path / "g.tif", field_rgb(256, 256))
+    with rasterio.open(moved, "r+") as ds:
+        ds.transform = ds.transform * rasterio.Affine.translation(0, 2000)  # 100 m south
+    analyze(moved, elsewhere)
     with pytest.raises(InputError, match="elsewhere does not overlap"):
-        rx.make_zones([mica, elsewhere], index="vari")
+        rx.make_zones([here, elsewhere], index="vari")
     with pytest.raises(InputError, match="given twice"):
         rx.make_zones([mica, mica / "."])
 
@@ -383,3 +387,65 @@ def test_large_maps_are_zoned_on_coarser_cells(mica, monkeypatch):
     assert all(0 <= z["weed_share"] <= 1 for z in coarse["zones"])
     with rasterio.open(mica / rx.ZONES_TIF) as src:
         assert src.shape == (15, 20)  # 45 x 58 map cells in blocks of 3
+
+
+def test_rates_a_terminal_cannot_carry_are_refused_before_anything_is_written(mica):
+    """TaskData carries a rate in whole mg/m² (0.01 kg/ha). 0.125 kg/ha (a herbicide's 125 g)
+    was written, then refused by the read-back check as an export error, and 1e-9 reached the
+    terminal as 0 beside a Shapefile saying 1e-09: now both are refused first, with the two
+    rates it can carry; a base rate's zones are rounded to that step."""
+    rx.make_zones(mica, n_zones=3)
+    with pytest.raises(InputError, match=r"0.125 kg/ha is finer .* give 0.12 or 0.13"):
+        rx.variable_rate(mica, rates=[0.125, 1, 1])
+    with pytest.raises(InputError, match="give 0 or 0.01"):
+        rx.variable_rate(mica, rates=[1e-9, 150, 90])
+    with pytest.raises(InputError, match="spray rate of 0.025 L/ha is finer"):
+        rx.spot_spray(mica, rate=0.025)
+    assert not (mica / rx.OUT_DIR / "rate.json").exists()
+    res = rx.variable_rate(mica, rates=[0.03, 0.05, 0.04], product="Metsulfuron")
+    td, task, tz = _read_taskdata(mica / res["files"]["taskdata"])
+    assert [tz[z][2] for z in (1, 2, 3)] == [3, 5, 4]  # mg/m²
+    assert res["total"] == pytest.approx(sum(z["product"] for z in res["zones"]), rel=1e-3)
+    res = rx.variable_rate(mica, base_rate=0.33, adjust_pct=10)
+    assert [z["rate"] for z in res["zones"]] == [0.3, 0.33, 0.36]
+
+
+def test_maps_that_cannot_be_zoned_together_or_at_all_say_why(mica, mica_map, tmp_path):
+    """A damaged map file, a second capture far away, a georeferenced map beside a GPS-placed
+    one, a field whose index does not vary: one line each, no traceback, nothing written."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(mica_map, damaged)
+    (damaged / "classes.tif").unlink()
+    with pytest.raises(InputError, match=r"cannot be read \(classes.tif: No such file"):
+        rx.make_zones(damaged, n_zones=2)
+    far = tmp_path / "far"
+    shutil.copytree(mica_map, far)
+    s = json.loads((far / "summary.json").read_text())
+    s["location"]["lat"] += 0.01  # a capture 1.1 km north
+    (far / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(InputError, match=r"far was taken 1,1\d\d m from map \(camera GPS\)"):
+        rx.make_zones([mica, far], n_zones=2)
+    geo = tmp_path / "geo"
+    analyze(write_geotiff(tmp_path / "f.tif", field_rgb(256, 256)), geo)
+    with pytest.raises(InputError, match="is placed by camera GPS and .* is not"):
+        rx.make_zones([mica, geo], n_zones=2)
+    with pytest.raises(InputError, match="nowhere does not exist"):
+        rx.make_zones([mica, tmp_path / "nowhere"], n_zones=2)
+    flat = tmp_path / "flat"
+    analyze(write_geotiff(tmp_path / "flat.tif", np.full((3, 256, 256), 90, np.uint8)), flat)
+    with pytest.raises(InputError, match="hardly varies over this field"):
+        rx.make_zones(flat, n_zones=3)
+    assert not (mica / rx.OUT_DIR).exists() and not (flat / rx.OUT_DIR).exists()
+    assert rx.make_zones(mica, n_zones=2, index="NDVI")["index"] == "ndvi"  # as typed
+
+
+def test_small_amounts_are_written_as_amounts():
+    from khet.vision.units import fmt_amount, fmt_rate
+
+    assert [fmt_amount(v) for v in (0.0022, 0.5, 1.234, 1500)] == [
+        "0.0022",
+        "0.5",
+        "1.23",
+        "1500.00",
+    ]
+    assert [fmt_rate(v) for v in (0.03, 1.5, 150.0, 120.004)] == ["0.03", "1.5", "150", "120"]
