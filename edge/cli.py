@@ -42,16 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     watch.add_argument("folder", type=Path, metavar="FOLDER")
     _common(watch)
-    watch.add_argument("--interval", type=float, default=5.0, help="seconds between looks (5)")
+    watch.add_argument(
+        "--interval", type=_seconds(above=0), default=5.0, help="seconds between looks (5)"
+    )
     watch.add_argument(
         "--settle",
-        type=float,
+        type=_seconds(),
         default=10.0,
         help="seconds a capture's files must stay unchanged before analysis (10)",
     )
     watch.add_argument("--server", help="service URL: sync results when the network is up")
     watch.add_argument("--token", help="API token for --server")
-    watch.add_argument("--sync-every", type=float, default=60.0, help="seconds between syncs (60)")
+    watch.add_argument(
+        "--sync-every", type=_seconds(above=0), default=60.0, help="seconds between syncs (60)"
+    )
     watch.add_argument("--once", action="store_true", help="look once (after --settle) and stop")
     watch.set_defaults(func=cmd_watch)
 
@@ -64,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--server", required=True, help="service URL, e.g. https://khet.example.org")
     sync.add_argument("--token", required=True, help="API token (khet token create)")
     sync.add_argument("--field", help="field id for results not given one at analysis")
-    sync.add_argument("--chunk-kb", type=int, default=1024, help="upload chunk size (1024 KiB)")
+    sync.add_argument(
+        "--chunk-kb", type=_positive_int, default=1024, help="upload chunk size (1024 KiB)"
+    )
     sync.set_defaults(func=cmd_sync)
     edge.set_defaults(func=lambda args: (edge.print_help(), 2)[1])
 
@@ -72,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (and edge state)")
     p.add_argument("--bands", help="band names in file order, e.g. red,green,blue,nir")
+    p.add_argument(
+        "--gsd",
+        type=float,
+        help="ground sample distance, metres per pixel, for frames that cannot tell it (0.003)",
+    )
     p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
     p.add_argument("--model-sha256", help="expected sha256 of --model (else the shipped manifest)")
     p.add_argument(
@@ -114,6 +125,64 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(above: float | None = None):
+    """An argparse type: a finite number of seconds, at least 0 (or more than `above`)."""
+
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(v) or v < 0 or (above is not None and v <= above):
+            least = "more than 0" if above is not None else "0 or more"
+            raise argparse.ArgumentTypeError(f"give {least} seconds (got {text})")
+        return v
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"give 1 or more (got {text})")
+    return v
+
+
+def _server(url: str) -> str:
+    """The service's address, checked before any network is tried: a typing error is not an
+    outage."""
+    from urllib.parse import urlsplit
+
+    from khet.errors import KhetError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise KhetError(
+            f"--server {url} is not a web address: give it as http:// or https:// and the host, "
+            "e.g. https://khet.example.org."
+        )
+    return url
+
+
+def _bands(text: str | None) -> list[str] | None:
+    from khet.errors import KhetError
+
+    if not text:
+        return None
+    names = [b.strip() for b in text.split(",")]
+    if not all(names):
+        raise KhetError(
+            f"--bands {text!r} leaves a band without a name: give one per band in file order "
+            "(- for a band to ignore), e.g. red,green,blue."
+        )
+    return names
+
+
 def _options(args: argparse.Namespace):
     from khet.errors import KhetError
 
@@ -125,7 +194,7 @@ def _options(args: argparse.Namespace):
             raise KhetError(f"--{name.replace('_', '-')} must be a positive number.")
     return EdgeOptions(
         out=args.out,
-        bands=args.bands.split(",") if args.bands else None,
+        bands=_bands(args.bands),
         model=args.model,
         model_sha256=args.model_sha256,
         precision=args.precision,
@@ -137,15 +206,29 @@ def _options(args: argparse.Namespace):
         with_imagery=args.with_imagery,
         retry_failed=getattr(args, "retry_failed", False),
         mosaic=args.mosaic,
+        gsd=_gsd(args.gsd),
         spot_spray=_spray(args),
     )
+
+
+def _gsd(value: float | None) -> float | None:
+    from khet.vision.gsd import GSD_MAX_M, GSD_MIN_M
+
+    from khet.errors import KhetError
+
+    if value is not None and not GSD_MIN_M <= value < GSD_MAX_M:  # NaN fails too
+        raise KhetError(
+            f"--gsd {value} does not work: give metres per pixel, from {GSD_MIN_M:g} up to (not "
+            f"including) {GSD_MAX_M:g}, e.g. 0.003 for 3 mm."
+        )
+    return value
 
 
 def _spray(args: argparse.Namespace) -> dict | None:
     """The spot-spray settings, checked before any capture is analysed."""
     if not args.spot_spray:
         return None
-    from khet.vision.prescription import RATE_UNITS
+    from khet.vision.prescription import RATE_UNITS, check_rate
 
     from khet.errors import KhetError
 
@@ -158,6 +241,7 @@ def _spray(args: argparse.Namespace) -> dict | None:
         raise KhetError("--spray-min-patch must be 0 to 10000 square metres.")
     if not (0 <= args.spray_rate <= unit.maximum):
         raise KhetError(f"--spray-rate must be 0 to {unit.maximum:g} {unit.name}.")
+    check_rate(args.spray_rate, args.spray_unit, "--spray-rate")  # in the TaskData's steps
     return {
         "margin_m": args.spray_margin,
         "min_patch_m2": args.spray_min_patch,
@@ -190,6 +274,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     if bool(args.server) != bool(args.token):
         raise KhetError("Give both --server and --token to sync while watching, or neither.")
+    if args.server:
+        _server(args.server)
+    if not args.folder.is_dir():
+        if args.once or args.folder.exists():
+            what = "is not a folder" if args.folder.exists() else "does not exist"
+            raise KhetError(f"{args.folder} {what}: give the folder the captures arrive in.")
+        print(
+            f"khet: {args.folder} does not exist yet (a card not inserted?): waiting for it.",
+            file=sys.stderr,
+            flush=True,
+        )
     with EdgeRunner(_options(args)) as runner:
         print(runner.describe(), file=sys.stderr, flush=True)
         sync = None
@@ -230,6 +325,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .journal import STATE_DIR, Journal
     from .outbox import sync
 
+    _server(args.server)
     if not (args.out / STATE_DIR).is_dir():
         raise KhetError(f"{args.out} is not an edge output folder (run `khet edge run` first).")
     with Journal(args.out) as journal:
@@ -245,7 +341,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             args.server,
             args.token,
             args.field,
-            chunk=max(1, args.chunk_kb) * 1024,
+            chunk=args.chunk_kb * 1024,
             log=print,
         )
     print(report.line())

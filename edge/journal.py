@@ -381,6 +381,12 @@ class Journal:
             (upload_id, int(complete), capture, path),
         )
 
+    def forget_field(self, capture: str) -> None:
+        """The outbox entry has no field again (one a sync gave that the server refused)."""
+        self._db.execute(
+            "UPDATE outbox SET field = NULL, updated = ? WHERE capture = ?", (time.time(), capture)
+        )
+
     def set_outbox(
         self,
         capture: str,

@@ -20,7 +20,8 @@ the same file also answers the existing upload, so even an id lost in a crash is
 The flight's `client_id` is the identity of the capture's result (`edge.stamp.client_id`: its
 input files' sha256, the models and options), so posting it again, even after the journal was
 lost and the capture found finished by its stamp, never makes a second flight; the field is
-recorded before the flight is posted, so a retry goes to the same one.
+recorded before the flight is posted, so a retry goes to the same one, and forgotten again when
+the server refuses the post (no such field, a bad token), so a later `--field` can correct it.
 """
 
 from __future__ import annotations
@@ -195,7 +196,10 @@ class _Client:
                     "`khet token create` on the server."
                 )
             if r.status_code == 404:
-                raise NotFoundError(f"The server has no {url.split('/')[1][:-1]} {url} ({detail}).")
+                kind, _, rest = url.strip("/").partition("/")
+                raise NotFoundError(
+                    f"The server has no {kind[:-1]} {rest.split('/')[0]} ({detail})."
+                )
             if r.status_code == 413:
                 raise TooLargeError(f"The server refused a file as too large ({detail}).")
             if r.status_code >= 500:
@@ -356,11 +360,16 @@ def _sync(
                 journal.set_outbox(name, message=msg)
                 report.failed[name] = msg
                 continue
-            if not item["field"]:
+            given_now = not item["field"]
+            if given_now:
                 journal.set_outbox(name, field=str(fld))
             try:
                 flight, created = _send(client, journal, out_dir, item, str(fld), chunk)
-            except (Unreachable, AuthError):  # nothing can be sent now
+            except Unreachable:  # nothing can be sent now; the field stays (see above)
+                raise
+            except AuthError:
+                if given_now:  # refused before any flight was made: no field to keep
+                    journal.forget_field(name)
                 raise
             except ResultChanged as e:  # not this result any more: analysed again first
                 journal.reopen(name, e.message)
@@ -369,6 +378,8 @@ def _sync(
                     log(f"{name}: not sent: {e.message}")
                 continue
             except KhetError as e:  # this entry's problem (refused, missing): the others may go
+                if given_now:  # the server answered no: a mistyped --field must not stick
+                    journal.forget_field(name)
                 journal.set_outbox(name, message=e.message)
                 report.failed[name] = e.message
                 if log:

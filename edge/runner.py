@@ -12,6 +12,7 @@ failed after `MAX_CRASHES` such crashes. A lost journal is rebuilt from the stam
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -76,6 +77,7 @@ class EdgeOptions:
     retry_failed: bool = False
     models_dir: Path | None = None
     mosaic: bool = False  # a folder of a flight's frames is one capture, mosaicked first
+    gsd: float | None = None  # ground sample distance stated for frames that cannot tell it
     # After each map, a spot-spray map (vision/prescription.spot_spray's keyword arguments:
     # margin_m, min_patch_m2, rate, ...) into OUT/<capture>/management/; None: none.
     spot_spray: dict[str, Any] | None = None
@@ -142,6 +144,10 @@ def _add(found: dict[str, Capture], key: Path, root: Path, files: list[Path]) ->
     wanted = "__".join(stem.parts)
     alternative = "__".join(rel.parts).replace(".", "_")
     found[str(key)] = Capture(str(key), wanted, alternative, files)
+
+
+#: Between a fingerprint's files and its options (`EdgeRunner.fingerprint`).
+OPTIONS_MARK = "#options:"
 
 
 def fingerprint(files: Sequence[Path]) -> str:
@@ -341,7 +347,18 @@ class EdgeRunner:
 
     def _identity_options(self) -> dict[str, Any]:
         """The options that change a capture's map: part of its result's identity."""
-        return {"bands": self.options.bands, "mosaic": self.options.mosaic}
+        out: dict[str, Any] = {"bands": self.options.bands, "mosaic": self.options.mosaic}
+        if self.options.gsd is not None:  # absent otherwise: earlier results keep their ids
+            out["gsd"] = self.options.gsd
+        return out
+
+    def fingerprint(self, cap: Capture) -> str:
+        """The capture's files (sizes and times) and the options its map was asked with: a
+        failed capture is tried again when either changed (new --bands or --gsd, as its error
+        asked), a finished one when its files did (a photo replaced, a band file that arrived
+        late)."""
+        opts = json.dumps({**self._identity_options(), "model": self.options.model}, sort_keys=True)
+        return f"{fingerprint(cap.files)}{OPTIONS_MARK}{opts}"
 
     def _stamp(
         self,
@@ -412,10 +429,15 @@ class EdgeRunner:
         if rec is None or rec.status == "running":
             return True
         if rec.status == "done":
-            # Done, unless its result was removed since (a folder deleted to have it redone).
-            return not (self.out / rec.name / "summary.json").is_file()
-        # failed: only again when its files changed, or when asked
-        return rec.fingerprint != fp or self.options.retry_failed
+            # Done, unless its result was removed since (a folder deleted to have it redone) or
+            # its files changed (same name, other bytes: `process` finds out, by their hashes).
+            files = rec.fingerprint.split(OPTIONS_MARK)[0] != fp.split(OPTIONS_MARK)[0]
+            return files or not (self.out / rec.name / "summary.json").is_file()
+        # failed: only again when its files or options changed, or when asked (a journal of an
+        # earlier version recorded the files alone: those are compared then)
+        had = rec.fingerprint if OPTIONS_MARK in rec.fingerprint else rec.fingerprint + OPTIONS_MARK
+        now = fp if OPTIONS_MARK in rec.fingerprint else fp.split(OPTIONS_MARK)[0] + OPTIONS_MARK
+        return had != now or self.options.retry_failed
 
     def process(
         self,
@@ -426,7 +448,7 @@ class EdgeRunner:
         """Analyze one capture; True when done, False when it failed (recorded, not raised)."""
         from khet.vision.pipeline import analyze
 
-        fp = fp or fingerprint(cap.files)
+        fp = fp or self.fingerprint(cap)
         name = self.journal.name_for(cap.key, cap.wanted, cap.alternative)
         dest = self.out / name
         try:
@@ -468,6 +490,7 @@ class EdgeRunner:
                     dest,
                     bands=self.options.bands,
                     model=single,
+                    gsd=self.options.gsd,
                     progress=guard,
                     settings=self.settings,
                     title=name,
@@ -546,7 +569,7 @@ class EdgeRunner:
         """Analyze every capture in `inputs` that is not done yet."""
         counts = {"done": 0, "failed": 0, "skipped": 0}
         for cap in discover(inputs, exclude=self.out, flights=self.options.mosaic).values():
-            fp = fingerprint(cap.files)
+            fp = self.fingerprint(cap)
             if not self.should_process(cap, fp):
                 rec = self.journal.capture(cap.key)
                 assert rec is not None
@@ -586,7 +609,7 @@ class EdgeRunner:
             )
             for key, cap in caps.items():
                 try:
-                    fp = fingerprint(cap.files)
+                    fp = self.fingerprint(cap)
                 except OSError:  # a file vanished between listing and stat (card removed)
                     seen.pop(key, None)
                     continue

@@ -838,6 +838,11 @@ def _check_rate(rate: float, unit: RateUnit, what: str) -> float:
     return r
 
 
+def check_rate(rate: float, unit: str, what: str) -> float:
+    """A rate in `unit` (kg/ha, L/ha) as every prescription takes it: InputError otherwise."""
+    return _check_rate(rate, _unit(unit), what)
+
+
 def _check_product(product: str) -> str:
     p = (product or "").strip()
     if not p or len(p) > 32 or not p.isprintable():

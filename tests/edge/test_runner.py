@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from khet.edge.journal import MAX_CRASHES, Journal
 from khet.edge.runner import EdgeOptions, EdgeRunner, discover, fingerprint
+from rasterio.enums import ColorInterp
 
 from khet.cli import main
 from khet.errors import KhetError
@@ -94,6 +95,7 @@ _CRASH = """
 import os, sys
 from pathlib import Path
 from khet.edge.runner import EdgeOptions, EdgeRunner, discover, fingerprint
+from rasterio.enums import ColorInterp
 import khet.edge.outbox as outbox
 mode, out, src = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 runner = EdgeRunner(EdgeOptions(out=out, batch_size=4, threads=1))
@@ -319,3 +321,78 @@ def test_an_unexpected_error_fails_that_capture_only(tmp_path, edge_env, card, m
     assert (out / "ortho_b" / "summary.json").is_file()
     with EdgeRunner(EdgeOptions(out=out), log=logs.append) as runner:
         assert runner.run([card / "ortho_a.tif"])["skipped"] == 1
+
+
+def test_a_done_capture_whose_files_changed_is_analysed_again(tmp_path, edge_env, capsys):
+    """A photo replaced under the same name was 'skipped (already done)' for good; now the
+    changed files are analysed again. Unchanged files stay done."""
+    card = tmp_path / "card"
+    card.mkdir()
+    photo = write_geotiff(card / "plot.tif", field_rgb(128, 160, seed=1))
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(card), "-o", str(out)]) == 0
+    before = json.loads((out / "plot" / "summary.json").read_text())["input"]
+    assert main(["edge", "run", str(card), "-o", str(out)]) == 0
+    assert "skipped (already done)" in capsys.readouterr().out
+    write_geotiff(photo, field_rgb(160, 192, seed=2))  # another photo, the same name
+    assert main(["edge", "run", str(card), "-o", str(out)]) == 0
+    assert "1 analyzed" in capsys.readouterr().err
+    after = json.loads((out / "plot" / "summary.json").read_text())["input"]
+    assert (before["width"], after["width"]) == (160, 192)
+
+
+def test_a_failed_capture_is_tried_again_with_the_options_its_error_asked_for(
+    tmp_path, edge_env, capsys
+):
+    """The error says 'name the bands with --bands'; a run that does was 'skipped (failed
+    before)' unless --retry-failed. Options that change the map make it a new try."""
+    card = tmp_path / "card"
+    card.mkdir()
+    data = field_rgb(128, 160)
+    write_geotiff(card / "grey.tif", data, colorinterp=[ColorInterp.undefined] * 3)
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(card), "-o", str(out), "--bands", "red,foo,blue"]) == 2
+    assert main(["edge", "run", str(card), "-o", str(out), "--bands", "red,foo,blue"]) == 0
+    assert "skipped (failed before" in capsys.readouterr().out
+    assert main(["edge", "run", str(card), "-o", str(out), "--bands", "red,green,blue"]) == 0
+    assert "1 analyzed" in capsys.readouterr().err
+
+
+def test_bad_runner_options_are_one_line(tmp_path, edge_env, card, capsys):
+    out = str(tmp_path / "out")
+    for argv, msg in [
+        (["watch", str(card), "-o", out, "--once", "--settle", "-1"], "give 0 or more seconds"),
+        (["watch", str(card), "-o", out, "--settle", "nan"], "give 0 or more seconds"),
+        (["watch", str(card), "-o", out, "--interval", "0"], "give more than 0 seconds"),
+        (["watch", str(card), "-o", out, "--sync-every", "nan"], "give more than 0 seconds"),
+        (["watch", str(tmp_path / "nocard"), "-o", out, "--once"], "nocard does not exist"),
+        (["watch", str(card), "-o", out, "--server", "notaurl", "--token", "t"], "web address"),
+        (["run", str(card), "-o", out, "--bands", ",,"], "leaves a band without a name"),
+        (["run", str(card), "-o", out, "--gsd", "0"], "--gsd 0.0 does not work"),
+        (["run", str(card), "-o", out, "--gsd", "nan"], "--gsd nan does not work"),
+        (
+            ["run", str(card), "-o", out, "--spot-spray", "--spray-rate", "0.025"],
+            "finer than a terminal's TaskData carries",
+        ),
+    ]:
+        try:
+            code = main(["edge", *argv])
+        except SystemExit as e:  # argparse's own refusals
+            code = int(e.code or 0)
+        err = capsys.readouterr().err
+        assert code == 2 and msg in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "out" / "ortho_a").exists()  # nothing analysed
+
+
+def test_a_stated_gsd_reaches_the_analysis(tmp_path, edge_env):
+    """Frames that cannot tell their GSD (a photo without flying height) get it from --gsd, as
+    `khet analyze` and the service take it."""
+    from PIL import Image
+
+    card = tmp_path / "card"
+    card.mkdir()
+    Image.fromarray(field_rgb(128, 160).transpose(1, 2, 0)).save(card / "frame.png")
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(card), "-o", str(out), "--gsd", "0.004"]) == 0
+    summary = json.loads((out / "frame" / "summary.json").read_text())
+    assert summary["gsd"]["metres"] == 0.004 and summary["area_unit"] == "ha"

@@ -254,3 +254,41 @@ def test_a_result_changed_after_analysis_is_analysed_again(outbox, fake, tmp_pat
     shutil.rmtree(outbox / second)
     assert main(["edge", "run", str(card), "-o", str(outbox)]) == 0
     assert (outbox / second / "summary.json").is_file()
+
+
+def test_a_mistyped_field_does_not_stick_to_the_results(tmp_path, use_test_models, fake, capsys):
+    """A sync's --field that the server refuses (no such field) was recorded before the post and
+    sent every later sync there; now the next --field is taken. A field the server accepted
+    stays, so a retry still goes to the same flight."""
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "east.tif", field_rgb(128, 128))
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(src), "-o", str(out)]) == 0
+    base = ["edge", "sync", "-o", str(out), "--server", fake.url, "--token", "t0ken"]
+    assert main([*base, "--field", "999"]) == 2
+    assert "The server has no field 999 (" in capsys.readouterr().err
+    assert main([*base, "--field", "1"]) == 0
+    assert [k[0] for k in fake.flights] == ["1"]
+    with Journal(out) as j:
+        assert [i["field"] for i in j.outbox_items()] == ["1"]
+
+
+def test_sync_options_are_checked_before_any_network(outbox, capsys):
+    base = ["edge", "sync", "-o", str(outbox), "--token", "t"]
+    for args, msg in [
+        (["--server", "notaurl"], "is not a web address"),
+        (["--server", "ftp://example.org"], "is not a web address"),
+        (["--server", "http://127.0.0.1:9", "--chunk-kb", "-5"], "give 1 or more"),
+    ]:
+        assert _exit_code(main, [*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, err
+
+
+def _exit_code(fn, argv) -> int:
+    """The exit code, whether the command returns it or argparse exits with it."""
+    try:
+        return fn(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
