@@ -199,10 +199,15 @@ def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
     else:
         loc, g = summary.location, (summary.gsd.metres if summary.gsd else None)
         if loc is None or g is None:
+            lacks = "no camera GPS position" if loc is None else "no ground sample distance"
+            fix = (
+                "analyse an orthomosaic, or a frame with GPS"
+                if loc is None
+                else "analyse it again with --gsd"
+            )
             raise InputError(
-                "This map has no map coordinates (no georeference, no camera GPS or no ground "
-                "sample distance), so it cannot be placed in the field: analyse an orthomosaic "
-                "or a frame with GPS, and give --gsd when the camera cannot tell it."
+                f"This map has no georeference and {lacks}, so it cannot be placed in the "
+                f"field: {fix}."
             )
         grid_crs = _utm(loc.lon, loc.lat)
         (e0,), (n0,) = warp_transform("EPSG:4326", grid_crs, [loc.lon], [loc.lat])
@@ -517,7 +522,8 @@ def make_zones(
             f"The minimum zone area ({fmt_area(min_ha)}) is {what} mapped field "
             f"({fmt_area(mapped_ha)}), "
             f"so no {MIN_ZONES} zones can be that large: give at most "
-            f"{fmt_area(mapped_ha / MIN_ZONES, down=True)} (or leave --min-zone-ha out: "
+            f"{math.floor(mapped_ha / MIN_ZONES * 1e6) / 1e6:g} ha "
+            f"({fmt_area(mapped_ha / MIN_ZONES, down=True)}; or leave --min-zone-ha out: "
             f"{DEFAULT_MIN_ZONE_SHARE:.0%} of the field)."
         )
     # A patch can be no larger than the map: GDAL's sieve takes sizes below the raster's.

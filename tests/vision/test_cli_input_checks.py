@@ -393,14 +393,16 @@ def test_minimum_zone_larger_than_the_field_is_refused(mica, capsys, monkeypatch
         code, _, err = _khet(capsys, "zones", mica, "-n", "2", "--min-zone-ha", "0.05")
         _refused(code, err, "(500 m²)", "more than half the mapped field", "give at most")
     assert _snapshot(mica) == before
-    # The largest minimum it names is accepted.
-    found = re.search(r"give at most ([\d,]+) m²", err)
+    # The largest minimum it names, in the flag's own hectares (it named square metres for a
+    # flag in hectares), is accepted as typed.
+    found = re.search(r"give at most ([\d.]+) ha \(([\d,]+) m²", err)
     assert found, err
-    most = float(found.group(1).replace(",", ""))
-    code, out, err = _khet(capsys, "zones", mica, "--min-zone-ha", str(most / 1e4), "--json")
+    most = found.group(1)
+    assert float(most) * 1e4 == pytest.approx(float(found.group(2).replace(",", "")), abs=1)
+    code, out, err = _khet(capsys, "zones", mica, "--min-zone-ha", most, "--json")
     assert code == 0, err
     res = json.loads(out)
-    assert res["method"]["min_zone_ha"] == pytest.approx(most / 1e4)
+    assert res["method"]["min_zone_ha"] == pytest.approx(float(most))
     assert sum(z["area_ha"] for z in res["zones"]) == pytest.approx(field / 1e4, rel=0.005)
 
 
