@@ -449,3 +449,17 @@ def test_small_amounts_are_written_as_amounts():
         "1500.00",
     ]
     assert [fmt_rate(v) for v in (0.03, 1.5, 150.0, 120.004)] == ["0.03", "1.5", "150", "120"]
+
+
+def test_a_map_that_cannot_be_placed_says_what_it_lacks(tmp_path):
+    from PIL import Image
+
+    from tests.vision.rasters import write_jpeg_with_gps
+
+    Image.fromarray(field_rgb(128, 160).transpose(1, 2, 0)).save(tmp_path / "plain.png")
+    analyze(tmp_path / "plain.png", tmp_path / "plain", gsd=0.01)
+    with pytest.raises(InputError, match="no georeference and no camera GPS position"):
+        rx.make_zones(tmp_path / "plain", n_zones=2)
+    analyze(write_jpeg_with_gps(tmp_path / "gps.jpg", field_rgb(128, 160)), tmp_path / "gps")
+    with pytest.raises(InputError, match="no ground sample distance.*again with --gsd"):
+        rx.make_zones(tmp_path / "gps", n_zones=2)
