@@ -449,6 +449,14 @@ def _management(flight: Flight, results: Path) -> dict:
     }
 
 
+def _on_a_map(summary: dict[str, Any], results: Path) -> bool:
+    """Whether a flight's map can be laid on the web map: its imagery had a CRS. Hectares alone
+    do not say so: a photo with a stated GSD has approximate hectares but no place on Earth,
+    and its classes.tif no CRS for the tiles (the page showed an empty map and a script error)."""
+    crs = rp.mapping(summary.get("input")).get("crs")
+    return bool(crs) and rp.area_unit(summary) == "ha" and (results / "classes.tif").is_file()
+
+
 @router.get("/flights/{flight_id}", response_class=HTMLResponse)
 def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     """One flight: its status, map layers, legend and summary."""
@@ -457,7 +465,7 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
     summary = rp.mapping(flight.summary)
     unit = rp.area_unit(summary)
     results = _results_dir(flight)
-    georef = status == "done" and unit == "ha" and (results / "classes.tif").is_file()
+    georef = status == "done" and _on_a_map(summary, results)
     report = rp.build_report(flight, results, t) if _done(flight) else None
     imagery = bool((flight.imagery or {}).get("tileable"))
     config = {
@@ -640,12 +648,11 @@ def compare_page(
             )
         for f in pair:
             results = _results_dir(f)
-            unit = rp.area_unit(f.summary)
             sides.append(
                 {
                     "flight": f,
                     "date": rp.flight_date(f),
-                    "georef": unit == "ha" and (results / "classes.tif").is_file(),
+                    "georef": _on_a_map(rp.mapping(f.summary), results),
                     "imagery": bool((f.imagery or {}).get("tileable")),
                 }
             )

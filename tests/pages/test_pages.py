@@ -211,6 +211,20 @@ def test_flight_without_georeference_shows_the_preview(app, flight, tmp_path):
     assert "leaflet.js" not in r.text
 
 
+
+def test_a_photo_with_a_stated_gsd_shows_its_preview_not_an_empty_map(app, flight):
+    """Hectares (approximate, from a stated GSD) are no place on Earth: the page laid such a
+    map on the web map, empty, with a script error."""
+    from khet.service.db import Flight, session_scope
+
+    with session_scope() as db:
+        fl = db.get(Flight, flight["flight"])
+        fl.summary = {**fl.summary, "input": {**fl.summary["input"], "crs": None}}
+    r = app.get(f"/flights/{flight['flight']}")
+    assert "no map projection" in r.text and "preview.png" in r.text
+    assert "leaflet.js" not in r.text
+
+
 # --- report logic --------------------------------------------------------------------------------
 
 
