@@ -90,6 +90,7 @@ EN: dict[str, str] = {
     "login_intro": "See where the crop is, where weeds are and where the crop is weak, "
     "in hectares, on a map.",
     "login_failed": "Wrong email or password.",
+    "current_password_wrong": "Your current password is not right; the password was not changed.",
     "login_limited": "Too many failed logins: wait a few minutes and try again, or ask an "
     "administrator.",
     "dashboard": "Your fields",
@@ -382,6 +383,7 @@ UR: dict[str, str] = {
     "login_intro": "نقشے پر دیکھیں کہ فصل کہاں ہے، جڑی بوٹیاں کہاں ہیں اور فصل کہاں کمزور ہے، "
     "ہیکٹر میں۔",
     "login_failed": "ای میل یا پاس ورڈ غلط ہے۔",
+    "current_password_wrong": "آپ کا موجودہ پاس ورڈ درست نہیں؛ پاس ورڈ تبدیل نہیں ہوا۔",
     "login_limited": "بہت زیادہ ناکام کوششیں: چند منٹ انتظار کریں اور دوبارہ کوشش کریں، "
     "یا منتظم سے رابطہ کریں۔",
     "dashboard": "آپ کے کھیت",

@@ -735,7 +735,11 @@ async def account_password(request: Request, user: PageUser, db: DB) -> Response
     current = str(form.get("current") or "")[:256]
     new = str(form.get("new") or "")[:256]
     try:
-        await run_in_threadpool(auth.login_user, db, user.email, current, request)
+        try:
+            await run_in_threadpool(auth.login_user, db, user.email, current, request)
+        except AuthError:  # the form asks for no email: "wrong email or password" misled
+            t = Translator(_lang(request))
+            return _account(request, user, db, t("current_password_wrong"), error=True, status=400)
         keep = auth.current_session_id(db, request)
         await run_in_threadpool(auth.set_password, db, user, new, keep)
     except KhetError as e:

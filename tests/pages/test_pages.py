@@ -211,7 +211,6 @@ def test_flight_without_georeference_shows_the_preview(app, flight, tmp_path):
     assert "leaflet.js" not in r.text
 
 
-
 def test_a_photo_with_a_stated_gsd_shows_its_preview_not_an_empty_map(app, flight):
     """Hectares (approximate, from a stated GSD) are no place on Earth: the page laid such a
     map on the web map, empty, with a script error."""

@@ -367,13 +367,19 @@ def test_account_page(api):
     assert c.get("/api/v1/me", headers=alice["headers"]).status_code == 401
     r = c.post("/account/password", data={"current": alice["password"], "new": "        "})
     assert r.status_code == 422
+    # A wrong current password is said as such (the form asks for no email), in Urdu too.
+    r = c.post("/account/password", data={"current": "not it", "new": "tube well 1984"})
+    assert r.status_code == 400 and "current password is not right" in r.text
+    assert "Wrong email" not in r.text
+    r = c.post("/account/password?lang=ur", data={"current": "not it", "new": "tube well 1984"})
+    assert r.status_code == 400 and "موجودہ پاس ورڈ درست نہیں" in r.text
     r = c.post(
         "/account/password",
         data={"current": alice["password"], "new": "tube well 1984"},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert "Password changed" in c.get("/account?done=password").text
+    assert "Password changed" in c.get("/account?done=password&lang=en").text
 
 
 # --- 11: cross-site requests with the cookie are refused ----------------------------------------
