@@ -40,6 +40,7 @@ class CameraFacts:
     model: str | None = None
     taken_at: str | None = None
     band_name: str | None = None  # MicaSense/Pix4D XMP Camera:BandName
+    capture_id: str | None = None  # MicaSense XMP CaptureId: one per capture, shared by its bands
     wavelength_nm: float | None = None
     orientation: int | None = None
     # Camera attitude from the drone's XMP (senseFly, DJI): places a frame of a flight that
@@ -156,6 +157,7 @@ def read_camera_facts(path: Path) -> CameraFacts:
     xmp = _xmp(path)
     if xmp:
         facts.band_name = _xmp_value(xmp, "Camera:BandName")
+        facts.capture_id = _xmp_value(xmp, "MicaSense:CaptureId")
         facts.wavelength_nm = _xmp_float(xmp, "Camera:CentralWavelength")
         for key, source in _HEIGHT_KEYS:
             h = _xmp_float(xmp, key)

@@ -865,6 +865,7 @@ def _open_capture(
 ) -> Scene:
     """One file per band: name each band, calibrate, co-register them onto one grid, stack."""
     arrays, names, facts_all = _read_band_files(files, settings)
+    _one_capture(files, facts_all)
     warn: list[str] = []
     names = _capture_names(files, names, bands)
     numbers = [_band_number(f) for f in files]
@@ -876,6 +877,19 @@ def _open_capture(
             f"The capture {stem} lacks band file(s) {', '.join(f'{stem}_{k}' for k in missing)}: "
             f"analysed with the bands it has ({', '.join(n for n in names if n != SKIP)})."
         )
+    m = _CAPTURE_RE.match(files[0].stem)
+    if m and all(numbers):  # IMG_0001_1 to _4 named, IMG_0001_5 beside them: left out?
+        given = {f.resolve() for f in files}
+        beside = sorted(
+            f.name
+            for f in files[0].parent.glob(f"{m.group('prefix')}_*{files[0].suffix}")
+            if f.resolve() not in given and _band_number(f) > 0
+        )
+        if beside:
+            warn.append(
+                f"{', '.join(beside)} beside the capture's files was not given: analysed without "
+                f"it (with {', '.join(n for n in names if n != SKIP)})."
+            )
     panel = None
     if calibration.panel:
         try:
@@ -923,6 +937,23 @@ def _open_capture(
         alignment=report,
         radiometry=cal.radiometry,
         _memfile=mem,
+    )
+
+
+def _one_capture(files: Sequence[Path], facts_all: Sequence[CameraFacts]) -> None:
+    """InputError when the band files come from different captures (their MicaSense CaptureId
+    differs): a panel's band beside a flight's four would be co-registered and mapped as if it
+    were the same scene (seen: NDRE made from the panel)."""
+    ids = [f.capture_id for f in facts_all]
+    known = [i for i in ids if i]
+    if len(set(known)) <= 1:
+        return
+    common = max(set(known), key=known.count)
+    odd = [f.name for f, i in zip(files, ids, strict=True) if i and i != common]
+    raise InputError(
+        f"{', '.join(odd)} {'is' if len(odd) == 1 else 'are'} from another capture than "
+        f"{next(f.name for f, i in zip(files, ids, strict=True) if i == common)} (their "
+        "MicaSense CaptureId differs): give the band files of one capture."
     )
 
 

@@ -331,3 +331,29 @@ def test_several_whole_images_are_not_taken_for_band_files(tmp_path):
     with pytest.raises(InputError, match="not the band files of one capture") as e:
         open_scene([a, b])
     assert "Analyze one image at a time" in str(e.value)
+
+
+def test_band_files_of_two_captures_are_refused(tmp_path):
+    """A band file of another capture (a panel's rededge beside a flight's four) was stacked
+    and co-registered as if it were the same scene; MicaSense's CaptureId tells them apart."""
+    crop = Path("tests/fixtures/micasense_crop")
+    for f in sorted(crop.glob("IMG_0001_*.tif")):
+        shutil.copy(f, tmp_path / f.name)
+    odd = tmp_path / "IMG_0001_5.tif"
+    data = odd.read_bytes()
+    assert b"g2R43Qr5m7EeTFGbkh1W" in data  # this capture's id (XMP and its EXIF copy)
+    odd.write_bytes(data.replace(b"g2R43Qr5m7EeTFGbkh1W", b"5v25BtsZg3BQBhVH7Iaz"))
+    with pytest.raises(InputError, match=r"IMG_0001_5.tif is from another capture than"):
+        open_scene(tmp_path)
+
+
+def test_a_band_file_left_out_of_a_capture_is_said(tmp_path):
+    """Four of five band files named, the fifth beside them: the map loses rededge and NDRE,
+    and now says why."""
+    crop = Path("tests/fixtures/micasense_crop")
+    files = sorted(crop.glob("IMG_0001_*.tif"))[:4]
+    with open_scene(files) as s:
+        assert "rededge" not in s.bands
+        assert any(
+            "IMG_0001_5.tif beside the capture's files was not given" in w for w in s.warnings
+        )
