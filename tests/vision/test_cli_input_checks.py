@@ -440,3 +440,31 @@ def test_spot_spray_field_is_the_analysed_area(mica, capsys):
     every = json.loads(out)
     assert every["field_ha"] == pytest.approx(res["field_ha"], rel=1e-6)
     assert res["sprayed_ha"] < every["sprayed_ha"] <= every["field_ha"] * 1.0001
+
+
+def test_sigterm_ends_an_analysis_like_ctrl_c(tmp_path):
+    """`kill` (a service manager stopping the run) left the working folders and a stack dump;
+    now it ends as Ctrl-C does: 'interrupted', exit 130, nothing half-written left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = write_geotiff(tmp_path / "big.tif", np.tile(field_rgb(256, 256), (1, 16, 16)))
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "khet.cli", "analyze", str(big), "-o", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KHET_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".khet-partial-*")) and time.monotonic() < deadline:
+        assert p.poll() is None, p.stderr.read() if p.stderr else ""
+        time.sleep(0.05)
+    assert list(out.glob(".khet-partial-*")), "the analysis never started writing"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "khet: interrupted" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())

@@ -348,3 +348,30 @@ def test_a_frame_of_another_size_and_a_file_that_is_no_image_are_left_out(shared
     )
     assert details["notes.jpg"]["reason"] == "not readable as an image"
     assert s["frames"] == 9 and s["placed_by_sfm"] >= 6
+
+
+def test_sigterm_ends_a_mosaic_like_ctrl_c(shared_data, tmp_path):
+    """COLMAP's logging took SIGTERM for a crash: a stack dump, the 45 MB working folder left
+    beside the output. Now `kill` ends it as Ctrl-C does: 'interrupted', exit 130, nothing left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8)
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "khet.cli", "mosaic", str(frames), "-o", str(out / "ortho.tif")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".khet-mosaic-*")) and time.monotonic() < deadline:
+        assert p.poll() is None, p.stderr.read() if p.stderr else ""
+        time.sleep(0.05)
+    time.sleep(1.0)  # into feature extraction
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "khet: interrupted" in err, err
+    assert "Traceback" not in err and "@ " not in err, err  # no stack dump
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
