@@ -662,7 +662,31 @@ def _panel_gap(first: BandMeta, panel: BandMeta, panel_info: dict[str, Any]) -> 
 
 
 def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> Result:
-    """Turn a capture's raw band images into reflectance (or say loudly why not)."""
+    """Turn a capture's raw band images into reflectance (or say loudly why not).
+
+    A panel given with `--calibration dls` or `none` is not used for reflectance, and the
+    result says so; it still gives the flight's height above ground (the panel capture is taken
+    on the ground), hence the ground sample distance, which it gave with the other methods."""
+    result = _calibrate(capture, panel, options)
+    if panel is not None and options.method in ("dls", "none"):
+        if result.height_above_ground_m is None:
+            metas = [
+                read_band_meta(f, n, facts)
+                for f, n, facts in zip(capture.files, capture.names, capture.facts, strict=True)
+            ]
+            on_ground = {
+                n: read_band_meta(f, n, facts)
+                for f, n, facts in zip(panel.files, panel.names, panel.facts, strict=True)
+            }
+            _height_above_ground(result, metas, on_ground)
+        result.warnings.append(
+            f"The panel capture (--panel) is not used for reflectance with --calibration "
+            f"{options.method}: only for the flight's height above ground."
+        )
+    return result
+
+
+def _calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> Result:
     metas = [
         read_band_meta(f, n, facts)
         for f, n, facts in zip(capture.files, capture.names, capture.facts, strict=True)

@@ -406,3 +406,15 @@ def test_malformed_xmp_numbers_are_ignored_with_a_warning(tmp_path, caplog):
         data, _ = s.read(Window(0, 0, s.width, s.height), ["blue"])
         assert np.isfinite(data).all()
     assert "not daylight" in caplog.text
+
+
+@pytest.mark.parametrize("method", ["dls", "none"])
+def test_a_panel_not_used_for_reflectance_still_gives_the_height(method):
+    """With --calibration dls or none the panel was silently dropped, and with it the flight's
+    height above ground: the GSD went unknown and hectares became pixels. It now gives the
+    height, as with the other methods, and the summary says it was not used for reflectance."""
+    crop, panel = Path("tests/fixtures/micasense_crop"), Path("tests/fixtures/micasense_panel_crop")
+    options = rm.Options(panel=(panel,), method=method)
+    with open_scene(crop, calibration=options) as s:
+        assert s.gsd.metres == pytest.approx(0.0486, abs=0.001)
+        assert any(f"not used for reflectance with --calibration {method}" in w for w in s.warnings)
