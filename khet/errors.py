@@ -28,6 +28,10 @@ class InputError(KhetError):
     code = "bad_input"
 
 
+class DamagedError(InputError):
+    """A file that opens but cannot be read through: damaged, or cut short by a copy."""
+
+
 class BandError(InputError):
     """The imagery lacks a band that a model or index needs, or its bands cannot be named."""
 

@@ -24,7 +24,8 @@ def seneca_images(shared_data: Path) -> Path:
 
 
 def seneca_frames(shared_data: Path, dest: Path, names: list[str]) -> Path:
-    """A folder holding (links to) the named frames, as a card would."""
+    """A folder holding (links to) the named frames, as a card would. The links point into the
+    shared data: a test that changes a frame replaces its link, never writes through it."""
     dest.mkdir(parents=True, exist_ok=True)
     for n in names:
         os.symlink(seneca_images(shared_data) / f"{n}.jpg", dest / f"{n}.jpg")

@@ -40,7 +40,7 @@ class FlightFrame:
 
     @property
     def camera_key(self) -> str:
-        return " ".join(x for x in (self.facts.make, self.facts.model) if x) or "unknown camera"
+        return " ".join(x for x in (self.facts.make, self.facts.model) if x) or UNKNOWN_CAMERA
 
     @property
     def height_m(self) -> float | None:
@@ -66,6 +66,9 @@ class FlightFrame:
         """Longitude (see `lat`)."""
         assert self.facts.longitude is not None
         return self.facts.longitude
+
+
+UNKNOWN_CAMERA = "unknown camera"
 
 
 @dataclass
@@ -157,6 +160,15 @@ def read_flight(inputs: str | Path | Sequence[str | Path]) -> Flight:
             f"A mosaic needs at least two overlapping frames, and {len(frames)} of the "
             f"{len(captures)} given can be used ({_listed(left_out)})."
         )
+    if any(f.camera_key != UNKNOWN_CAMERA for f in frames):
+        # A frame whose file names no camera (its EXIF stripped by an editor) is left out, not
+        # taken for a second camera that refuses the whole flight.
+        left_out |= {
+            f.name: "no camera information in the file (EXIF)"
+            for f in frames
+            if f.camera_key == UNKNOWN_CAMERA
+        }
+        frames = [f for f in frames if f.camera_key != UNKNOWN_CAMERA]
     cameras = Counter(f.camera_key for f in frames)
     if len(cameras) > 1:
         listed = ", ".join(f"{k}: {n}" for k, n in cameras.most_common())

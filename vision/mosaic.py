@@ -50,7 +50,7 @@ from khet.vision.scene import is_all_valid, open_scene
 from khet.vision.summary import Summary
 from rasterio.windows import Window
 
-from khet.errors import InputError, KhetError
+from khet.errors import DamagedError, InputError, KhetError
 from khet.settings import Settings, get_settings
 
 StageFn = Callable[[str, float], None]  # (what is happening, overall fraction 0..1)
@@ -139,9 +139,24 @@ def _mosaic(
     progress.start("read")
     store = _FrameStore(work)
     images: list[sfm.SfmImage] = []
+    readable: list[int] = []
     for i, fr in enumerate(frames):
         progress(f"reading frame {i + 1} of {len(frames)}", i, len(frames))
-        images.append(store.add(i, fr, bands, priors[i], settings))
+        try:
+            images.append(store.add(len(readable), fr, bands, priors[i], settings))
+        except DamagedError as e:  # a frame cut short on the card: left out, and said
+            flight.left_out[fr.name] = e.message.removeprefix(f"{fr.name} ").rstrip(".")
+            continue
+        readable.append(i)
+    if len(readable) < len(frames):
+        frames = flight.frames = [frames[i] for i in readable]
+        priors = priors[readable]
+        if len(frames) < 2:
+            why = "; ".join(f"{k}: {v}" for k, v in flight.left_out.items())
+            raise InputError(
+                "A mosaic needs at least two overlapping frames, and fewer than two of the "
+                f"frames could be read ({why})."
+            )
 
     # Without a recorded height, a footprint of three frame spacings (at least 100 m).
     footprint = footprint_m(frames) or max(100.0, 3 * float(np.median(nearest_distances(frames))))

@@ -41,7 +41,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from khet.errors import BandError, InputError
+from khet.errors import BandError, DamagedError, InputError
 from khet.settings import Settings, apply_gdal_env, get_settings
 
 NO_GEOREF_PIXELS = (
@@ -321,7 +321,7 @@ class Scene:
                     )
                 v = self._valid(src, out_shape=(ih, iw))
         except RasterioError as e:
-            raise InputError(
+            raise DamagedError(
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
                 f"cannot be read ({_short(e)})."
             ) from e
@@ -364,7 +364,7 @@ class Scene:
                     out[...] = ds.read(idx, window=win)
                     valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = self._valid(win)
         except RasterioError as e:
-            raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
+            raise DamagedError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
         return data, _finite(data, valid)
 
     def overview(self, names: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -377,7 +377,7 @@ class Scene:
             data = self.dataset.read(idx, out_shape=(len(idx), oh, ow))
             valid = self._valid(None, out_shape=(oh, ow))
         except RasterioError as e:
-            raise InputError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
+            raise DamagedError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
         return data, _finite(data, valid)
 
     def stretch(self) -> dict[str, tuple[float, float]]:
@@ -448,6 +448,9 @@ def _short(e: BaseException) -> str:
     cause = e.__cause__ or e.__context__
     if "See previous exception" in s and cause is not None:  # rasterio's wrapper: GDAL's own
         return _short(cause)
+    # GDAL's advice to its own users ("can be turned as a warning by setting GDAL_...") is
+    # no use to a farmer.
+    s = re.sub(r"\s*\(this error can be turned as a warning[^)]*\)", "", s)
     return s[:160]
 
 
@@ -837,7 +840,7 @@ def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Sc
             warnings.simplefilter("ignore")
             data = ds.read(indexes)
     except RasterioError as e:
-        raise InputError(f"{path.name} is damaged or truncated ({_short(e)}).") from e
+        raise DamagedError(f"{path.name} is damaged or truncated ({_short(e)}).") from e
     valid = None
     if any(MaskFlags.all_valid not in f for f in ds.mask_flag_enums):
         valid = ds.dataset_mask() > 0
@@ -979,7 +982,7 @@ def _read_band_files(
             try:
                 a = ds.read(1)
             except RasterioError as e:
-                raise InputError(f"{f.name} is damaged or truncated ({_short(e)}).") from e
+                raise DamagedError(f"{f.name} is damaged or truncated ({_short(e)}).") from e
             facts = read_camera_facts(f)
             arrays.append(a)
             facts_all.append(facts)

@@ -375,3 +375,31 @@ def test_sigterm_ends_a_mosaic_like_ctrl_c(shared_data, tmp_path):
     assert p.returncode == 130 and "khet: interrupted" in err, err
     assert "Traceback" not in err and "@ " not in err, err  # no stack dump
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_a_cut_short_frame_and_one_without_exif_are_left_out_not_the_flight(
+    shared_data, tmp_path, capsys
+):
+    """A frame cut short on the card refused the whole flight with GDAL's advice to its own
+    users; a frame whose EXIF an editor stripped was taken for a second camera, refusing it
+    too. Each is now left out and listed, as unreadable and GPS-less frames are."""
+    frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8)
+    names = sorted(p.name for p in frames.glob("*.jpg"))
+    cut, bare = frames / names[0], frames / names[-1]
+    # The card's frames are links to the shared data: each is replaced, never written through.
+    head = cut.read_bytes()[:60000]
+    cut.unlink()
+    cut.write_bytes(head)
+    with Image.open(bare) as im:
+        im.convert("RGB").save(tmp_path / "bare.jpg", quality=95)  # no EXIF at all
+    bare.unlink()
+    (tmp_path / "bare.jpg").replace(bare)
+    out = tmp_path / "ortho.tif"
+    assert main(["mosaic", str(frames), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    why = {d["name"]: d.get("reason", "") for d in summary["frame_details"]}
+    assert "damaged or truncated" in why[cut.name] and "GDAL_" not in why[cut.name], why
+    assert why[bare.name] == "no camera information in the file (EXIF)", why
+    assert summary["placed_by_sfm"] >= 5
+    with rasterio.open(out) as ds:
+        assert ds.crs is not None
