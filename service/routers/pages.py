@@ -174,18 +174,20 @@ def _status(flight: Flight | None) -> str | None:
 
 
 def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
-    """A field's latest flight and whether it needs a visit, for the dashboard."""
+    """A field's latest flight (its status) and latest map (its shares, visit flag and links),
+    for the dashboard: a failed or running upload no longer hides the maps the field has."""
     flights = list(
         db.scalars(
-            select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()).limit(1)
+            select(Flight).where(Flight.field_id == field.id).order_by(Flight.id.desc()).limit(50)
         )
     )
     latest = flights[0] if flights else None
     status = _status(latest)
+    mapped = next((f for f in flights if _status(f) == "done"), None)
     ws = lv = None
     visit = False
-    if latest is not None and status == "done":
-        ws, lv = rp.weed_share(latest.summary), rp.low_vigour_share(latest.summary)
+    if mapped is not None:
+        ws, lv = rp.weed_share(mapped.summary), rp.low_vigour_share(mapped.summary)
         visit = (ws is not None and ws > limits["weed_share"]) or (
             lv is not None and lv > limits["low_vigour_share"]
         )
@@ -194,6 +196,8 @@ def field_card(db: Session, field: Field, limits: dict[str, float]) -> dict:
         "latest": latest,
         "status": status,
         "date": rp.flight_date(latest) if latest else None,
+        "mapped": mapped,
+        "mapped_date": rp.flight_date(mapped) if mapped is not None else None,
         "weed": ws,
         "low": lv,
         "visit": visit,

@@ -406,3 +406,33 @@ def test_summaries_from_before_calibration_count_captures_as_uncalibrated():
     assert radiometry_status({"radiometry": {"calibrated": True}}) == "reflectance"
     assert radiometry_status({"radiometry": {"calibrated": None}}) is None
     assert radiometry_status(None) is None
+
+
+def test_a_failed_upload_does_not_hide_the_fields_maps(app, flight, tmp_path):
+    """The dashboard card showed only 'Analysis failed' after one bad upload, with no map or
+    report link although the field had maps; it now gives both, and the latest map's date."""
+    from khet.service.db import Flight, session_scope
+
+    data = make_field(tmp_path / "g.tif").read_bytes()
+    up = app.post(
+        "/api/v1/uploads",
+        json={"filename": "g.tif", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    ).json()
+    app.put(
+        f"/api/v1/uploads/{up['id']}",
+        content=data,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+    )
+    second = app.post(
+        f"/api/v1/fields/{flight['field']}/flights",
+        json={"uploads": [up["id"]], "captured_at": "2026-06-20T09:00:00"},
+    ).json()["id"]
+    with session_scope() as db:
+        job = db.get(Flight, second).job
+        job.status, job.error = "failed", "The file is damaged."
+    page = app.get("/?lang=en").text
+    card = page[page.index(f'data-field="{flight["field"]}"') :]
+    card = card[: card.index("</li>")]
+    assert "Analysis failed" in card or "failed" in card.lower()
+    assert f'href="/flights/{flight["flight"]}"' in card
+    assert f'href="/flights/{flight["flight"]}/report"' in card and "Latest map" in card
