@@ -464,6 +464,46 @@ def _on_a_map(summary: dict[str, Any], results: Path) -> bool:
 @router.get("/flights/{flight_id}", response_class=HTMLResponse)
 def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     """One flight: its status, map layers, legend and summary."""
+    return _flight_page(request, flight, user)
+
+
+@router.post("/flights/{flight_id}/retry")
+async def flight_retry(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
+    """A failed flight's analysis again, from its page, with the band names or ground sample
+    distance its error asked for (the API's retry: same checks, same rules)."""
+    from khet.service.routers.flights import retry_flight
+    from khet.service.schemas import RetryIn
+    from pydantic import ValidationError
+
+    form = await request.form()
+    given: dict[str, Any] = {}
+    bands = str(form.get("bands") or "").strip()[:512]
+    gsd = str(form.get("gsd") or "").strip()[:64]
+    if bands:
+        given["bands"] = [b.strip() for b in bands.split(",")]
+    if gsd:
+        given["gsd"] = gsd
+    try:
+        body = RetryIn.model_validate(given, strict=False) if given else None
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(str(x) for x in err.get("loc", ()) if not isinstance(x, int))
+        why = f"{where}: {err.get('msg', 'not valid')}"
+        return _flight_page(request, flight, user, retry_error=why, status_code=422)
+    try:
+        await run_in_threadpool(retry_flight, flight.id, user, db, body)
+    except KhetError as e:
+        return _flight_page(request, flight, user, retry_error=e.message, status_code=status_for(e))
+    return RedirectResponse(f"/flights/{flight.id}", status_code=303)
+
+
+def _flight_page(
+    request: Request,
+    flight: Flight,
+    user: User,
+    retry_error: str | None = None,
+    status_code: int = 200,
+) -> Response:
     t = Translator(_lang(request))
     status = _status(flight)
     summary = rp.mapping(flight.summary)
@@ -516,7 +556,11 @@ def flight_page(flight: PageFlight, request: Request, user: PageUser, db: DB) ->
             "progress": flight.job.progress if flight.job else 1.0,
             "stage": flight.job.stage if flight.job else None,
             "error": flight.job.error if flight.job else None,
+            "retry_error": retry_error,
+            "can_retry": status == "failed" and flight.source != "edge" and bool(flight.inputs),
+            "bands_text": ",".join(flight.bands or []),
         },
+        status=status_code,
         user=user,
     )
 

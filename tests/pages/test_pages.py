@@ -148,6 +148,8 @@ def test_another_farmers_flight_is_not_found(app, flight):
     ):
         r = app.get(path)
         assert r.status_code == 404 and "Not found" in r.text, path
+    r = app.post(f"/flights/{flight['flight']}/retry", data={"gsd": "0.03"})
+    assert r.status_code == 404 and "Not found" in r.text
 
 
 def test_report_says_where_the_weeds_are_and_renders_a_pdf(app, flight):
@@ -436,3 +438,23 @@ def test_a_failed_upload_does_not_hide_the_fields_maps(app, flight, tmp_path):
     assert "Analysis failed" in card or "failed" in card.lower()
     assert f'href="/flights/{flight["flight"]}"' in card
     assert f'href="/flights/{flight["flight"]}/report"' in card and "Latest map" in card
+
+
+def test_a_failed_flight_is_tried_again_from_its_page(app, flight):
+    """The API could retry a failed flight with corrected bands or GSD; its page offered only
+    the error. Now a form does what the API does, with its checks."""
+    from khet.service.db import Flight, session_scope
+
+    with session_scope() as db:
+        job = db.get(Flight, flight["flight"]).job
+        job.status, job.error = "failed", "Name the bands with --bands."
+    url = f"/flights/{flight['flight']}"
+    page = app.get(url + "?lang=en").text
+    assert f'action="{url}/retry"' in page and "Try again" in page
+    r = app.post(url + "/retry", data={"gsd": "-1"})
+    assert r.status_code == 422 and 'id="retry-error"' in r.text and "gsd" in r.text
+    r = app.post(url + "/retry", data={"bands": "red,green,blue"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == url
+    api = app.get(f"/api/v1/flights/{flight['flight']}").json()
+    assert api["status"] == "queued" and api["bands"] == ["red", "green", "blue"]
+    assert 'action="' + url + '/retry"' not in app.get(url).text  # queued: no form

@@ -270,7 +270,8 @@ def test_hostile_inputs(tmp_path):  # noqa: C901 - one scripted attack on a live
             "/api/v1/flights/{}/tiles/classes/0/0/0", "/api/v1/flights/{}/point?lon=0&lat=0",
             "/api/v1/uploads/{}", "/api/v1/sessions/{}", "/api/v1/tokens/{}", "/api/v1/users/{}",
             "/fields/{}", "/fields/{}/upload", "/fields/{}/compare?a={}&b={}", "/flights/{}",
-            "/flights/{}/report", "/flights/{}/report.pdf", "/account/tokens/{}/revoke",
+            "/flights/{}/report", "/flights/{}/report.pdf", "/flights/{}/retry",
+            "/account/tokens/{}/revoke",
         ]  # fmt: skip
         with ThreadPoolExecutor(4) as pool:
             list(
