@@ -125,22 +125,29 @@ def page_user(user: OptionalUser) -> User:
 PageUser = Annotated[User, Depends(page_user)]
 
 
-def page_field(field_id: int, user: PageUser, db: DB) -> Field:
-    """A field the page's user may see; a not-found page otherwise."""
-    if not 0 < field_id <= MAX_ID:  # SQLite cannot even bind an id past 2**63: not found
+def _page_id(text: str | None, user: User) -> int:
+    """An id from a page's address: a not-found page for anything else ('abc' answered the
+    API's JSON error in the browser), as for an id that is not there."""
+    if not text or not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise _PageNotFound(user)
+    value = int(text)
+    if not 0 < value <= MAX_ID:  # SQLite cannot even bind an id past 2**63: not found
+        raise _PageNotFound(user)
+    return value
+
+
+def page_field(field_id: str, user: PageUser, db: DB) -> Field:
+    """A field the page's user may see; a not-found page otherwise."""
     try:
-        return get_field(db, user, field_id)
+        return get_field(db, user, _page_id(field_id, user))
     except NotFoundError:
         raise _PageNotFound(user) from None
 
 
-def page_flight(flight_id: int, user: PageUser, db: DB) -> Flight:
+def page_flight(flight_id: str, user: PageUser, db: DB) -> Flight:
     """A flight the page's user may see; a not-found page otherwise."""
-    if not 0 < flight_id <= MAX_ID:
-        raise _PageNotFound(user)
     try:
-        return get_flight(db, user, flight_id)
+        return get_flight(db, user, _page_id(flight_id, user))
     except NotFoundError:
         raise _PageNotFound(user) from None
 
@@ -632,10 +639,11 @@ def compare_page(
     request: Request,
     user: PageUser,
     db: DB,
-    a: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    b: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    a: Annotated[str | None, Query(max_length=32)] = None,
+    b: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
-    """Two finished flights of a field side by side, with what changed."""
+    """Two finished flights of a field side by side, with what changed. A flight named that is
+    not a finished flight of this field is "not found" (another flight was shown in its place)."""
     t = Translator(_lang(request))
     done = [
         f
@@ -643,10 +651,12 @@ def compare_page(
         if _done(f)
     ]
     by_id = {f.id: f for f in done}
-    if len(done) >= 2:
-        a = a if a in by_id else done[-2].id
-        b = b if b in by_id else done[-1].id
-    pair = [by_id[a], by_id[b]] if a in by_id and b in by_id else []
+    named = [_page_id(x, user) for x in (a, b) if x is not None]
+    if any(i not in by_id for i in named):
+        raise _PageNotFound(user)
+    ia = int(a) if a is not None else (done[-2].id if len(done) >= 2 else 0)
+    ib = int(b) if b is not None else (done[-1].id if len(done) >= 2 else 0)
+    pair = [by_id[ia], by_id[ib]] if ia in by_id and ib in by_id else []
     rows: list[dict[str, Any]] = []
     sides: list[dict[str, Any]] = []
     same_units = True
@@ -717,8 +727,8 @@ def compare_page(
         {
             "field": field,
             "done": done,
-            "a": a,
-            "b": b,
+            "a": ia,
+            "b": ib,
             "pair": pair,
             "rows": rows,
             "same_units": same_units,

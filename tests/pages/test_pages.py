@@ -458,3 +458,19 @@ def test_a_failed_flight_is_tried_again_from_its_page(app, flight):
     api = app.get(f"/api/v1/flights/{flight['flight']}").json()
     assert api["status"] == "queued" and api["bands"] == ["red", "green", "blue"]
     assert 'action="' + url + '/retry"' not in app.get(url).text  # queued: no form
+
+
+def test_odd_addresses_get_the_not_found_page(app, flight):
+    """/fields/abc answered the API's JSON error in the browser; a compare naming a flight that
+    is not a finished flight of the field showed another flight in its place."""
+    for path in (
+        "/fields/abc",
+        "/flights/1e3",
+        "/flights/%D9%A1",  # an Arabic-Indic digit: not an id here
+        f"/fields/{flight['field']}/compare?b=abc",
+        f"/fields/{flight['field']}/compare?b={flight['flight'] + 1}",
+    ):
+        r = app.get(path)
+        assert r.status_code == 404 and "Not found" in r.text and "<html" in r.text, path
+    r = app.get(f"/fields/{flight['field']}/compare?a={flight['flight']}&b={flight['flight']}")
+    assert r.status_code == 200
