@@ -57,21 +57,30 @@ def _queued_flight(app, tmp_path) -> dict:
         f"/api/v1/farms/{farm['id']}/fields",
         json={"name": "North field", "crop": "wheat", "boundary": boundary_lonlat()},
     ).json()
-    data = make_field(tmp_path / "f.tif").read_bytes()
+    fl = _send_flight(app, field["id"], make_field(tmp_path / "f.tif"), "2026-06-12T09:00:00")
+    return {"farm": farm["id"], "field": field["id"], "flight": fl}
+
+
+def _send_flight(app, field: int, image, captured_at: str) -> int:
+    """Upload `image` in one chunk and make a flight of it on `field`; the flight's id."""
+    data = image.read_bytes()
     up = app.post(
         "/api/v1/uploads",
-        json={"filename": "f.tif", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+        json={
+            "filename": image.name,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
     ).json()
     app.put(
         f"/api/v1/uploads/{up['id']}",
         content=data,
         headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
     )
-    fl = app.post(
-        f"/api/v1/fields/{field['id']}/flights",
-        json={"uploads": [up["id"]], "captured_at": "2026-06-12T09:00:00"},
-    ).json()
-    return {"farm": farm["id"], "field": field["id"], "flight": fl["id"]}
+    return app.post(
+        f"/api/v1/fields/{field}/flights",
+        json={"uploads": [up["id"]], "captured_at": captured_at},
+    ).json()["id"]
 
 
 def test_a_flight_being_analysed_shows_its_progress(app, tmp_path):
@@ -415,20 +424,9 @@ def test_a_failed_upload_does_not_hide_the_fields_maps(app, flight, tmp_path):
     report link although the field had maps; it now gives both, and the latest map's date."""
     from khet.service.db import Flight, session_scope
 
-    data = make_field(tmp_path / "g.tif").read_bytes()
-    up = app.post(
-        "/api/v1/uploads",
-        json={"filename": "g.tif", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
-    ).json()
-    app.put(
-        f"/api/v1/uploads/{up['id']}",
-        content=data,
-        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"},
+    second = _send_flight(
+        app, flight["field"], make_field(tmp_path / "g.tif"), "2026-06-20T09:00:00"
     )
-    second = app.post(
-        f"/api/v1/fields/{flight['field']}/flights",
-        json={"uploads": [up["id"]], "captured_at": "2026-06-20T09:00:00"},
-    ).json()["id"]
     with session_scope() as db:
         job = db.get(Flight, second).job
         job.status, job.error = "failed", "The file is damaged."
