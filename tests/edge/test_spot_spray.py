@@ -32,7 +32,9 @@ def test_spot_spray_offline_with_core_dependencies_only(tmp_path, use_test_model
     assert r.returncode == 0, r.stderr
     assert "LOADED []" in r.stdout  # no torch, FastAPI, SQLAlchemy ... on the device
     assert "ortho: spot spray" in r.stdout and "saving" in r.stdout
-    assert "101__IMG_0001: no spot-spray map: This map has no georeference and no ground" in r.stdout
+    assert (
+        "101__IMG_0001: no spot-spray map: This map has no georeference and no ground" in r.stdout
+    )
     assert len(list(out.glob("*/summary.json"))) == 2  # both maps are done either way
     dest = out / "ortho"
     spot = json.loads((dest / rx.files("spot")["json"]).read_text())
