@@ -212,15 +212,9 @@ def _options(args: argparse.Namespace):
 
 
 def _gsd(value: float | None) -> float | None:
-    from khet.vision.gsd import GSD_MAX_M, GSD_MIN_M
+    from khet.vision.gsd import check_stated
 
-    from khet.errors import KhetError
-
-    if value is not None and not GSD_MIN_M <= value < GSD_MAX_M:  # NaN fails too
-        raise KhetError(
-            f"--gsd {value} does not work: give metres per pixel, from {GSD_MIN_M:g} up to (not "
-            f"including) {GSD_MAX_M:g}, e.g. 0.003 for 3 mm."
-        )
+    check_stated(value, "--gsd")  # before any capture is analysed
     return value
 
 

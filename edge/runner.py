@@ -428,16 +428,16 @@ class EdgeRunner:
         rec = self.journal.capture(cap.key)
         if rec is None or rec.status == "running":
             return True
+        had_files, _, had_opts = rec.fingerprint.partition(OPTIONS_MARK)
+        files, _, opts = fp.partition(OPTIONS_MARK)
         if rec.status == "done":
             # Done, unless its result was removed since (a folder deleted to have it redone) or
             # its files changed (same name, other bytes: `process` finds out, by their hashes).
-            files = rec.fingerprint.split(OPTIONS_MARK)[0] != fp.split(OPTIONS_MARK)[0]
-            return files or not (self.out / rec.name / "summary.json").is_file()
+            return had_files != files or not (self.out / rec.name / "summary.json").is_file()
         # failed: only again when its files or options changed, or when asked (a journal of an
-        # earlier version recorded the files alone: those are compared then)
-        had = rec.fingerprint if OPTIONS_MARK in rec.fingerprint else rec.fingerprint + OPTIONS_MARK
-        now = fp if OPTIONS_MARK in rec.fingerprint else fp.split(OPTIONS_MARK)[0] + OPTIONS_MARK
-        return had != now or self.options.retry_failed
+        # earlier version recorded the files alone: no options to compare then)
+        changed = had_files != files or (bool(had_opts) and had_opts != opts)
+        return changed or self.options.retry_failed
 
     def process(
         self,

@@ -8,6 +8,8 @@ of HTTP.
 
 from __future__ import annotations
 
+import re
+
 
 class KhetError(Exception):
     """Something the user can fix: bad input, a missing band, an unwritable folder."""
@@ -72,3 +74,15 @@ class TooLargeError(KhetError):
     """An upload or image over the configured limit."""
 
     code = "too_large"
+
+
+def short_reason(e: BaseException) -> str:
+    """The first line of an error's message for a person (160 characters at most): GDAL's own
+    message where rasterio only says "See previous exception", without GDAL's advice to its own
+    users ("can be turned as a warning by setting GDAL_...")."""
+    s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    cause = e.__cause__ or e.__context__
+    if "See previous exception" in s and cause is not None:  # rasterio's wrapper: GDAL's own
+        return short_reason(cause)
+    s = re.sub(r"\s*\(this error can be turned as a warning[^)]*\)", "", s)
+    return s[:160]

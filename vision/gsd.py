@@ -25,6 +25,8 @@ from khet.vision.exif import CameraFacts
 from khet.vision.summary import Gsd
 from rasterio.crs import CRS
 
+from khet.errors import InputError
+
 # A stated ground sample distance outside these (metres per pixel) is a typo, not imagery: a
 # hundredth of a millimetre is a microscope's, a kilometre a weather satellite's.
 GSD_MIN_M, GSD_MAX_M = 1e-5, 1000.0
@@ -55,6 +57,16 @@ CAMERA_PIXEL_PITCH_MM: dict[str, float] = {
     "Sequoia": 4.8 / 1280,  # Parrot Sequoia multispectral bands (3.75 um)
 }
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
+
+
+def check_stated(metres: float | None, said: str = "A ground sample distance of") -> None:
+    """InputError unless a stated GSD is metres per pixel Khet maps (NaN and inf are not);
+    `said` names it in the message (the CLI's "A ground sample distance of", edge's "--gsd")."""
+    if metres is not None and not (GSD_MIN_M <= metres < GSD_MAX_M and math.isfinite(metres)):
+        raise InputError(
+            f"{said} {metres} does not work: give metres per pixel, from {GSD_MIN_M:g} up to "
+            f"(not including) {GSD_MAX_M:g}, e.g. --gsd 0.03 for 3 cm."
+        )
 
 
 def from_user(metres: float) -> Gsd:

@@ -56,7 +56,7 @@ from rasterio.warp import reproject, transform_geom
 from rasterio.warp import transform as warp_transform
 from shapely.geometry import mapping, shape
 
-from khet.errors import InputError, KhetError, OutputError
+from khet.errors import InputError, KhetError, OutputError, short_reason
 
 OUT_DIR = "management"
 MIN_ZONES, MAX_ZONES = 2, 7
@@ -110,14 +110,10 @@ def _readable_map(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return fn(*args, **kwargs)
         except RasterioError as e:
-            cause: BaseException = e
-            while "See previous exception" in str(cause) and (cause.__cause__ or cause.__context__):
-                cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-            text = str(cause).strip()
-            why = re.sub(r"[^\s:]*/", "", text.splitlines()[0] if text else "")
+            why = re.sub(r"[^\s:]*/", "", short_reason(e))  # file names, not their folders
             raise InputError(
-                f"A file of the field map cannot be read ({why[:160] or type(e).__name__}): the "
-                "map is incomplete or damaged; run `khet analyze` again."
+                f"A file of the field map cannot be read ({why}): the map is incomplete or "
+                "damaged; run `khet analyze` again."
             ) from None
 
     return run

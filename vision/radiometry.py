@@ -667,13 +667,13 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
     A panel given with `--calibration dls` or `none` is not used for reflectance, and the
     result says so; it still gives the flight's height above ground (the panel capture is taken
     on the ground), hence the ground sample distance, which it gave with the other methods."""
-    result = _calibrate(capture, panel, options)
+    metas = [
+        read_band_meta(f, n, facts)
+        for f, n, facts in zip(capture.files, capture.names, capture.facts, strict=True)
+    ]
+    result = _calibrate(capture, metas, panel, options)
     if panel is not None and options.method in ("dls", "none"):
         if result.height_above_ground_m is None:
-            metas = [
-                read_band_meta(f, n, facts)
-                for f, n, facts in zip(capture.files, capture.names, capture.facts, strict=True)
-            ]
             on_ground = {
                 n: read_band_meta(f, n, facts)
                 for f, n, facts in zip(panel.files, panel.names, panel.facts, strict=True)
@@ -686,11 +686,9 @@ def calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> 
     return result
 
 
-def _calibrate(capture: BandFiles, panel: BandFiles | None, options: Options) -> Result:
-    metas = [
-        read_band_meta(f, n, facts)
-        for f, n, facts in zip(capture.files, capture.names, capture.facts, strict=True)
-    ]
+def _calibrate(
+    capture: BandFiles, metas: list[BandMeta], panel: BandFiles | None, options: Options
+) -> Result:
     if options.method == "none":
         return _raw_result(
             capture,

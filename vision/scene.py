@@ -41,7 +41,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from khet.errors import BandError, DamagedError, InputError
+from khet.errors import BandError, DamagedError, InputError, short_reason
 from khet.settings import Settings, apply_gdal_env, get_settings
 
 NO_GEOREF_PIXELS = (
@@ -323,7 +323,7 @@ class Scene:
         except RasterioError as e:
             raise DamagedError(
                 f"{self.sources[0].name} is damaged: pixels near row {int(inner.row_off)} "
-                f"cannot be read ({_short(e)})."
+                f"cannot be read ({short_reason(e)})."
             ) from e
         v = _finite(data[:, r0 : r0 + ih, c0 : c0 + iw], v)
         if inside:
@@ -364,7 +364,7 @@ class Scene:
                     out[...] = ds.read(idx, window=win)
                     valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = self._valid(win)
         except RasterioError as e:
-            raise DamagedError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
+            raise DamagedError(f"{self.sources[0].name} is damaged ({short_reason(e)}).") from e
         return data, _finite(data, valid)
 
     def overview(self, names: Sequence[str], max_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -377,7 +377,7 @@ class Scene:
             data = self.dataset.read(idx, out_shape=(len(idx), oh, ow))
             valid = self._valid(None, out_shape=(oh, ow))
         except RasterioError as e:
-            raise DamagedError(f"{self.sources[0].name} is damaged ({_short(e)}).") from e
+            raise DamagedError(f"{self.sources[0].name} is damaged ({short_reason(e)}).") from e
         return data, _finite(data, valid)
 
     def stretch(self) -> dict[str, tuple[float, float]]:
@@ -441,17 +441,6 @@ class Scene:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _short(e: BaseException) -> str:
-    s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    cause = e.__cause__ or e.__context__
-    if "See previous exception" in s and cause is not None:  # rasterio's wrapper: GDAL's own
-        return _short(cause)
-    # GDAL's advice to its own users ("can be turned as a warning by setting GDAL_...") is
-    # no use to a farmer.
-    s = re.sub(r"\s*\(this error can be turned as a warning[^)]*\)", "", s)
-    return s[:160]
 
 
 # -- opening -------------------------------------------------------------------------------------
@@ -519,10 +508,10 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
                 f"{path.name} is not an image Khet can read (not a GeoTIFF, JPEG or PNG)."
             ) from e
         raise InputError(
-            f"{path.name} cannot be opened: it looks damaged or truncated ({_short(e)})."
+            f"{path.name} cannot be opened: it looks damaged or truncated ({short_reason(e)})."
         ) from e
     except RasterioError as e:
-        raise InputError(f"{path.name} cannot be opened ({_short(e)}).") from e
+        raise InputError(f"{path.name} cannot be opened ({short_reason(e)}).") from e
     try:
         _ = ds.colorinterp
     except CPLE_BaseError:
@@ -650,7 +639,7 @@ def _georef(ds, facts: CameraFacts, path: Path, warn: list[str]) -> str:
         except Exception as e:
             raise InputError(
                 f"{path.name} has a coordinate reference system Khet cannot place on Earth "
-                f"({_short(e)}); re-export it with an EPSG code (e.g. EPSG:32643)."
+                f"({short_reason(e)}); re-export it with an EPSG code (e.g. EPSG:32643)."
             ) from e
         return "crs"
     if ds.gcps[0]:
@@ -703,12 +692,7 @@ def open_scene(
     none)."""
     settings = settings or get_settings()
     apply_gdal_env(settings)
-    if gsd is not None and not (gsd_.GSD_MIN_M <= gsd < gsd_.GSD_MAX_M and np.isfinite(gsd)):
-        raise InputError(
-            f"A ground sample distance of {gsd} does not work: give metres per pixel, from "
-            f"{gsd_.GSD_MIN_M:g} up to (not including) {gsd_.GSD_MAX_M:g}, e.g. --gsd 0.03 for "
-            "3 cm."
-        )
+    gsd_.check_stated(gsd)
     files = resolve_inputs(inputs)
     if len(files) == 1 and calibration is not None and calibration.stated:
         raise InputError(
@@ -840,7 +824,7 @@ def _decode_frame(ds, path, names, indexes, georef, facts, warn, settings) -> Sc
             warnings.simplefilter("ignore")
             data = ds.read(indexes)
     except RasterioError as e:
-        raise DamagedError(f"{path.name} is damaged or truncated ({_short(e)}).") from e
+        raise DamagedError(f"{path.name} is damaged or truncated ({short_reason(e)}).") from e
     valid = None
     if any(MaskFlags.all_valid not in f for f in ds.mask_flag_enums):
         valid = ds.dataset_mask() > 0
@@ -982,7 +966,7 @@ def _read_band_files(
             try:
                 a = ds.read(1)
             except RasterioError as e:
-                raise DamagedError(f"{f.name} is damaged or truncated ({_short(e)}).") from e
+                raise DamagedError(f"{f.name} is damaged or truncated ({short_reason(e)}).") from e
             facts = read_camera_facts(f)
             arrays.append(a)
             facts_all.append(facts)

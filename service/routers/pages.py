@@ -651,11 +651,11 @@ def compare_page(
         if _done(f)
     ]
     by_id = {f.id: f for f in done}
-    named = [_page_id(x, user) for x in (a, b) if x is not None]
-    if any(i not in by_id for i in named):
+    named = [_page_id(x, user) if x is not None else None for x in (a, b)]
+    if any(i is not None and i not in by_id for i in named):
         raise _PageNotFound(user)
-    ia = int(a) if a is not None else (done[-2].id if len(done) >= 2 else 0)
-    ib = int(b) if b is not None else (done[-1].id if len(done) >= 2 else 0)
+    defaults = [f.id for f in done[-2:]] if len(done) >= 2 else [0, 0]
+    ia, ib = (i if i is not None else d for i, d in zip(named, defaults, strict=True))
     pair = [by_id[ia], by_id[ib]] if ia in by_id and ib in by_id else []
     rows: list[dict[str, Any]] = []
     sides: list[dict[str, Any]] = []
