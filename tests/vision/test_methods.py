@@ -210,3 +210,59 @@ def test_make_demo_map_is_right(tmp_path):
     vines, road = c[:, : int(cols * 0.28)], c[:, int(cols * 0.36) : int(cols * 0.50)]
     assert (vines == names.index("crop")).mean() >= 0.6
     assert (road == names.index("soil")).mean() >= 0.9
+
+
+def _strips(h: int, w: int, every: int, n: int, seed: int = 6) -> np.ndarray:
+    """Soil with `n` bands of grass `every` px apart, each half that wide: the verges either side
+    of a road, or a field margin; not a crop in rows."""
+    img = np.moveaxis(plants(h, w, seed), 0, -1).copy()
+    for k in range(n):
+        y0 = h // 2 - (n * every) // 2 + k * every
+        img[y0 : y0 + every // 2] = (50, 160, 55)
+    rng = np.random.default_rng(seed)
+    img = np.clip(img.astype(int) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, -1, 0)
+
+
+def test_two_or_three_strips_of_grass_are_not_crop_rows(tmp_path, seg_models):
+    """Three grass strips 2 m apart (at 4 cm per pixel) are periodic enough for the spectrum,
+    but three strips are a verge or a margin, not a crop: no rows, nothing painted weed. Eight
+    such strips are rows."""
+    few = analyze(
+        write_geotiff(tmp_path / "few.tif", _strips(1024, 1024, 50, 3), res=0.04), tmp_path / "f"
+    )
+    assert few["method"] == "index", few.get("rows")
+    assert "weed" not in [c["name"] for c in few["classes"]]
+    many = analyze(
+        write_geotiff(tmp_path / "many.tif", _strips(1024, 1024, 50, 8), res=0.04), tmp_path / "m"
+    )
+    assert many["method"] == "rows", many["layers"]["classes"]["detail"]
+    assert many["rows"]["spacing_m"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_rows_seen_counts_neighbouring_rows_with_plants():
+    from khet.vision.rows import _rows_seen
+
+    assert _rows_seen(np.array([], np.float64)) == 0
+    # Rows 0-3 full, row 4 empty (a road), rows 5-6 full: the longest run is 4.
+    rows = np.repeat([0, 1, 2, 3, 5, 6], 100).astype(np.float64)
+    assert _rows_seen(rows) == 4
+    # A row with under a fifth of the fullest row's plants breaks the run.
+    rows = np.concatenate([np.repeat([0, 1, 3, 4], 100), np.repeat([2], 10)]).astype(np.float64)
+    assert _rows_seen(rows) == 2
+
+
+def test_a_mown_lawn_is_not_crop_rows(tmp_path, seg_models):
+    """Grass everywhere, in mowing stripes of two greens 1 m apart: periodic, but plants
+    between the stripes as much as on them. Painting its stripes crop and weed would be wrong."""
+    img = np.empty((1024, 1024, 3), np.uint8)
+    stripe = (np.arange(1024) // 12) % 2 == 0  # 12 px of 4 cm: 0.48 m stripes, 0.96 m period
+    img[stripe] = (60, 170, 55)
+    img[~stripe] = (75, 140, 60)
+    rng = np.random.default_rng(7)
+    img = np.clip(img.astype(int) + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+    s = analyze(
+        write_geotiff(tmp_path / "lawn.tif", np.moveaxis(img, -1, 0), res=0.04), tmp_path / "l"
+    )
+    assert s["method"] == "index", s.get("rows")
+    assert [c["name"] for c in s["classes"]] == ["soil", "vegetation"]
