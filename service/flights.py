@@ -23,6 +23,7 @@ from khet.service.schemas import FlightOut, JobOut
 from khet.service.tiles import WEB_DIR
 from khet.vision import products
 from khet.vision.flight import is_flight, read_flight
+from khet.vision.maps import display_bands
 from khet.vision.plan import check_mappable
 from khet.vision.scene import SKIP, SceneFacts, inspect_scene
 from khet.vision.sfm import load_pycolmap
@@ -94,10 +95,7 @@ def imagery_info(scene, reason: str | None = None) -> dict:
         info["reason"] = reason or NO_TILES
         return info
     names = list(scene.bands)
-    pick = next(
-        (c for c in (["red", "green", "blue"], ["nir", "red", "green"]) if set(c) <= set(names)),
-        names[:1],
-    )
+    pick = display_bands(names)  # as the preview shows it
     indexes = [scene.band_indexes[scene.band_names.index(n)] for n in pick]
     rescale = None
     if scene.dtype != "uint8":

@@ -412,13 +412,22 @@ def run(args: argparse.Namespace) -> int:
     return _report(summary, args, one_line)
 
 
+NOTES_SHOWN = 5  # the summary's first warnings said on stderr after the one line
+
+
 def _report(summary: dict, args: argparse.Namespace, line) -> int:
-    """The summary as JSON on stdout (--json), else one line for a person."""
+    """The summary as JSON on stdout (--json), else one line for a person and the summary's
+    warnings (the first few) as notes on stderr."""
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
         print(line(summary, args.out))
+        warnings = summary.get("warnings") or []
+        for w in warnings[:NOTES_SHOWN]:
+            print(f"  note: {w}", file=sys.stderr)
+        if len(warnings) > NOTES_SHOWN:
+            print(f"  ({len(warnings) - NOTES_SHOWN} more in summary.json)", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -780,8 +781,17 @@ def _geojson(geoms: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-def _display_bands(bands: tuple[str, ...]) -> list[str]:
-    for combo in (["red", "green", "blue"], ["nir", "red", "green"], ["nir", "red", "red"]):
+def display_bands(bands: Sequence[str]) -> list[str]:
+    """The three bands an image is shown in (preview and imagery tiles): true colour, else the
+    false colour of colour-infrared film (NIR, red, green), else a near-infrared camera's own
+    (NIR, green, blue: plants red, as its user knows them), else grey."""
+    combos = (
+        ["red", "green", "blue"],
+        ["nir", "red", "green"],
+        ["nir", "green", "blue"],
+        ["nir", "red", "red"],
+    )
+    for combo in combos:
         if all(b in bands for b in combo):
             return combo
     return [bands[0]] * 3
@@ -797,7 +807,7 @@ class PreviewCanvas:
 
     def __init__(self, scene: Scene, width: int, height: int, max_size: int = 1024) -> None:
         """A canvas for the working image of `width` x `height` pixels."""
-        self.show = _display_bands(scene.bands)
+        self.show = display_bands(scene.bands)
         self.bands = list(dict.fromkeys(self.show))
         f = max(max(width, height) / max_size, 1.0)
         self.h, self.w = max(1, round(height / f)), max(1, round(width / f))
@@ -917,9 +927,15 @@ def write_preview(
     for line in lines:
         d.text((x0, y), line, fill=(90, 90, 90), font=small)
         y += 18
+    warn = []
     if unit != "ha":
-        d.text((x0, y), "no georeference: shares, not hectares", fill=(150, 60, 30), font=small)
+        warn.append("no georeference: shares, not hectares")
     elif scene.crs is None:
-        d.text((x0, y), "no georeference: hectares approximate", fill=(150, 60, 30), font=small)
+        warn.append("no georeference: hectares approximate")
+    if plan.red_purple:
+        warn += ["plants red? a near-infrared camera:", "name its bands, see summary"]
+    for line in warn:
+        d.text((x0, y), line, fill=(150, 60, 30), font=small)
+        y += 18
     # zlib level 1: a fifth of the default level's time for a few percent more bytes.
     canvas_img.save(path, format="PNG", optimize=False, compress_level=1)

@@ -58,6 +58,9 @@ class Plan:
     vegetation: vi.Vegetation | None = None
     rows: rows_.Rows | None = None
     warnings: list[str] = field(default_factory=list)
+    # The share of red-purple pixels when an RGB image looks like a near-infrared camera's false
+    # colour (vi.RED_PURPLE_SHARE), else 0: its plants then count as soil, and the legend says so.
+    red_purple: float = 0.0
 
     @property
     def class_names(self) -> list[str]:
@@ -76,9 +79,31 @@ def make_plan(
     overlap: int | None = None,
 ) -> Plan:
     """The method for this scene (see the module's docstring); KhetError when none can work."""
-    g = scene.gsd.metres
     d, v = scene.sample(list(scene.bands), 1024)
     veg = vi.Vegetation.fit(d, v, scene.bands)
+    plan = _choose(scene, veg, models_dir, model, tile_size, overlap)
+    share = vi.red_purple_share(d, v, scene.bands)
+    if share >= vi.RED_PURPLE_SHARE:
+        plan.red_purple = share
+        plan.warnings.append(
+            f"{share:.0%} of the image is red-purple, where plants in true colour are green: "
+            "this looks like a camera that records near-infrared in place of red (a "
+            "NIR-modified camera, whose plants look red). Read as red, green and blue, those "
+            "plants count as soil. If the camera is such, name its bands (--bands "
+            "nir,green,blue, or as the camera's maker says) and analyse it again."
+        )
+    return plan
+
+
+def _choose(
+    scene: Scene,
+    veg: vi.Vegetation | None,
+    models_dir: Path | None,
+    model: str | Path | None,
+    tile_size: int | None,
+    overlap: int | None,
+) -> Plan:
+    g = scene.gsd.metres
     if model is not None:
         bundle = _named_bundle(model, models_dir, scene.bands)
         _check_range(bundle, scene)
@@ -189,8 +214,8 @@ def _unmappable(bands: Sequence[str], name: str, single_file: bool) -> BandError
         )
     return BandError(
         f"Nothing can map these bands ({', '.join(bands) or 'unnamed'}): no model fits them "
-        "and no vegetation index can be computed from them (it needs red and near-infrared, or "
-        "red, green and blue). Name the bands with --bands."
+        "and no vegetation index can be computed from them (it needs near-infrared with red or "
+        "green, or red, green and blue). Name the bands with --bands."
     )
 
 

@@ -185,6 +185,24 @@ def test_the_mosaic_shows_what_each_frame_shows_at_the_same_place(seneca24_summa
     assert np.median(scores) > 0.8, np.percentile(scores, [10, 50])
 
 
+def test_the_seneca_flight_named_near_infrared_maps_its_verges_not_rows(seneca24_summary, tmp_path):
+    """The flight's camera records near-infrared in place of red. Read as it comes (red, green,
+    blue) its grass looks red-purple and the map says so; named nir,green,blue, GNDVI finds the
+    grass verges along the roads. Those verges, two or three strips of grass either side of a
+    road, are not crop rows: nothing is painted crop or weed."""
+    from khet.vision.pipeline import analyze
+
+    ortho, _ = seneca24_summary
+    rgb = analyze(ortho, tmp_path / "rgb")
+    assert [w for w in rgb["warnings"] if "near-infrared" in w]
+    ngb = analyze(ortho, tmp_path / "ngb", bands=["nir", "green", "blue"])
+    assert ngb["method"] == "index", ngb.get("rows")
+    assert [c["name"] for c in ngb["classes"]] == ["soil", "vegetation"]
+    veg = next(c["share"] for c in ngb["classes"] if c["name"] == "vegetation")
+    assert 0.1 < veg < 0.5
+    assert not [w for w in ngb["warnings"] if "near-infrared" in w]
+
+
 def test_analyze_a_flight_folder_mosaics_it_first(shared_data, tmp_path, capsys, use_test_models):
     frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8)
     (frames / "notes.jpg").write_text("not a picture")  # a file on the card that is no frame

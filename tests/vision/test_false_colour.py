@@ -1,0 +1,67 @@
+"""A camera that records near-infrared in place of red (the Seneca flight's NIR-modified Canon):
+read as red, green and blue its plants look red-purple and count as soil, which Khet says; named
+as near-infrared, green and blue, its plants are found by GNDVI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import rasterio
+from khet.vision.pipeline import analyze
+
+from khet.cli import main
+
+
+def _frame(shared_data):
+    return shared_data / "seneca_flight" / "images" / "IMG_0471.jpg"
+
+
+def _share(summary: dict, name: str) -> float:
+    return next((c["share"] for c in summary["classes"] if c["name"] == name), 0.0)
+
+
+def test_a_near_infrared_frame_read_as_rgb_says_so(tmp_path, shared_data, capsys):
+    """Grass verges either side of a road, red in this camera's false colour: read as RGB the
+    map finds almost no plants, and the summary, the legend and the terminal say why."""
+    code = main(["analyze", str(_frame(shared_data)), "-o", str(tmp_path / "rgb")])
+    assert code == 0
+    err = capsys.readouterr().err
+    s = json.loads((tmp_path / "rgb" / "summary.json").read_text())
+    assert _share(s, "vegetation") < 0.01
+    said = [w for w in s["warnings"] if "near-infrared" in w]
+    assert len(said) == 1 and "--bands nir,green,blue" in said[0]
+    assert "near-infrared" in err  # the note is printed, not only written
+
+
+def test_named_near_infrared_bands_find_the_plants(tmp_path, shared_data):
+    s = analyze(_frame(shared_data), tmp_path / "ngb", bands=["nir", "green", "blue"])
+    assert s["method"] == "index"
+    assert not [w for w in s["warnings"] if "near-infrared" in w]
+    assert 0.15 < _share(s, "vegetation") < 0.4  # the verges, about a quarter of the frame
+    assert "GNDVI" in s["layers"]["classes"]["detail"]
+    with rasterio.open(tmp_path / "ngb" / "classes.tif") as ds:
+        c = ds.read(1)
+    names = [x["name"] for x in s["classes"]]
+    # Against the frame's own GNDVI per map cell: plainly green-reflecting cells (the verges)
+    # are vegetation, plainly bare ones (the fields, the road) soil.
+    nir, green = (cv2.imread(str(_frame(shared_data))).astype(np.float32)[:, :, k] for k in (2, 1))
+    gndvi = (nir - green) / np.maximum(nir + green, 1)
+    cell = cv2.resize(gndvi, c.shape[::-1], interpolation=cv2.INTER_AREA)
+    assert (c[cell > 0.3] == names.index("vegetation")).mean() > 0.9
+    assert (c[cell < 0.05] == names.index("soil")).mean() > 0.95
+    assert (cell > 0.3).sum() > 500 and (cell < 0.05).sum() > 2000
+
+
+def test_true_colour_drone_tiles_do_not_look_near_infrared(tmp_path, shared_data):
+    """uav_potato's RGB tiles (green plants on brown soil) get no such warning."""
+    from khet.vision import indices as vi
+
+    for path in sorted((shared_data / "uav_potato" / "images").glob("*.jpg"))[::10]:
+        rgb = np.moveaxis(cv2.imread(str(path))[:, :, ::-1], -1, 0)
+        assert vi.red_purple_share(rgb, None, ("red", "green", "blue")) < vi.RED_PURPLE_SHARE
+    frame = np.moveaxis(cv2.imread(str(_frame(shared_data)))[:, :, ::-1], -1, 0)
+    assert vi.red_purple_share(frame, None, ("red", "green", "blue")) > 0.15
+    # With near-infrared named, the question does not arise.
+    assert vi.red_purple_share(frame, None, ("nir", "green", "blue")) == 0.0
