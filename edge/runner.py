@@ -596,6 +596,7 @@ class EdgeRunner:
         every `sync_every` seconds; a sync that fails (no network) is simply tried again later.
         """
         counts = {"done": 0, "failed": 0}
+        failing = _Failing(self.log)
         seen: dict[str, tuple[str, float]] = {}
         next_sync = 0.0
         fresh = False  # new results since the last sync: try to send them now
@@ -630,11 +631,46 @@ class EdgeRunner:
                 try:
                     sync()
                 except KhetError as e:
-                    self.log(f"sync: {e.message} (will try again)")
+                    failing.failed(e.message)
+                else:
+                    failing.succeeded()
                 next_sync = time.monotonic() + sync_every
             if stop is not None and stop():
                 return counts
             time.sleep(interval)
+
+
+class _Failing:
+    """The watcher's log of a sync that keeps failing: a device out of network range tries every
+    minute for days, and a line a try filled its log (1,440 lines a day). The first failure is
+    said, then the same failure again only once an hour with how many tries it has been, and the
+    first success after failures says so."""
+
+    REPEAT_S = 3600.0
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.message: str | None = None
+        self.tries = 0
+        self.since = 0.0  # time.time() of the first failure
+        self.said = 0.0  # time.monotonic() of the last line
+
+    def failed(self, message: str) -> None:
+        now = time.monotonic()
+        if message != self.message:
+            self.message, self.tries, self.since, self.said = message, 1, time.time(), now
+            self.log(f"sync: {message} (will try again)")
+            return
+        self.tries += 1
+        if now - self.said >= self.REPEAT_S:
+            self.said = now
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.since))
+            self.log(f"sync: still failing, {self.tries} tries since {started}: {message}")
+
+    def succeeded(self) -> None:
+        if self.message is not None:
+            self.log(f"sync: working again after {self.tries} failed tries")
+        self.message, self.tries = None, 0
 
 
 def _withdraw(dest: Path, summary: dict[str, Any]) -> None:

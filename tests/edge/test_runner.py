@@ -396,3 +396,37 @@ def test_a_stated_gsd_reaches_the_analysis(tmp_path, edge_env):
     assert main(["edge", "run", str(card), "-o", str(out), "--gsd", "0.004"]) == 0
     summary = json.loads((out / "frame" / "summary.json").read_text())
     assert summary["gsd"]["metres"] == 0.004 and summary["area_unit"] == "ha"
+
+
+def test_a_sync_that_keeps_failing_is_logged_once_not_every_try(tmp_path, edge_env, monkeypatch):
+    """Out of network range the watcher tries to sync every minute for days: the failure is
+    said once (and again only hourly, with how many tries), and its end is said."""
+    from khet.edge import runner as runner_mod
+
+    from khet.errors import KhetError
+
+    card = tmp_path / "card"
+    card.mkdir()
+    tries = {"n": 0}
+
+    def sync() -> None:
+        tries["n"] += 1
+        if tries["n"] <= 6:
+            raise KhetError("Cannot reach the server at http://farm.example (ConnectError)")
+
+    log: list[str] = []
+    with EdgeRunner(EdgeOptions(out=tmp_path / "out"), log=log.append) as runner:
+        runner.watch(
+            card, interval=0.0, settle=0.0, sync=sync, sync_every=0.0, stop=lambda: tries["n"] >= 8
+        )
+    lines = [m for m in log if m.startswith("sync:")]
+    assert lines == [
+        "sync: Cannot reach the server at http://farm.example (ConnectError) (will try again)",
+        "sync: working again after 6 failed tries",
+    ]
+    # An hour on, the same failure is said again with its count.
+    monkeypatch.setattr(runner_mod._Failing, "REPEAT_S", 0.0)
+    failing = runner_mod._Failing(log.append)
+    for _ in range(3):
+        failing.failed("Cannot reach the server")
+    assert log[-1].startswith("sync: still failing, 3 tries since ")
