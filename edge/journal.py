@@ -372,6 +372,10 @@ class Journal:
             out.append(item)
         return out
 
+    def outbox_entry(self, capture: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM outbox WHERE capture = ?", (capture,)).fetchone()
+        return dict(row) if row else None
+
     def outbox_items(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM outbox ORDER BY capture")]
 

@@ -574,11 +574,29 @@ class EdgeRunner:
                 rec = self.journal.capture(cap.key)
                 assert rec is not None
                 why = "already done" if rec.status == "done" else f"failed before: {rec.message}"
-                self.log(f"{rec.name}: skipped ({why})")
+                self.log(f"{rec.name}: skipped ({why}){self._refield(rec.name)}")
                 counts["skipped"] += 1
                 continue
             counts["done" if self.process(cap, fp) else "failed"] += 1
         return counts
+
+    def _refield(self, name: str) -> str:
+        """A finished capture met again with another `--field`: its results go to that field if
+        they are not sent yet (a mistyped field is corrected by running the command again with the
+        right one); what was done, for the log line."""
+        fld = self.options.field
+        entry = self.journal.outbox_entry(name) if fld else None
+        if entry is None or entry["field"] in (None, fld):
+            return ""
+        if entry["state"] == "pending":
+            self.journal.set_outbox(name, field=fld)
+            return f"; its results, not sent yet, now go to field {fld}, not {entry['field']}"
+        if entry["state"] == "synced":
+            return (
+                f"; its results were sent to field {entry['field']} as flight "
+                f"{entry['flight_id']}: --field {fld} does not move them (move it on the server)"
+            )
+        return ""
 
     def watch(
         self,

@@ -292,3 +292,28 @@ def _exit_code(fn, argv) -> int:
         return fn(argv)
     except SystemExit as e:
         return int(e.code or 0)
+
+
+def test_running_again_with_the_right_field_corrects_unsent_results(
+    tmp_path, use_test_models, fake, capsys
+):
+    """`edge run --field 99` by mistake, noticed before the results were sent: the same command
+    with the right field moves them there. Once sent, another --field says it does not move
+    them."""
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "east.tif", field_rgb(128, 128))
+    out = tmp_path / "out"
+    run = ["edge", "run", str(src), "-o", str(out)]
+    assert main([*run, "--field", "99"]) == 0
+    capsys.readouterr()
+    assert main([*run, "--field", "1"]) == 0
+    assert "now go to field 1, not 99" in capsys.readouterr().out
+    base = ["edge", "sync", "-o", str(out), "--server", fake.url, "--token", "t0ken"]
+    assert main(base) == 0
+    assert [k[0] for k in fake.flights] == ["1"]
+    assert main([*run, "--field", "5"]) == 0
+    said = capsys.readouterr().out
+    assert "were sent to field 1 as flight" in said and "does not move them" in said
+    with Journal(out) as j:
+        assert [(i["field"], i["state"]) for i in j.outbox_items()] == [("1", "synced")]
