@@ -430,14 +430,43 @@ class EdgeRunner:
             return True
         had_files, _, had_opts = rec.fingerprint.partition(OPTIONS_MARK)
         files, _, opts = fp.partition(OPTIONS_MARK)
+        # A journal of an earlier version recorded the files alone: no options to compare then.
+        other_options = bool(had_opts) and had_opts != opts
         if rec.status == "done":
-            # Done, unless its result was removed since (a folder deleted to have it redone) or
-            # its files changed (same name, other bytes: `process` finds out, by their hashes).
-            return had_files != files or not (self.out / rec.name / "summary.json").is_file()
-        # failed: only again when its files or options changed, or when asked (a journal of an
-        # earlier version recorded the files alone: no options to compare then)
-        changed = had_files != files or (bool(had_opts) and had_opts != opts)
-        return changed or self.options.retry_failed
+            # Done, unless its result was removed since (a folder deleted to have it redone), its
+            # files changed (same name, other bytes: `process` finds out, by their hashes), or it
+            # is asked for with other options (the --bands a warning asked for: the map made
+            # without them is wrong, and must not stay as if it were the answer).
+            return (
+                had_files != files
+                or other_options
+                or not (self.out / rec.name / "summary.json").is_file()
+            )
+        # failed: only again when its files or options changed, or when asked
+        return had_files != files or other_options or self.options.retry_failed
+
+    def _again(self, cap: Capture, fp: str) -> str:
+        """Why a capture recorded done is analysed again, for the log ("" when it is not)."""
+        rec = self.journal.capture(cap.key)
+        if rec is None or rec.status != "done":
+            return ""
+        had = rec.fingerprint.partition(OPTIONS_MARK)[2]
+        now = fp.partition(OPTIONS_MARK)[2]
+        if not had or had == now:
+            return ""
+        old, new = json.loads(had), json.loads(now)
+        changed = ", ".join(
+            f"{k} {old.get(k)} -> {new.get(k)}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        )
+        entry = self.journal.outbox_entry(rec.name)
+        sent = (
+            f"; the earlier result stays on the server as flight {entry['flight_id']}"
+            if entry and entry["state"] == "synced"
+            else ""
+        )
+        return f"{rec.name}: done before with other options ({changed}): analysing again{sent}"
 
     def process(
         self,
@@ -542,6 +571,11 @@ class EdgeRunner:
             resources.release_free_memory()
         self.journal.finish(cap.key, entry)
         self.log(_one_line(summary, dest))
+        share = (summary.get("input") or {}).get("looks_near_infrared")
+        if share:  # the map is likely wrong, and what to do about it is the user's: said here
+            from khet.vision.plan import near_infrared_note
+
+            self.log(f"  note: {near_infrared_note(share)}")
         if self.options.spot_spray is not None:
             self._spot_spray(name, dest)
         return True
@@ -577,6 +611,8 @@ class EdgeRunner:
                 self.log(f"{rec.name}: skipped ({why}){self._refield(rec.name)}")
                 counts["skipped"] += 1
                 continue
+            if again := self._again(cap, fp):
+                self.log(again)
             counts["done" if self.process(cap, fp) else "failed"] += 1
         return counts
 
@@ -640,6 +676,8 @@ class EdgeRunner:
                     continue
                 if now - prev[1] < settle:
                     continue
+                if again := self._again(cap, fp):
+                    self.log(again)
                 ok = self.process(cap, fp)
                 counts["done" if ok else "failed"] += 1
                 fresh = fresh or ok

@@ -48,10 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _joined_values(argv: list[str]) -> list[str]:
+    """`--bands -,green,blue` as `--bands=-,green,blue`: argparse takes a value that starts with
+    "-" for an option of its own, and "-" is how a band to ignore is named."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--bands" and i + 1 < len(argv) and argv[i + 1].startswith("-,"):
+            out.append(f"--bands={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `khet`; the exit code (2 for a KhetError, printed without a traceback)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -191,6 +191,13 @@ EN: dict[str, str] = {
     "retry": "Try again",
     "retry_intro": "Correct what the message asks for, if anything, then try again.",
     "retry_bands": "Band names in file order (e.g. red,green,blue), or leave empty",
+    "near_ir_title": "This map is probably wrong",
+    "near_ir": "{share} of the picture is red-purple: the colour of plants in pictures from a "
+    "camera converted to record near-infrared in place of red. Read as an ordinary colour "
+    "picture, those plants were counted as soil. If the camera is converted, analyse it again "
+    "with its band names (usually nir,green,blue).",
+    "rerun": "Analyse again",
+    "rerun_owner_only": "Only the farm's owner or an administrator can analyse it again.",
     "retry_gsd": "Ground sample distance, metres per pixel (e.g. 0.03), or leave empty",
     "download": "Downloads",
     "pdf": "Download PDF",
@@ -485,6 +492,13 @@ UR: dict[str, str] = {
     "retry": "دوبارہ کوشش",
     "retry_intro": "پیغام میں جو درستی مانگی گئی ہے وہ کریں، پھر دوبارہ کوشش کریں۔",
     "retry_bands": "فائل کی ترتیب میں بینڈز کے نام (مثلاً red,green,blue)، یا خالی چھوڑ دیں",
+    "near_ir_title": "یہ نقشہ غالباً غلط ہے",
+    "near_ir": "تصویر کا {share} حصہ سرخی مائل جامنی ہے: یہ ان پودوں کا رنگ ہے جن کی تصویر ایسے "
+    "کیمرے سے لی گئی ہو جو سرخ کی جگہ انفراریڈ (NIR) ریکارڈ کرتا ہے۔ عام رنگین تصویر سمجھ کر "
+    "پڑھنے سے یہ پودے مٹی شمار ہوئے۔ اگر کیمرا ایسا ہے تو اس کے بینڈز کے نام (عموماً "
+    "nir,green,blue) دے کر دوبارہ تجزیہ کریں۔",
+    "rerun": "دوبارہ تجزیہ کریں",
+    "rerun_owner_only": "صرف فارم کا مالک یا منتظم دوبارہ تجزیہ کر سکتا ہے۔",
     "retry_gsd": "زمینی نمونہ فاصلہ، میٹر فی پکسل (مثلاً 0.03)، یا خالی چھوڑ دیں",
     "download": "ڈاؤن لوڈ",
     "pdf": "پی ڈی ایف ڈاؤن لوڈ کریں",

@@ -63,7 +63,7 @@ def _gsd_in_cm(m: re.Match[str]) -> str:
 #: The command line's options that a web or API user has too, by the name they have there:
 #: the analysis says "--gsd 0.03", the service "a ground resolution of 3 cm per pixel".
 _FLAGS = (
-    (re.compile(r"--bands ([a-z0-9_-]*(?:,[a-z0-9_-]*)+)"), r'band names "\1"'),
+    (re.compile(r"--bands ([a-z0-9_-]+(?:,[a-z0-9_-]+)+)"), r'band names "\1"'),
     (re.compile(r"--bands\b"), 'the "band names" field (`bands`)'),
     (re.compile(r"--gsd ([0-9.]*[0-9])(?: for [^.,;)]+)?"), _gsd_in_cm),
     (re.compile(r"--gsd\b"), 'the "ground resolution" field (`gsd`)'),

@@ -447,8 +447,10 @@ def one_line(summary: dict, out: Path) -> str:
     weed = (summary.get("cover") or {}).get("weed")
     pressure = f"; weeds cover {weed:.1%} of the area" if weed is not None else ""
     low = next((v for v in summary["vigour"]["levels"] if v["name"] == "low"), None)
+    # Vigour is judged over the crop cells, or over the vegetation where crop is not told apart.
+    plants = "crop" if any(c["name"] == "crop" for c in summary["classes"]) else "vegetation"
     vig = (
-        f"; low-vigour crop {low['share_of_crop']:.0%}"
+        f"; low-vigour {plants} {low['share_of_crop']:.0%}"
         if low and summary["vigour"]["index"]
         else ""
     )

@@ -597,7 +597,10 @@ def _summary(
     }
     summary: dict[str, Any] = {
         "title": title,
-        "input": scene.describe(),
+        "input": {
+            **scene.describe(),
+            **({"looks_near_infrared": round(plan.red_purple, 3)} if plan.red_purple else {}),
+        },
         "radiometry": scene.radiometry,
         "gsd": scene.gsd.model_dump(exclude_none=True),
         "location": _location(scene),

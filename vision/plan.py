@@ -85,14 +85,19 @@ def make_plan(
     share = vi.red_purple_share(d, v, scene.bands)
     if share >= vi.RED_PURPLE_SHARE:
         plan.red_purple = share
-        plan.warnings.append(
-            f"{share:.0%} of the image is red-purple, where plants in true colour are green: "
-            "this looks like a camera that records near-infrared in place of red (a "
-            "NIR-modified camera, whose plants look red). Read as red, green and blue, those "
-            "plants count as soil. If the camera is such, name its bands (--bands "
-            "nir,green,blue, or as the camera's maker says) and analyse it again."
-        )
+        plan.warnings.append(near_infrared_note(share))
     return plan
+
+
+def near_infrared_note(share: float) -> str:
+    """What a map whose image looks like a near-infrared camera's false colour says of it."""
+    return (
+        f"{share:.0%} of the image is saturated red-purple: the colour of plants in pictures "
+        "from a camera that records near-infrared in place of red (a NIR-converted camera); in "
+        "true colour, plants are green. Read as red, green and blue, such plants count as soil. "
+        "If this camera is NIR-converted, name its bands (--bands nir,green,blue, or the order "
+        "its maker gives) and analyse it again."
+    )
 
 
 def _choose(

@@ -226,6 +226,12 @@ def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
             + "; a machine following it is off by the GPS error and any heading error"
         )
         warnings.append(f"Map {note}.")
+    if summary.input.looks_near_infrared:
+        warnings.append(
+            "The map looks made from a near-infrared camera's pictures read as red, green and "
+            "blue (its plants counted as soil, its index wrong): analyse the imagery again with "
+            "its bands named (--bands nir,green,blue) before acting on these zones or rates."
+        )
     footprint = _footprint(folder, summary, pixel_transform, transform)
     field_geom = footprint
     if boundary is not None:

@@ -149,6 +149,9 @@ class InputInfo(_Model):
     pixel_size: list[Finite] | None = None
     camera: dict[str, Any] = Field(default_factory=dict)
     alignment: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    # Set when an image read as red, green and blue looks like a near-infrared camera's false
+    # colour: the share of its pixels that are saturated red-purple (vision/indices.py).
+    looks_near_infrared: Share | None = None
 
 
 class Location(_Model):

@@ -25,6 +25,7 @@ from khet.service.db import ApiToken, Farm, Field, Flight, User, UserSettings, W
 from khet.service.dependencies import (
     DB,
     MAX_ID,
+    can_edit,
     current_user_optional,
     get_field,
     get_flight,
@@ -519,6 +520,9 @@ def _flight_page(
     georef = status == "done" and _on_a_map(summary, results)
     report = rp.build_report(flight, results, t) if _done(flight) else None
     imagery = bool((flight.imagery or {}).get("tileable"))
+    rerunnable = flight.source != "edge" and bool(flight.inputs)
+    share = rp.mapping(summary.get("input")).get("looks_near_infrared")
+    near_ir = f"{share:.0%}" if status == "done" and isinstance(share, int | float) else None
     config = {
         "flight": flight.id,
         "status": status,
@@ -564,8 +568,12 @@ def _flight_page(
             "stage": flight.job.stage if flight.job else None,
             "error": flight.job.error if flight.job else None,
             "retry_error": retry_error,
-            "can_retry": status == "failed" and flight.source != "edge" and bool(flight.inputs),
+            "can_retry": status == "failed" and rerunnable,
             "bands_text": ",".join(flight.bands or []),
+            # A finished map whose picture looks like a near-infrared camera's false colour: said
+            # at the top, with the re-run its owner can ask for (bands named), not in the notes.
+            "near_ir": near_ir,
+            "can_rerun": rerunnable and can_edit(user, flight.field.farm),
         },
         status=status_code,
         user=user,

@@ -317,3 +317,38 @@ def test_running_again_with_the_right_field_corrects_unsent_results(
     assert "were sent to field 1 as flight" in said and "does not move them" in said
     with Journal(out) as j:
         assert [(i["field"], i["state"]) for i in j.outbox_items()] == [("1", "synced")]
+
+
+def test_running_again_with_the_bands_a_warning_asked_for_replaces_the_map(
+    tmp_path, use_test_models, fake, shared_data, capsys
+):
+    """A near-infrared camera's frame analysed as RGB (its plants soil, and a warning asking for
+    --bands nir,green,blue), already sent: running again with those bands analyses it again and
+    sends the new map as a flight of its own; the log says the earlier one is on the server."""
+    import json
+
+    src = tmp_path / "card"
+    src.mkdir()
+    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", src / "f.jpg")
+    out = tmp_path / "out"
+    run = ["edge", "run", str(src), "-o", str(out), "--field", "1"]
+    sync_ = ["edge", "sync", "-o", str(out), "--server", fake.url, "--token", "t0ken"]
+    assert main(run) == 0
+    first = json.loads((out / "f" / "summary.json").read_text())
+    assert [w for w in first["warnings"] if "near-infrared" in w]
+    assert "note: " in capsys.readouterr().out  # said in the log, not only in summary.json
+    assert main(sync_) == 0
+    capsys.readouterr()
+    assert main([*run, "--bands", "nir,green,blue"]) == 0
+    said = capsys.readouterr().out
+    assert "f: done before with other options (bands None -> ['nir', 'green', 'blue'])" in said
+    assert "the earlier result stays on the server as flight" in said
+    second = json.loads((out / "f" / "summary.json").read_text())
+    veg = next(c["share"] for c in second["classes"] if c["name"] == "vegetation")
+    assert veg > 0.15 and not [w for w in second["warnings"] if "near-infrared" in w]
+    assert main(sync_) == 0
+    assert len(fake.flights) == 2  # the new map is a flight of its own, in the same field
+    assert {k[0] for k in fake.flights} == {"1"}
+    # The same options again: nothing to do.
+    assert main([*run, "--bands", "nir,green,blue"]) == 0
+    assert "skipped (already done)" in capsys.readouterr().out

@@ -472,3 +472,35 @@ def test_odd_addresses_get_the_not_found_page(app, flight):
         assert r.status_code == 404 and "Not found" in r.text and "<html" in r.text, path
     r = app.get(f"/fields/{flight['field']}/compare?a={flight['flight']}&b={flight['flight']}")
     assert r.status_code == 200
+
+
+def test_a_near_infrared_cameras_map_says_so_at_the_top_and_is_run_again_from_there(
+    app, tmp_path, shared_data
+):
+    """A frame from a camera recording near-infrared in place of red, analysed as RGB: its page
+    says at the top that the map is probably wrong (in the page's language), with a form that
+    runs it again with its bands named; run again, the map finds the grass and the alert goes."""
+    from tests.service.conftest import run_queued_jobs
+
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Seneca"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Verges"}).json()
+    frame = tmp_path / "IMG_0471.jpg"
+    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", frame)
+    fl = _send_flight(app, field["id"], frame, "2013-06-04T13:40:03")
+    run_queued_jobs()
+    url = f"/flights/{fl}"
+    page = app.get(url + "?lang=en").text
+    assert 'id="near-ir"' in page and "This map is probably wrong" in page
+    top = page[page.index('id="near-ir"') :]
+    assert f'action="{url}/retry"' in top[: top.index("</section>")]
+    assert 'value="nir,green,blue"' in top
+    assert "غالباً غلط" in app.get(url + "?lang=ur").text
+    r = app.post(url + "/retry", data={"bands": "nir,green,blue"}, follow_redirects=False)
+    assert r.status_code == 303
+    run_queued_jobs()
+    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    veg = next(c["share"] for c in s["classes"] if c["name"] == "vegetation")
+    assert veg > 0.15 and not s["input"].get("looks_near_infrared")
+    assert 'id="near-ir"' not in app.get(url).text

@@ -468,3 +468,16 @@ def test_sigterm_ends_an_analysis_like_ctrl_c(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "khet: interrupted" in err and "Traceback" not in err, err
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_a_first_band_to_ignore_is_named_with_a_dash(tmp_path, capsys, use_test_models):
+    """`--bands -,red,green,blue`: argparse took "-,red,..." for an option and said "expected one
+    argument"; the dash that names a band to ignore now works first too."""
+    rgb = field_rgb(128, 128)
+    path = write_geotiff(tmp_path / "x.tif", np.concatenate([rgb[:1] * 0, rgb]))
+    code, out, err = _khet(
+        capsys, "analyze", path, "--bands", "-,red,green,blue", "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["input"]["bands"] == ["red", "green", "blue"]

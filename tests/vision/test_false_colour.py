@@ -33,6 +33,12 @@ def test_a_near_infrared_frame_read_as_rgb_says_so(tmp_path, shared_data, capsys
     said = [w for w in s["warnings"] if "near-infrared" in w]
     assert len(said) == 1 and "--bands nir,green,blue" in said[0]
     assert "near-infrared" in err  # the note is printed, not only written
+    assert s["input"]["looks_near_infrared"] > 0.15
+    # Zones and rates made on such a map carry the caution.
+    from khet.vision.prescription import open_map
+
+    grid = open_map(tmp_path / "rgb")
+    assert [w for w in grid.warnings if "near-infrared camera's pictures" in w]
 
 
 def test_named_near_infrared_bands_find_the_plants(tmp_path, shared_data):
