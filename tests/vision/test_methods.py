@@ -266,3 +266,55 @@ def test_a_mown_lawn_is_not_crop_rows(tmp_path, seg_models):
     )
     assert s["method"] == "index", s.get("rows")
     assert [c["name"] for c in s["classes"]] == ["soil", "vegetation"]
+
+
+def _row_field(h: int, w: int, every: int, vertical: bool, seed: int, weeds: float = 0.0):
+    """Soil with crop rows `every` px apart (6 px wide bands of leaf) and, when `weeds` > 0,
+    weeds in a strip midway between the rows covering that share of the strip, with bare soil
+    beside each row (as after inter-row cultivation). Returns (bands, crop mask, weed mask)."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (150, 115, 85)
+    across = np.arange(w if vertical else h)
+    d = np.abs((across % every) - every / 2)  # distance from the row centre, px
+    crop1 = d <= 3
+    mid = d >= every / 2 - 5
+    crop = np.broadcast_to(crop1[None, :] if vertical else crop1[:, None], (h, w))
+    strip = np.broadcast_to(mid[None, :] if vertical else mid[:, None], (h, w))
+    weed = strip & (rng.random((h, w)) < weeds)
+    weed = cv2.dilate(weed.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & strip
+    img[crop] = (50, 160, 55)
+    img[weed] = (70, 150, 50)
+    img = np.clip(img.astype(int) + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, -1, 0), crop, weed
+
+
+def test_heavy_weeds_between_the_rows_are_weed_not_a_wider_row(tmp_path, seg_models):
+    """The row band was sized to the furthest part of the profile with plants: once weeds
+    midway were dense, the band took them in and the weed share fell as weeds rose (drawn 25 %,
+    mapped 10 %). It now stops at the bare soil beside the row. Rows 1 m apart at 4 cm."""
+    img, _, weed = _row_field(1024, 1024, 25, vertical=False, seed=8, weeds=0.06)
+    s = analyze(write_geotiff(tmp_path / "w.tif", img, res=0.04), tmp_path / "w")
+    assert s["method"] == "rows", s["layers"]["classes"]["detail"]
+    assert s["rows"]["spacing_m"] == pytest.approx(1.0, rel=0.05)
+    assert s["cover"]["weed"] == pytest.approx(weed.mean(), rel=0.25), (s["cover"], weed.mean())
+
+
+def test_a_field_with_other_rows_in_the_same_block_is_not_painted_weed(tmp_path, seg_models):
+    """Two fields in one 48 m block at 4 cm: rows across the left 40 %, along the right 60 %.
+    The block's rows are those of the right field; the left field's plants were painted in
+    stripes of crop and weed by them. Where a block's rows do not hold (~10 m at a time) its
+    plants are now left as vegetation: hardly any of the left field's crop is called weed."""
+    left, _, _ = _row_field(1200, 480, 25, vertical=False, seed=9)
+    right, _, _ = _row_field(1200, 720, 25, vertical=True, seed=10)
+    img = np.concatenate([left, right], axis=2)
+    s = analyze(write_geotiff(tmp_path / "two.tif", img, res=0.04), tmp_path / "t")
+    assert s["method"] == "rows", s["layers"]["classes"]["detail"]
+    c = _classes(tmp_path / "t")
+    names = [x["name"] for x in s["classes"]]
+    left_cells = c[:, : int(c.shape[1] * 0.35)]
+    plants = left_cells[(left_cells != names.index("soil")) & (left_cells != 255)]
+    assert plants.size > 100
+    assert (plants == names.index("weed")).mean() < 0.1, np.unique(plants, return_counts=True)
+    right_cells = c[:, int(c.shape[1] * 0.45) :]
+    assert (right_cells == names.index("crop")).mean() > 0.1  # the right field keeps its rows
