@@ -335,6 +335,12 @@ def _index_name(summary: Summary, folder: Path, index: str | None) -> str:
             return n
     if present:
         return present[0]
+    if summary.indices:  # computed by the analysis, but their files are not here
+        raise InputError(
+            "This flight's vegetation index maps were not kept with its results (a field device "
+            "sends them only with `khet edge run --with-imagery`), so zones cannot be made from "
+            "it."
+        )
     raise InputError(
         "This flight has no vegetation index map, so zones cannot be made from it (its bands "
         f"are {', '.join(summary.input.bands) or 'unknown'})."

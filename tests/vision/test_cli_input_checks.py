@@ -481,3 +481,12 @@ def test_a_first_band_to_ignore_is_named_with_a_dash(tmp_path, capsys, use_test_
     assert code == 0, err
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["input"]["bands"] == ["red", "green", "blue"]
+
+
+def test_zones_of_a_map_whose_index_maps_were_not_kept_say_so(mica, capsys):
+    """A device's flight sent without --with-imagery has no index maps: the message said "its
+    bands are red, green, blue", as if the bands were at fault."""
+    shutil.rmtree(mica / "indices")
+    code, _, err = _khet(capsys, "zones", mica, "-n", "3")
+    assert code == 2
+    assert "were not kept with its results" in err and "--with-imagery" in err, err
