@@ -322,9 +322,9 @@ def test_bad_input_leaves_nothing_half_written(mica, tmp_path):
         rx.make_zones(mica, boundary=far)
     after = {p.name: p.read_bytes() for p in (mica / rx.OUT_DIR).iterdir()}
     assert after == before
-    # A flight with no index map; a folder with no map.
+    # A flight whose index maps are gone (a device's sent without them); a folder with no map.
     shutil.rmtree(mica / "indices")
-    with pytest.raises(InputError, match="no vegetation index"):
+    with pytest.raises(InputError, match="vegetation index maps were not kept"):
         rx.make_zones(mica)
     with pytest.raises(InputError, match="no finished field map"):
         rx.make_zones(tmp_path)
