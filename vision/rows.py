@@ -22,12 +22,16 @@ How the rows are found (in metres, so any GSD works):
    across the rows. Its argument is the block's phase (where the row centres lie); its value is
    0.5-0.65 for clean rows and near 0 for plants without rows. The best candidate is kept when its
    coherence and its peak's prominence over other directions at the same spacing pass fixed
-   thresholds. A block without rows is split in two across its longer side and each half tried
+   thresholds, at least MIN_ROWS neighbouring rows carry plants, and plants midway between the
+   rows are at most MAX_BETWEEN as frequent as on them (a sward's stripes are not rows). A
+   block without rows is split in two across its longer side and each half tried
    alone (two fields with different rows in one block), down to an eighth of the block.
-4. The row band's width comes from the block's vegetation profile across its rows.
+4. The row band's width comes from the block's vegetation profile across its rows: out from the
+   row's centre to the first bare strip, and one analysis pixel more.
 
-A pixel is then on a row, between rows, or in a block without rows (where the map says
-"vegetation": crop and weed are not told apart there).
+A pixel is then on a row, between rows, or where no rows hold: a block without rows, or a ~10 m
+sub-block whose own pixels hardly show its block's rows (LOCAL_MIN). The map says "vegetation"
+there: crop and weed are not told apart.
 
 What this will not do: follow rows that curve within a block, or tell a weed growing inside the
 row from the crop (it is crop here). The summary's method text says both.
@@ -470,7 +474,8 @@ def _layout(
     np.add.at(sums, (iy, ix), wave)
     np.add.at(mags, (iy, ix), np.abs(vals))
     local = np.abs(sums) / np.maximum(mags, 1e-12)
-    phase[local >= 0.5 * MIN_COHERENCE] = np.angle(sums[local >= 0.5 * MIN_COHERENCE])
+    strong = local >= 0.5 * MIN_COHERENCE
+    phase[strong] = np.angle(sums[strong])
     # The plant profile across the rows, folded over the block: the row band is where plants
     # are more frequent than WIDTH_LEVEL of the way from the profile's low to its high (a vine
     # canopy fills most of its row period, a young row crop little of it).
