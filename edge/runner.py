@@ -576,6 +576,12 @@ class EdgeRunner:
             from khet.vision.plan import near_infrared_note
 
             self.log(f"  note: {near_infrared_note(share)}")
+        inverted = (summary.get("input") or {}).get("looks_misordered")
+        if inverted:
+            from khet.vision.plan import band_order_note
+
+            bands = (summary.get("input") or {}).get("bands") or []
+            self.log(f"  note: {band_order_note(inverted, bands)}")
         if self.options.spot_spray is not None:
             self._spot_spray(name, dest)
         return True

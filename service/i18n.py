@@ -196,6 +196,11 @@ EN: dict[str, str] = {
     "camera converted to record near-infrared in place of red. Read as an ordinary colour "
     "picture, those plants were counted as soil. If the camera is converted, analyse it again "
     "with its band names (usually nir,green,blue).",
+    "band_order": "{share} of the picture has near-infrared darker than red (or green), more "
+    "than reads as plants. Plants and soil are brighter in near-infrared; only open water is "
+    "darker. Unless the field is under water, the bands were named in the wrong order (read as "
+    "{bands}) and the plants were counted as soil: analyse it again with the bands in the "
+    "camera's order.",
     "rerun": "Analyse again",
     "rerun_owner_only": "Only the farm's owner or an administrator can analyse it again.",
     "retry_gsd": "Ground sample distance, metres per pixel (e.g. 0.03), or leave empty",
@@ -497,6 +502,10 @@ UR: dict[str, str] = {
     "کیمرے سے لی گئی ہو جو سرخ کی جگہ انفراریڈ (NIR) ریکارڈ کرتا ہے۔ عام رنگین تصویر سمجھ کر "
     "پڑھنے سے یہ پودے مٹی شمار ہوئے۔ اگر کیمرا ایسا ہے تو اس کے بینڈز کے نام (عموماً "
     "nir,green,blue) دے کر دوبارہ تجزیہ کریں۔",
+    "band_order": "تصویر کے {share} حصے میں انفراریڈ (NIR) سرخ (یا سبز) سے زیادہ گہرا ہے، اور "
+    "یہ پودوں والے حصے سے زیادہ ہے۔ پودے اور مٹی انفراریڈ میں زیادہ روشن ہوتے ہیں؛ صرف کھلا پانی "
+    "گہرا ہوتا ہے۔ اگر کھیت میں پانی کھڑا نہیں تو بینڈز کے نام غلط ترتیب میں دیے گئے ({bands} "
+    "پڑھا گیا) اور پودے مٹی شمار ہوئے: کیمرے کی ترتیب میں بینڈز کے نام دے کر دوبارہ تجزیہ کریں۔",
     "rerun": "دوبارہ تجزیہ کریں",
     "rerun_owner_only": "صرف فارم کا مالک یا منتظم دوبارہ تجزیہ کر سکتا ہے۔",
     "retry_gsd": "زمینی نمونہ فاصلہ، میٹر فی پکسل (مثلاً 0.03)، یا خالی چھوڑ دیں",

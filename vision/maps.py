@@ -600,6 +600,7 @@ def _summary(
         "input": {
             **scene.describe(),
             **({"looks_near_infrared": round(plan.red_purple, 3)} if plan.red_purple else {}),
+            **({"looks_misordered": round(plan.inverted, 3)} if plan.inverted else {}),
         },
         "radiometry": scene.radiometry,
         "gsd": scene.gsd.model_dump(exclude_none=True),
@@ -937,6 +938,8 @@ def write_preview(
         warn.append("no georeference: hectares approximate")
     if plan.red_purple:
         warn += ["plants red? a near-infrared camera:", "name its bands, see summary"]
+    if plan.inverted:
+        warn += ["near-infrared too dark: bands in", "the wrong order? see summary"]
     for line in warn:
         d.text((x0, y), line, fill=(150, 60, 30), font=small)
         y += 18

@@ -61,6 +61,10 @@ class Plan:
     # The share of red-purple pixels when an RGB image looks like a near-infrared camera's false
     # colour (vi.RED_PURPLE_SHARE), else 0: its plants then count as soil, and the legend says so.
     red_purple: float = 0.0
+    # The share of the image whose near-infrared is well below red (or green) when that is more
+    # than what reads as plants (vi.INVERTED_SHARE), else 0: its bands are probably named in the
+    # wrong order, and its plants count as soil.
+    inverted: float = 0.0
 
     @property
     def class_names(self) -> list[str]:
@@ -86,6 +90,10 @@ def make_plan(
     if share >= vi.RED_PURPLE_SHARE:
         plan.red_purple = share
         plan.warnings.append(near_infrared_note(share))
+    inverted = vi.inverted_share(d, v, scene.bands)
+    if inverted >= vi.INVERTED_SHARE:
+        plan.inverted = inverted
+        plan.warnings.append(band_order_note(inverted, scene.bands))
     return plan
 
 
@@ -97,6 +105,18 @@ def near_infrared_note(share: float) -> str:
         "true colour, plants are green. Read as red, green and blue, such plants count as soil. "
         "If this camera is NIR-converted, name its bands (--bands nir,green,blue, or the order "
         "its maker gives) and analyse it again."
+    )
+
+
+def band_order_note(share: float, bands: Sequence[str]) -> str:
+    """What a map whose near-infrared band reads darker than red (or green) says of it."""
+    other = "red" if "red" in bands else "green"
+    return (
+        f"{share:.0%} of the image has near-infrared well below {other}, more than reads as "
+        f"plants. Plants and soil are brighter in near-infrared than in {other}; only open water "
+        "is darker. Unless this is water, the bands are probably named in the wrong order "
+        f"(read as {','.join(bands)}), and plants were counted as soil: name them in the "
+        "camera's own order (--bands) and analyse it again."
     )
 
 

@@ -232,6 +232,13 @@ def open_map(folder: Path, boundary: dict | None = None) -> FieldGrid:
             "blue (its plants counted as soil, its index wrong): analyse the imagery again with "
             "its bands named (--bands nir,green,blue) before acting on these zones or rates."
         )
+    if summary.input.looks_misordered:
+        warnings.append(
+            "The map's near-infrared band reads darker than its red or green over much of the "
+            "image: unless the field is under water, its bands were named in the wrong order and "
+            "its plants counted as soil. Analyse the imagery again with its bands in the "
+            "camera's order (--bands) before acting on these zones or rates."
+        )
     footprint = _footprint(folder, summary, pixel_transform, transform)
     field_geom = footprint
     if boundary is not None:

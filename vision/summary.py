@@ -152,6 +152,9 @@ class InputInfo(_Model):
     # Set when an image read as red, green and blue looks like a near-infrared camera's false
     # colour: the share of its pixels that are saturated red-purple (vision/indices.py).
     looks_near_infrared: Share | None = None
+    # Set when the image's near-infrared reads darker than red (or green) over more of it than
+    # reads as plants: the share of such pixels; its bands are probably named in the wrong order.
+    looks_misordered: Share | None = None
 
 
 class Location(_Model):

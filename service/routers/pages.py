@@ -523,6 +523,11 @@ def _flight_page(
     rerunnable = flight.source != "edge" and bool(flight.inputs)
     share = rp.mapping(summary.get("input")).get("looks_near_infrared")
     near_ir = f"{share:.0%}" if status == "done" and isinstance(share, int | float) else None
+    inverted = rp.mapping(summary.get("input")).get("looks_misordered")
+    misordered = (
+        f"{inverted:.0%}" if status == "done" and isinstance(inverted, int | float) else None
+    )
+    read_as = ",".join(str(b) for b in rp.mapping(summary.get("input")).get("bands") or [])
     config = {
         "flight": flight.id,
         "status": status,
@@ -573,6 +578,9 @@ def _flight_page(
             # A finished map whose picture looks like a near-infrared camera's false colour: said
             # at the top, with the re-run its owner can ask for (bands named), not in the notes.
             "near_ir": near_ir,
+            # Near-infrared darker than red over much of it: the bands' order, said the same way.
+            "misordered": misordered,
+            "read_as": read_as,
             "can_rerun": rerunnable and can_edit(user, flight.field.farm),
         },
         status=status_code,

@@ -352,3 +352,22 @@ def test_running_again_with_the_bands_a_warning_asked_for_replaces_the_map(
     # The same options again: nothing to do.
     assert main([*run, "--bands", "nir,green,blue"]) == 0
     assert "skipped (already done)" in capsys.readouterr().out
+
+
+def test_bands_named_in_the_wrong_order_are_noted_in_the_log(
+    tmp_path, use_test_models, shared_data, capsys
+):
+    """The same frame run with --bands red,green,nir (its near-infrared is first): the log says
+    the bands are probably in the wrong order, as the summary does."""
+    import json
+
+    src = tmp_path / "card"
+    src.mkdir()
+    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", src / "f.jpg")
+    out = tmp_path / "out"
+    run = ["edge", "run", str(src), "-o", str(out), "--field", "1", "--bands", "red,green,nir"]
+    assert main(run) == 0
+    said = capsys.readouterr().out
+    assert "note: " in said and "wrong order (read as red,green,nir)" in said
+    s = json.loads((out / "f" / "summary.json").read_text())
+    assert s["input"]["looks_misordered"] > 0.1

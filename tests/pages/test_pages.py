@@ -61,8 +61,9 @@ def _queued_flight(app, tmp_path) -> dict:
     return {"farm": farm["id"], "field": field["id"], "flight": fl}
 
 
-def _send_flight(app, field: int, image, captured_at: str) -> int:
-    """Upload `image` in one chunk and make a flight of it on `field`; the flight's id."""
+def _send_flight(app, field: int, image, captured_at: str, bands: str | None = None) -> int:
+    """Upload `image` in one chunk and make a flight of it on `field` (its bands named, if
+    given); the flight's id."""
     data = image.read_bytes()
     up = app.post(
         "/api/v1/uploads",
@@ -79,7 +80,11 @@ def _send_flight(app, field: int, image, captured_at: str) -> int:
     )
     return app.post(
         f"/api/v1/fields/{field}/flights",
-        json={"uploads": [up["id"]], "captured_at": captured_at},
+        json={
+            "uploads": [up["id"]],
+            "captured_at": captured_at,
+            **({"bands": bands.split(",")} if bands else {}),
+        },
     ).json()["id"]
 
 
@@ -504,3 +509,34 @@ def test_a_near_infrared_cameras_map_says_so_at_the_top_and_is_run_again_from_th
     veg = next(c["share"] for c in s["classes"] if c["name"] == "vegetation")
     assert veg > 0.15 and not s["input"].get("looks_near_infrared")
     assert 'id="near-ir"' not in app.get(url).text
+
+
+def test_bands_named_in_the_wrong_order_say_so_at_the_top_and_are_run_again_from_there(
+    app, tmp_path, shared_data
+):
+    """The same camera's frame sent with its bands named red,green,nir (its near-infrared is
+    first): near-infrared reads darker than "red", plants count as soil, and the page says the
+    bands are probably in the wrong order, with the names it used in a re-run form."""
+    from tests.service.conftest import run_queued_jobs
+
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Seneca"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Verges"}).json()
+    frame = tmp_path / "IMG_0471.jpg"
+    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", frame)
+    fl = _send_flight(app, field["id"], frame, "2013-06-04T13:40:03", bands="red,green,nir")
+    run_queued_jobs()
+    url = f"/flights/{fl}"
+    page = app.get(url + "?lang=en").text
+    assert 'id="band-order"' in page and "wrong order" in page and 'id="near-ir"' not in page
+    top = page[page.index('id="band-order"') :]
+    assert f'action="{url}/retry"' in top[: top.index("</section>")]
+    assert 'value="red,green,nir"' in top
+    assert "غلط ترتیب" in app.get(url + "?lang=ur").text
+    r = app.post(url + "/retry", data={"bands": "nir,green,blue"}, follow_redirects=False)
+    assert r.status_code == 303
+    run_queued_jobs()
+    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    assert not s["input"].get("looks_misordered")
+    assert 'id="band-order"' not in app.get(url).text

@@ -5,9 +5,11 @@ as near-infrared, green and blue, its plants are found by GNDVI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import rasterio
 from khet.vision.pipeline import analyze
 
@@ -71,3 +73,56 @@ def test_true_colour_drone_tiles_do_not_look_near_infrared(tmp_path, shared_data
     assert vi.red_purple_share(frame, None, ("red", "green", "blue")) > 0.15
     # With near-infrared named, the question does not arise.
     assert vi.red_purple_share(frame, None, ("nir", "green", "blue")) == 0.0
+
+
+def test_bands_named_in_the_wrong_order_say_so(tmp_path, shared_data):
+    """Red and near-infrared swapped (a 5-band capture) or a near-infrared camera named
+    red,green,nir: plants read darker in "near-infrared" than in "red" and count as soil. The
+    summary, the warnings and zones made on the map say the bands are probably misordered;
+    named in the camera's order, nothing is said."""
+    from khet.vision import radiometry
+    from khet.vision.prescription import open_map
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    capture = fixtures / "micasense_crop"
+    panel = radiometry.Options(panel=(fixtures / "micasense_panel_crop",))
+    swapped = ["blue", "green", "nir", "red", "rededge"]
+    s = analyze(capture, tmp_path / "swapped", bands=swapped, calibration=panel)
+    assert s["input"]["looks_misordered"] > 0.9
+    said = [w for w in s["warnings"] if "wrong order" in w]
+    assert len(said) == 1 and "blue,green,nir,red,rededge" in said[0]
+    assert _share(s, "soil") > 0.99  # what the note explains
+    grid = open_map(tmp_path / "swapped")
+    assert [w for w in grid.warnings if "wrong order" in w]
+
+    s = analyze(capture, tmp_path / "right", calibration=panel)
+    assert "looks_misordered" not in s["input"]
+    assert not [w for w in s["warnings"] if "wrong order" in w]
+
+    s = analyze(_frame(shared_data), tmp_path / "ngb", bands=["red", "green", "nir"])
+    assert s["input"]["looks_misordered"] > 0.1
+    assert [w for w in s["warnings"] if "wrong order" in w]
+
+
+def test_water_beside_plants_is_not_taken_for_misordered_bands():
+    """Open water is the one surface darker in near-infrared than in red: a pond beside a
+    field (less water than plants) says nothing; a field under water says so, and the note
+    names water as the other reason."""
+    from khet.vision import indices as vi
+    from khet.vision.plan import band_order_note
+
+    def scene(plants: float, water: float) -> np.ndarray:
+        n = 1000
+        red = np.full(n, 0.1, np.float32)
+        nir = np.full(n, 0.14, np.float32)  # soil: NDVI 0.17
+        k, w = int(plants * n), int(water * n)
+        nir[:k] = 0.4  # plants: NDVI 0.6
+        red[k : k + w], nir[k : k + w] = 0.05, 0.02  # water: NDVI -0.43
+        return np.stack([red, nir])[:, None, :]
+
+    assert vi.inverted_share(scene(0.4, 0.3), None, ("red", "nir")) == 0.0
+    flooded = vi.inverted_share(scene(0.1, 0.7), None, ("red", "nir"))
+    assert flooded == pytest.approx(0.7)
+    assert "water" in band_order_note(flooded, ("red", "nir"))
+    # No near-infrared, no question.
+    assert vi.inverted_share(scene(0.1, 0.7), None, ("red", "green")) == 0.0
