@@ -203,6 +203,8 @@ EN: dict[str, str] = {
     "camera's order.",
     "rerun": "Analyse again",
     "rerun_owner_only": "Only the farm's owner or an administrator can analyse it again.",
+    "rerun_on_device": "This map was made on a field device: run it again there (khet edge run, "
+    "with --bands) and the new map arrives as a flight of its own.",
     "retry_gsd": "Ground sample distance, metres per pixel (e.g. 0.03), or leave empty",
     "download": "Downloads",
     "pdf": "Download PDF",
@@ -508,6 +510,8 @@ UR: dict[str, str] = {
     "پڑھا گیا) اور پودے مٹی شمار ہوئے: کیمرے کی ترتیب میں بینڈز کے نام دے کر دوبارہ تجزیہ کریں۔",
     "rerun": "دوبارہ تجزیہ کریں",
     "rerun_owner_only": "صرف فارم کا مالک یا منتظم دوبارہ تجزیہ کر سکتا ہے۔",
+    "rerun_on_device": "یہ نقشہ کھیت کے آلے (ڈیوائس) پر بنا تھا: وہیں دوبارہ چلائیں (khet edge run، "
+    "--bands کے ساتھ)، نیا نقشہ الگ پرواز کے طور پر آ جائے گا۔",
     "retry_gsd": "زمینی نمونہ فاصلہ، میٹر فی پکسل (مثلاً 0.03)، یا خالی چھوڑ دیں",
     "download": "ڈاؤن لوڈ",
     "pdf": "پی ڈی ایف ڈاؤن لوڈ کریں",

@@ -117,3 +117,32 @@ def test_report_draws_the_class_map_of_a_flight_sent_without_its_preview(api, ed
     assert mapped and mapped <= drawn, (mapped, drawn)  # every class on the map is drawn
     pdf = c.get(f"/flights/{fid}/report.pdf?lang=ur")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_a_device_map_with_misordered_bands_says_to_run_it_again_on_the_device(
+    api, tmp_path, shared_data, use_test_models
+):
+    """A device analysed a near-infrared camera's frame with its bands named red,green,nir:
+    the flight page says the map is probably wrong, and since the server cannot analyse a
+    device's flight again, says to run it again on the device (no re-run form)."""
+    from khet.vision.pipeline import analyze
+
+    out = tmp_path / "edge-out"
+    frame = shared_data / "seneca_flight" / "images" / "IMG_0471.jpg"
+    analyze(frame, out, bands=["red", "green", "nir"])
+    c = api.client
+    alice = api.user(password="a long password")
+    _, field = api.farm_field(alice)
+    results = {
+        name: api.upload(alice, out / name)
+        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson")
+    }
+    body = {"uploads": [], "results": results, "client_id": "edge-3:flight-1"}
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 201, r.text
+    fid = r.json()["id"]
+    assert c.post("/api/v1/session", json={"email": alice["email"], "password": "a long password"})
+    page = c.get(f"/flights/{fid}?lang=en").text
+    top = page[page.index('id="band-order"') :]
+    top = top[: top.index("</section>")]
+    assert "wrong order" in top and "khet edge run" in top and "/retry" not in top
