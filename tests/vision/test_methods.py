@@ -374,3 +374,43 @@ def test_every_other_row_weak_is_not_painted_weed(tmp_path, seg_models):
     img[:, weak] = np.clip(soil + rng.integers(-8, 9, (3, int(weak.sum()))), 0, 255)
     s = analyze(write_geotiff(tmp_path / "a.tif", img, res=0.04), tmp_path / "a")
     assert s["cover"].get("weed", 0.0) < 0.01, (s["method"], s.get("rows"), s["cover"])
+
+
+def _orchard(h: int, w: int, gsd: float, seed: int, grass: bool) -> np.ndarray:
+    """Trees 5 m apart in rows 6 m apart (crowns ~3 m, ragged), bare strips beside the trees
+    and, with `grass`, a grass alley 2.5 m wide midway between the rows (~2/3 cover)."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (150, 115, 85)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t, tv = xx * gsd / 6.0, yy * gsd / 5.0
+    du, dv = (t - np.rint(t)) * 6.0, (tv - np.rint(tv)) * 5.0  # metres from the nearest tree
+    radius = 1.5 * (0.85 + 0.3 * ((np.rint(t) * 131 + np.rint(tv) * 17) % 997 * 0.618 % 1))
+    tree = (np.hypot(du, dv) <= radius + rng.normal(0, 0.08, (h, w))) & (rng.random((h, w)) > 0.08)
+    if grass:
+        alley = np.abs(du) >= 3.0 - 1.25
+        g = cv2.dilate((rng.random((h, w)) < 0.6).astype(np.uint8), np.ones((2, 2), np.uint8))
+        img[alley & g.astype(bool) & ~tree] = (85, 150, 60)
+    img[tree] = (50, 160, 55)
+    img = np.clip(img.astype(int) + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, -1, 0)
+
+
+def test_an_orchard_in_grass_alleys_is_not_painted_across_its_rows(tmp_path, seg_models):
+    """Trees in a grid in grass alleys: the trees' spacing along the row (5 m) was taken for
+    rows across it and the alley grass painted crop (62 %). A grid with plants between its
+    "rows" does not say which way the rows run: rows 6 m apart or none, never 5 m. On bare soil
+    the orchard's rows are found."""
+    s = analyze(
+        write_geotiff(tmp_path / "g.tif", _orchard(1600, 1600, 0.05, 3, True), res=0.05),
+        tmp_path / "g",
+    )
+    if s["method"] == "rows":
+        assert s["rows"]["spacing_m"] == pytest.approx(6.0, rel=0.05)
+    else:
+        assert "no crop rows were found" in s["layers"]["classes"]["detail"]
+    s = analyze(
+        write_geotiff(tmp_path / "b.tif", _orchard(1600, 1600, 0.05, 4, False), res=0.05),
+        tmp_path / "b",
+    )
+    assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(6.0, rel=0.05)
