@@ -348,19 +348,7 @@ def test_vines_with_grass_alleys_are_not_painted_in_stripes_at_half_their_spacin
     strongest peak: the grass was taken for a row and painted crop (98 % of it). Vines and
     grass taking turns do not say which is the crop: rows at their own spacing, or none
     (vegetation), never stripes 1.25 m apart. With bare alleys the vines' rows are found."""
-    s = analyze(
-        write_geotiff(tmp_path / "g.tif", _vineyard(1600, 1600, 0.04, 1, True), res=0.04),
-        tmp_path / "g",
-    )
-    if s["method"] == "rows":
-        assert s["rows"]["spacing_m"] == pytest.approx(2.5, rel=0.05)
-    else:
-        assert "no crop rows were found" in s["layers"]["classes"]["detail"]
-    s = analyze(
-        write_geotiff(tmp_path / "b.tif", _vineyard(1600, 1600, 0.04, 2, False), res=0.04),
-        tmp_path / "b",
-    )
-    assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(2.5, rel=0.05)
+    _in_grass_and_on_bare_soil(tmp_path, _vineyard, 0.04, 2.5)
 
 
 def test_every_other_row_weak_is_not_painted_weed(tmp_path, seg_models):
@@ -401,16 +389,18 @@ def test_an_orchard_in_grass_alleys_is_not_painted_across_its_rows(tmp_path, seg
     rows across it and the alley grass painted crop (62 %). A grid with plants between its
     "rows" does not say which way the rows run: rows 6 m apart or none, never 5 m. On bare soil
     the orchard's rows are found."""
-    s = analyze(
-        write_geotiff(tmp_path / "g.tif", _orchard(1600, 1600, 0.05, 3, True), res=0.05),
-        tmp_path / "g",
-    )
+    _in_grass_and_on_bare_soil(tmp_path, _orchard, 0.05, 6.0)
+
+
+def _in_grass_and_on_bare_soil(tmp_path, draw, gsd: float, spacing: float) -> None:
+    """`draw(h, w, gsd, seed, grass)` with grass alleys: rows `spacing` apart or none, nothing
+    else; without: rows `spacing` apart."""
+    img = draw(1600, 1600, gsd, 3, True)
+    s = analyze(write_geotiff(tmp_path / "g.tif", img, res=gsd), tmp_path / "g")
     if s["method"] == "rows":
-        assert s["rows"]["spacing_m"] == pytest.approx(6.0, rel=0.05)
+        assert s["rows"]["spacing_m"] == pytest.approx(spacing, rel=0.05)
     else:
         assert "no crop rows were found" in s["layers"]["classes"]["detail"]
-    s = analyze(
-        write_geotiff(tmp_path / "b.tif", _orchard(1600, 1600, 0.05, 4, False), res=0.05),
-        tmp_path / "b",
-    )
-    assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(6.0, rel=0.05)
+    img = draw(1600, 1600, gsd, 4, False)
+    s = analyze(write_geotiff(tmp_path / "b.tif", img, res=gsd), tmp_path / "b")
+    assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(spacing, rel=0.05)
