@@ -61,6 +61,37 @@ def _queued_flight(app, tmp_path) -> dict:
     return {"farm": farm["id"], "field": field["id"], "flight": fl}
 
 
+def _seneca_nir_frame_flight(app, tmp_path, shared_data, bands: str | None = None) -> int:
+    """A farmer, signed in, sends one Seneca frame (a near-infrared camera's: near-infrared,
+    green, blue) as a flight on a new field, its bands named if given; the flight's id."""
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Seneca"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Verges"}).json()
+    frame = tmp_path / "IMG_0471.jpg"
+    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", frame)
+    return _send_flight(app, field["id"], frame, "2013-06-04T13:40:03", bands=bands)
+
+
+def _alert(page: str, anchor: str) -> str:
+    """The page's alert section with id `anchor`."""
+    top = page[page.index(f'id="{anchor}"') :]
+    return top[: top.index("</section>")]
+
+
+def _retry_as_nir_green_blue(app, flight: int) -> dict:
+    """Run the flight again from its page's re-run form with its bands named nir,green,blue;
+    the new summary."""
+    from tests.service.conftest import run_queued_jobs
+
+    r = app.post(
+        f"/flights/{flight}/retry", data={"bands": "nir,green,blue"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    run_queued_jobs()
+    return app.get(f"/api/v1/flights/{flight}/results/summary.json").json()
+
+
 def _send_flight(app, field: int, image, captured_at: str, bands: str | None = None) -> int:
     """Upload `image` in one chunk and make a flight of it on `field` (its bands named, if
     given); the flight's id."""
@@ -487,25 +518,15 @@ def test_a_near_infrared_cameras_map_says_so_at_the_top_and_is_run_again_from_th
     runs it again with its bands named; run again, the map finds the grass and the alert goes."""
     from tests.service.conftest import run_queued_jobs
 
-    _user("farmer", "farmer@example.org")
-    _login(app, "farmer@example.org")
-    farm = app.post("/api/v1/farms", json={"name": "Seneca"}).json()
-    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Verges"}).json()
-    frame = tmp_path / "IMG_0471.jpg"
-    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", frame)
-    fl = _send_flight(app, field["id"], frame, "2013-06-04T13:40:03")
+    fl = _seneca_nir_frame_flight(app, tmp_path, shared_data)
     run_queued_jobs()
     url = f"/flights/{fl}"
     page = app.get(url + "?lang=en").text
     assert 'id="near-ir"' in page and "This map is probably wrong" in page
-    top = page[page.index('id="near-ir"') :]
-    assert f'action="{url}/retry"' in top[: top.index("</section>")]
-    assert 'value="nir,green,blue"' in top
+    top = _alert(page, "near-ir")
+    assert f'action="{url}/retry"' in top and 'value="nir,green,blue"' in top
     assert "غالباً غلط" in app.get(url + "?lang=ur").text
-    r = app.post(url + "/retry", data={"bands": "nir,green,blue"}, follow_redirects=False)
-    assert r.status_code == 303
-    run_queued_jobs()
-    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    s = _retry_as_nir_green_blue(app, fl)
     veg = next(c["share"] for c in s["classes"] if c["name"] == "vegetation")
     assert veg > 0.15 and not s["input"].get("looks_near_infrared")
     assert 'id="near-ir"' not in app.get(url).text
@@ -519,24 +540,14 @@ def test_bands_named_in_the_wrong_order_say_so_at_the_top_and_are_run_again_from
     bands are probably in the wrong order, with the names it used in a re-run form."""
     from tests.service.conftest import run_queued_jobs
 
-    _user("farmer", "farmer@example.org")
-    _login(app, "farmer@example.org")
-    farm = app.post("/api/v1/farms", json={"name": "Seneca"}).json()
-    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Verges"}).json()
-    frame = tmp_path / "IMG_0471.jpg"
-    shutil.copy(shared_data / "seneca_flight" / "images" / "IMG_0471.jpg", frame)
-    fl = _send_flight(app, field["id"], frame, "2013-06-04T13:40:03", bands="red,green,nir")
+    fl = _seneca_nir_frame_flight(app, tmp_path, shared_data, bands="red,green,nir")
     run_queued_jobs()
     url = f"/flights/{fl}"
     page = app.get(url + "?lang=en").text
     assert 'id="band-order"' in page and "wrong order" in page and 'id="near-ir"' not in page
-    top = page[page.index('id="band-order"') :]
-    assert f'action="{url}/retry"' in top[: top.index("</section>")]
-    assert 'value="red,green,nir"' in top
+    top = _alert(page, "band-order")
+    assert f'action="{url}/retry"' in top and 'value="red,green,nir"' in top
     assert "غلط ترتیب" in app.get(url + "?lang=ur").text
-    r = app.post(url + "/retry", data={"bands": "nir,green,blue"}, follow_redirects=False)
-    assert r.status_code == 303
-    run_queued_jobs()
-    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    s = _retry_as_nir_green_blue(app, fl)
     assert not s["input"].get("looks_misordered")
     assert 'id="band-order"' not in app.get(url).text

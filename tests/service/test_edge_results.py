@@ -94,17 +94,7 @@ def test_report_draws_the_class_map_of_a_flight_sent_without_its_preview(api, ed
     from PIL import Image
 
     c = api.client
-    alice = api.user(password="a long password")
-    _, field = api.farm_field(alice)
-    results = {
-        name: api.upload(alice, edge_results / name)
-        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson")
-    }
-    body = {"uploads": [], "results": results, "client_id": "edge-2:flight-7"}
-    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
-    assert r.status_code == 201, r.text
-    fid = r.json()["id"]
-    assert c.post("/api/v1/session", json={"email": alice["email"], "password": "a long password"})
+    fid = _device_flight(api, edge_results, "edge-2:flight-7")
     page = c.get(f"/flights/{fid}/report")
     assert page.status_code == 200
     src = re.search(r'<img class="r-preview" src="data:image/png;base64,([^"]+)"', page.text)
@@ -131,18 +121,25 @@ def test_a_device_map_with_misordered_bands_says_to_run_it_again_on_the_device(
     frame = shared_data / "seneca_flight" / "images" / "IMG_0471.jpg"
     analyze(frame, out, bands=["red", "green", "nir"])
     c = api.client
-    alice = api.user(password="a long password")
-    _, field = api.farm_field(alice)
-    results = {
-        name: api.upload(alice, out / name)
-        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson")
-    }
-    body = {"uploads": [], "results": results, "client_id": "edge-3:flight-1"}
-    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
-    assert r.status_code == 201, r.text
-    fid = r.json()["id"]
-    assert c.post("/api/v1/session", json={"email": alice["email"], "password": "a long password"})
+    fid = _device_flight(api, out, "edge-3:flight-1")
     page = c.get(f"/flights/{fid}?lang=en").text
     top = page[page.index('id="band-order"') :]
     top = top[: top.index("</section>")]
     assert "wrong order" in top and "khet edge run" in top and "/retry" not in top
+
+
+def _device_flight(api, results_dir, client_id: str) -> int:
+    """A new user's device sends a map's own layers from `results_dir` (no preview) as a
+    flight; the browser is then signed in as that user. Returns the flight's id."""
+    c = api.client
+    alice = api.user(password="a long password")
+    _, field = api.farm_field(alice)
+    results = {
+        name: api.upload(alice, results_dir / name)
+        for name in ("summary.json", "classes.tif", "vigour.tif", "zones.geojson")
+    }
+    body = {"uploads": [], "results": results, "client_id": client_id}
+    r = c.post(f"/api/v1/fields/{field}/flights", json=body, headers=alice["headers"])
+    assert r.status_code == 201, r.text
+    assert c.post("/api/v1/session", json={"email": alice["email"], "password": "a long password"})
+    return r.json()["id"]
