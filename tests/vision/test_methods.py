@@ -392,6 +392,57 @@ def test_an_orchard_in_grass_alleys_is_not_painted_across_its_rows(tmp_path, seg
     _in_grass_and_on_bare_soil(tmp_path, _orchard, 0.05, 6.0)
 
 
+def _strip_intercrop(h: int, w: int, gsd: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Strip intercropping: strips 4.5 m wide taking turns, maize rows 0.75 m apart (0.3 m of
+    leaf) and a closed sward (wheat: leaf nearly everywhere), rows running up the image.
+    Returns (bands, maize mask)."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (150, 115, 85)
+    x = np.arange(w) * gsd
+    wheat = (x // 4.5).astype(int) % 2 == 1
+    maize1 = ~wheat & (np.abs((x % 0.75) - 0.375) <= 0.15)
+    maize = np.broadcast_to(maize1[None, :], (h, w)) & (rng.random((h, w)) > 0.1)
+    sward = np.broadcast_to(wheat[None, :], (h, w)) & (rng.random((h, w)) > 0.3)
+    img[maize | sward] = (50, 160, 55)
+    img = np.clip(img.astype(int) + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, -1, 0), maize
+
+
+def test_a_strip_of_sward_between_strips_of_row_crop_is_not_painted_weed(tmp_path, seg_models):
+    """Strips of wheat (a closed sward) between strips of maize rows: the maize's rows hold
+    for the block, and the wheat was painted from them, crop on the rows and weed between (31 %
+    of the plants weed; none drawn). Rows whose slot has plants midway as often as on the row,
+    several side by side, are a strip of sward: vegetation. The maize keeps its rows."""
+    img, maize = _strip_intercrop(1600, 1600, 0.04, 5)
+    s = analyze(write_geotiff(tmp_path / "s.tif", img, res=0.04), tmp_path / "s")
+    assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(0.75, rel=0.05)
+    assert s["cover"].get("weed", 0.0) < 0.01, s["cover"]
+    assert s["cover"]["crop"] == pytest.approx(maize.mean(), rel=0.2), (s["cover"], maize.mean())
+    c = _classes(tmp_path / "s")
+    names = [x["name"] for x in s["classes"]]
+    per_m = c.shape[1] / (1600 * 0.04)  # map cells per metre
+    wheat_cells = c[:, int(4.5 * per_m) + 2 : int(9.0 * per_m) - 2]  # the first wheat strip
+    assert (wheat_cells == names.index("vegetation")).mean() > 0.9
+
+
+def test_sward_slots_are_runs_of_rows_with_plants_midway():
+    """Rows' slots with plants midway as on the row: three side by side are a strip of sward
+    (and the slot either side its edge); a single one is one row's weeds, not a strip."""
+    from khet.vision.rows import SWARD, SWARD_EDGE, _sward
+
+    slot = np.repeat(np.arange(3, 13), 100).astype(np.float64)  # slots 3 to 12
+    d = np.tile(np.linspace(0, 0.5, 100), 10)
+    plants = d <= 0.1
+    for k in (4, 7, 8, 9):  # one alone, and a run of three
+        plants |= (slot == k) & (d >= 0.45)
+    k0, flags = _sward(slot, d, np.ones(slot.shape, bool), plants, 0.3)
+    assert k0 == 3 and flags is not None
+    assert flags.tolist() == [0, 0, 0, SWARD_EDGE, SWARD, SWARD, SWARD, SWARD_EDGE, 0, 0]
+    k0, flags = _sward(slot, d, np.ones(slot.shape, bool), d <= 0.1, 0.3)
+    assert flags is None
+
+
 def _in_grass_and_on_bare_soil(tmp_path, draw, gsd: float, spacing: float) -> None:
     """`draw(h, w, gsd, seed, grass)` with grass alleys: rows `spacing` apart or none, nothing
     else; without: rows `spacing` apart."""
