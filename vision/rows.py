@@ -583,24 +583,25 @@ def _layout(
     midway = _midway(prof)
     blk = Block(a, s, phase, width, coherence, 0.0, origin, sub, seen, between, alternate, midway)
     blk.slot_phase = float(np.angle(whole))
-    slot = np.rint(uu - blk.slot_phase / (2 * np.pi))
-    blk.slot0, blk.sward = _sward(slot, d, held, plants, width)
+    slot = np.rint(uu[held] - blk.slot_phase / (2 * np.pi))  # only the pixels held: no full copy
+    blk.slot0, blk.sward = _sward(slot, d[held], plants[held], width)
     return blk
 
 
 def _sward(
-    slot: np.ndarray, d: np.ndarray, where: np.ndarray, plants: np.ndarray, width: float
+    slot: np.ndarray, d: np.ndarray, plants: np.ndarray, width: float
 ) -> tuple[int, np.ndarray | None]:
-    """Which rows' slots are a strip of sward: plants midway (the outer tenth of the spacing)
-    at least SWARD_BETWEEN as frequent as on the inner half of the row band (`width`), in runs
-    of SWARD_RUN or more. Returns the first slot's number and a flag per slot (SWARD,
+    """Which rows' slots are a strip of sward, from each pixel's slot number, distance from its
+    row's centre (in spacings) and whether it is a plant: plants midway (the outer tenth of the
+    spacing) at least SWARD_BETWEEN as frequent as on the inner half of the row band (`width`),
+    in runs of SWARD_RUN or more. Returns the first slot's number and a flag per slot (SWARD,
     SWARD_EDGE beside a run of them, else 0; None when there are none)."""
-    k = slot[where].astype(np.int64)
+    k = slot.astype(np.int64)
     if k.size == 0:
         return 0, None
     k0 = int(k.min())
     k -= k0
-    dd, pl = d[where], plants[where].astype(float)
+    dd, pl = d, plants.astype(float)
     on, mid = dd <= 0.5 * width, dd >= 0.45  # the row's core (its edges are part soil)
 
     def share(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

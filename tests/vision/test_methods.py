@@ -436,10 +436,10 @@ def test_sward_slots_are_runs_of_rows_with_plants_midway():
     plants = d <= 0.1
     for k in (4, 7, 8, 9):  # one alone, and a run of three
         plants |= (slot == k) & (d >= 0.45)
-    k0, flags = _sward(slot, d, np.ones(slot.shape, bool), plants, 0.3)
+    k0, flags = _sward(slot, d, plants, 0.3)
     assert k0 == 3 and flags is not None
     assert flags.tolist() == [0, 0, 0, SWARD_EDGE, SWARD, SWARD, SWARD, SWARD_EDGE, 0, 0]
-    k0, flags = _sward(slot, d, np.ones(slot.shape, bool), d <= 0.1, 0.3)
+    k0, flags = _sward(slot, d, d <= 0.1, 0.3)
     assert flags is None
 
 
