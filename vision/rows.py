@@ -583,8 +583,10 @@ def _layout(
     midway = _midway(prof)
     blk = Block(a, s, phase, width, coherence, 0.0, origin, sub, seen, between, alternate, midway)
     blk.slot_phase = float(np.angle(whole))
-    slot = np.rint(uu[held] - blk.slot_phase / (2 * np.pi))  # only the pixels held: no full copy
-    blk.slot0, blk.sward = _sward(slot, d[held], plants[held], width)
+    # Only the pixels the sward check looks at (a row's core, midway): a third to half of them.
+    sel = held & ((d <= 0.5 * width) | (d >= 0.45))
+    slot = np.rint(uu[sel] - blk.slot_phase / (2 * np.pi))
+    blk.slot0, blk.sward = _sward(slot, d[sel], plants[sel], width)
     return blk
 
 
@@ -596,13 +598,12 @@ def _sward(
     spacing) at least SWARD_BETWEEN as frequent as on the inner half of the row band (`width`),
     in runs of SWARD_RUN or more. Returns the first slot's number and a flag per slot (SWARD,
     SWARD_EDGE beside a run of them, else 0; None when there are none)."""
-    k = slot.astype(np.int64)
-    if k.size == 0:
+    if slot.size == 0:
         return 0, None
-    k0 = int(k.min())
-    k -= k0
-    dd, pl = d, plants.astype(float)
-    on, mid = dd <= 0.5 * width, dd >= 0.45  # the row's core (its edges are part soil)
+    k0 = int(slot.min())
+    k = slot.astype(np.int64) - k0
+    pl = plants.astype(np.float32)
+    on, mid = d <= 0.5 * width, d >= 0.45  # the row's core (its edges are part soil)
 
     def share(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = np.bincount(k[sel], minlength=int(k.max()) + 1)
