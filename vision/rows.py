@@ -34,13 +34,15 @@ How the rows are found (in metres, so any GSD works):
    row's centre to the first bare strip, and one analysis pixel more.
 
 A pixel is then on a row, between rows, or where no rows hold: a block without rows, or a ~10 m
-sub-block whose own pixels hardly show its block's rows (LOCAL_MIN). The map says "vegetation"
-there: crop and weed are not told apart.
+sub-block whose own pixels hardly show its block's rows (LOCAL_MIN), or a strip of sward among
+the rows (rows whose slots have plants midway as on the row, SWARD_BETWEEN: strip intercropping).
+The map says "vegetation" there: crop and weed are not told apart.
 
 What this will not do: follow rows that curve within a block, or tell a weed growing inside the
 row from the crop (it is crop here); the summary's method text says both. Nor find an
 orchard's rows in grass alleys: only the most coherent candidate is laid out, which there is the
-trees' spacing along the row, and such a grid is left as vegetation (LATTICE_BETWEEN).
+trees' spacing along the row, and such a grid is left as vegetation (LATTICE_BETWEEN). Nor
+tell a pasture's cut swaths on sparse stubble from a row crop: the stubble is painted weed.
 """
 
 from __future__ import annotations
