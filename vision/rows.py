@@ -583,13 +583,14 @@ def _layout(
     width = float(np.clip(width, 0.15, 0.4))
     alternate = _alternate(k, held, plants)
     midway = _midway(prof)
-    blk = Block(a, s, phase, width, coherence, 0.0, origin, sub, seen, between, alternate, midway)
-    blk.slot_phase = float(np.angle(whole))
     # Only the pixels the sward check looks at (a row's core, midway): a third to half of them.
+    slot_phase = float(np.angle(whole))
     sel = held & ((d <= 0.5 * width) | (d >= 0.45))
-    slot = np.rint(uu[sel] - blk.slot_phase / (2 * np.pi))
-    blk.slot0, blk.sward = _sward(slot, d[sel], plants[sel], width)
-    return blk
+    slot0, sward = _sward(np.rint(uu[sel] - slot_phase / (2 * np.pi)), d[sel], plants[sel], width)
+    return Block(
+        a, s, phase, width, coherence, 0.0, origin, sub, seen, between, alternate, midway,
+        slot_phase, slot0, sward,
+    )  # fmt: skip
 
 
 def _sward(
@@ -616,26 +617,17 @@ def _sward(
     # Slots crossed by at least a quarter of the fullest one's pixels (not a corner's sliver).
     enough = (on_n >= 0.25 * on_n.max()) & (mid_n >= 0.25 * mid_n.max())
     sward = enough & (on_share > 0) & (mid_share >= SWARD_BETWEEN * on_share)
-    # Runs shorter than SWARD_RUN slots are one row's weeds, not a strip.
-    out = np.zeros_like(sward)
-    start = None
-    for i, f in enumerate([*sward.tolist(), False]):
-        if f and start is None:
-            start = i
-        elif not f and start is not None:
-            if i - start >= SWARD_RUN:
-                out[start:i] = True
-            start = None
-    # The slot either side of a strip, half sward, half row (a strip's edge rarely falls on a
-    # slot's), is not told from a row: its row band stays crop, the rest is vegetation.
+    # Runs shorter than SWARD_RUN slots are one row's weeds, not a strip: keep the slots of
+    # every window of SWARD_RUN slots that are all sward.
+    run = np.ones(SWARD_RUN, int)
+    full = np.convolve(sward.astype(int), run, mode="valid") == SWARD_RUN
+    out = np.convolve(full.astype(int), run)[: sward.size] > 0
     if not out.any():
         return k0, None
-    flags = np.where(out, SWARD, 0).astype(np.uint8)
-    edge = np.zeros_like(out)
-    edge[1:] |= out[:-1]
-    edge[:-1] |= out[1:]
-    flags[edge & ~out] = SWARD_EDGE
-    return k0, flags
+    # The slot either side of a strip, half sward, half row (a strip's edge rarely falls on a
+    # slot's), is not told from a row: its row band stays crop, the rest is vegetation.
+    edge = np.convolve(out.astype(int), np.ones(3, int), mode="same") > 0
+    return k0, np.where(out, SWARD, np.where(edge, SWARD_EDGE, 0)).astype(np.uint8)
 
 
 def _profile(d: np.ndarray, where: np.ndarray, plants: np.ndarray) -> np.ndarray:
