@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument(
         "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/uav_potato")
     )
+    ap.add_argument(
+        "--gsd", nargs="+", type=float, default=[0.01, 0.02], help="GSDs in metres (0.003: native)"
+    )
     args = ap.parse_args()
 
     from khet.datasets import labelme
@@ -48,7 +51,7 @@ def main() -> None:
     print(
         f"{len(items)} tiles, {nr} x {nc}; labels: weed {np.mean(lab == 2):.4f}, crop {np.mean(lab == 1):.4f}"
     )
-    for gsd in (0.01, 0.02):
+    for gsd in args.gsd:
         f = native / gsd
         h, w = round(img.shape[0] * f), round(img.shape[1] * f)
         small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -70,7 +73,7 @@ def main() -> None:
 
         found = rows.find(read, w, h, gsd, veg)
         if isinstance(found, rows.NoRows):
-            print(f"{gsd * 100:.0f} cm: no rows ({found.reason})")
+            print(f"{gsd * 1000:.0f} mm: no rows ({found.reason})")
             continue
         where = found.label(0, 0, h, w)
         plants = veg.plants(data, None)
@@ -101,7 +104,7 @@ def main() -> None:
             rc = tp_ / max(float((truth == k).sum()), 1)
             scores.append(f"{n} P {p:.2f} R {rc:.2f}")
         print(
-            f"{gsd * 100:.0f} cm: rows {found.describe()}; weed cover rows {np.mean(pred == 2):.4f} vs "
+            f"{gsd * 1000:.0f} mm: rows {found.describe()}; weed cover rows {np.mean(pred == 2):.4f} vs "
             f"labels {weed_l.mean():.4f}; per-tile MAE {np.mean(per_tile):.4f}; "
             + ", ".join(scores)
         )

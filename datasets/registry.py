@@ -28,6 +28,7 @@ class Published:
     title: str
     bundle: str  # the name of the bundle trained on it
     bands: tuple[str, ...]
+    crops: tuple[str, ...]  # what its "crop" class is (the bundle states it: vision/crops.py)
     licence: str
     gsd_m: float  # estimated ground sample distance at scale 1 (the data files do not state it)
     default_scale: float  # images are resampled by this before tiling
@@ -48,6 +49,7 @@ CWFID = Published(
     title="CWFID",
     bundle="khet-rednir-cwfid",
     bands=cwfid.BANDS,
+    crops=("carrot",),
     licence=cwfid.LICENCE,
     gsd_m=0.0002,
     default_scale=1.0,
@@ -72,6 +74,7 @@ CARROT_WEED = Published(
     title="Carrot-Weed",
     bundle="khet-rgb-carrotweed",
     bands=carrot_weed.BANDS,
+    crops=("carrot",),
     licence=carrot_weed.LICENCE,
     gsd_m=0.0002,
     default_scale=0.5,

@@ -83,6 +83,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=float,
         help="ground sample distance, metres per pixel, for frames that cannot tell it (0.003)",
     )
+    p.add_argument(
+        "--crop",
+        help="the field's crop, e.g. potato: a model that learned another crop is not used",
+    )
     p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
     p.add_argument("--model-sha256", help="expected sha256 of --model (else the shipped manifest)")
     p.add_argument(
@@ -207,8 +211,15 @@ def _options(args: argparse.Namespace):
         retry_failed=getattr(args, "retry_failed", False),
         mosaic=args.mosaic,
         gsd=_gsd(args.gsd),
+        crop=_crop(args.crop),
         spot_spray=_spray(args),
     )
+
+
+def _crop(value: str | None) -> str | None:
+    from khet.vision.crops import check_crop
+
+    return check_crop(value)  # before any capture is analysed
 
 
 def _gsd(value: float | None) -> float | None:

@@ -78,6 +78,7 @@ class EdgeOptions:
     models_dir: Path | None = None
     mosaic: bool = False  # a folder of a flight's frames is one capture, mosaicked first
     gsd: float | None = None  # ground sample distance stated for frames that cannot tell it
+    crop: str | None = None  # the field's crop: a model that learned another is not used
     # After each map, a spot-spray map (vision/prescription.spot_spray's keyword arguments:
     # margin_m, min_patch_m2, rate, ...) into OUT/<capture>/management/; None: none.
     spot_spray: dict[str, Any] | None = None
@@ -208,6 +209,10 @@ class EdgeRunner:
             model_sha256=options.model_sha256,
             precision=options.precision,
         )
+        if options.model is not None:  # a named model that cannot serve this crop: say so now
+            from khet.vision.plan import check_model_crop
+
+            check_model_crop(self.bundles[0].info, options.crop)
         tile = max(b.info.tile_size for b in self.bundles)
         nb = max(len(b.info.bands) for b in self.bundles) + 2  # + bands read for the indices
         self.plan = resources.plan(
@@ -350,6 +355,8 @@ class EdgeRunner:
         out: dict[str, Any] = {"bands": self.options.bands, "mosaic": self.options.mosaic}
         if self.options.gsd is not None:  # absent otherwise: earlier results keep their ids
             out["gsd"] = self.options.gsd
+        if self.options.crop is not None:  # likewise
+            out["crop"] = self.options.crop
         return out
 
     def fingerprint(self, cap: Capture) -> str:
@@ -511,7 +518,16 @@ class EdgeRunner:
         for partial in dest.glob(".khet-partial-*"):  # left by an interrupted run
             shutil.rmtree(partial, ignore_errors=True)
         guard = resources.MemoryGuard(self.plan.max_memory_mb, progress)
-        single = self.bundles[0].path if len(self.bundles) == 1 else None
+        # One verified bundle is named to the pipeline, unless it learned another crop than the
+        # field's: the pipeline then passes it over and says why (vision/plan.py).
+        from khet.vision.crops import learned
+
+        only = self.bundles[0] if len(self.bundles) == 1 else None
+        single = (
+            only.path
+            if only is not None and learned(self.options.crop, only.info.crops) is not False
+            else None
+        )
         try:
             with guard:
                 summary = analyze(
@@ -520,6 +536,7 @@ class EdgeRunner:
                     bands=self.options.bands,
                     model=single,
                     gsd=self.options.gsd,
+                    crop=self.options.crop,
                     progress=guard,
                     settings=self.settings,
                     title=name,

@@ -237,6 +237,20 @@ def _cm(s: dict[str, Any], names: Sequence[str]) -> list[str]:
     return lines
 
 
+def crop_line(crops: str) -> str:
+    """The card's line on what the "crop" class is (`crops` from the bundle's metadata)."""
+    if not crops:
+        return (
+            "- Crop: not stated. Khet uses the model on any field; say which crop its labels "
+            "are (`khet train --classes potato=crop,...`) so it is kept off other crops."
+        )
+    return (
+        f"- Crop: {crops.replace(',', ', ')}. The crop class means this crop only: on a field "
+        "whose stated crop is another, Khet does not use the model (a field that states no "
+        "crop gets the map with a warning)."
+    )
+
+
 def model_card(meta: dict[str, str], report: dict[str, Any]) -> str:
     """Markdown for models/bundles/<name>.md from bundle metadata and an evaluation report."""
     names = [c["name"] for c in json.loads(meta["classes"])]
@@ -255,6 +269,7 @@ def model_card(meta: dict[str, str], report: dict[str, Any]) -> str:
         f"- Tile size {meta['tile_size']} px, overlap {meta['overlap']} px (stride "
         f"{int(meta['tile_size']) - int(meta['overlap'])} px).",
         f"- Label rule: {meta.get('label_rule', '')}",
+        crop_line(meta.get("crops", "")),
         f"- Architecture: {report.get('arch', '?')}, trained from scratch (no pretrained weights).",
         "",
     ]

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from khet.datasets import labelme
 from khet.datasets.tiles import CLASS_COLORS, CLASS_NAMES, CROP, WEED
+from khet.models.evaluate import crop_line
 
 from khet.errors import InputError
 
@@ -678,6 +679,8 @@ def bundle_metadata(cfg: SegConfig, extra: Mapping[str, Any]) -> dict[str, str]:
         "overlap": str(cfg.overlap),
         "gsd_m": repr(cfg.model_gsd),
         "gsd_range_m": f"{lo!r},{hi!r}",
+        # The labels mapped to crop are the crops it learned (--classes potato=crop: potato).
+        "crops": ",".join(k for k, v in cfg.class_map.items() if v == "crop"),
         "label_rule": (
             "A class per pixel (polygons filled; weed over crop over soil where they overlap). "
             "A map cell is soil when plants are under 5 % of its valid pixels, else the plant "
@@ -806,6 +809,7 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         "pixel. Outside that range Khet does not use it.",
         f"- Tiles of {cfg.tile_size} px with {cfg.overlap} px overlap; map cells of 32 px "
         f"({cfg.model_gsd * 32 * 100:.0f} cm).",
+        crop_line(",".join(k for k, v in cfg.class_map.items() if v == "crop")),
         "",
         "## Test results",
         "",

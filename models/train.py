@@ -71,6 +71,7 @@ class Prepared:
     split_note: str
     baseline: Callable[[list[str]], dict[str, Any]] | None = None
     baseline_name: str = ""
+    crops: tuple[str, ...] = ()  # what the "crop" class is, where the dataset says
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ def prepare(cfg: TrainConfig, log: Log = _stderr) -> Prepared:
             spec.split_note.format(fr=fr),
             baseline,
             spec.index,
+            spec.crops,
         )
     elif cfg.dataset == "geotiff":
         from khet.datasets import geotiff
@@ -369,6 +371,7 @@ def bundle_metadata(cfg: TrainConfig, prep: Prepared, info: dict[str, Any]) -> d
         gsd_m=prep.gsd_m,
         gsd_range_m=gsd_range,
         kind="tiles",
+        crops=prep.crops,
         label_rule=label_rule_text(cfg.plant_min, MIN_VALID),
         training_data=prep.licence + " " + prep.split_note,
         description=desc,

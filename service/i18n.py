@@ -313,8 +313,10 @@ EN: dict[str, str] = {
     "why_gsd_unknown": "how much ground a pixel covers is unknown, and crop and weeds are told "
     "apart only when it is known",
     "why_no_rows": "no model is made for this image and no crop rows were found in it",
+    "why_crop": "Khet's model has not learned {crop}, the field's crop, and no crop rows were "
+    "found in the image",
     "why_resolution": "at {gsd} per pixel no model is made for this image, and crop rows are "
-    "looked for only from 1 to 10 cm per pixel",
+    "looked for only from 2 mm to 10 cm per pixel",
     "why_rows_none": "the plants lie where no crop rows were found",
     "why_other": "the method that made this map shows plants and soil only",
     "not_found": "Not found",
@@ -617,8 +619,10 @@ UR: dict[str, str] = {
     "why_gsd_unknown": "یہ معلوم نہیں کہ ایک پکسل زمین کا کتنا حصہ دکھاتا ہے، اور فصل اور جڑی "
     "بوٹیوں میں فرق اسی کے معلوم ہونے پر ہوتا ہے",
     "why_no_rows": "اس تصویر کے لیے کوئی ماڈل نہیں بنا اور اس میں فصل کی قطاریں نہیں ملیں",
+    "why_crop": "Khet کے ماڈل نے کھیت کی فصل ({crop}) نہیں سیکھی، اور تصویر میں فصل کی قطاریں "
+    "نہیں ملیں",
     "why_resolution": "{gsd} فی پکسل پر اس تصویر کے لیے کوئی ماڈل نہیں بنا، اور فصل کی قطاریں "
-    "صرف 1 سے 10 سینٹی میٹر فی پکسل پر تلاش کی جاتی ہیں",
+    "صرف 2 ملی میٹر سے 10 سینٹی میٹر فی پکسل پر تلاش کی جاتی ہیں",
     "why_rows_none": "پودے وہاں ہیں جہاں فصل کی قطاریں نہیں ملیں",
     "why_other": "جس طریقے سے یہ نقشہ بنا وہ صرف پودے اور مٹی دکھاتا ہے",
     "not_found": "نہیں ملا",

@@ -289,7 +289,7 @@ def _run(job_id: int, token: str, svc: ServiceSettings) -> None:
         fdir = storage.flight_dir(field.farm_id, field.id, flight.id)
         inputs = [fdir / "input" / name for name in flight.inputs]
         bands, clip, title = flight.bands, field.boundary, f"{field.name} · flight {flight.id}"
-        flight_id, gsd = flight.id, flight.gsd_m
+        flight_id, gsd, crop = flight.id, flight.gsd_m, field.crop
     beat = _Heartbeat(job_id, token, svc.heartbeat_seconds)
 
     def progress(done: int, total: int) -> None:
@@ -317,6 +317,7 @@ def _run(job_id: int, token: str, svc: ServiceSettings) -> None:
             title=title,
             stage=stage,
             gsd=gsd,
+            crop=crop,
         )
         storage.strip_server_paths(summary)
         if "mosaic" in summary:  # a flight: its imagery is the mosaic, kept in the results

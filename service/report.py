@@ -299,6 +299,9 @@ def why_no_split(summary: dict, t: Translator) -> str:
         return t("why_other")
     if "ground sample distance is unknown" in detail or (gsd is None and "rows" not in detail):
         return t("why_gsd_unknown")
+    crop = text(summary.get("crop"))
+    if crop and f"not {crop.lower()}" in detail and "no crop rows were found" in detail:
+        return t("why_crop", crop=crop)
     if "no crop rows were found" in detail:
         return t("why_no_rows")
     if gsd is not None and gsd > 0:

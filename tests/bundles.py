@@ -85,6 +85,7 @@ def make_segmentation_bundle(
     gsd_range_m: tuple[float, float] | None = (0.004, 0.03),
     name: str = "test-seg",
     class_outputs: bool = False,
+    crops: tuple[str, ...] = (),
 ) -> Path:
     """A per-pixel bundle: 1 x 1 convolution of the bands then softmax. Soil scores red, crop
     scores green over red and blue (excess green), weed never wins: a plant/soil segmenter."""
@@ -122,6 +123,7 @@ def make_segmentation_bundle(
         gsd_m=gsd_m,
         gsd_range_m=gsd_range_m,
         kind="segmentation",
+        crops=crops,
         label_rule="test rule",
         training_data="none (test bundle)",
     )

@@ -19,6 +19,8 @@ Keys (all strings; JSON where noted):
                   pipeline resamples imagery to it while reading
   gsd_range_m     "min,max": the imagery GSDs the model was validated for; outside them the
                   pipeline does not use it (empty: not stated, run at the input's own GSD)
+  crops           comma-separated crops its "crop" class learned, e.g. "potato" (empty: not
+                  stated); the pipeline does not use it on a field of another stated crop
   label_rule      how mask pixels became tile labels (so others can evaluate on their data)
   training_data   where the training data came from, and its licence
   metrics         JSON of test metrics (per-class precision/recall/F1, macro_f1)
@@ -78,6 +80,7 @@ class BundleInfo:
     gsd_m: float | None = None
     gsd_range_m: tuple[float, float] | None = None
     kind: str = "tiles"
+    crops: tuple[str, ...] = ()
     label_rule: str = ""
     training_data: str = ""
     description: str = ""
@@ -90,7 +93,7 @@ class BundleInfo:
 
     def to_metadata(self) -> dict[str, str]:
         d = asdict(self)
-        special = {"classes", "bands", "metrics", "gsd_m", "gsd_range_m"}
+        special = {"classes", "bands", "metrics", "gsd_m", "gsd_range_m", "crops"}
         out = {k: str(v) for k, v in d.items() if k not in special}
         out["khet_format"] = FORMAT_VERSION
         out["classes"] = json.dumps([asdict(c) for c in self.classes])
@@ -100,6 +103,8 @@ class BundleInfo:
             out["gsd_m"] = repr(self.gsd_m)
         if self.gsd_range_m is not None:
             out["gsd_range_m"] = ",".join(repr(v) for v in self.gsd_range_m)
+        if self.crops:
+            out["crops"] = ",".join(self.crops)
         return out
 
     @property
@@ -143,6 +148,7 @@ class BundleInfo:
                 gsd_m=float(meta["gsd_m"]) if meta.get("gsd_m") else None,
                 gsd_range_m=_range(meta.get("gsd_range_m")),
                 kind=_kind(meta.get("kind", "tiles")),
+                crops=tuple(c.strip() for c in meta.get("crops", "").split(",") if c.strip()),
                 label_rule=meta.get("label_rule", ""),
                 training_data=meta.get("training_data", ""),
                 description=meta.get("description", ""),
@@ -330,6 +336,7 @@ class Bundle:
             "kind": i.kind,
             "gsd_m": i.gsd_m,
             "gsd_range_m": list(i.gsd_range_m) if i.gsd_range_m else None,
+            "crops": list(i.crops),
             "label_rule": i.label_rule,
             "macro_f1": i.metrics.get("macro_f1"),
         }

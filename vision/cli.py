@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ground sample distance in metres per pixel, e.g. 0.03 for 3 cm (default: from "
         "the file's CRS or the camera's height and lens)",
     )
+    p.add_argument(
+        "--crop",
+        help="the field's crop, e.g. potato: a model that learned another crop is not used "
+        "(default: not stated; the map then says which crop its model learned)",
+    )
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
     p.add_argument(
@@ -405,6 +410,7 @@ def run(args: argparse.Namespace) -> int:
                 stage=stage,
                 gsd=args.gsd,
                 calibration=calibration,
+                crop=args.crop,
             )
     finally:
         if bar:
@@ -458,8 +464,10 @@ def one_line(summary: dict, out: Path) -> str:
         f" [{len(summary['warnings'])} warning(s) in summary.json]" if summary["warnings"] else ""
     )
     method = summary.get("method", "model")
+    model = summary.get("model") or {}
+    learned = f" ({', '.join(model['crops'])})" if model.get("crops") else ""
     how = {
-        "model": f"model {(summary.get('model') or {}).get('name')}",
+        "model": f"model {model.get('name')}{learned}",
         "rows": "crop rows",
         "index": "vegetation index only (crop and weed not told apart)",
     }.get(method, method)

@@ -926,6 +926,8 @@ def write_preview(
         if plan.working_gsd_m
         else f"cell {grid.cell} px; white = no data",
     ]
+    if plan.bundle is not None and plan.bundle.info.crops:
+        lines.insert(1, f"crop = {', '.join(plan.bundle.info.crops)} (what it learned)")
     if plan.method == "index":
         lines.append("crop and weed not told apart")
     for line in lines:

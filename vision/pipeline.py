@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 from affine import Affine
+from khet.vision import crops as crops_
 from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
 from khet.vision import maps, products, radiometry
@@ -93,6 +94,7 @@ def analyze(
     gsd: float | None = None,
     calibration: radiometry.Options | None = None,
     stage: Callable[[str], None] | None = None,
+    crop: str | None = None,
 ) -> dict[str, Any]:
     """Turn one capture into a field map in `out_dir`; returns the summary (also summary.json).
 
@@ -103,10 +105,12 @@ def analyze(
     A flight (two or more frames) is mosaicked first (vision/mosaic.py), then analysed as an
     orthomosaic, whose pixel size is its GSD; `stage` is told what that step is doing
     ("placing frame 37 of 167").
+    `crop` is the field's crop (e.g. "potato"): a model that learned another crop is not used.
     Raises `KhetError` subclasses for anything the user can fix; writes nothing then.
     """
     check_tiling(tile_size, overlap)
     check_title(title)
+    crop = crops_.check_crop(crop)
     if clip is not None:
         clip = maps.boundary_geometry(clip)
     settings = settings or get_settings()
@@ -116,14 +120,14 @@ def analyze(
         return analyze_flight(
             inputs, out_dir, analyze, bands=bands, progress=progress, stage=stage,
             settings=settings, model=model, tile_size=tile_size, overlap=overlap, clip=clip,
-            title=title,
+            title=title, crop=crop,
         )  # fmt: skip
     started = time.perf_counter()
     scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd, calibration=calibration)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
         n_infer = settings.threads or os.cpu_count() or 1
-        plan = make_plan(scene, settings.models_dir, model, tile_size, overlap)
+        plan = make_plan(scene, settings.models_dir, model, tile_size, overlap, crop)
         if plan.bundle is not None:
             scene.require(list(plan.bundle.info.bands), f"Model {plan.bundle.info.name}")
         scene.warnings.extend(plan.warnings)
@@ -154,6 +158,7 @@ def analyze(
                 "tiles": result.windows,
                 "tiles_per_second": round(result.windows / max(elapsed, 1e-9), 1),
             }
+            summary["crop"] = crop
             summary["khet_version"] = __version__
             summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")
             summary["schema_version"] = SCHEMA_VERSION

@@ -3,12 +3,14 @@
 A map that is confidently wrong is the worst thing Khet can make, so the crop/weed split is
 painted only by a method that holds at the image's ground sample distance (GSD):
 
-1. **model**: a bundle whose bands the image has and whose validated GSD range holds the image's
-   GSD. The image is read at the model's own GSD (resampled while reading). A bundle that states
+1. **model**: a bundle whose bands the image has, whose validated GSD range holds the image's
+   GSD, and that learned the field's crop when the field states one (vision/crops.py). The
+   image is read at the model's own GSD (resampled while reading). A bundle that states
    no range (one trained by a user on their own data) is used at the image's own GSD, and the map
    says it is unvalidated. `--model` names one; outside its range that is an error, not a map.
-2. **rows**: no model holds, the GSD is survey scale (1-10 cm per pixel) and crop rows are found
-   (vision/rows.py): vegetation on a row is crop, between the rows weed.
+2. **rows**: no model holds (at this GSD, or for this crop), the GSD is drone scale (2 mm to 10
+   cm per pixel) and crop rows are found (vision/rows.py): vegetation on a row is crop, between
+   the rows weed.
 3. **index**: otherwise vegetation and soil only, from the vegetation index; the map says why crop
    and weed are not told apart. An unknown GSD lands here (with "give --gsd" in the reason).
 
@@ -22,16 +24,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from khet.vision import crops as crops_
 from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
 from khet.vision import rows as rows_
-from khet.vision.bundle import Bundle, ClassInfo, list_bundles
+from khet.vision.bundle import Bundle, BundleInfo, ClassInfo, list_bundles
 from khet.vision.grid import Grid
 from khet.vision.scene import Scene
 
 from khet.errors import BandError, InputError, KhetError, ModelError
 
-ROWS_GSD_M = (0.01, 0.10)
+# Crop rows are looked for from 2 mm per pixel: rows are found at a 2.5 cm analysis GSD whatever
+# the image's (rows.py), and on uav_potato (bench/rows_potato.py) the rows' weed cover and crop
+# precision / recall at 3 and 5 mm equal those at 1 cm (per-tile weed cover MAE 0.74-0.75 pp,
+# crop 0.95-0.96 / 0.75-0.78). Below 2 mm a picture covers a few metres at most: no rows to see.
+ROWS_GSD_M = (0.002, 0.10)
 SOIL = ClassInfo("soil", "#8b6b4a")
 CROP = ClassInfo("crop", "#2e9e44")
 WEED = ClassInfo("weed", "#e0452b")
@@ -81,11 +88,13 @@ def make_plan(
     model: str | Path | None = None,
     tile_size: int | None = None,
     overlap: int | None = None,
+    crop: str | None = None,
 ) -> Plan:
-    """The method for this scene (see the module's docstring); KhetError when none can work."""
+    """The method for this scene (see the module's docstring); KhetError when none can work.
+    `crop` is the field's crop as stated (None: not stated)."""
     d, v = scene.sample(list(scene.bands), 1024)
     veg = vi.Vegetation.fit(d, v, scene.bands)
-    plan = _choose(scene, veg, models_dir, model, tile_size, overlap)
+    plan = _choose(scene, veg, models_dir, model, tile_size, overlap, crop)
     share = vi.red_purple_share(d, v, scene.bands)
     if share >= vi.RED_PURPLE_SHARE:
         plan.red_purple = share
@@ -127,15 +136,17 @@ def _choose(
     model: str | Path | None,
     tile_size: int | None,
     overlap: int | None,
+    crop: str | None,
 ) -> Plan:
     g = scene.gsd.metres
     if model is not None:
         bundle = _named_bundle(model, models_dir, scene.bands)
         _check_range(bundle, scene)
-        return _model_plan(scene, bundle, veg, tile_size, overlap)
-    best, passed = _best_bundle(scene, models_dir)
+        check_model_crop(bundle.info, crop)
+        return _model_plan(scene, bundle, veg, tile_size, overlap, crop)
+    best, passed = _best_bundle(scene, models_dir, crop)
     if best is not None:
-        return _model_plan(scene, best, veg, tile_size, overlap)
+        return _model_plan(scene, best, veg, tile_size, overlap, crop)
     if veg is None:  # no model took the bands either
         raise _unmappable(scene.bands, scene.sources[0].name, len(scene.sources) == 1)
     why = "; ".join(passed) if passed else "no model fits these bands"
@@ -213,6 +224,21 @@ def _check_range(bundle: Bundle, scene: Scene) -> None:
         )
 
 
+def _crops_text(bundle: Bundle) -> str:
+    return " and ".join(bundle.info.crops)
+
+
+def check_model_crop(info: BundleInfo, crop: str | None) -> None:
+    """InputError unless a model named with --model learned the field's stated crop (or
+    either is not stated)."""
+    if crops_.learned(crop, info.crops) is False:
+        raise InputError(
+            f"Model {info.name} learned {' and '.join(info.crops)}; this field's crop is "
+            f"{crop}. Its crop/weed split would mean nothing on {crop}: leave out --model and "
+            "Khet uses what holds for this crop."
+        )
+
+
 def check_mappable(
     bands: Sequence[str], name: str, single_file: bool, models_dir: Path | None
 ) -> None:
@@ -244,8 +270,11 @@ def _unmappable(bands: Sequence[str], name: str, single_file: bool) -> BandError
     )
 
 
-def _best_bundle(scene: Scene, models_dir: Path | None) -> tuple[Bundle | None, list[str]]:
-    """The best bundle that holds at this GSD, and why the others were passed over."""
+def _best_bundle(
+    scene: Scene, models_dir: Path | None, crop: str | None = None
+) -> tuple[Bundle | None, list[str]]:
+    """The best bundle that holds at this GSD for this crop, and why the others were passed
+    over."""
     g = scene.gsd.metres
     validated: list[Bundle] = []
     unstated: list[Bundle] = []
@@ -259,7 +288,10 @@ def _best_bundle(scene: Scene, models_dir: Path | None) -> tuple[Bundle | None, 
         if not all(x in scene.bands for x in b.info.bands):
             continue
         ok = b.info.validated_at(g)
-        if ok:
+        if (ok or b.info.validated_range is None) and crops_.learned(crop, b.info.crops) is False:
+            # Said only of a model that would otherwise hold here (the others have their GSD).
+            passed.append(f"model {b.info.name} learned {_crops_text(b)}, not {crop}")
+        elif ok:
             validated.append(b)
         elif b.info.validated_range is None:
             unstated.append(b)
@@ -285,6 +317,7 @@ def _model_plan(
     veg: vi.Vegetation | None,
     tile_size: int | None,
     overlap: int | None,
+    crop: str | None = None,
 ) -> Plan:
     info, g = bundle.info, scene.gsd.metres
     zoom, working = 1.0, g
@@ -321,10 +354,26 @@ def _model_plan(
         warnings.append(f"Model {info.name} {state}.")
     else:
         state = f"validated for imagery of {_range_text(bundle)}"
-    detail = f"Learned model {info.name} {info.version} ({info.kind}), {where}; {state}."
+    learned = _for(bundle, crop)
+    detail = f"Learned model {info.name} {info.version} ({info.kind}){learned}, {where}; {state}."
+    if info.crops and crops_.learned(crop, info.crops) is None:
+        warnings.append(
+            f"The field's crop is not stated, and model {info.name} learned {_crops_text(bundle)} "
+            f"only: on another crop its crop and weed mean nothing. State the crop (--crop, or "
+            "the field's crop) and Khet uses the model only where it learned that crop."
+        )
     return Plan(
         "model", info.classes, grid, zoom, working, detail, bundle.load(), veg, None, warnings
     )
+
+
+def _for(bundle: Bundle, crop: str | None) -> str:
+    """The crops a model learned, for its detail: ' for potato (the field's crop)', ' for
+    potato' (the field's crop not stated), or nothing when the model states none."""
+    if not bundle.info.crops:
+        return ""
+    known = " for " + _crops_text(bundle)
+    return known + " (the field's crop)" if crops_.learned(crop, bundle.info.crops) else known
 
 
 # -- rules ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Crop rows at survey ground sample distance: on the row is crop, between the rows is weed.
 
 Most field crops, vines and orchards are planted in rows. At 1-10 cm per pixel a single plant is
-a few pixels and no model can tell crop from weed by its leaves, but the rows can be seen: the
+a few pixels and no model can tell crop from weed by its leaves, but the rows can be seen (and
+at 2-10 mm, on a crop no model has learned, they still can: plan.py looks from 2 mm): the
 approach of Pérez-Ortiz et al. (2015) and Bah et al. (2018). Khet finds the rows from the
 vegetation index, then calls vegetation on a row crop and vegetation between the rows weed.
 

@@ -121,6 +121,7 @@ class ModelInfo(_Model):
     kind: Name = "tiles"
     gsd_m: Finite | None = None
     gsd_range_m: list[Finite] | None = None
+    crops: list[Name] = Field(default_factory=list, max_length=32)  # what its "crop" learned
     label_rule: Text = ""
     macro_f1: Finite | None = None
 
@@ -209,6 +210,7 @@ class Summary(_Model):
     gsd: Gsd | None = None
     location: Location | None = None
     area_unit: Literal["ha", "px"] = "px"
+    crop: Text | None = None  # the field's crop, as stated (vision/crops.py)
     model: ModelInfo | None = None
     layers: dict[Name, Layer] = Field(default_factory=dict)
     tiling: Tiling = Field(default_factory=Tiling)

@@ -290,7 +290,7 @@ def test_damaged_bundle_refused_wherever_it_sits(tmp_path):
     good.parent.mkdir()
     shutil.copy(shipped, good)
     r = run(good, "out-good")  # accepted; the capture (5 cm/px) is outside its validated GSD
-    assert "khet-rgb-carrotweed 1.0.0 (fp32, sha256 0d3093d32399… by manifest)" in r.stderr
+    assert "khet-rgb-carrotweed 1.0.1 (fp32, sha256 a26c70ba8143… by manifest)" in r.stderr
     assert "UNVERIFIED" not in r.stderr and "damaged" not in r.stdout + r.stderr
     own = tmp_path / "usb-own" / "own.onnx"
     make_bundle(own, name="own-fields")

@@ -430,3 +430,32 @@ def test_a_sync_that_keeps_failing_is_logged_once_not_every_try(tmp_path, edge_e
     for _ in range(3):
         failing.failed("Cannot reach the server")
     assert log[-1].startswith("sync: still failing, 3 tries since ")
+
+
+def test_a_field_of_another_crop_than_the_model_learned(tmp_path, monkeypatch, capsys):
+    """`--crop` on a device: the only bundle learned potato, the field grows maize, so the map
+    is made without it (and says why); naming that bundle for maize is refused before any
+    capture is touched; the same capture run for potato is analysed again, with the model."""
+    from khet.settings import get_settings
+    from tests.bundles import make_segmentation_bundle
+
+    models = tmp_path / "models"
+    make_segmentation_bundle(models / "potato-seg.onnx", crops=("potato",), name="potato-seg")
+    monkeypatch.setenv("KHET_MODELS_DIR", str(models))
+    get_settings.cache_clear()
+    src = tmp_path / "card"
+    src.mkdir()
+    write_geotiff(src / "ortho.tif", field_rgb(256, 320, seed=1), res=0.01)
+    out = tmp_path / "out"
+    assert main(["edge", "run", str(src), "-o", str(out), "--crop", "maize"]) == 0
+    s = json.loads((out / "ortho" / "summary.json").read_text())
+    assert s["method"] != "model" and s["crop"] == "maize"
+    assert "model potato-seg learned potato, not maize" in s["layers"]["classes"]["detail"]
+    capsys.readouterr()
+    named = ["edge", "run", str(src), "-o", str(tmp_path / "o2"), "--crop", "maize"]
+    assert main([*named, "--model", "potato-seg"]) == 2
+    assert "Model potato-seg learned potato; this field's crop is maize" in capsys.readouterr().err
+    assert not list((tmp_path / "o2").glob("*/summary.json"))
+    assert main(["edge", "run", str(src), "-o", str(out), "--crop", "potato"]) == 0
+    s = json.loads((out / "ortho" / "summary.json").read_text())
+    assert s["method"] == "model" and s["crop"] == "potato"

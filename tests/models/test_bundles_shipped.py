@@ -33,6 +33,7 @@ def test_bundle_contract(name):
     stride = info.tile_size - info.overlap
     assert info.tile_size <= 224 and stride % 16 == 0
     assert "central" in info.label_rule and "non-commercial" in info.training_data
+    assert info.crops == ("carrot",)  # CWFID and Carrot-Weed are carrot fields
     assert 0 < info.gsd_m < 0.01
     assert {"macro_f1", "per_class", "baseline"} <= set(info.metrics)
     x = np.zeros((3, len(info.bands), info.tile_size, info.tile_size), np.uint8)
@@ -40,6 +41,7 @@ def test_bundle_contract(name):
     assert p.shape == (3, 3) and np.allclose(p.sum(1), 1, atol=1e-4)
     card = (BUNDLES / f"{name}.md").read_text()
     assert "non-commercial research only" in card and "Confusion matrix" in card
+    assert "- Crop: carrot." in card
     assert f"{info.metrics['macro_f1']:.3f}" in card
     assert json.loads(json.dumps(info.metrics))  # plain JSON
 

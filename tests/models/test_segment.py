@@ -61,6 +61,7 @@ def test_reduced_run_gives_a_segmentation_bundle_with_its_gsd_range(trained):
     lo, hi = info.gsd_range_m  # validated: a little finer than the labels, to the coarsest
     assert lo == pytest.approx(0.0024) and hi == pytest.approx(0.003 * max(FACTORS))
     assert "Polygon-labeled images from" in info.training_data
+    assert info.crops == ("potato",)  # the label mapped to crop: kept off other crops' fields
     x = np.zeros((2, 3, info.tile_size, info.tile_size), np.uint8)
     p = b.predict(x)  # per-pixel class probabilities
     assert p.shape[:2] == (2, 3) and np.allclose(p.sum(1), 1, atol=1e-3)
@@ -71,6 +72,7 @@ def test_reduced_run_gives_a_segmentation_bundle_with_its_gsd_range(trained):
     assert "2 training, 2 early-stopping and 2 test images" not in card
     assert "4 training, 2 early-stopping and 2 test images" in card
     assert "potato, early season" not in card  # a user's data is not described as uav_potato's
+    assert "- Crop: potato. The crop class means this crop only" in card
     assert "class weights soil/crop/weed (1.0, 1.5, 2.0), plus 0.5 x the soft Dice loss" in card
     json.dumps(info.metrics)
 

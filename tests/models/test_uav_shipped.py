@@ -32,6 +32,7 @@ def test_bundle_states_its_range_and_scores():
     assert info.gsd_m == pytest.approx(0.006)
     assert info.gsd_range_m == pytest.approx((0.0024, 0.015))
     assert "MIT" in info.training_data and "uav_potato" in info.training_data
+    assert info.crops == ("potato",)
     assert UAV.stat().st_size < 10e6
     card = (BUNDLES / "khet-rgb-uav.md").read_text()
     row = re.search(r"^\| 1x \(3 mm\) \| ([0-9.]+) \[([0-9.]+), ([0-9.]+)\]", card, re.M)
@@ -40,6 +41,7 @@ def test_bundle_states_its_range_and_scores():
     assert lo <= f1 <= hi and f1 >= 0.85
     assert "YOLOv8n-seg" in card and "weed cover" in card.lower()
     assert "weed F1 is not met" in card  # the goal it misses, said so
+    assert "- Crop: potato. The crop class means this crop only" in card
     # How it was trained travels in the bundle, so re-evaluating it keeps its card's training.
     facts = json.loads(read_metadata(UAV)["training"])
     assert facts["config"]["epochs"] == 50 and facts["config"]["crops_per_epoch"] == 2048
@@ -155,3 +157,46 @@ def test_sixteen_bit_rgb_gives_the_model_the_colours_of_the_8_bit_pixels(tmp_pat
         covers.append((s["cover"]["crop"], s["cover"]["weed"]))
     (crop8, weed8), (crop16, weed16) = covers
     assert crop16 == pytest.approx(crop8, rel=0.05) and weed16 == pytest.approx(weed8, rel=0.1)
+
+
+def test_on_a_field_of_another_crop_the_model_is_not_used(tmp_path, potato_field, capsys):
+    """khet-rgb-uav learned potato. A field stated to grow maize does not get its crop/weed split
+    (crop rows or vegetation instead, and the map says why); a field stated as potato in
+    another spelling gets the model; a field that states no crop gets it with a warning."""
+    from khet.vision.pipeline import analyze
+
+    from khet.cli import main
+
+    rgb, _ = potato_field
+    src = _write(tmp_path / "f.tif", rgb, 0.003)
+    assert Bundle(UAV, threads=1).info.crops == ("potato",)
+
+    maize = analyze(src, tmp_path / "maize", crop="maize")
+    assert maize["method"] in ("rows", "index") and maize["crop"] == "maize"
+    assert maize.get("model") is None
+    detail = maize["layers"]["classes"]["detail"]
+    assert "model khet-rgb-uav learned potato, not maize" in detail, detail
+
+    for said in ("Aloo", " Potatoes "):
+        potato = analyze(src, tmp_path / "potato", crop=said)
+        assert potato["method"] == "model" and potato["model"]["crops"] == ["potato"]
+        assert potato["crop"] == said.strip()
+        assert "for potato (the field's crop)" in potato["layers"]["classes"]["detail"]
+        assert not [w for w in potato["warnings"] if "crop is not stated" in w]
+
+    unstated = analyze(src, tmp_path / "unstated")
+    assert unstated["method"] == "model" and unstated.get("crop") is None
+    said = [w for w in unstated["warnings"] if "crop is not stated" in w]
+    assert said and "learned potato only" in said[0]
+
+    # The command line: --crop, and a named model that did not learn the crop is refused.
+    assert main(["analyze", str(src), "-o", str(tmp_path / "cli"), "--crop", "maize"]) == 0
+    out = capsys.readouterr()
+    assert "khet-rgb-uav" not in out.out
+    code = main(
+        ["analyze", str(src), "-o", str(tmp_path / "named"), "--crop", "maize", "--model",
+         "khet-rgb-uav"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Model khet-rgb-uav learned potato; this field's crop is maize" in err
+    assert not (tmp_path / "named" / "summary.json").exists()

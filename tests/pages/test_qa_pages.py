@@ -103,6 +103,14 @@ def _summary(method: str, detail: str, gsd: float | None, classes: dict[str, flo
             "قطاریں نہیں ملیں",
         ),
         ("rows", "Crop rows: ...", 0.03, "where no crop rows were found", "قطاریں نہیں ملیں"),
+        (
+            "index",
+            "Crop and weed are not told apart: model khet-rgb-uav learned potato, not Maize, and "
+            "no crop rows were found (no regular spacing). Vegetation and soil only.",
+            0.005,
+            "Khet's model has not learned Maize, the field's crop",
+            "کھیت کی فصل (Maize) نہیں سیکھی",
+        ),
     ],
 )
 def test_vegetation_only_advice_gives_the_methods_reason(method, detail, gsd, en, ur):
@@ -110,6 +118,8 @@ def test_vegetation_only_advice_gives_the_methods_reason(method, detail, gsd, en
     if method == "rows":
         classes = {"soil": 0.36, "crop": 0.0, "weed": 0.0, "vegetation": 0.64}
     s = _summary(method, detail, gsd, classes)
+    if "Maize" in detail:
+        s["crop"] = "Maize"  # the field's crop, as the analysis was given it
     said = advice(s, {"features": []}, None, Translator("en"))
     assert said[0].startswith("The map shows plants on 64% of the field"), said
     assert en in said[0] and NONE_EN not in said

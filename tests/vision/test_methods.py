@@ -457,3 +457,27 @@ def _in_grass_and_on_bare_soil(
     img = draw(1600, 1600, gsd, seeds[1], False)
     s = analyze(write_geotiff(tmp_path / "b.tif", img, res=gsd), tmp_path / "b")
     assert s["method"] == "rows" and s["rows"]["spacing_m"] == pytest.approx(spacing, rel=0.05)
+
+
+def test_a_crop_the_model_did_not_learn_gets_its_rows_at_drone_gsd(tmp_path, monkeypatch):
+    """A model that learned potato, on a field stated to grow maize at 5 mm per pixel (inside
+    the model's range): the model is passed over and the maize rows, 0.75 m apart, make the
+    map. Rows were looked for only from 1 cm, so this field was vegetation only before; on
+    potato (as the field states it in Urdu) the model makes the map."""
+    from khet.settings import get_settings
+
+    d = tmp_path / "models"
+    make_segmentation_bundle(d / "potato-seg.onnx", crops=("potato",), name="potato-seg")
+    monkeypatch.setenv("KHET_MODELS_DIR", str(d))
+    get_settings.cache_clear()
+    img, crop, _ = _row_field(2048, 2048, 150, vertical=True, seed=3)
+    src = write_geotiff(tmp_path / "maize.tif", img, res=0.005)
+    s = analyze(src, tmp_path / "maize", crop="Maize")
+    detail = s["layers"]["classes"]["detail"]
+    assert s["method"] == "rows", detail
+    assert "model potato-seg learned potato, not Maize" in detail
+    assert s["rows"]["spacing_m"] == pytest.approx(0.75, rel=0.05)
+    assert s["cover"]["crop"] == pytest.approx(crop.mean(), rel=0.3) and s["cover"]["weed"] < 0.01
+    mine = analyze(src, tmp_path / "potato", crop="آلو")
+    assert mine["method"] == "model" and mine["model"]["name"] == "potato-seg"
+    assert "for potato (the field's crop)" in mine["layers"]["classes"]["detail"]
