@@ -599,6 +599,11 @@ class EdgeRunner:
 
             bands = (summary.get("input") or {}).get("bands") or []
             self.log(f"  note: {band_order_note(inverted, bands)}")
+        swapped = (summary.get("input") or {}).get("looks_swapped")
+        if swapped:
+            from khet.vision.plan import swapped_note
+
+            self.log(f"  note: {swapped_note(swapped)}")
         if self.options.spot_spray is not None:
             self._spot_spray(name, dest)
         return True

@@ -601,6 +601,7 @@ def _summary(
             **scene.describe(),
             **({"looks_near_infrared": round(plan.red_purple, 3)} if plan.red_purple else {}),
             **({"looks_misordered": round(plan.inverted, 3)} if plan.inverted else {}),
+            **({"looks_swapped": round(plan.swapped, 3)} if plan.swapped else {}),
         },
         "radiometry": scene.radiometry,
         "gsd": scene.gsd.model_dump(exclude_none=True),
@@ -942,6 +943,8 @@ def write_preview(
         warn += ["plants red? a near-infrared camera:", "name its bands, see summary"]
     if plan.inverted:
         warn += ["near-infrared too dark: bands in", "the wrong order? see summary"]
+    if plan.swapped:
+        warn += ["soil blue? red and blue swapped:", "name its bands, see summary"]
     for line in warn:
         d.text((x0, y), line, fill=(150, 60, 30), font=small)
         y += 18

@@ -72,6 +72,9 @@ class Plan:
     # than what reads as plants (vi.INVERTED_SHARE), else 0: its bands are probably named in the
     # wrong order, and its plants count as soil.
     inverted: float = 0.0
+    # The share of saturated blue soil-like pixels when an RGB image looks stored blue, green, red
+    # (vi.SWAPPED_SHARE), else 0: no RGB model made its map, and the legend says so.
+    swapped: float = 0.0
 
     @property
     def class_names(self) -> list[str]:
@@ -94,11 +97,19 @@ def make_plan(
     `crop` is the field's crop as stated (None: not stated)."""
     d, v = scene.sample(list(scene.bands), 1024)
     veg = vi.Vegetation.fit(d, v, scene.bands)
-    plan = _choose(scene, veg, models_dir, model, tile_size, overlap, crop)
     share = vi.red_purple_share(d, v, scene.bands)
+    # Red and blue swapped, unless the image already looks like a near-infrared camera's.
+    swapped = vi.swapped_share(d, v, scene.bands) if share < vi.RED_PURPLE_SHARE else 0.0
+    plan = _choose(
+        scene, veg, models_dir, model, tile_size, overlap, crop,
+        swapped=swapped >= vi.SWAPPED_SHARE,
+    )  # fmt: skip
     if share >= vi.RED_PURPLE_SHARE:
         plan.red_purple = share
         plan.warnings.append(near_infrared_note(share))
+    if swapped >= vi.SWAPPED_SHARE:
+        plan.swapped = swapped
+        plan.warnings.append(swapped_note(swapped))
     inverted = vi.inverted_share(d, v, scene.bands)
     if inverted >= vi.INVERTED_SHARE:
         plan.inverted = inverted
@@ -114,6 +125,17 @@ def near_infrared_note(share: float) -> str:
         "true colour, plants are green. Read as red, green and blue, such plants count as soil. "
         "If this camera is NIR-converted, name its bands (--bands nir,green,blue, or the order "
         "its maker gives) and analyse it again."
+    )
+
+
+def swapped_note(share: float) -> str:
+    """What a map whose image looks stored blue, green, red says of it."""
+    return (
+        f"{share:.0%} of the image is saturated blue with red its lowest band: the colour of "
+        "bare soil when an image's red and blue are swapped (stored blue, green, red, as some "
+        "software writes it). No model that takes red, green and blue was used, as on such "
+        "colours it paints soil as crop. Unless this is water, name the bands (--bands "
+        "blue,green,red) and analyse it again."
     )
 
 
@@ -137,6 +159,8 @@ def _choose(
     tile_size: int | None,
     overlap: int | None,
     crop: str | None,
+    *,
+    swapped: bool = False,
 ) -> Plan:
     g = scene.gsd.metres
     if model is not None:
@@ -144,7 +168,7 @@ def _choose(
         _check_range(bundle, scene)
         check_model_crop(bundle.info, crop)
         return _model_plan(scene, bundle, veg, tile_size, overlap, crop)
-    best, passed = _best_bundle(scene, models_dir, crop)
+    best, passed = _best_bundle(scene, models_dir, crop, swapped)
     if best is not None:
         return _model_plan(scene, best, veg, tile_size, overlap, crop)
     if veg is None:  # no model took the bands either
@@ -271,10 +295,10 @@ def _unmappable(bands: Sequence[str], name: str, single_file: bool) -> BandError
 
 
 def _best_bundle(
-    scene: Scene, models_dir: Path | None, crop: str | None = None
+    scene: Scene, models_dir: Path | None, crop: str | None = None, swapped: bool = False
 ) -> tuple[Bundle | None, list[str]]:
     """The best bundle that holds at this GSD for this crop, and why the others were passed
-    over."""
+    over. `swapped`: the image looks stored blue, green, red; no bundle taking red and blue."""
     g = scene.gsd.metres
     validated: list[Bundle] = []
     unstated: list[Bundle] = []
@@ -288,9 +312,15 @@ def _best_bundle(
         if not all(x in scene.bands for x in b.info.bands):
             continue
         ok = b.info.validated_at(g)
-        if (ok or b.info.validated_range is None) and crops_.learned(crop, b.info.crops) is False:
-            # Said only of a model that would otherwise hold here (the others have their GSD).
+        holds = ok or b.info.validated_range is None
+        # Said only of a model that would otherwise hold here (the others have their GSD).
+        if holds and crops_.learned(crop, b.info.crops) is False:
             passed.append(f"model {b.info.name} learned {_crops_text(b)}, not {crop}")
+        elif holds and swapped and {"red", "blue"} <= set(b.info.bands):
+            passed.append(
+                f"model {b.info.name} takes red, green and blue, and the image looks stored "
+                "blue, green, red"
+            )
         elif ok:
             validated.append(b)
         elif b.info.validated_range is None:

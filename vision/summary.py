@@ -156,6 +156,9 @@ class InputInfo(_Model):
     # Set when the image's near-infrared reads darker than red (or green) over more of it than
     # reads as plants: the share of such pixels; its bands are probably named in the wrong order.
     looks_misordered: Share | None = None
+    # Set when an RGB image looks stored blue, green, red: the share of saturated blue pixels
+    # with red the lowest band (bare soil with red and blue swapped; vision/indices.py).
+    looks_swapped: Share | None = None
 
 
 class Location(_Model):

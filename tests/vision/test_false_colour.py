@@ -126,3 +126,43 @@ def test_water_beside_plants_is_not_taken_for_misordered_bands():
     assert "water" in band_order_note(flooded, ("red", "nir"))
     # No near-infrared, no question.
     assert vi.inverted_share(scene(0.1, 0.7), None, ("red", "green")) == 0.0
+
+
+def test_an_image_stored_blue_green_red_says_so_and_keeps_the_model_off(tmp_path, shared_data):
+    """Real drone tiles written with red and blue swapped (as OpenCV's order is): their soil
+    reads blue, and khet-rgb-uav painted a tile without potato 14 % crop. The summary, legend and
+    terminal say so and no RGB model is used; named blue,green,red, the model maps the tiles as
+    it does the true colours; the true colours say nothing."""
+    from khet.datasets import labelme
+    from khet.models.segment import _write_geotiff
+    from khet.vision import indices as vi
+
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    rgb = np.hstack(
+        [
+            labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
+            for n in ("tile_10_5", "tile_13_5")
+        ]
+    )
+    true, swapped = tmp_path / "true.tif", tmp_path / "bgr.tif"
+    _write_geotiff(true, rgb, 0.003)
+    _write_geotiff(swapped, rgb[:, :, ::-1].copy(), 0.003)
+
+    s = analyze(swapped, tmp_path / "bgr", crop="potato")
+    assert s["input"]["looks_swapped"] > 0.3 and s["method"] != "model"
+    said = [w for w in s["warnings"] if "red and blue are swapped" in w]
+    assert len(said) == 1 and "--bands blue,green,red" in said[0]
+    detail = s["layers"]["classes"]["detail"]
+    assert "the image looks stored blue, green, red" in detail, detail
+
+    fixed = analyze(swapped, tmp_path / "named", crop="potato", bands=["blue", "green", "red"])
+    right = analyze(true, tmp_path / "true", crop="potato")
+    for m in (fixed, right):
+        assert m["method"] == "model" and "looks_swapped" not in m["input"]
+        assert not [w for w in m["warnings"] if "swapped" in w]
+    assert fixed["cover"] == right["cover"]
+    # The share on the true colours of every tenth tile, and on the same swapped.
+    for path in sorted((shared_data / "uav_potato" / "images").glob("*.jpg"))[::10]:
+        bands = np.moveaxis(cv2.imread(str(path))[:, :, ::-1], -1, 0)
+        assert vi.swapped_share(bands, None, ("red", "green", "blue")) < 0.01
+        assert vi.swapped_share(bands[::-1], None, ("red", "green", "blue")) > vi.SWAPPED_SHARE
