@@ -588,22 +588,11 @@ class EdgeRunner:
             resources.release_free_memory()
         self.journal.finish(cap.key, entry)
         self.log(_one_line(summary, dest))
-        share = (summary.get("input") or {}).get("looks_near_infrared")
-        if share:  # the map is likely wrong, and what to do about it is the user's: said here
-            from khet.vision.plan import near_infrared_note
+        from khet.vision.plan import colour_notes
 
-            self.log(f"  note: {near_infrared_note(share)}")
-        inverted = (summary.get("input") or {}).get("looks_misordered")
-        if inverted:
-            from khet.vision.plan import band_order_note
-
-            bands = (summary.get("input") or {}).get("bands") or []
-            self.log(f"  note: {band_order_note(inverted, bands)}")
-        swapped = (summary.get("input") or {}).get("looks_swapped")
-        if swapped:
-            from khet.vision.plan import swapped_note
-
-            self.log(f"  note: {swapped_note(swapped)}")
+        # The map is likely wrong, and what to do about it is the user's: said here.
+        for note in colour_notes(summary.get("input") or {}):
+            self.log(f"  note: {note}")
         if self.options.spot_spray is not None:
             self._spot_spray(name, dest)
         return True

@@ -221,37 +221,6 @@ def otsu(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 RED_PURPLE_SHARE = 0.05
 
 
-def red_purple_share(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]) -> float:
-    """The share of valid, lit pixels of an image read as red, green and blue that are saturated
-    red-purple: how plants look to a camera recording near-infrared in place of red. 0 when the
-    image has near-infrared, or lacks one of red, green, blue."""
-    seen = _colours(data, valid, bands, 0.2)
-    if seen is None:
-        return 0.0
-    r, g, b, top, vivid, n = seen
-    return float((vivid & (r >= top) & (b >= g) & (r > b)).sum() / n)
-
-
-def _colours(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str], saturation: float):
-    """(red, green, blue, the highest of them, valid lit pixels whose bands spread by at least
-    `saturation` of the highest, valid pixel count) of an image read as red, green and blue;
-    None when it has near-infrared, lacks one of the three, or has no valid pixel."""
-    if "nir" in bands or not all(b in bands for b in ("red", "green", "blue")):
-        return None
-    r, g, b = (
-        data[list(bands).index(n)].astype(np.float32, copy=False) for n in ("red", "green", "blue")
-    )
-    top = np.maximum(np.maximum(r, g), b)
-    low = np.minimum(np.minimum(r, g), b)
-    ok = np.isfinite(top) if valid is None else valid & np.isfinite(top)
-    if not ok.any():
-        return None
-    lit = top >= 0.15 * float(np.percentile(top[ok], 99))
-    with np.errstate(invalid="ignore"):
-        vivid = ok & lit & ((top - low) >= saturation * top)
-    return r, g, b, top, vivid, int(ok.sum())
-
-
 # -- red and blue swapped: an image stored blue, green, red -----------------------------------
 #: A share of saturated blue pixels (blue the highest band, red the lowest, the spread at least
 #: `SWAPPED_SATURATION` of the highest) above which an RGB image looks stored blue, green, red:
@@ -266,15 +235,43 @@ SWAPPED_SHARE = 0.1
 SWAPPED_SATURATION = 0.3
 
 
+RED_PURPLE_SATURATION = 0.2
+
+
+def colour_shares(
+    data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]
+) -> tuple[float, float]:
+    """(red-purple, swapped) shares of the valid pixels of an image read as red, green and blue,
+    each over its lit pixels' saturated ones: red-purple as plants look to a camera recording
+    near-infrared in place of red, swapped as bare soil looks when red and blue are swapped
+    (blue the highest band, red the lowest). (0, 0) when the image has near-infrared or lacks
+    one of red, green, blue. One pass for both: the plan asks both of the same sample."""
+    if "nir" in bands or not all(b in bands for b in ("red", "green", "blue")):
+        return 0.0, 0.0
+    r, g, b = (
+        data[list(bands).index(n)].astype(np.float32, copy=False) for n in ("red", "green", "blue")
+    )
+    top = np.maximum(np.maximum(r, g), b)
+    ok = np.isfinite(top) if valid is None else valid & np.isfinite(top)
+    n = int(ok.sum())
+    if not n:
+        return 0.0, 0.0
+    lit = ok & (top >= 0.15 * float(np.percentile(top[ok], 99)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = (top - np.minimum(np.minimum(r, g), b)) / top
+    purple = lit & (spread >= RED_PURPLE_SATURATION) & (r >= top) & (b >= g) & (r > b)
+    blue = lit & (spread >= SWAPPED_SATURATION) & (b >= top) & (g > r) & (b > r)
+    return float(purple.sum() / n), float(blue.sum() / n)
+
+
+def red_purple_share(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]) -> float:
+    """The red-purple share of `colour_shares`."""
+    return colour_shares(data, valid, bands)[0]
+
+
 def swapped_share(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]) -> float:
-    """The share of valid, lit pixels of an image read as red, green and blue that are saturated
-    blue with red the lowest band: how bare soil looks when red and blue are swapped. 0 when the
-    image has near-infrared, or lacks one of red, green, blue."""
-    seen = _colours(data, valid, bands, SWAPPED_SATURATION)
-    if seen is None:
-        return 0.0
-    r, g, b, top, vivid, n = seen
-    return float((vivid & (b >= top) & (g > r) & (b > r)).sum() / n)
+    """The swapped share of `colour_shares`."""
+    return colour_shares(data, valid, bands)[1]
 
 
 # -- near-infrared darker than red: bands named in the wrong order -----------------------------

@@ -97,9 +97,9 @@ def make_plan(
     `crop` is the field's crop as stated (None: not stated)."""
     d, v = scene.sample(list(scene.bands), 1024)
     veg = vi.Vegetation.fit(d, v, scene.bands)
-    share = vi.red_purple_share(d, v, scene.bands)
-    # Red and blue swapped, unless the image already looks like a near-infrared camera's.
-    swapped = vi.swapped_share(d, v, scene.bands) if share < vi.RED_PURPLE_SHARE else 0.0
+    share, swapped = vi.colour_shares(d, v, scene.bands)
+    if share >= vi.RED_PURPLE_SHARE:  # a near-infrared camera's colours: not swapped RGB
+        swapped = 0.0
     plan = _choose(
         scene, veg, models_dir, model, tile_size, overlap, crop,
         swapped=swapped >= vi.SWAPPED_SHARE,
@@ -126,6 +126,19 @@ def near_infrared_note(share: float) -> str:
         "If this camera is NIR-converted, name its bands (--bands nir,green,blue, or the order "
         "its maker gives) and analyse it again."
     )
+
+
+def colour_notes(facts: dict) -> list[str]:
+    """The notes on an image's colours from a summary's `input` facts: a near-infrared camera
+    read as RGB, bands named in the wrong order, red and blue swapped."""
+    out = []
+    if facts.get("looks_near_infrared"):
+        out.append(near_infrared_note(facts["looks_near_infrared"]))
+    if facts.get("looks_misordered"):
+        out.append(band_order_note(facts["looks_misordered"], facts.get("bands") or []))
+    if facts.get("looks_swapped"):
+        out.append(swapped_note(facts["looks_swapped"]))
+    return out
 
 
 def swapped_note(share: float) -> str:
