@@ -261,8 +261,8 @@ def _check_range(bundle: Bundle, scene: Scene) -> None:
         )
 
 
-def _crops_text(bundle: Bundle) -> str:
-    return " and ".join(bundle.info.crops)
+def _crops_text(info: BundleInfo) -> str:
+    return " and ".join(info.crops)
 
 
 def check_model_crop(info: BundleInfo, crop: str | None) -> None:
@@ -270,9 +270,9 @@ def check_model_crop(info: BundleInfo, crop: str | None) -> None:
     either is not stated)."""
     if crops_.learned(crop, info.crops) is False:
         raise InputError(
-            f"Model {info.name} learned {' and '.join(info.crops)}; this field's crop is "
-            f"{crop}. Its crop/weed split would mean nothing on {crop}: leave out --model and "
-            "Khet uses what holds for this crop."
+            f"Model {info.name} learned {_crops_text(info)}; this field's crop is {crop}. Its "
+            f"crop/weed split is untested on {crop}: leave out --model and Khet uses what holds "
+            "for this crop."
         )
 
 
@@ -328,7 +328,7 @@ def _best_bundle(
         holds = ok or b.info.validated_range is None
         # Said only of a model that would otherwise hold here (the others have their GSD).
         if holds and crops_.learned(crop, b.info.crops) is False:
-            passed.append(f"model {b.info.name} learned {_crops_text(b)}, not {crop}")
+            passed.append(f"model {b.info.name} learned {_crops_text(b.info)}, not {crop}")
         elif holds and swapped and {"red", "blue"} <= set(b.info.bands):
             passed.append(
                 f"model {b.info.name} takes red, green and blue, and the image looks stored "
@@ -401,8 +401,8 @@ def _model_plan(
     detail = f"Learned model {info.name} {info.version} ({info.kind}){learned}, {where}; {state}."
     if info.crops and crops_.learned(crop, info.crops) is None:
         warnings.append(
-            f"The field's crop is not stated, and model {info.name} learned {_crops_text(bundle)} "
-            f"only: on another crop its crop and weed mean nothing. State the crop (--crop, or "
+            f"The field's crop is not stated, and model {info.name} learned {_crops_text(info)} "
+            "only: on another crop its crop and weed are untested. State the crop (--crop, or "
             "the field's crop) and Khet uses the model only where it learned that crop."
         )
     return Plan(
@@ -415,7 +415,7 @@ def _for(bundle: Bundle, crop: str | None) -> str:
     potato' (the field's crop not stated), or nothing when the model states none."""
     if not bundle.info.crops:
         return ""
-    known = " for " + _crops_text(bundle)
+    known = " for " + _crops_text(bundle.info)
     return known + " (the field's crop)" if crops_.learned(crop, bundle.info.crops) else known
 
 
