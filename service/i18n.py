@@ -158,6 +158,11 @@ EN: dict[str, str] = {
     "If the connection drops, the upload waits and continues where it stopped.",
     "files": "Image files",
     "captured_at": "Flight date",
+    "field_crop": "Crop growing in this field",
+    "field_crop_hint": "A learned model maps crop and weed only on the crop it learned (Khet's "
+    "drone model: potato); on other crops the crop rows tell them apart, where the map finds "
+    "them. Saved with the field.",
+    "field_crop_fixed": "Only the farm's owner can change the field's crop.",
     "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
     "gsd_cm": "Ground resolution (optional, cm per pixel, e.g. 3): for photos that do not "
     "record their flying height",
@@ -469,6 +474,11 @@ UR: dict[str, str] = {
     "انتظار کر کے وہیں سے جاری رہتا ہے۔",
     "files": "تصویری فائلیں",
     "captured_at": "پرواز کی تاریخ",
+    "field_crop": "اس کھیت میں اگنے والی فصل",
+    "field_crop_hint": "سیکھا ہوا ماڈل فصل اور جڑی بوٹی صرف اسی فصل پر دکھاتا ہے جو اس نے سیکھی ہے "
+    "(Khet کا ڈرون ماڈل: آلو)؛ دوسری فصلوں پر، جہاں نقشے کو فصل کی قطاریں ملیں، "
+    "وہ ان سے فرق کرتا ہے۔ یہ کھیت کے ساتھ محفوظ ہوتی ہے۔",
+    "field_crop_fixed": "کھیت کی فصل صرف فارم کا مالک بدل سکتا ہے۔",
     "bands": "بینڈ کے نام (اختیاری)",
     "gsd_cm": "زمینی ریزولوشن (اختیاری، سینٹی میٹر فی پکسل، مثلاً 3): "
     "ان تصویروں کے لیے جن میں پرواز کی اونچائی درج نہیں",

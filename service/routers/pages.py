@@ -381,7 +381,8 @@ def field_page(field: PageField, request: Request, user: PageUser, db: DB) -> Re
 @router.get("/fields/{field_id}/upload", response_class=HTMLResponse)
 def upload_page(field: PageField, request: Request, user: PageUser, db: DB) -> Response:
     """The page that uploads a flight's imagery to a field."""
-    return _render(request, "upload.html", {"field": field}, user=user)
+    ctx = {"field": field, "crop_editable": can_edit(user, field.farm)}
+    return _render(request, "upload.html", ctx, user=user)
 
 
 # --- the map of one flight ---------------------------------------------------------------------

@@ -92,12 +92,19 @@ def test_farmer_upload_map_report_pdf(server, browser, shots, tmp_path):
     assert _unlabelled(page) == []
     page.get_by_label("Image files").set_input_files(str(server.image))
     page.get_by_label("Flight date").fill("2026-03-02")
+    crop = page.get_by_label("Crop growing in this field")
+    assert crop.input_value() == "wheat"  # the field's crop, saved with it when changed
+    crop.fill("Durum wheat")
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_selector("#upload-status.alert-info", timeout=20000)  # "Connection lost..."
     page.screenshot(path=shots / "03-upload-retrying.png", full_page=True)
     page.wait_for_url(re.compile(r".*/flights/\d+$"), timeout=90000)
     assert cut, "no chunk was cut: the file is smaller than two chunks"
     flight_id = int(page.url.rsplit("/", 1)[1])
+    with server.client("farmer@example.org") as c:
+        assert c.get(f"/api/v1/fields/{server.field_id}").json()["crop"] == "Durum wheat"
+        said = c.get(f"/api/v1/flights/{flight_id}/results/summary.json").json()
+        assert said["crop"] == "Durum wheat"  # the analysis was given the crop just saved
 
     # The map: class tiles load (200, real PNGs), legend, click-to-inspect.
     loaded = _wait_tiles(page, tile_status, "classes")

@@ -551,3 +551,26 @@ def test_bands_named_in_the_wrong_order_say_so_at_the_top_and_are_run_again_from
     s = _retry_as_nir_green_blue(app, fl)
     assert not s["input"].get("looks_misordered")
     assert 'id="band-order"' not in app.get(url).text
+
+
+def test_the_upload_page_states_the_fields_crop_for_its_owner_to_change(app, flight):
+    """The crop decides which method maps crop and weed (a model only on a crop it learned): the
+    upload page shows the field's crop, editable by the farm's owner, read-only to an extension
+    worker, with why it matters in the reader's language."""
+    from khet.service.db import Assignment, session_scope
+    from khet.service.routers.auth import add_user
+
+    page = app.get(f"/fields/{flight['field']}/upload?lang=en").text
+    box = page[page.index('id="crop"') :].split(">", 1)[0]
+    assert 'value="wheat"' in box and "readonly" not in box
+    assert "maps crop and weed only on the crop it learned" in page
+    assert "فصل کی قطاریں" in app.get(f"/fields/{flight['field']}/upload?lang=ur").text
+    with session_scope() as db:
+        worker = add_user(db, "worker@example.org", PASSWORD, "extension")
+        db.add(Assignment(farm_id=flight["farm"], user_id=worker.id))
+    app.cookies.clear()
+    _login(app, "worker@example.org")
+    page = app.get(f"/fields/{flight['field']}/upload?lang=en").text
+    box = page[page.index('id="crop"') :].split(">", 1)[0]
+    assert 'value="wheat"' in box and "readonly" in box
+    assert "Only the farm&#39;s owner can change the field&#39;s crop." in page

@@ -166,18 +166,28 @@
         done += files[i].size;
       }
       barUp.value = 100;
+      /* The field's crop, saved with the field before its flight is made: the analysis takes a
+         learned model only on a crop it learned (an extension worker's box is read-only). */
+      var cropIn = document.getElementById("crop");
+      var crop = cropIn.value.trim();
+      if (!cropIn.readOnly && crop !== cropIn.dataset.saved) {
+        await patiently(function () {
+          return api("PATCH", "/api/v1/fields/" + fieldId, { crop: crop || null });
+        });
+        cropIn.dataset.saved = crop;
+      }
       var body = { uploads: ids };
       var date = document.getElementById("captured_at").value;
       if (date) body.captured_at = date + "T12:00:00";
       var bands = document.getElementById("bands").value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
       if (bands.length) body.bands = bands;
       if (cm > 0) body.gsd = cm / 100;  /* the API takes metres per pixel */
-      /* The flight's idempotency key: every file's name and hash, the bands and the ground
-         resolution. Sent again (a lost answer, a second click) it finds this flight; the same
-         files with other settings are another flight. */
+      /* The flight's idempotency key: every file's name and hash, the bands, the ground
+         resolution and the crop. Sent again (a lost answer, a second click) it finds this
+         flight; the same files with other settings are another flight. */
       var key = new window.KhetSha256();
       key.update(new TextEncoder().encode(JSON.stringify(
-        [files.map(function (f, k) { return [f.name, shas[k]]; }), bands, body.gsd || null])));
+        [files.map(function (f, k) { return [f.name, shas[k]]; }), bands, body.gsd || null, crop])));
       body.client_id = "web-" + key.hex();
       var flight = await patiently(function () { return api("POST", "/api/v1/fields/" + fieldId + "/flights", body); });
       await follow(flight.id);
