@@ -207,10 +207,11 @@ def test_analyze_a_flight_folder_mosaics_it_first(shared_data, tmp_path, capsys,
     frames = seneca_frames(shared_data, tmp_path / "card", SENECA_8)
     (frames / "notes.jpg").write_text("not a picture")  # a file on the card that is no frame
     out = tmp_path / "map"
-    assert main(["analyze", str(frames), "-o", str(out)]) == 0
+    assert main(["analyze", str(frames), "-o", str(out), "--crop", "maize"]) == 0
     assert "ha" in capsys.readouterr().out
     s = json.loads((out / "summary.json").read_text())
     assert s["mosaic"]["frames"] == 9 and s["mosaic"]["placed_by_sfm"] >= 7
+    assert s["crop"] == "maize"  # the field's crop reaches the mosaic's map
     # What the mosaic left out is a warning of the map, not only a detail of the mosaic.
     left = s["mosaic"]["left_out"]
     said = [w for w in s["warnings"] if "frames were left out of the mosaic" in w]
