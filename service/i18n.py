@@ -206,6 +206,11 @@ EN: dict[str, str] = {
     "darker. Unless the field is under water, the bands were named in the wrong order (read as "
     "{bands}) and the plants were counted as soil: analyse it again with the bands in the "
     "camera's order.",
+    "swapped": "{share} of the picture is strong blue with red its weakest colour: the colour "
+    "of bare soil when a picture's red and blue are swapped (saved blue, green, red, as some "
+    "programs save it). On such colours the drone model takes soil for crop, so the map was "
+    "made without it. Unless this is water, analyse it again with its bands named "
+    "blue,green,red.",
     "rerun": "Analyse again",
     "rerun_owner_only": "Only the farm's owner or an administrator can analyse it again.",
     "rerun_on_device": "This map was made on a field device: run it again there (khet edge run, "
@@ -520,6 +525,10 @@ UR: dict[str, str] = {
     "یہ پودوں والے حصے سے زیادہ ہے۔ پودے اور مٹی انفراریڈ میں زیادہ روشن ہوتے ہیں؛ صرف کھلا پانی "
     "گہرا ہوتا ہے۔ اگر کھیت میں پانی کھڑا نہیں تو بینڈز کے نام غلط ترتیب میں دیے گئے ({bands} "
     "پڑھا گیا) اور پودے مٹی شمار ہوئے: کیمرے کی ترتیب میں بینڈز کے نام دے کر دوبارہ تجزیہ کریں۔",
+    "swapped": "تصویر کا {share} حصہ گہرا نیلا ہے اور اس میں سرخ رنگ سب سے کم ہے: یہ ننگی مٹی کا "
+    "رنگ ہے جب تصویر کے سرخ اور نیلے رنگ آپس میں بدل جائیں (کچھ پروگرام تصویر نیلا، سبز، سرخ کی "
+    "ترتیب میں محفوظ کرتے ہیں)۔ ایسے رنگوں پر ڈرون ماڈل مٹی کو فصل سمجھتا ہے، اس لیے نقشہ اس کے "
+    "بغیر بنا۔ اگر یہ پانی نہیں تو بینڈز کے نام blue,green,red دے کر دوبارہ تجزیہ کریں۔",
     "rerun": "دوبارہ تجزیہ کریں",
     "rerun_owner_only": "صرف فارم کا مالک یا منتظم دوبارہ تجزیہ کر سکتا ہے۔",
     "rerun_on_device": "یہ نقشہ کھیت کے آلے (ڈیوائس) پر بنا تھا: وہیں دوبارہ چلائیں "

@@ -529,6 +529,8 @@ def _flight_page(
         f"{inverted:.0%}" if status == "done" and isinstance(inverted, int | float) else None
     )
     read_as = ",".join(str(b) for b in rp.mapping(summary.get("input")).get("bands") or [])
+    blue = rp.mapping(summary.get("input")).get("looks_swapped")
+    swapped = f"{blue:.0%}" if status == "done" and isinstance(blue, int | float) else None
     config = {
         "flight": flight.id,
         "status": status,
@@ -582,6 +584,8 @@ def _flight_page(
             # Near-infrared darker than red over much of it: the bands' order, said the same way.
             "misordered": misordered,
             "read_as": read_as,
+            # Red and blue swapped (soil reads blue): said the same way, re-run as blue,green,red.
+            "swapped": swapped,
             "can_rerun": rerunnable and can_edit(user, flight.field.farm),
         },
         status=status_code,

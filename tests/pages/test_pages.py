@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from khet.service.i18n import EN, MESSAGES, Translator
 from khet.service.report import advice, direction, histogram_chart, largest_patch, share_chart
@@ -574,3 +575,41 @@ def test_the_upload_page_states_the_fields_crop_for_its_owner_to_change(app, fli
     box = page[page.index('id="crop"') :].split(">", 1)[0]
     assert 'value="wheat"' in box and "readonly" in box
     assert "Only the farm&#39;s owner can change the field&#39;s crop." in page
+
+
+def test_an_image_with_red_and_blue_swapped_says_so_at_the_top_and_is_run_again_from_there(
+    app, tmp_path, shared_data
+):
+    """Two real drone tiles saved blue, green, red: the flight's page says at the top that the
+    map is probably wrong and why (in the page's language), with a re-run form naming the bands
+    blue,green,red; run again, the alert goes."""
+    from khet.datasets import labelme
+    from khet.models.segment import _write_geotiff
+
+    from tests.service.conftest import run_queued_jobs
+
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    pair = [
+        labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
+        for n in ("tile_10_5", "tile_13_5")
+    ]
+    image = tmp_path / "bgr.tif"
+    _write_geotiff(image, np.hstack(pair)[:, :, ::-1].copy(), 0.003)
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Okara"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Potatoes"}).json()
+    fl = _send_flight(app, field["id"], image, "2026-02-01T10:00:00")
+    run_queued_jobs()
+    url = f"/flights/{fl}"
+    page = app.get(url + "?lang=en").text
+    assert 'id="swapped"' in page and "red and blue are swapped" in page
+    top = _alert(page, "swapped")
+    assert f'action="{url}/retry"' in top and 'value="blue,green,red"' in top
+    assert "سرخ اور نیلے رنگ آپس میں بدل" in app.get(url + "?lang=ur").text
+    r = app.post(f"{url}/retry", data={"bands": "blue,green,red"}, follow_redirects=False)
+    assert r.status_code == 303
+    run_queued_jobs()
+    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    assert not s["input"].get("looks_swapped")
+    assert 'id="swapped"' not in app.get(url).text
