@@ -80,6 +80,18 @@ def _alert(page: str, anchor: str) -> str:
     return top[: top.index("</section>")]
 
 
+def _says_at_the_top(app, flight: int, anchor: str, en: str, ur: str, bands: str) -> str:
+    """The flight's page (English) with the alert `anchor` saying `en` above its re-run form
+    with `bands` named, and the Urdu page saying `ur`; the flight's page URL."""
+    url = f"/flights/{flight}"
+    page = app.get(url + "?lang=en").text
+    assert f'id="{anchor}"' in page and en in page
+    top = _alert(page, anchor)
+    assert f'action="{url}/retry"' in top and f'value="{bands}"' in top
+    assert ur in app.get(url + "?lang=ur").text
+    return url
+
+
 def _retry_as_nir_green_blue(app, flight: int) -> dict:
     """Run the flight again from its page's re-run form with its bands named nir,green,blue;
     the new summary."""
@@ -521,12 +533,9 @@ def test_a_near_infrared_cameras_map_says_so_at_the_top_and_is_run_again_from_th
 
     fl = _seneca_nir_frame_flight(app, tmp_path, shared_data)
     run_queued_jobs()
-    url = f"/flights/{fl}"
-    page = app.get(url + "?lang=en").text
-    assert 'id="near-ir"' in page and "This map is probably wrong" in page
-    top = _alert(page, "near-ir")
-    assert f'action="{url}/retry"' in top and 'value="nir,green,blue"' in top
-    assert "غالباً غلط" in app.get(url + "?lang=ur").text
+    url = _says_at_the_top(
+        app, fl, "near-ir", "This map is probably wrong", "غالباً غلط", "nir,green,blue"
+    )
     s = _retry_as_nir_green_blue(app, fl)
     veg = next(c["share"] for c in s["classes"] if c["name"] == "vegetation")
     assert veg > 0.15 and not s["input"].get("looks_near_infrared")
@@ -543,12 +552,8 @@ def test_bands_named_in_the_wrong_order_say_so_at_the_top_and_are_run_again_from
 
     fl = _seneca_nir_frame_flight(app, tmp_path, shared_data, bands="red,green,nir")
     run_queued_jobs()
-    url = f"/flights/{fl}"
-    page = app.get(url + "?lang=en").text
-    assert 'id="band-order"' in page and "wrong order" in page and 'id="near-ir"' not in page
-    top = _alert(page, "band-order")
-    assert f'action="{url}/retry"' in top and 'value="red,green,nir"' in top
-    assert "غلط ترتیب" in app.get(url + "?lang=ur").text
+    url = _says_at_the_top(app, fl, "band-order", "wrong order", "غلط ترتیب", "red,green,nir")
+    assert 'id="near-ir"' not in app.get(url).text
     s = _retry_as_nir_green_blue(app, fl)
     assert not s["input"].get("looks_misordered")
     assert 'id="band-order"' not in app.get(url).text
@@ -601,12 +606,14 @@ def test_an_image_with_red_and_blue_swapped_says_so_at_the_top_and_is_run_again_
     field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Potatoes"}).json()
     fl = _send_flight(app, field["id"], image, "2026-02-01T10:00:00")
     run_queued_jobs()
-    url = f"/flights/{fl}"
-    page = app.get(url + "?lang=en").text
-    assert 'id="swapped"' in page and "red and blue are swapped" in page
-    top = _alert(page, "swapped")
-    assert f'action="{url}/retry"' in top and 'value="blue,green,red"' in top
-    assert "سرخ اور نیلے رنگ آپس میں بدل" in app.get(url + "?lang=ur").text
+    url = _says_at_the_top(
+        app,
+        fl,
+        "swapped",
+        "red and blue are swapped",
+        "سرخ اور نیلے رنگ آپس میں بدل",
+        "blue,green,red",
+    )
     r = app.post(f"{url}/retry", data={"bands": "blue,green,red"}, follow_redirects=False)
     assert r.status_code == 303
     run_queued_jobs()
