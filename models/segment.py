@@ -662,6 +662,11 @@ def _validate(model: Any, images: list[Labeled], cfg: SegConfig) -> float:
     return float(np.mean(scores))
 
 
+def _crops(cfg: SegConfig) -> str:
+    """The crops a run learns, comma-separated: the labels mapped to crop (potato=crop)."""
+    return ",".join(k for k, v in cfg.class_map.items() if v == "crop")
+
+
 def bundle_metadata(cfg: SegConfig, extra: Mapping[str, Any]) -> dict[str, str]:
     """The metadata a segmentation bundle carries (classes, bands, GSD range, metrics)."""
     lo, hi = cfg.native_gsd * 0.8, cfg.native_gsd * max(FACTORS)
@@ -680,7 +685,7 @@ def bundle_metadata(cfg: SegConfig, extra: Mapping[str, Any]) -> dict[str, str]:
         "gsd_m": repr(cfg.model_gsd),
         "gsd_range_m": f"{lo!r},{hi!r}",
         # The labels mapped to crop are the crops it learned (--classes potato=crop: potato).
-        "crops": ",".join(k for k, v in cfg.class_map.items() if v == "crop"),
+        "crops": _crops(cfg),
         "label_rule": (
             "A class per pixel (polygons filled; weed over crop over soil where they overlap). "
             "A map cell is soil when plants are under 5 % of its valid pixels, else the plant "
@@ -809,7 +814,7 @@ def card(path: Path, cfg: SegConfig, report: dict[str, Any]) -> str:
         "pixel. Outside that range Khet does not use it.",
         f"- Tiles of {cfg.tile_size} px with {cfg.overlap} px overlap; map cells of 32 px "
         f"({cfg.model_gsd * 32 * 100:.0f} cm).",
-        crop_line(",".join(k for k, v in cfg.class_map.items() if v == "crop")),
+        crop_line(_crops(cfg)),
         "",
         "## Test results",
         "",

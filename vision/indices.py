@@ -219,6 +219,7 @@ def otsu(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 #: image: Seneca (an NIR-modified camera) median 24 %, 143 of 167 frames above 5 %; uav_potato,
 #: Carrot-Weed and CWFID at most 2.3 %. Red soil is orange (blue below green), not red-purple.
 RED_PURPLE_SHARE = 0.05
+RED_PURPLE_SATURATION = 0.2
 
 
 # -- red and blue swapped: an image stored blue, green, red -----------------------------------
@@ -233,9 +234,6 @@ RED_PURPLE_SHARE = 0.05
 #: the image says nothing.
 SWAPPED_SHARE = 0.1
 SWAPPED_SATURATION = 0.3
-
-
-RED_PURPLE_SATURATION = 0.2
 
 
 def colour_shares(
@@ -262,16 +260,6 @@ def colour_shares(
     purple = lit & (spread >= RED_PURPLE_SATURATION) & (r >= top) & (b >= g) & (r > b)
     blue = lit & (spread >= SWAPPED_SATURATION) & (b >= top) & (g > r) & (b > r)
     return float(purple.sum() / n), float(blue.sum() / n)
-
-
-def red_purple_share(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]) -> float:
-    """The red-purple share of `colour_shares`."""
-    return colour_shares(data, valid, bands)[0]
-
-
-def swapped_share(data: np.ndarray, valid: np.ndarray | None, bands: Sequence[str]) -> float:
-    """The swapped share of `colour_shares`."""
-    return colour_shares(data, valid, bands)[1]
 
 
 # -- near-infrared darker than red: bands named in the wrong order -----------------------------

@@ -68,11 +68,11 @@ def test_true_colour_drone_tiles_do_not_look_near_infrared(tmp_path, shared_data
 
     for path in sorted((shared_data / "uav_potato" / "images").glob("*.jpg"))[::10]:
         rgb = np.moveaxis(cv2.imread(str(path))[:, :, ::-1], -1, 0)
-        assert vi.red_purple_share(rgb, None, ("red", "green", "blue")) < vi.RED_PURPLE_SHARE
+        assert vi.colour_shares(rgb, None, ("red", "green", "blue"))[0] < vi.RED_PURPLE_SHARE
     frame = np.moveaxis(cv2.imread(str(_frame(shared_data)))[:, :, ::-1], -1, 0)
-    assert vi.red_purple_share(frame, None, ("red", "green", "blue")) > 0.15
+    assert vi.colour_shares(frame, None, ("red", "green", "blue"))[0] > 0.15
     # With near-infrared named, the question does not arise.
-    assert vi.red_purple_share(frame, None, ("nir", "green", "blue")) == 0.0
+    assert vi.colour_shares(frame, None, ("nir", "green", "blue"))[0] == 0.0
 
 
 def test_bands_named_in_the_wrong_order_say_so(tmp_path, shared_data):
@@ -164,5 +164,5 @@ def test_an_image_stored_blue_green_red_says_so_and_keeps_the_model_off(tmp_path
     # The share on the true colours of every tenth tile, and on the same swapped.
     for path in sorted((shared_data / "uav_potato" / "images").glob("*.jpg"))[::10]:
         bands = np.moveaxis(cv2.imread(str(path))[:, :, ::-1], -1, 0)
-        assert vi.swapped_share(bands, None, ("red", "green", "blue")) < 0.01
-        assert vi.swapped_share(bands[::-1], None, ("red", "green", "blue")) > vi.SWAPPED_SHARE
+        assert vi.colour_shares(bands, None, ("red", "green", "blue"))[1] < 0.01
+        assert vi.colour_shares(bands[::-1], None, ("red", "green", "blue"))[1] > vi.SWAPPED_SHARE
