@@ -300,7 +300,9 @@ def why_no_split(summary: dict, t: Translator) -> str:
     if "ground sample distance is unknown" in detail or (gsd is None and "rows" not in detail):
         return t("why_gsd_unknown")
     crop = text(summary.get("crop"))
-    if crop and f"not {crop.lower()}" in detail and "no crop rows were found" in detail:
+    # The plan's "model ... learned potato, not maize" (the field's crop, or the other crop of
+    # an intercrop such as "potato-maize").
+    if crop and " learned " in detail and "no crop rows were found" in detail:
         return t("why_crop", crop=crop)
     if "no crop rows were found" in detail:
         return t("why_no_rows")

@@ -269,9 +269,10 @@ def check_model_crop(info: BundleInfo, crop: str | None) -> None:
     """InputError unless a model named with --model learned the field's stated crop (or
     either is not stated)."""
     if crops_.learned(crop, info.crops) is False:
+        other = " and ".join(crops_.others(crop, info.crops))
         raise InputError(
             f"Model {info.name} learned {_crops_text(info)}; this field's crop is {crop}. Its "
-            f"crop/weed split is untested on {crop}: leave out --model and Khet uses what holds "
+            f"crop/weed split is untested on {other}: leave out --model and Khet uses what holds "
             "for this crop."
         )
 
@@ -328,7 +329,8 @@ def _best_bundle(
         holds = ok or b.info.validated_range is None
         # Said only of a model that would otherwise hold here (the others have their GSD).
         if holds and crops_.learned(crop, b.info.crops) is False:
-            passed.append(f"model {b.info.name} learned {_crops_text(b.info)}, not {crop}")
+            other = " and ".join(crops_.others(crop, b.info.crops))
+            passed.append(f"model {b.info.name} learned {_crops_text(b.info)}, not {other}")
         elif holds and swapped and {"red", "blue"} <= set(b.info.bands):
             passed.append(
                 f"model {b.info.name} takes red, green and blue, and the image looks stored "

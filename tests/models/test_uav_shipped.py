@@ -176,6 +176,11 @@ def test_on_a_field_of_another_crop_the_model_is_not_used(tmp_path, potato_field
     assert maize.get("model") is None
     detail = maize["layers"]["classes"]["detail"]
     assert "model khet-rgb-uav learned potato, not maize" in detail, detail
+    # A field of potato with maize between (an intercrop): the model would paint the maize as
+    # whatever it takes it for, so it is not used either.
+    mixed = analyze(src, tmp_path / "mixed", crop="Potato + maize")
+    assert mixed["method"] in ("rows", "index") and mixed.get("model") is None
+    assert "model khet-rgb-uav learned potato, not maize" in mixed["layers"]["classes"]["detail"]
 
     for said in ("Aloo", " Potatoes "):
         potato = analyze(src, tmp_path / "potato", crop=said)
@@ -199,4 +204,11 @@ def test_on_a_field_of_another_crop_the_model_is_not_used(tmp_path, potato_field
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "Model khet-rgb-uav learned potato; this field's crop is maize" in err
+    code = main(
+        ["analyze", str(src), "-o", str(tmp_path / "named"), "--crop", "aloo aur makai",
+         "--model", "khet-rgb-uav"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "this field's crop is aloo aur makai" in err
+    assert "untested on makai" in err
     assert not (tmp_path / "named" / "summary.json").exists()

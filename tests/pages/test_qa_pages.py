@@ -111,6 +111,14 @@ def _summary(method: str, detail: str, gsd: float | None, classes: dict[str, flo
             "Khet's model has not learned Maize, the field's crop",
             "کھیت کی فصل (Maize) نہیں سیکھی",
         ),
+        (
+            "index",
+            "Crop and weed are not told apart: model khet-rgb-uav learned potato, not maize, and "
+            "no crop rows were found (no regular spacing). Vegetation and soil only.",
+            0.005,
+            "Khet's model has not learned potato-maize, the field's crop",
+            "کھیت کی فصل (potato-maize) نہیں سیکھی",
+        ),
     ],
 )
 def test_vegetation_only_advice_gives_the_methods_reason(method, detail, gsd, en, ur):
@@ -120,6 +128,8 @@ def test_vegetation_only_advice_gives_the_methods_reason(method, detail, gsd, en
     s = _summary(method, detail, gsd, classes)
     if "Maize" in detail:
         s["crop"] = "Maize"  # the field's crop, as the analysis was given it
+    elif "not maize" in detail:
+        s["crop"] = "potato-maize"  # an intercrop: the model learned one of its crops
     said = advice(s, {"features": []}, None, Translator("en"))
     assert said[0].startswith("The map shows plants on 64% of the field"), said
     assert en in said[0] and NONE_EN not in said

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from khet.vision.bundle import BundleInfo, ClassInfo
-from khet.vision.crops import canonical, check_crop, learned
+from khet.vision.crops import canonical, check_crop, learned, others
 
 from khet.errors import InputError
 
@@ -43,6 +43,38 @@ def test_plurals_fold_alike_for_a_crop_not_in_the_table():
 def test_a_variety_or_season_beside_the_crop_is_still_the_crop(said, knows):
     assert learned(said, ("potato",)) is knows
     assert learned("Sweet potato", ("sweet potato",)) is True  # a model that learned it
+
+
+@pytest.mark.parametrize(
+    ("said", "other"),
+    [
+        ("potato-maize", "maize"),
+        ("Potato + Maize", "Maize"),
+        ("potatoes with beans", "beans"),
+        ("potato/wheat", "wheat"),
+        ("aloo aur makai", "makai"),
+        ("آلو اور مکئی", "مکئی"),
+        ("आलू और मक्का", "मक्का"),
+        ("sweet potato and potato", "sweet potato"),
+    ],
+)
+def test_a_field_that_grows_another_crop_beside_potato_is_not_potato(said, other):
+    """An intercrop: the model's crop class is potato alone, so the other crop's plants would be
+    painted as whatever it takes them for (weed, most likely), and a farmer could spray them."""
+    assert learned(said, ("potato",)) is False
+    assert others(said, ("potato",)) == [other]
+    # A model that learned both crops knows the field.
+    if other.casefold() in ("maize", "wheat", "beans"):
+        assert learned(said, ("potato", other.casefold().rstrip("s"))) is True
+
+
+@pytest.mark.parametrize(
+    "said", ["Potato - Desiree", "आलू की फसल", "seed potatoes", "Aloo (rabi 2026)"]
+)
+def test_words_beside_the_crop_that_are_no_crop_are_not_another_crop(said):
+    """A variety, a season or "crop" in Hindi ("की फसल": a Hindi vowel sign does not break a
+    word) beside potato is still potato."""
+    assert learned(said, ("potato",)) is True and others(said, ("potato",)) == []
 
 
 def test_nothing_to_compare_is_none():
