@@ -166,3 +166,31 @@ def test_an_image_stored_blue_green_red_says_so_and_keeps_the_model_off(tmp_path
         bands = np.moveaxis(cv2.imread(str(path))[:, :, ::-1], -1, 0)
         assert vi.colour_shares(bands, None, ("red", "green", "blue"))[1] < 0.01
         assert vi.colour_shares(bands[::-1], None, ("red", "green", "blue"))[1] > vi.SWAPPED_SHARE
+
+
+def test_a_field_beside_a_pond_keeps_its_true_colours(tmp_path, shared_data):
+    """Open water reflecting the sky is blue-highest and red-lowest, as swapped soil is; a third
+    of the image under water (a pond, a flooded paddy) is over the swapped share. The plants
+    decide: their red is above their blue in true colour. The same image swapped still says so."""
+    from khet.datasets import labelme
+    from khet.models.segment import _write_geotiff
+    from khet.vision import indices as vi
+    from khet.vision.pipeline import analyze
+
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    rgb = labelme.load(items["tile_13_5"], {"potato": "crop", "weed": "weed"})[0].copy()
+    h, w = rgb.shape[:2]
+    rng = np.random.default_rng(0)
+    pond = np.array([70, 108, 150], np.float32) + rng.normal(0, 6, (h, w // 3, 3))
+    rgb[:, : w // 3] = np.clip(pond, 0, 255).astype(np.uint8)  # sky on still water
+    bands = np.moveaxis(rgb, -1, 0)
+    blue = (bands[2] > bands[1]) & (bands[1] > bands[0])
+    assert blue.mean() > vi.SWAPPED_SHARE  # what the soil alone would call swapped
+    assert vi.colour_shares(bands, None, ("red", "green", "blue"))[1] == 0.0
+    assert vi.colour_shares(bands[::-1], None, ("red", "green", "blue"))[1] > vi.SWAPPED_SHARE
+
+    path = tmp_path / "pond.tif"
+    _write_geotiff(path, rgb, 0.003)
+    s = analyze(path, tmp_path / "out", crop="potato")
+    assert s["method"] == "model" and "looks_swapped" not in s["input"]
+    assert not [w for w in s["warnings"] if "swapped" in w]
