@@ -85,7 +85,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--crop",
-        help="the field's crop, e.g. potato: a model that learned another crop is not used",
+        help="the field's crop, e.g. potato (every crop it grows: 'potato and maize'): a model "
+        "that learned another crop is not used",
     )
     p.add_argument("--model", help="model bundle name or .onnx path (default: chosen by bands)")
     p.add_argument("--model-sha256", help="expected sha256 of --model (else the shipped manifest)")

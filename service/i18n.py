@@ -161,7 +161,7 @@ EN: dict[str, str] = {
     "field_crop": "Crop growing in this field",
     "field_crop_hint": "A learned model maps crop and weed only on the crop it learned (Khet's "
     "drone model: potato); on other crops the crop rows tell them apart, where the map finds "
-    "them. Saved with the field.",
+    "them. Name every crop the field grows (e.g. potato and maize). Saved with the field.",
     "field_crop_fixed": "Only the farm's owner can change the field's crop.",
     "bands": "Band names (optional, comma-separated, e.g. red,green,blue)",
     "gsd_cm": "Ground resolution (optional, cm per pixel, e.g. 3): for photos that do not "
@@ -482,7 +482,8 @@ UR: dict[str, str] = {
     "field_crop": "اس کھیت میں اگنے والی فصل",
     "field_crop_hint": "سیکھا ہوا ماڈل فصل اور جڑی بوٹی صرف اسی فصل پر دکھاتا ہے جو اس نے سیکھی ہے "
     "(Khet کا ڈرون ماڈل: آلو)؛ دوسری فصلوں پر، جہاں نقشے کو فصل کی قطاریں ملیں، "
-    "وہ ان سے فرق کرتا ہے۔ یہ کھیت کے ساتھ محفوظ ہوتی ہے۔",
+    "وہ ان سے فرق کرتا ہے۔ کھیت کی ہر فصل کا نام لکھیں (مثلاً آلو اور مکئی)۔ "
+    "یہ کھیت کے ساتھ محفوظ ہوتی ہے۔",
     "field_crop_fixed": "کھیت کی فصل صرف فارم کا مالک بدل سکتا ہے۔",
     "bands": "بینڈ کے نام (اختیاری)",
     "gsd_cm": "زمینی ریزولوشن (اختیاری، سینٹی میٹر فی پکسل، مثلاً 3): "

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--crop",
-        help="the field's crop, e.g. potato: a model that learned another crop is not used "
+        help="the field's crop, e.g. potato (every crop it grows: 'potato and maize'): a model "
+        "that learned another crop is not used "
         "(default: not stated; the map then says which crop its model learned)",
     )
     p.add_argument("--tile-size", type=int, help="tile size in pixels (default: the model's)")
