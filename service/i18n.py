@@ -212,6 +212,17 @@ EN: dict[str, str] = {
     "made without it. Unless this is water, analyse it again with its bands named "
     "blue,green,red.",
     "rerun": "Analyse again",
+    "crop_unstated_title": "Crop and weed may be wrong here",
+    "crop_unstated": "This field's crop was not set when this map was made. Its crop and weed "
+    "come from a model that learned {crops} only: on another crop it cannot tell crop from weed "
+    "(on carrots it painted half the carrots weed). Set the field's crop, every crop it grows, "
+    "and analyse it again.",
+    "crop_rerun": "Save the crop and analyse again",
+    "crop_needed": "Give the field's crop (e.g. potato, or potato and maize).",
+    "crop_on_device": "This map was made on a field device: run it again there with the field's "
+    "crop (khet edge run --crop) and the new map arrives as a flight of its own.",
+    "crop_name_potato": "potato",
+    "crop_name_carrot": "carrot",
     "rerun_owner_only": "Only the farm's owner or an administrator can analyse it again.",
     "rerun_on_device": "This map was made on a field device: run it again there (khet edge run, "
     "with --bands) and the new map arrives as a flight of its own.",
@@ -320,6 +331,9 @@ EN: dict[str, str] = {
     "advice_none": "The map shows no crop or weeds; check that the right field was flown.",
     "advice_vegetation_only": "The map shows plants on {share} of the field but cannot tell "
     "crop from weeds: {why}. Walk the field to see which plants are weeds before you spray.",
+    "advice_crop_unstated": "The field's crop was not set: crop and weeds on this map come "
+    "from a model that learned {crops} only. If the field grows anything else, set its crop and "
+    "analyse the flight again before acting on the weeds.",
     "why_gsd_unknown": "how much ground a pixel covers is unknown, and crop and weeds are told "
     "apart only when it is known",
     "why_no_rows": "no model is made for this image and no crop rows were found in it",
@@ -531,6 +545,17 @@ UR: dict[str, str] = {
     "ترتیب میں محفوظ کرتے ہیں)۔ ایسے رنگوں پر ڈرون ماڈل مٹی کو فصل سمجھتا ہے، اس لیے نقشہ اس کے "
     "بغیر بنا۔ اگر یہ پانی نہیں تو بینڈز کے نام blue,green,red دے کر دوبارہ تجزیہ کریں۔",
     "rerun": "دوبارہ تجزیہ کریں",
+    "crop_unstated_title": "یہاں فصل اور جڑی بوٹی غلط ہو سکتی ہیں",
+    "crop_unstated": "جب یہ نقشہ بنا تو اس کھیت کی فصل درج نہیں تھی۔ اس کی فصل اور جڑی بوٹی ایسے "
+    "ماڈل سے ہیں جس نے صرف {crops} سیکھی ہے: کسی اور فصل پر یہ فصل اور جڑی بوٹی میں فرق نہیں کر "
+    "سکتا (گاجر کے کھیت میں اس نے آدھی گاجریں جڑی بوٹی دکھائیں)۔ کھیت کی فصل درج کریں، ہر وہ "
+    "فصل جو اس میں اگتی ہے، اور دوبارہ تجزیہ کریں۔",
+    "crop_rerun": "فصل محفوظ کریں اور دوبارہ تجزیہ کریں",
+    "crop_needed": "کھیت کی فصل لکھیں (مثلاً آلو، یا آلو اور مکئی)۔",
+    "crop_on_device": "یہ نقشہ کھیت کے آلے (ڈیوائس) پر بنا تھا: وہیں کھیت کی فصل کے ساتھ دوبارہ "
+    "چلائیں (khet edge run --crop)، نیا نقشہ الگ پرواز کے طور پر آ جائے گا۔",
+    "crop_name_potato": "آلو",
+    "crop_name_carrot": "گاجر",
     "rerun_owner_only": "صرف فارم کا مالک یا منتظم دوبارہ تجزیہ کر سکتا ہے۔",
     "rerun_on_device": "یہ نقشہ کھیت کے آلے (ڈیوائس) پر بنا تھا: وہیں دوبارہ چلائیں "
     "(khet edge run، --bands کے ساتھ)، نیا نقشہ الگ پرواز کے طور پر آ جائے گا۔",
@@ -639,6 +664,9 @@ UR: dict[str, str] = {
     "why_gsd_unknown": "یہ معلوم نہیں کہ ایک پکسل زمین کا کتنا حصہ دکھاتا ہے، اور فصل اور جڑی "
     "بوٹیوں میں فرق اسی کے معلوم ہونے پر ہوتا ہے",
     "why_no_rows": "اس تصویر کے لیے کوئی ماڈل نہیں بنا اور اس میں فصل کی قطاریں نہیں ملیں",
+    "advice_crop_unstated": "کھیت کی فصل درج نہیں تھی: اس نقشے پر فصل اور جڑی بوٹیاں ایسے ماڈل "
+    "سے ہیں جس نے صرف {crops} سیکھی ہے۔ اگر کھیت میں کچھ اور اگتا ہے تو اس کی فصل درج کریں اور "
+    "جڑی بوٹیوں پر عمل سے پہلے پرواز کا دوبارہ تجزیہ کریں۔",
     "why_crop": "Khet کے ماڈل نے کھیت کی فصل ({crop}) نہیں سیکھی، اور تصویر میں فصل کی قطاریں "
     "نہیں ملیں",
     "why_resolution": "{gsd} فی پکسل پر اس تصویر کے لیے کوئی ماڈل نہیں بنا، اور فصل کی قطاریں "
@@ -668,6 +696,11 @@ class Translator:
     def __call__(self, key: str, **kw: object) -> str:
         text = MESSAGES[self.lang].get(key) or EN.get(key) or key
         return text.format(**kw) if kw else text
+
+    @property
+    def known(self) -> set[str]:
+        """The keys this language or English has a text for."""
+        return set(MESSAGES[self.lang]) | set(EN)
 
     def name(self, prefix: str, value: str) -> str:
         """A class or level name, translated when the table knows it, else as the model says."""

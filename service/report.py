@@ -280,8 +280,26 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
             out.append(t("advice_vegetation_only", share=pct(veg), why=why_no_split(summary, t)))
         else:
             out.append(t("advice_none"))
+    learned = crop_unstated(summary, t)
+    if learned:  # first, before any advice on weeds: they may be the crop
+        out.insert(0, t("advice_crop_unstated", crops=learned))
     out.append(t("advice_check"))
     return out
+
+
+def crop_unstated(summary: dict, t: Translator) -> str | None:
+    """The crops a model learned, in the reader's language, when the model made the map and the
+    field's crop was not stated (its crop class is then what it learned, whatever the field
+    grows); else None."""
+    summary = mapping(summary)
+    if text(summary.get("crop")):
+        return None
+    layer = mapping(mapping(summary.get("layers")).get("classes"))
+    if (text(layer.get("method")) or text(summary.get("method"))) != "model":
+        return None
+    crops = [c for c in (text(x) for x in mapping(summary.get("model")).get("crops") or []) if c]
+    named = [t(f"crop_name_{c}") if f"crop_name_{c}" in t.known else c for c in crops]
+    return " / ".join(named) or None
 
 
 def why_no_split(summary: dict, t: Translator) -> str:

@@ -25,6 +25,7 @@ from khet.service.db import ApiToken, Farm, Field, Flight, User, UserSettings, W
 from khet.service.dependencies import (
     DB,
     MAX_ID,
+    ForbiddenError,
     can_edit,
     current_user_optional,
     get_field,
@@ -41,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from khet import __version__
-from khet.errors import AuthError, KhetError, NotFoundError
+from khet.errors import AuthError, ConflictError, KhetError, NotFoundError
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -506,12 +507,53 @@ async def flight_retry(flight: PageFlight, request: Request, user: PageUser, db:
     return RedirectResponse(f"/flights/{flight.id}", status_code=303)
 
 
+@router.post("/flights/{flight_id}/crop")
+async def flight_crop(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
+    """Set the crop of the field a map was made without one, and analyse the flight again: the
+    field's crop decides whether a model that learned one crop makes the map (owner only)."""
+    from khet.service.routers.flights import retry_flight
+    from khet.service.schemas import FieldPatch
+    from pydantic import ValidationError
+
+    form = await request.form()
+    crop = str(form.get("crop") or "").strip()[:512]
+    t = Translator(_lang(request))
+    if not crop:
+        return _flight_page(request, flight, user, crop_error=t("crop_needed"), status_code=422)
+    try:
+        body = FieldPatch.model_validate({"crop": crop})
+    except ValidationError as e:
+        why = f"crop: {e.errors(include_url=False)[0].get('msg', 'not valid')}"
+        return _flight_page(request, flight, user, crop_error=why, status_code=422)
+
+    def save_and_rerun() -> None:
+        # The re-run's checks first (a device's map, one already queued, not the owner), so a
+        # refused re-run leaves the field's crop as it was.
+        job = flight.job
+        if not can_edit(user, flight.field.farm):
+            raise ForbiddenError("Only the farm's owner or an administrator can set the crop.")
+        if flight.source == "edge" or not flight.inputs or job is None:
+            raise ConflictError("This flight was analysed on a device; there is no imagery here.")
+        if job.status in ("queued", "running"):
+            raise ConflictError("This flight's analysis is already queued or running.")
+        flight.field.crop = body.crop
+        db.commit()
+        retry_flight(flight.id, user, db, None)
+
+    try:
+        await run_in_threadpool(save_and_rerun)
+    except KhetError as e:
+        return _flight_page(request, flight, user, crop_error=e.message, status_code=status_for(e))
+    return RedirectResponse(f"/flights/{flight.id}", status_code=303)
+
+
 def _flight_page(
     request: Request,
     flight: Flight,
     user: User,
     retry_error: str | None = None,
     status_code: int = 200,
+    crop_error: str | None = None,
 ) -> Response:
     t = Translator(_lang(request))
     status = _status(flight)
@@ -587,6 +629,10 @@ def _flight_page(
             # Red and blue swapped (soil reads blue): said the same way, re-run as blue,green,red.
             "swapped": swapped,
             "can_rerun": rerunnable and can_edit(user, flight.field.farm),
+            # A model's map of a field whose crop was not set: said at the top, with the crop to
+            # set and the re-run, as the colour alerts are.
+            "crop_unstated": rp.crop_unstated(summary, t) if status == "done" else None,
+            "crop_error": crop_error,
         },
         status=status_code,
         user=user,

@@ -620,3 +620,70 @@ def test_an_image_with_red_and_blue_swapped_says_so_at_the_top_and_is_run_again_
     s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
     assert not s["input"].get("looks_swapped")
     assert 'id="swapped"' not in app.get(url).text
+
+
+def test_a_models_map_of_a_field_without_a_crop_says_so_and_sets_it_from_there(
+    app, tmp_path, shared_data, monkeypatch
+):
+    """Real drone tiles of a field whose crop is not set: the drone model makes the map, and
+    its crop class is potato, the one crop it learned (on carrots it painted half of them
+    weed). The flight's page says so at the top in the page's language, with the field's crop
+    to set and the re-run; an extension worker is told who can. Set to potato and maize (an
+    intercrop), the map is made again without the model and the alert goes; a second re-run
+    while one is queued is refused and the crop stays as it was."""
+    from khet.datasets import labelme
+    from khet.models.segment import _write_geotiff
+    from khet.service.db import Assignment, session_scope
+    from khet.service.routers.auth import add_user
+
+    from khet.settings import get_settings
+    from tests.service.conftest import run_queued_jobs
+
+    monkeypatch.setenv("KHET_MODELS_DIR", str(Path(__file__).parents[2] / "models" / "bundles"))
+    get_settings.cache_clear()  # the shipped models: khet-rgb-uav learned potato
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    pair = [
+        labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
+        for n in ("tile_10_5", "tile_13_5")
+    ]
+    image = tmp_path / "field.tif"
+    _write_geotiff(image, np.hstack(pair), 0.003)
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Okara"}).json()
+    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "North"}).json()
+    fl = _send_flight(app, field["id"], image, "2026-02-01T10:00:00")
+    run_queued_jobs()
+    url = f"/flights/{fl}"
+    assert app.get(f"/api/v1/flights/{fl}/results/summary.json").json()["method"] == "model"
+    top = _alert(app.get(url + "?lang=en").text, "crop-unstated")
+    assert "Crop and weed may be wrong here" in top and "learned potato only" in top
+    assert f'action="{url}/crop"' in top and 'name="crop"' in top
+    ur = _alert(app.get(url + "?lang=ur").text, "crop-unstated")
+    assert "صرف آلو سیکھی ہے" in ur and "فصل محفوظ کریں" in ur
+    report = app.get(url + "/report?lang=en").text
+    assert "The field&#39;s crop was not set" in report
+
+    with session_scope() as db:
+        worker = add_user(db, "worker@example.org", PASSWORD, "extension")
+        db.add(Assignment(farm_id=farm["id"], user_id=worker.id))
+    reader = app.__class__(app.app)
+    _login(reader, "worker@example.org")
+    seen = _alert(reader.get(url + "?lang=en").text, "crop-unstated")
+    assert "Only the farm&#39;s owner" in seen and "<form" not in seen
+    assert reader.post(url + "/crop", data={"crop": "wheat"}).status_code == 403
+
+    r = app.post(url + "/crop", data={"crop": "  "})
+    assert r.status_code == 422 and 'id="crop-error"' in r.text
+    r = app.post(url + "/crop", data={"crop": "Potato and maize"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == url
+    assert app.get(f"/api/v1/fields/{field['id']}").json()["crop"] == "Potato and maize"
+    r = app.post(url + "/crop", data={"crop": "wheat"})  # queued: refused, nothing changed
+    assert r.status_code == 409
+    assert app.get(f"/api/v1/fields/{field['id']}").json()["crop"] == "Potato and maize"
+    run_queued_jobs()
+    s = app.get(f"/api/v1/flights/{fl}/results/summary.json").json()
+    assert s["crop"] == "Potato and maize" and s["method"] != "model"
+    assert "learned potato, not maize" in s["layers"]["classes"]["detail"]
+    assert 'id="crop-unstated"' not in app.get(url).text
+    assert "crop was not set" not in app.get(url + "/report?lang=en").text

@@ -136,6 +136,22 @@ def test_vegetation_only_advice_gives_the_methods_reason(method, detail, gsd, en
     assert ur in advice(s, {"features": []}, None, Translator("ur"))[0]
 
 
+def test_a_models_map_of_a_field_without_a_crop_advises_setting_it_first():
+    """The model's crop class is the crop it learned: on a field whose crop was not stated its
+    weeds may be the field's own crop, so the report says so before any advice on weeds."""
+    classes = {"soil": 0.7, "crop": 0.1, "weed": 0.2}
+    s = _summary("model", "Learned model khet-rgb-uav 1.1.1", 0.006, classes)
+    s["model"] = {"name": "khet-rgb-uav", "crops": ["potato"]}
+    said = advice(s, {"features": []}, None, Translator("en"))
+    assert said[0].startswith("The field's crop was not set") and "learned potato only" in said[0]
+    assert len(said) == 3 and said[1].startswith("No weed patch")  # then the usual advice
+    assert "صرف آلو سیکھی ہے" in advice(s, {"features": []}, None, Translator("ur"))[0]
+    s["crop"] = "Potato"  # stated: nothing to say
+    assert not [a for a in advice(s, {"features": []}, None, Translator("en")) if "not set" in a]
+    s["crop"], s["model"]["crops"] = None, []  # a model that states no crop
+    assert not [a for a in advice(s, {"features": []}, None, Translator("en")) if "not set" in a]
+
+
 def test_no_vegetation_at_all_still_says_check_the_field():
     bare = _summary("index", "Vegetation and soil only.", 0.2, {"soil": 1.0, "vegetation": 0.0})
     assert advice(bare, {"features": []}, None, Translator("en"))[0] == NONE_EN
