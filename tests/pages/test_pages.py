@@ -132,6 +132,32 @@ def _send_flight(app, field: int, image, captured_at: str, bands: str | None = N
     ).json()["id"]
 
 
+def _potato_tiles_flight(app, tmp_path, shared_data, field: str, swapped: bool = False):
+    """Two real uav_potato tiles side by side (3 mm; red and blue swapped if asked) sent as a
+    flight of a new field `field` of a farmer's new farm, and analysed: (farm, field, flight)."""
+    from khet.datasets import labelme
+    from khet.models.segment import _write_geotiff
+
+    from tests.service.conftest import run_queued_jobs
+
+    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
+    pair = np.hstack(
+        [
+            labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
+            for n in ("tile_10_5", "tile_13_5")
+        ]
+    )
+    image = tmp_path / "field.tif"
+    _write_geotiff(image, pair[:, :, ::-1].copy() if swapped else pair, 0.003)
+    _user("farmer", "farmer@example.org")
+    _login(app, "farmer@example.org")
+    farm = app.post("/api/v1/farms", json={"name": "Okara"}).json()
+    made = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": field}).json()
+    fl = _send_flight(app, made["id"], image, "2026-02-01T10:00:00")
+    run_queued_jobs()
+    return farm, made, fl
+
+
 def test_a_flight_being_analysed_shows_its_progress(app, tmp_path):
     fl = _queued_flight(app, tmp_path)
     r = app.get(f"/flights/{fl['flight']}")
@@ -588,24 +614,9 @@ def test_an_image_with_red_and_blue_swapped_says_so_at_the_top_and_is_run_again_
     """Two real drone tiles saved blue, green, red: the flight's page says at the top that the
     map is probably wrong and why (in the page's language), with a re-run form naming the bands
     blue,green,red; run again, the alert goes."""
-    from khet.datasets import labelme
-    from khet.models.segment import _write_geotiff
-
     from tests.service.conftest import run_queued_jobs
 
-    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
-    pair = [
-        labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
-        for n in ("tile_10_5", "tile_13_5")
-    ]
-    image = tmp_path / "bgr.tif"
-    _write_geotiff(image, np.hstack(pair)[:, :, ::-1].copy(), 0.003)
-    _user("farmer", "farmer@example.org")
-    _login(app, "farmer@example.org")
-    farm = app.post("/api/v1/farms", json={"name": "Okara"}).json()
-    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "Potatoes"}).json()
-    fl = _send_flight(app, field["id"], image, "2026-02-01T10:00:00")
-    run_queued_jobs()
+    _, _, fl = _potato_tiles_flight(app, tmp_path, shared_data, "Potatoes", swapped=True)
     url = _says_at_the_top(
         app,
         fl,
@@ -631,8 +642,6 @@ def test_a_models_map_of_a_field_without_a_crop_says_so_and_sets_it_from_there(
     to set and the re-run; an extension worker is told who can. Set to potato and maize (an
     intercrop), the map is made again without the model and the alert goes; a second re-run
     while one is queued is refused and the crop stays as it was."""
-    from khet.datasets import labelme
-    from khet.models.segment import _write_geotiff
     from khet.service.db import Assignment, session_scope
     from khet.service.routers.auth import add_user
 
@@ -641,19 +650,7 @@ def test_a_models_map_of_a_field_without_a_crop_says_so_and_sets_it_from_there(
 
     monkeypatch.setenv("KHET_MODELS_DIR", str(Path(__file__).parents[2] / "models" / "bundles"))
     get_settings.cache_clear()  # the shipped models: khet-rgb-uav learned potato
-    items = {i.stem: i for i in labelme.find_images(shared_data / "uav_potato")}
-    pair = [
-        labelme.load(items[n], {"potato": "crop", "weed": "weed"})[0]
-        for n in ("tile_10_5", "tile_13_5")
-    ]
-    image = tmp_path / "field.tif"
-    _write_geotiff(image, np.hstack(pair), 0.003)
-    _user("farmer", "farmer@example.org")
-    _login(app, "farmer@example.org")
-    farm = app.post("/api/v1/farms", json={"name": "Okara"}).json()
-    field = app.post(f"/api/v1/farms/{farm['id']}/fields", json={"name": "North"}).json()
-    fl = _send_flight(app, field["id"], image, "2026-02-01T10:00:00")
-    run_queued_jobs()
+    farm, field, fl = _potato_tiles_flight(app, tmp_path, shared_data, "North")
     url = f"/flights/{fl}"
     assert app.get(f"/api/v1/flights/{fl}/results/summary.json").json()["method"] == "model"
     top = _alert(app.get(url + "?lang=en").text, "crop-unstated")
