@@ -7,6 +7,7 @@ written into the summary and the legend so nobody mistakes it for a diagnosis.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
 from khet.vision import products
 from khet.vision.grid import MIN_VALID, Grid
-from khet.vision.outputs import Staging, write_cog, write_json
+from khet.vision.outputs import Staging, write_cog
 from khet.vision.scene import Scene
 from khet.vision.units import area_scale, fmt_area
 from PIL import Image, ImageDraw, ImageFont
@@ -413,11 +414,7 @@ def write_field_map(
     )
     _class_rasters(scene, plan, result, vigour, vig_index, st)
     areas = _Areas.of(scene)
-    zones, zone_areas = _zones(scene, plan, classes, vigour, names, areas)
-    fc: dict[str, Any] = {"type": "FeatureCollection", "features": zones}
-    if scene.crs is None:
-        fc["khet:coordinates"] = "image pixels (no georeference)"
-    write_json(st.file(products.ZONES.path), fc, indent=None)
+    zone_areas = _zones(scene, plan, classes, vigour, names, areas, st.file(products.ZONES.path))
     write_preview(
         st.file(products.PREVIEW.path),
         result.preview,
@@ -706,8 +703,18 @@ def _reprojector(src, dst, decimals: int | None = None):
     return run
 
 
-def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
-    """Polygons of each class (crop split by vigour level) with their areas."""
+#: Zone polygons made and written at a time: the zones file is written as they come, so memory
+#: is bounded by this, not by the field (all 29,000 polygons of a 32768 px orthomosaic held as
+#: GeoJSON took 92 MB more at once; 7,250 at 16384 px).
+ZONE_CHUNK = 2048
+
+
+def _zones(
+    scene, plan: Plan, classes, vigour, names, areas: _Areas, path: Path
+) -> dict[str, dict[str, float]]:
+    """Write zones.geojson to `path`: polygons of each class (crop split by vigour level) with
+    their areas, in the order GDAL traces them; return the area of each class and vigour level.
+    """
     gt = grid_transform(scene, plan.grid, plan.zoom)
     code = np.full(classes.shape, 255, np.uint8)
     valid = classes != NODATA_CLASS
@@ -715,38 +722,48 @@ def _zones(scene, plan: Plan, classes, vigour, names, areas: _Areas):
     has_v = vigour != NODATA_CLASS
     code[has_v] = classes[has_v] * 4 + vigour[has_v]
     footprint = _footprint(scene)
+    shapely.prepare(footprint)
     crs = scene.crs
     unit = areas.unit
-    found = features.shapes(code, mask=code != 255, transform=gt, connectivity=4)
-    values, shapes = _polygons(found)
-    # Only the polygons that reach past the image's footprint are cut to it (most lie inside).
-    shapely.prepare(footprint)
-    edge = ~shapely.covers(footprint, shapes)
-    shapes[edge] = shapely.intersection(shapes[edge], footprint)
-    # Exterior rings counter-clockwise, holes clockwise, as GeoJSON (RFC 7946) recommends.
-    shapes = shapely.orient_polygons(shapes)
-    keep = ~shapely.is_empty(shapes)
-    order = np.argsort(values[keep], kind="stable")
-    codes, polys = values[keep][order].tolist(), shapes[keep][order]
-    area_list = areas.measure(polys, crs)
-    if crs is not None and len(polys):
-        out_geoms = _geojson(shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7)))
-    else:
-        out_geoms = _geojson(polys)
-    feats = []
+    found = iter(features.shapes(code, mask=code != 255, transform=gt, connectivity=4))
     totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
-    for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
-        cls_i, lvl = divmod(value, 4)
-        props: dict[str, Any] = {"class": names[cls_i]}
-        if lvl < 3:
-            props["vigour"] = VIGOUR_LEVELS[lvl]
-        props[f"area_{unit}"] = round(float(area), 7 if unit == "ha" else 0)  # 0.001 m²
-        feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
-        totals["class"][names[cls_i]] = totals["class"].get(names[cls_i], 0.0) + float(area)
-        if lvl < 3:
-            key = VIGOUR_LEVELS[lvl]
-            totals["vigour"][key] = totals["vigour"].get(key, 0.0) + float(area)
-    return feats, totals
+    head = '{"type":"FeatureCollection"'
+    if crs is None:
+        head += ',"khet:coordinates":"image pixels (no georeference)"'
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(head + ',"features":[')
+        sep = ""
+        while chunk := list(itertools.islice(found, ZONE_CHUNK)):
+            values, shapes = _polygons(chunk)
+            # Only the polygons that reach past the image's footprint are cut to it (most lie
+            # inside).
+            edge = ~shapely.covers(footprint, shapes)
+            shapes[edge] = shapely.intersection(shapes[edge], footprint)
+            # Exterior rings counter-clockwise, holes clockwise, as GeoJSON (RFC 7946) says.
+            shapes = shapely.orient_polygons(shapes)
+            keep = ~shapely.is_empty(shapes)
+            codes, polys = values[keep].tolist(), shapes[keep]
+            area_list = areas.measure(polys, crs)
+            if crs is not None and len(polys):
+                out_geoms = _geojson(shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7)))
+            else:
+                out_geoms = _geojson(polys)
+            for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
+                cls_i, lvl = divmod(value, 4)
+                props: dict[str, Any] = {"class": names[cls_i]}
+                if lvl < 3:
+                    props["vigour"] = VIGOUR_LEVELS[lvl]
+                props[f"area_{unit}"] = round(float(area), 7 if unit == "ha" else 0)  # 0.001 m²
+                feat = {"type": "Feature", "geometry": out_geom, "properties": props}
+                out.write(sep + json.dumps(feat, separators=(",", ":"), ensure_ascii=False))
+                sep = ","
+                by_class = totals["class"]
+                by_class[names[cls_i]] = by_class.get(names[cls_i], 0.0) + float(area)
+                if lvl < 3:
+                    key = VIGOUR_LEVELS[lvl]
+                    totals["vigour"][key] = totals["vigour"].get(key, 0.0) + float(area)
+        out.write("]}\n")
+    return totals
 
 
 def _polygons(shapes) -> tuple[np.ndarray, np.ndarray]:

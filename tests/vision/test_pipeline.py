@@ -278,6 +278,25 @@ def test_zone_areas_add_up_to_the_map(tmp_path):
     assert sum(areas) == pytest.approx(summary["area_total_ha"], abs=1e-6)  # its 6 decimals
 
 
+def test_zones_written_a_few_polygons_at_a_time_are_the_same_zones(tmp_path, monkeypatch):
+    """The zones file is written as its polygons are made, ZONE_CHUNK at a time (memory bounded
+    by that, not by the field): written 2 at a time, every zone and area is there once, and the
+    summary's areas are the same."""
+    from khet.vision import maps
+
+    tif = write_geotiff(tmp_path / "f.tif", field_rgb(), res=0.003)
+    whole = analyze(tif, tmp_path / "whole")
+    monkeypatch.setattr(maps, "ZONE_CHUNK", 2)
+    bits = analyze(tif, tmp_path / "bits")
+
+    def zones(out: str) -> list[str]:
+        fc = json.loads((tmp_path / out / "zones.geojson").read_text())
+        return sorted(json.dumps(f, sort_keys=True) for f in fc["features"])
+
+    assert len(zones("whole")) > 2 * 3 and zones("bits") == zones("whole")
+    assert bits["classes"] == whole["classes"] and bits["vigour"] == whole["vigour"]
+
+
 def test_map_coordinates_without_a_crs_are_mapped_in_pixels(tmp_path):
     """A GeoTIFF whose CRS was lost (a geotransform of unknown units): mapped in image pixels,
     with its zones and areas, and told why. Its zones were all cut away before, every area 0."""
