@@ -156,19 +156,26 @@ def _polys(geom: dict) -> list[list[list[list[float]]]]:
 
 
 def _ring_centroid(ring: list[list[float]]) -> tuple[float, float, float]:
-    """Signed area and centroid of a ring (shoelace); coordinates as given."""
+    """Signed area and centroid of a ring (shoelace); coordinates as given. Computed from the
+    ring's first point: a zone of a few centimetres at longitude 73 has an area of 1e-12 square
+    degrees, lost in products of coordinates near 73 (its centroid came out 20 km away)."""
+    if not ring:
+        return 0.0, 0.0, 0.0
+    ox, oy = ring[0][0], ring[0][1]
     a = cx = cy = 0.0
     for (x0, y0, *_), (x1, y1, *_) in zip(ring, ring[1:], strict=False):
+        x0, y0, x1, y1 = x0 - ox, y0 - oy, x1 - ox, y1 - oy
         cross = x0 * y1 - x1 * y0
         a += cross
         cx += (x0 + x1) * cross
         cy += (y0 + y1) * cross
     a /= 2
-    if abs(a) < 1e-18:
-        xs = [p[0] for p in ring] or [0.0]
-        ys = [p[1] for p in ring] or [0.0]
+    reach = max((max(abs(p[0] - ox), abs(p[1] - oy)) for p in ring), default=0.0)
+    if abs(a) <= 1e-9 * reach * reach:  # a ring with no area (its points on a line)
+        xs = [p[0] for p in ring]
+        ys = [p[1] for p in ring]
         return 0.0, sum(xs) / len(xs), sum(ys) / len(ys)
-    return a, cx / (6 * a), cy / (6 * a)
+    return a, ox + cx / (6 * a), oy + cy / (6 * a)
 
 
 def _centroid(geom: dict) -> tuple[float, float] | None:
@@ -197,22 +204,6 @@ def _bounds(geoms: list[dict]) -> tuple[float, float, float, float] | None:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def largest_patch(zones: dict, unit: str, cls: str, vigour: str | None = None) -> Patch | None:
-    """The biggest connected zone of a class (and vigour level), from zones.geojson."""
-    best: Patch | None = None
-    for f in dicts(mapping(zones).get("features")):
-        props = mapping(f.get("properties"))
-        if props.get("class") != cls or (vigour is not None and props.get("vigour") != vigour):
-            continue
-        area = num(props.get(f"area_{unit}"))
-        c = _centroid(mapping(f.get("geometry")))
-        if area is None or c is None:
-            continue
-        if best is None or area > best.area:
-            best = Patch(float(area), c[0], c[1])
-    return best
-
-
 def direction(dx: float, dy: float, half_extent: float) -> str:
     """A compass key (n, ne, ..., c) for an offset; dy points north (up)."""
     if half_extent <= 0 or math.hypot(dx, dy) < 0.25 * half_extent:
@@ -221,12 +212,54 @@ def direction(dx: float, dy: float, half_extent: float) -> str:
     return ("n", "ne", "e", "se", "s", "sw", "w", "nw")[int((angle + 22.5) // 45) % 8]
 
 
-def locate(patch: Patch, zones: dict, unit: str, boundary: dict | None) -> str:
-    """Where the patch lies relative to the middle of the field (or of the image)."""
+def zone_facts(summary: dict, zones: dict | None, unit: str) -> ZoneFacts:
+    """The largest zone of each class and vigour level and the bounds of all zones: from the
+    summary's `zones` (maps made since Khet wrote it: a big field's zones file holds tens of
+    thousands of polygons, read for nothing), else from zones.geojson."""
+    given = mapping(summary).get("zones")
+    if isinstance(given, dict) and isinstance(given.get("largest"), list):
+        patches = []
+        for p in dicts(given["largest"]):
+            area, x, y = num(p.get("area")), num(p.get("x")), num(p.get("y"))
+            if text(p.get("name")) and area is not None and x is not None and y is not None:
+                patches.append((str(p["name"]), text(p.get("vigour")), Patch(area, x, y)))
+        b = given.get("bounds")
+        box = [num(v) for v in b] if isinstance(b, list) and len(b) == 4 else []
+        x0, y0, x1, y1 = box if box and None not in box else (None,) * 4
+        bounds = None if x0 is None else (float(x0), float(y0), float(x1), float(y1))  # type: ignore[arg-type]
+        return ZoneFacts(patches, bounds)
+    patches = []
+    for f in dicts(mapping(zones).get("features")):
+        props = mapping(f.get("properties"))
+        area, c = num(props.get(f"area_{unit}")), _centroid(mapping(f.get("geometry")))
+        if text(props.get("class")) and area is not None and c is not None:
+            patches.append((str(props["class"]), text(props.get("vigour")), Patch(area, *c)))
     geoms = [mapping(f.get("geometry")) for f in dicts(mapping(zones).get("features"))]
+    return ZoneFacts(patches, _bounds(geoms))
+
+
+@dataclass
+class ZoneFacts:
+    patches: list[tuple[str, str | None, Patch]]  # (class, vigour level, its largest zone)
+    bounds: tuple[float, float, float, float] | None
+
+    def largest(self, cls: str, vigour: str | None = None) -> Patch | None:
+        """The biggest zone of a class (and vigour level)."""
+        found = [p for c, v, p in self.patches if c == cls and (vigour is None or v == vigour)]
+        return max(found, key=lambda p: p.area, default=None)
+
+
+def locate(
+    patch: Patch,
+    bounds: tuple[float, float, float, float] | None,
+    unit: str,
+    boundary: dict | None,
+) -> str:
+    """Where the patch lies relative to the middle of the field (its boundary's, or of the
+    zones' `bounds`: the image)."""
+    b = bounds
     if unit == "ha" and boundary:
-        geoms = [boundary.get("geometry", boundary)]
-    b = _bounds(geoms)
+        b = _bounds([boundary.get("geometry", boundary)])
     if b is None:
         return "c"
     x0, y0, x1, y1 = b
@@ -249,21 +282,21 @@ def advice(summary: dict, zones: dict | None, boundary: dict | None, t: Translat
     out: list[str] = []
     classes = {c["name"]: c for c in dicts(summary.get("classes")) if text(c.get("name"))}
     where_key = "dir" if unit == "ha" else "img"
-    zones = zones or {}
+    facts = zone_facts(summary, zones, unit)
     ws = weed_share(summary) or 0.0
     if ws >= WEED_WIDE_SHARE:
         out.append(t("advice_weed_wide", share=pct(ws)))
-    weed = largest_patch(zones, unit, "weed")
+    weed = facts.largest("weed")
     if weed and total and weed.area / total >= MIN_PATCH_SHARE:
-        where = t(f"{where_key}_{locate(weed, zones, unit, boundary)}")
+        where = t(f"{where_key}_{locate(weed, facts.bounds, unit, boundary)}")
         if unit == "ha":
             out.append(t("advice_weed_patch", area=fmt_area(weed.area, unit, t), where=where))
         else:
             out.append(t("advice_weed_patch_img", share=pct(weed.area / total), where=where))
-    low = largest_patch(zones, unit, "crop", "low")
+    low = facts.largest("crop", "low")
     crop_area = num(mapping(classes.get("crop")).get(f"area_{unit}"), 0.0)
     if low and crop_area and low.area / crop_area >= 0.05:
-        where = t(f"{where_key}_{locate(low, zones, unit, boundary)}")
+        where = t(f"{where_key}_{locate(low, facts.bounds, unit, boundary)}")
         if unit == "ha":
             out.append(t("advice_low_patch", area=fmt_area(low.area, unit, t), where=where))
         else:
@@ -535,6 +568,12 @@ def flight_date(flight) -> str:
     return str(raw)[:10]
 
 
+def _zones_if_needed(summary: dict, results: Path) -> dict | None:
+    """zones.geojson for a map whose summary does not say what the advice needs of it."""
+    given = mapping(summary.get("zones"))
+    return None if isinstance(given.get("largest"), list) else load_zones(results)
+
+
 def load_zones(results: Path) -> dict | None:
     """A flight's zones.geojson, or None when it is missing or unreadable."""
     try:
@@ -636,7 +675,7 @@ def build_report(flight, results: Path, t: Translator) -> Report:
         vigour_rule_translated=translated_rule is not None,
         class_chart=share_chart(classes, t("class_share_chart")),
         histograms=hists,
-        advice=advice(summary, load_zones(results), field_.boundary, t),
+        advice=advice(summary, _zones_if_needed(summary, results), field_.boundary, t),
         model={
             "name": str(model.get("name", "?")),
             "version": str(model.get("version", "?")),

@@ -414,7 +414,9 @@ def write_field_map(
     )
     _class_rasters(scene, plan, result, vigour, vig_index, st)
     areas = _Areas.of(scene)
-    zone_areas = _zones(scene, plan, classes, vigour, names, areas, st.file(products.ZONES.path))
+    zone_areas, zone_info = _zones(
+        scene, plan, classes, vigour, names, areas, st.file(products.ZONES.path)
+    )
     write_preview(
         st.file(products.PREVIEW.path),
         result.preview,
@@ -425,7 +427,7 @@ def write_field_map(
         areas.unit,
         title,
     )
-    return _summary(
+    summary = _summary(
         scene,
         plan,
         index_list,
@@ -438,6 +440,8 @@ def write_field_map(
         areas,
         title,
     )
+    summary["zones"] = zone_info
+    return summary
 
 
 def _class_rasters(
@@ -711,10 +715,11 @@ ZONE_CHUNK = 2048
 
 def _zones(
     scene, plan: Plan, classes, vigour, names, areas: _Areas, path: Path
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Write zones.geojson to `path`: polygons of each class (crop split by vigour level) with
-    their areas, in the order GDAL traces them; return the area of each class and vigour level.
-    """
+    their areas, in the order GDAL traces them. Return the area of each class and vigour level,
+    and the summary's `zones`: how many, the largest of each class and level (its area and
+    centroid, in the file's coordinates) and the bounds of them all."""
     gt = grid_transform(scene, plan.grid, plan.zoom)
     code = np.full(classes.shape, 255, np.uint8)
     valid = classes != NODATA_CLASS
@@ -727,6 +732,9 @@ def _zones(
     unit = areas.unit
     found = iter(features.shapes(code, mask=code != 255, transform=gt, connectivity=4))
     totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
+    largest: dict[int, tuple[float, Any]] = {}  # code -> (area, polygon in the file's coordinates)
+    bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
+    n_features = 0
     head = '{"type":"FeatureCollection"'
     if crs is None:
         head += ',"khet:coordinates":"image pixels (no georeference)"'
@@ -745,9 +753,17 @@ def _zones(
             codes, polys = values[keep].tolist(), shapes[keep]
             area_list = areas.measure(polys, crs)
             if crs is not None and len(polys):
-                out_geoms = _geojson(shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7)))
-            else:
-                out_geoms = _geojson(polys)
+                polys = shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7))
+            out_geoms = _geojson(polys)
+            if len(polys):
+                b = shapely.total_bounds(polys)
+                bounds = np.concatenate(
+                    [np.minimum(bounds[:2], b[:2]), np.maximum(bounds[2:], b[2:])]
+                )
+            n_features += len(polys)
+            for k, (value, area) in enumerate(zip(codes, area_list, strict=True)):
+                if area > largest.get(value, (-1.0, None))[0]:
+                    largest[value] = (float(area), polys[k])
             for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
                 cls_i, lvl = divmod(value, 4)
                 props: dict[str, Any] = {"class": names[cls_i]}
@@ -763,7 +779,23 @@ def _zones(
                     key = VIGOUR_LEVELS[lvl]
                     totals["vigour"][key] = totals["vigour"].get(key, 0.0) + float(area)
         out.write("]}\n")
-    return totals
+    patches = []
+    for value, (area, poly) in sorted(largest.items()):
+        cls_i, lvl = divmod(value, 4)
+        c = shapely.centroid(poly)
+        patches.append(
+            {
+                "name": names[cls_i],
+                "vigour": VIGOUR_LEVELS[lvl] if lvl < 3 else None,
+                "area": round(area, 7 if unit == "ha" else 0),
+                "x": round(float(c.x), 7),
+                "y": round(float(c.y), 7),
+            }
+        )
+    info: dict[str, Any] = {"features": n_features, "largest": patches}
+    if n_features:
+        info["bounds"] = [round(float(v), 7) for v in bounds]
+    return totals, info
 
 
 def _polygons(shapes) -> tuple[np.ndarray, np.ndarray]:

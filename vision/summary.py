@@ -205,6 +205,25 @@ class Timing(_Model):
     tiles_per_second: Finite = 0.0
 
 
+class Patch(_Model):
+    """The largest connected zone of a class (crop: of a vigour level), where advice points."""
+
+    name: Name  # the class
+    vigour: Name | None = None
+    area: Area  # in the map's area unit (ha or px), as the zone's own area in zones.geojson
+    x: Finite  # its centroid: longitude, or image column on a map without georeference
+    y: Finite  # latitude, or image row
+
+
+class Zones(_Model):
+    """What zones.geojson holds, for readers that do not need every polygon (the report's
+    advice): a big field's zones file has tens of thousands of them."""
+
+    features: Count = 0
+    largest: list[Patch] = Field(default_factory=list, max_length=128)
+    bounds: tuple[Finite, Finite, Finite, Finite] | None = None  # of all zones, x and y as above
+
+
 class Summary(_Model):
     schema_version: int = 1
     title: Text | None = None
@@ -220,6 +239,7 @@ class Summary(_Model):
     classes: list[ClassRow] = Field(default_factory=list, max_length=32)
     cover: Cover | None = None
     vigour: Vigour = Field(default_factory=Vigour)
+    zones: Zones | None = None
     indices: dict[Name, IndexStats | None] = Field(default_factory=dict)
     index_resolution_step: Count = 1
     outputs: dict[Name, Any] = Field(default_factory=dict)

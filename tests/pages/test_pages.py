@@ -4,6 +4,7 @@ report's advice and charts, the PDF, contrast of the palette, the messages table
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from khet.service.i18n import EN, MESSAGES, Translator
-from khet.service.report import advice, direction, histogram_chart, largest_patch, share_chart
+from khet.service.report import advice, direction, histogram_chart, share_chart, zone_facts
 
 from tests.pages.conftest import app_client
 from tests.pages.rasters import boundary_lonlat, make_field
@@ -353,12 +354,46 @@ def test_advice_for_a_pixel_map_uses_image_words():
             {"name": "weed", "share": 0.05, "area_px": 500},
         ],
     }
-    assert largest_patch(zones, "px", "weed").area == 400
+    assert zone_facts(summary, zones, "px").largest("weed").area == 400
     out = advice(summary, zones, None, Translator("en"))
     assert "bottom left of the image" in out[0]  # rows grow downwards in image space
     assert out[-1].startswith("The map is indicative")
     ur = advice(summary, zones, None, Translator("ur"))
     assert "نیچے بائیں" in ur[0]
+    # A map made since the summary says what the advice needs of its zones: the same advice
+    # without reading the zones file.
+    summary["zones"] = {
+        "features": 3,
+        "largest": [
+            {"name": "crop", "vigour": "medium", "area": 8000, "x": 50, "y": 50},
+            {"name": "weed", "area": 400, "x": 10, "y": 90},
+        ],
+        "bounds": [0, 0, 100, 100],
+    }
+    assert advice(summary, None, None, Translator("en")) == out
+
+
+def test_the_summary_says_what_the_zones_file_says_of_its_largest_zones(tmp_path, use_test_models):
+    """The analysis writes the largest zone of each class and vigour level (area, centroid) and
+    the zones' bounds into the summary, so a page need not read every polygon of a big field's
+    zones file for its advice: they agree with what the file itself gives."""
+    from khet.vision.pipeline import analyze
+
+    from tests.vision.rasters import field_rgb, write_geotiff
+
+    for crs in ("EPSG:32643", None):
+        out = tmp_path / str(crs)
+        tif = write_geotiff(tmp_path / f"{crs}.tif", field_rgb(), res=0.003, crs=crs)
+        s = analyze(tif, out)
+        unit = s["area_unit"]
+        zones = json.loads((out / "zones.geojson").read_text())
+        assert s["zones"]["features"] == len(zones["features"]) > 3
+        given, read = zone_facts(s, None, unit), zone_facts({}, zones, unit)
+        assert given.bounds == pytest.approx(read.bounds, abs=1e-6)
+        for cls, vigour in {(c, v) for c, v, _ in read.patches}:
+            a, b = given.largest(cls, vigour), read.largest(cls, vigour)
+            assert a is not None and b is not None, (cls, vigour)
+            assert (a.area, a.x, a.y) == pytest.approx((b.area, b.x, b.y), abs=1e-6)
 
 
 def test_advice_when_nothing_stands_out():
