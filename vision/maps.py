@@ -717,7 +717,7 @@ def _zones(
     scene, plan: Plan, classes, vigour, names, areas: _Areas, path: Path
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Write zones.geojson to `path`: polygons of each class (crop split by vigour level) with
-    their areas, in the order GDAL traces them. Return the area of each class and vigour level,
+    their areas, class by class. Return the area of each class and vigour level,
     and the summary's `zones`: how many, the largest of each class and level (its area and
     centroid, in the file's coordinates) and the bounds of them all."""
     gt = grid_transform(scene, plan.grid, plan.zoom)
@@ -730,7 +730,13 @@ def _zones(
     shapely.prepare(footprint)
     crs = scene.crs
     unit = areas.unit
-    found = iter(features.shapes(code, mask=code != 255, transform=gt, connectivity=4))
+    # One class and vigour level at a time: GDAL holds every outline it traces until the last
+    # is read, so tracing one value at a time holds one value's (the same polygons: a zone is
+    # one value's connected cells), and the file lists the zones class by class.
+    found = itertools.chain.from_iterable(
+        features.shapes(code, mask=code == v, transform=gt, connectivity=4)
+        for v in np.unique(code[code != 255]).tolist()
+    )
     totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
     largest: dict[int, tuple[float, Any]] = {}  # code -> (area, polygon in the file's coordinates)
     bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
@@ -761,23 +767,30 @@ def _zones(
                     [np.minimum(bounds[:2], b[:2]), np.maximum(bounds[2:], b[2:])]
                 )
             n_features += len(polys)
-            for k, (value, area) in enumerate(zip(codes, area_list, strict=True)):
-                if area > largest.get(value, (-1.0, None))[0]:
-                    largest[value] = (float(area), polys[k])
+            feats = []
             for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
                 cls_i, lvl = divmod(value, 4)
                 props: dict[str, Any] = {"class": names[cls_i]}
                 if lvl < 3:
                     props["vigour"] = VIGOUR_LEVELS[lvl]
                 props[f"area_{unit}"] = round(float(area), 7 if unit == "ha" else 0)  # 0.001 m²
-                feat = {"type": "Feature", "geometry": out_geom, "properties": props}
-                out.write(sep + json.dumps(feat, separators=(",", ":"), ensure_ascii=False))
+                feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
+            if feats:  # one call of the C encoder for the chunk, its brackets left out
+                text = json.dumps(feats, separators=(",", ":"), ensure_ascii=False)
+                out.write(sep + text[1:-1])
                 sep = ","
-                by_class = totals["class"]
-                by_class[names[cls_i]] = by_class.get(names[cls_i], 0.0) + float(area)
+            area_arr, code_arr = np.asarray(area_list, np.float64), np.asarray(codes)
+            for value in np.unique(code_arr).tolist():
+                idx = np.flatnonzero(code_arr == value)
+                k = int(idx[np.argmax(area_arr[idx])])
+                if area_arr[k] > largest.get(value, (-1.0, None))[0]:
+                    largest[value] = (float(area_arr[k]), polys[k])
+                cls_i, lvl = divmod(value, 4)
+                a = float(area_arr[idx].sum())
+                totals["class"][names[cls_i]] = totals["class"].get(names[cls_i], 0.0) + a
                 if lvl < 3:
                     key = VIGOUR_LEVELS[lvl]
-                    totals["vigour"][key] = totals["vigour"].get(key, 0.0) + float(area)
+                    totals["vigour"][key] = totals["vigour"].get(key, 0.0) + a
         out.write("]}\n")
     patches = []
     for value, (area, poly) in sorted(largest.items()):
