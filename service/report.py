@@ -216,8 +216,8 @@ def zone_facts(summary: dict, zones: dict | None, unit: str) -> ZoneFacts:
     """The largest zone of each class and vigour level and the bounds of all zones: from the
     summary's `zones` (maps made since Khet wrote it: a big field's zones file holds tens of
     thousands of polygons, read for nothing), else from zones.geojson."""
-    given = mapping(summary).get("zones")
-    if isinstance(given, dict) and isinstance(given.get("largest"), list):
+    given = _summary_zones(summary)
+    if given is not None:
         patches = []
         for p in dicts(given["largest"]):
             area, x, y = num(p.get("area")), num(p.get("x")), num(p.get("y"))
@@ -568,10 +568,15 @@ def flight_date(flight) -> str:
     return str(raw)[:10]
 
 
+def _summary_zones(summary: dict) -> dict | None:
+    """The summary's `zones` (what the advice needs of zones.geojson), when the map has it."""
+    given = mapping(mapping(summary).get("zones"))
+    return given if isinstance(given.get("largest"), list) else None
+
+
 def _zones_if_needed(summary: dict, results: Path) -> dict | None:
     """zones.geojson for a map whose summary does not say what the advice needs of it."""
-    given = mapping(summary.get("zones"))
-    return None if isinstance(given.get("largest"), list) else load_zones(results)
+    return None if _summary_zones(summary) is not None else load_zones(results)
 
 
 def load_zones(results: Path) -> dict | None:

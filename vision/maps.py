@@ -717,9 +717,8 @@ def _zones(
     scene, plan: Plan, classes, vigour, names, areas: _Areas, path: Path
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Write zones.geojson to `path`: polygons of each class (crop split by vigour level) with
-    their areas, class by class. Return the area of each class and vigour level,
-    and the summary's `zones`: how many, the largest of each class and level (its area and
-    centroid, in the file's coordinates) and the bounds of them all."""
+    their areas, class by class. Return the area of each class and vigour level, and the
+    summary's `zones` (see `_ZoneTally`)."""
     gt = grid_transform(scene, plan.grid, plan.zoom)
     code = np.full(classes.shape, 255, np.uint8)
     valid = classes != NODATA_CLASS
@@ -729,7 +728,7 @@ def _zones(
     footprint = _footprint(scene)
     shapely.prepare(footprint)
     crs = scene.crs
-    unit = areas.unit
+    tally = _ZoneTally(names, areas.unit)
     # One class and vigour level at a time: GDAL holds every outline it traces until the last
     # is read, so tracing one value at a time holds one value's (the same polygons: a zone is
     # one value's connected cells), and the file lists the zones class by class.
@@ -737,10 +736,6 @@ def _zones(
         features.shapes(code, mask=code == v, transform=gt, connectivity=4)
         for v in np.unique(code[code != 255]).tolist()
     )
-    totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
-    largest: dict[int, tuple[float, Any]] = {}  # code -> (area, polygon in the file's coordinates)
-    bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
-    n_features = 0
     head = '{"type":"FeatureCollection"'
     if crs is None:
         head += ',"khet:coordinates":"image pixels (no georeference)"'
@@ -756,59 +751,84 @@ def _zones(
             # Exterior rings counter-clockwise, holes clockwise, as GeoJSON (RFC 7946) says.
             shapes = shapely.orient_polygons(shapes)
             keep = ~shapely.is_empty(shapes)
-            codes, polys = values[keep].tolist(), shapes[keep]
-            area_list = areas.measure(polys, crs)
-            if crs is not None and len(polys):
+            codes, polys = values[keep], shapes[keep]
+            if not len(polys):
+                continue
+            area = np.asarray(areas.measure(polys, crs), np.float64)
+            if crs is not None:
                 polys = shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7))
-            out_geoms = _geojson(polys)
-            if len(polys):
-                b = shapely.total_bounds(polys)
-                bounds = np.concatenate(
-                    [np.minimum(bounds[:2], b[:2]), np.maximum(bounds[2:], b[2:])]
-                )
-            n_features += len(polys)
-            feats = []
-            for value, area, out_geom in zip(codes, area_list, out_geoms, strict=True):
-                cls_i, lvl = divmod(value, 4)
-                props: dict[str, Any] = {"class": names[cls_i]}
-                if lvl < 3:
-                    props["vigour"] = VIGOUR_LEVELS[lvl]
-                props[f"area_{unit}"] = round(float(area), 7 if unit == "ha" else 0)  # 0.001 m²
-                feats.append({"type": "Feature", "geometry": out_geom, "properties": props})
-            if feats:  # one call of the C encoder for the chunk, its brackets left out
-                text = json.dumps(feats, separators=(",", ":"), ensure_ascii=False)
-                out.write(sep + text[1:-1])
-                sep = ","
-            area_arr, code_arr = np.asarray(area_list, np.float64), np.asarray(codes)
-            for value in np.unique(code_arr).tolist():
-                idx = np.flatnonzero(code_arr == value)
-                k = int(idx[np.argmax(area_arr[idx])])
-                if area_arr[k] > largest.get(value, (-1.0, None))[0]:
-                    largest[value] = (float(area_arr[k]), polys[k])
-                cls_i, lvl = divmod(value, 4)
-                a = float(area_arr[idx].sum())
-                totals["class"][names[cls_i]] = totals["class"].get(names[cls_i], 0.0) + a
-                if lvl < 3:
-                    key = VIGOUR_LEVELS[lvl]
-                    totals["vigour"][key] = totals["vigour"].get(key, 0.0) + a
+            feats = tally.features(codes, area, polys)
+            # One call of the C encoder for the chunk, its brackets left out.
+            out.write(sep + json.dumps(feats, separators=(",", ":"), ensure_ascii=False)[1:-1])
+            sep = ","
         out.write("]}\n")
-    patches = []
-    for value, (area, poly) in sorted(largest.items()):
+    return tally.totals, tally.summary()
+
+
+class _ZoneTally:
+    """What the zones add up to, chunk by chunk: the area of each class and vigour level, and
+    for the summary's `zones` their number, the largest of each class and vigour level (area
+    and centroid, in the file's coordinates) and the bounds of them all."""
+
+    def __init__(self, names: Sequence[str], unit: str) -> None:
+        self.names, self.unit = names, unit
+        self.digits = 7 if unit == "ha" else 0  # 0.001 m², or whole pixels
+        self.totals: dict[str, dict[str, float]] = {"class": {}, "vigour": {}}
+        self.largest: dict[int, tuple[float, Any]] = {}  # code -> (area, polygon)
+        self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])
+        self.count = 0
+
+    def _label(self, value: int) -> tuple[str, str | None]:
         cls_i, lvl = divmod(value, 4)
-        c = shapely.centroid(poly)
-        patches.append(
-            {
-                "name": names[cls_i],
-                "vigour": VIGOUR_LEVELS[lvl] if lvl < 3 else None,
-                "area": round(area, 7 if unit == "ha" else 0),
-                "x": round(float(c.x), 7),
-                "y": round(float(c.y), 7),
-            }
+        return self.names[cls_i], VIGOUR_LEVELS[lvl] if lvl < 3 else None
+
+    def features(self, codes: np.ndarray, area: np.ndarray, polys: np.ndarray) -> list[dict]:
+        """The GeoJSON features of a chunk of zones (`polys` in the file's coordinates),
+        counted in."""
+        b = shapely.total_bounds(polys)
+        self.bounds = np.concatenate(
+            [np.minimum(self.bounds[:2], b[:2]), np.maximum(self.bounds[2:], b[2:])]
         )
-    info: dict[str, Any] = {"features": n_features, "largest": patches}
-    if n_features:
-        info["bounds"] = [round(float(v), 7) for v in bounds]
-    return totals, info
+        self.count += len(polys)
+        for value in np.unique(codes).tolist():
+            idx = np.flatnonzero(codes == value)
+            k = int(idx[np.argmax(area[idx])])
+            if area[k] > self.largest.get(value, (-1.0, None))[0]:
+                self.largest[value] = (float(area[k]), polys[k])
+            name, level = self._label(value)
+            part = float(area[idx].sum())
+            self.totals["class"][name] = self.totals["class"].get(name, 0.0) + part
+            if level is not None:
+                self.totals["vigour"][level] = self.totals["vigour"].get(level, 0.0) + part
+        feats = []
+        for value, a, geom in zip(codes.tolist(), area.tolist(), _geojson(polys), strict=True):
+            name, level = self._label(value)
+            props: dict[str, Any] = {"class": name}
+            if level is not None:
+                props["vigour"] = level
+            props[f"area_{self.unit}"] = round(a, self.digits)
+            feats.append({"type": "Feature", "geometry": geom, "properties": props})
+        return feats
+
+    def summary(self) -> dict[str, Any]:
+        """The summary's `zones`."""
+        largest = []
+        for value, (a, poly) in sorted(self.largest.items()):
+            name, level = self._label(value)
+            c = shapely.centroid(poly)
+            largest.append(
+                {
+                    "name": name,
+                    "vigour": level,
+                    "area": round(a, self.digits),
+                    "x": round(float(c.x), 7),
+                    "y": round(float(c.y), 7),
+                }
+            )
+        out: dict[str, Any] = {"features": self.count, "largest": largest}
+        if self.count:
+            out["bounds"] = [round(float(v), 7) for v in self.bounds]
+        return out
 
 
 def _polygons(shapes) -> tuple[np.ndarray, np.ndarray]:

@@ -205,7 +205,7 @@ class Timing(_Model):
     tiles_per_second: Finite = 0.0
 
 
-class Patch(_Model):
+class LargestZone(_Model):
     """The largest connected zone of a class (crop: of a vigour level), where advice points."""
 
     name: Name  # the class
@@ -220,7 +220,7 @@ class Zones(_Model):
     advice): a big field's zones file has tens of thousands of them."""
 
     features: Count = 0
-    largest: list[Patch] = Field(default_factory=list, max_length=128)
+    largest: list[LargestZone] = Field(default_factory=list, max_length=128)
     bounds: tuple[Finite, Finite, Finite, Finite] | None = None  # of all zones, x and y as above
 
 

@@ -224,6 +224,23 @@ def read_flight(flight_id: IdPath, user: CurrentUser, db: DB) -> FlightOut:
     return flight_out(get_flight(db, user, flight_id))
 
 
+def check_rerun(flight: Flight, user) -> None:
+    """ConflictError or ForbiddenError unless `user` may queue `flight`'s analysis again now:
+    imagery on the server (not a device's map), not already queued or running, and a finished
+    map replaced only by the farm's owner or an administrator."""
+    job = flight.job
+    if flight.source == "edge" or not flight.inputs or job is None:
+        raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
+    if job.status in ("queued", "running"):
+        raise ConflictError("This flight's analysis is already queued or running.")
+    if job.status == "done" and not can_edit(user, flight.field.farm):
+        # A finished map, and the zones and prescriptions the farm made on it, would go.
+        raise ForbiddenError(
+            "Only the farm's owner or an administrator can re-run a finished analysis: it "
+            "replaces the map and the zones and prescriptions made on it."
+        )
+
+
 @router.post(
     "/flights/{flight_id}/retry",
     response_model=FlightOut,
@@ -239,17 +256,9 @@ def retry_flight(
     farm's owner or an administrator may do that (403); anyone who sees a failed flight may
     re-run it."""
     flight = get_flight(db, user, flight_id)
+    check_rerun(flight, user)
     job = flight.job
-    if flight.source == "edge" or not flight.inputs or job is None:
-        raise ConflictError("This flight was analysed on a device; there is no imagery to re-run.")
-    if job.status in ("queued", "running"):
-        raise ConflictError("This flight's analysis is already queued or running.")
-    if job.status == "done" and not can_edit(user, flight.field.farm):
-        # A finished map, and the zones and prescriptions the farm made on it, would go.
-        raise ForbiddenError(
-            "Only the farm's owner or an administrator can re-run a finished analysis: it "
-            "replaces the map and the zones and prescriptions made on it."
-        )
+    assert job is not None  # check_rerun
     given = body.model_fields_set if body is not None else set()
     if body is not None and given:
         bands = body.bands if "bands" in given else flight.bands

@@ -42,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from khet import __version__
-from khet.errors import AuthError, ConflictError, KhetError, NotFoundError
+from khet.errors import AuthError, KhetError, NotFoundError
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -511,7 +511,7 @@ async def flight_retry(flight: PageFlight, request: Request, user: PageUser, db:
 async def flight_crop(flight: PageFlight, request: Request, user: PageUser, db: DB) -> Response:
     """Set the crop of the field a map was made without one, and analyse the flight again: the
     field's crop decides whether a model that learned one crop makes the map (owner only)."""
-    from khet.service.routers.flights import retry_flight
+    from khet.service.routers.flights import check_rerun, retry_flight
     from khet.service.schemas import FieldPatch
     from pydantic import ValidationError
 
@@ -527,15 +527,10 @@ async def flight_crop(flight: PageFlight, request: Request, user: PageUser, db: 
         return _flight_page(request, flight, user, crop_error=why, status_code=422)
 
     def save_and_rerun() -> None:
-        # The re-run's checks first (a device's map, one already queued, not the owner), so a
-        # refused re-run leaves the field's crop as it was.
-        job = flight.job
+        # The re-run's checks first, so a refused re-run leaves the field's crop as it was.
         if not can_edit(user, flight.field.farm):
             raise ForbiddenError("Only the farm's owner or an administrator can set the crop.")
-        if flight.source == "edge" or not flight.inputs or job is None:
-            raise ConflictError("This flight was analysed on a device; there is no imagery here.")
-        if job.status in ("queued", "running"):
-            raise ConflictError("This flight's analysis is already queued or running.")
+        check_rerun(flight, user)
         flight.field.crop = body.crop
         db.commit()
         retry_flight(flight.id, user, db, None)
