@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from khet.vision import indices as vi
 from khet.vision.maps import vigour_grid
 from khet.vision.pipeline import Grid, _index_step, analyze
@@ -310,6 +311,31 @@ def test_map_coordinates_without_a_crs_are_mapped_in_pixels(tmp_path):
     assert zones["features"] and zones["khet:coordinates"] == "image pixels (no georeference)"
     with rasterio.open(tmp_path / "out" / "classes.tif") as ds:
         assert ds.crs is None and ds.transform.c == 0 and ds.transform.f == 0
+
+
+@pytest.mark.parametrize("crs", [None, "EPSG:32643"])
+def test_zones_end_at_the_image_edge_where_the_last_cells_reach_past_it(tmp_path, crs):
+    """250 x 245 px in cells of 32: the last column and row of cells reach 6 and 11 px past the
+    image. Its zones are cut at its edge, exactly: they cover the image and nothing beyond."""
+    tif = write_geotiff(tmp_path / "f.tif", field_rgb(245, 250), crs=crs)
+    s = analyze(tif, tmp_path / "out", tile_size=32, overlap=0)
+    fc = json.loads((tmp_path / "out" / "zones.geojson").read_text())
+    polys = [shape(f["geometry"]) for f in fc["features"]]
+    assert all(p.is_valid and p.geom_type == "Polygon" for p in polys)
+    union = shapely.union_all(polys)
+    if crs is None:
+        assert sum(f["properties"]["area_px"] for f in fc["features"]) == 250 * 245
+        assert union.equals(box(0, 0, 250, 245))
+    else:
+        with rasterio.open(tif) as src:
+            image = shapely.Polygon(
+                transform_geom(src.crs, "EPSG:4326", mapping(box(*src.bounds)))["coordinates"][0]
+            )
+        # The same extent, to the 1e-7 degrees (about 1 cm) the zones' coordinates are rounded
+        # to; uncut, they would reach 30 and 55 cm (3e-6 and 5e-6 degrees) past it.
+        assert union.bounds == pytest.approx(image.bounds, abs=2e-7)
+        assert union.symmetric_difference(image).area < 0.005 * image.area
+        assert s["area_total_ha"] == pytest.approx(250 * 245 * 0.05**2 / 1e4, rel=1e-3)
 
 
 def test_a_new_map_replaces_the_earlier_one_in_its_folder(tmp_path):
