@@ -1,6 +1,11 @@
-"""glibc allocator knobs for long-running processes that analyze capture after capture (the edge
-runner). `analyze()` itself needs none: its workers reuse their strip buffers, so nothing big is
-allocated and freed per strip."""
+"""glibc allocator knobs. `analyze()` bounds the arenas and gives freed pages back between its
+stages (and between the row search's blocks, which each allocate and free tens of MB): its
+strip workers reuse their buffers, but freed memory stranded in the heap and in each thread's
+arena made the peak grow with the raster (`bench/pipeline_memory.py`, crop rows at 8192 and
+32768 px: 388 and 478 MB; with these, 342 and 431 MB; one arena held 26 MB less than two at
+32768 px, at the same pipeline speed). The edge runner, analysing capture after capture, also
+fixes the mmap threshold (`tune_malloc`): that cost the row method a fifth of its speed, which
+a single analysis need not pay."""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import sys
 
 _M_MMAP_THRESHOLD = -3  # glibc malloc.h
 _M_ARENA_MAX = -8
+ARENAS = 1
 
 
-def tune_malloc(mmap_threshold: int = 256 * 1024, arenas: int = 2) -> bool:
+def tune_malloc(mmap_threshold: int = 256 * 1024, arenas: int = ARENAS) -> bool:
     """Make freed buffers go back to the system at once (glibc); True when done.
 
     glibc's dynamic mmap threshold moves multi-MB sizes from mmap into the heap after the first
@@ -28,6 +34,17 @@ def tune_malloc(mmap_threshold: int = 256 * 1024, arenas: int = 2) -> bool:
         libc = ctypes.CDLL("libc.so.6")
         ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
         return bool(libc.mallopt(_M_ARENA_MAX, arenas)) and ok
+    except (OSError, AttributeError):
+        return False
+
+
+def bound_arenas(arenas: int = ARENAS) -> bool:
+    """At most `arenas` malloc arenas from now on (glibc; each thread otherwise gets its own, up
+    to 8 per core, each keeping what is freed in it); True when set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
     except (OSError, AttributeError):
         return False
 

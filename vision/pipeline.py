@@ -35,7 +35,7 @@ from affine import Affine
 from khet.vision import crops as crops_
 from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
-from khet.vision import maps, products, radiometry
+from khet.vision import maps, memory, products, radiometry
 from khet.vision.flight import is_flight
 from khet.vision.grid import MIN_VALID, NODATA, Grid
 from khet.vision.labelling import Buffers, Cells, Labeller, Strip, labeller_for
@@ -123,6 +123,7 @@ def analyze(
             title=title, crop=crop,
         )  # fmt: skip
     started = time.perf_counter()
+    memory.bound_arenas()
     scene = open_scene(inputs, bands=bands, settings=settings, gsd=gsd, calibration=calibration)
     with scene:
         # One ONNX Runtime thread per inference thread, as many as cores (or KHET_THREADS).
@@ -136,6 +137,7 @@ def analyze(
         clip_cells = maps.clip_mask(clip, scene, plan.grid, plan.zoom) if clip else None
 
         with staging(Path(out_dir)) as st:
+            memory.release_free_memory()  # what the plan (the row search) freed
             result = _classify(scene, plan, index_list, st, settings, clip_cells, progress, n_infer)
             if result.analysed == 0:
                 raise InputError(
@@ -144,6 +146,7 @@ def analyze(
                 )
             # The index COGs are compressed (GDAL releases the GIL, two at a time) while the
             # class maps, zones and preview are written: the cores have no idle tail.
+            memory.release_free_memory()  # what the strip workers freed
             with ThreadPoolExecutor(max_workers=2) as pool:
                 cogs = _index_cogs(pool, result, index_list)
                 summary = maps.write_field_map(scene, plan, index_list, result, st, title=title)

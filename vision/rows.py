@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from khet.vision import indices as vi
+from khet.vision import memory
 from rasterio.windows import Window
 
 ANALYSIS_GSD_M = 0.025
@@ -314,6 +315,8 @@ def find(
                         if gy < owner.shape[0] and gx < owner.shape[1]:
                             plant_cells[gy, gx] = True
             attempt(v, ok, plants, by * bh, bx * bw, 0)
+            del data, valid, v, ok, plants
+            memory.release_free_memory()  # a block's tens of MB, not kept by the allocator
     if not plant_cells.any():
         return NoRows("no vegetation to find rows in")
     rows = Rows(blocks, owner, unit, zoom, plant_cells, gsd_m)
