@@ -839,9 +839,7 @@ def _polygons(
         return np.zeros(0, int), np.zeros(0, dtype=object)
     ring_of = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
     xy = np.minimum(np.concatenate(rings), edge)
-    a, b, c, d, e, f = transform[:6]
-    placed = np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f])
-    lines = shapely.linearrings(placed, indices=ring_of)
+    lines = shapely.linearrings(np.column_stack(transform * (xy[:, 0], xy[:, 1])), indices=ring_of)
     return np.array(values), shapely.polygons(lines, indices=ring_poly)
 
 

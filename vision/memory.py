@@ -10,11 +10,25 @@ a single analysis need not pay."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+from typing import Any
 
 _M_MMAP_THRESHOLD = -3  # glibc malloc.h
 _M_ARENA_MAX = -8
 ARENAS = 1
+
+
+@functools.cache
+def _glibc() -> Any:
+    """glibc, loaded once; None where it is not the C library (musl, macOS)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def tune_malloc(mmap_threshold: int = 256 * 1024, arenas: int = ARENAS) -> bool:
@@ -28,31 +42,21 @@ def tune_malloc(mmap_threshold: int = 256 * 1024, arenas: int = ARENAS) -> bool:
     can strand. Set at run time with `mallopt` (the MALLOC_* environment variables are read only
     at process start). Not glibc (musl, macOS): nothing to do.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas)) and ok
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    ok = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+    return bound_arenas(arenas) and ok
 
 
 def bound_arenas(arenas: int = ARENAS) -> bool:
     """At most `arenas` malloc arenas from now on (glibc; each thread otherwise gets its own, up
     to 8 per core, each keeping what is freed in it); True when set."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> None:
-    """Give freed heap pages back to the system between captures (glibc only)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    """Give freed heap pages back to the system (glibc only): between captures, between the
+    pipeline's stages and between the row search's blocks."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

@@ -345,15 +345,6 @@ class _Spectrum:
         self.annulus_rho = rho.ravel()[self.annulus_flat]
         self.ring_step = 1.0 / self.n
 
-    @staticmethod
-    def windowed(a: np.ndarray) -> np.ndarray:
-        """`a` times a 2-D Hann window, applied as its row and column factors (no window of
-        the block's size is made or kept: a kept one per block shape held 40 MB)."""
-        h, w = a.shape
-        out = a * np.hanning(h).astype(np.float32)[:, None]
-        out *= np.hanning(w).astype(np.float32)[None, :]
-        return out
-
 
 def _block_rows(
     v: np.ndarray,
@@ -367,7 +358,7 @@ def _block_rows(
     """The rows of one block of index values (NaN outside the image), or None."""
     h, w = v.shape
     centred = _band_pass(v, ok, SMOOTH_M / ga, BACKGROUND_M / ga)
-    power = _power(sp.windowed(centred), sp.n)
+    power = _power(_hann_windowed(centred), sp.n)
     best: tuple[float, float, float, float] | None = None  # coherence, angle, spacing, prominence
     angles: list[float] = []  # of every candidate coherent enough to be rows
     for kx, ky in _candidates(power, sp):
@@ -398,6 +389,15 @@ def _angle_apart(a: float, b: float) -> float:
     """The angle between two row directions (radians, modulo a half turn), in degrees."""
     d = math.degrees(a - b) % 180.0
     return min(d, 180.0 - d)
+
+
+def _hann_windowed(a: np.ndarray) -> np.ndarray:
+    """`a` times a 2-D Hann window, applied as its row and column factors (no window of the
+    block's size is made or kept: a kept one per block shape held 40 MB)."""
+    h, w = a.shape
+    out = a * np.hanning(h).astype(np.float32)[:, None]
+    out *= np.hanning(w).astype(np.float32)[None, :]
+    return out
 
 
 def _power(a: np.ndarray, n: int) -> np.ndarray:
