@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/edge_speed.py                 # speed on a 4096 px mosaic + memory on 16384 px
     .venv/bin/python bench/edge_speed.py --big 0         # speed only
-    KHET_MODELS_DIR=models/bundles ... --model NAME      # a shipped bundle instead of the stand-in
+    .venv/bin/python bench/edge_speed.py --model khet-rgb-uav   # a shipped bundle (name or path)
 
 Every figure comes from one run of this script and ratios are computed within it. Each
 configuration runs `EdgeRunner` (the same code as `khet edge run`) in a fresh process pinned to
 N cores (`sched_setaffinity`) with `--threads N`; peak memory is that process's VmHWM.
 
 The imagery is real: CWFID field photographs (../shared/data/cwfid) tiled into a georeferenced,
-tiled GeoTIFF orthomosaic. Without a shipped bundle the model is a stand-in CNN of realistic cost
+tiled GeoTIFF orthomosaic, its pixels the size the model takes (a shipped bundle's `gsd_m`, so
+the runner uses it and reads without resampling; 1 cm for the stand-in) and its bands the ones
+the model takes (CWFID's channels are red, near-infrared, red). Without a shipped bundle the model is a stand-in CNN of realistic cost
 (4 stride-2 convolutions, 32 to 256 channels, about 60 MMAC per 128 px tile; random weights, so
 only speed and memory mean anything), and its INT8 copy is made with
 `onnxruntime.quantization.quantize_static` calibrated on real tiles.
@@ -31,7 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CWFID = Path(os.environ.get("KHET_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cwfid"
-TILE = 128
+TILE = 128  # the stand-in's tile
+STANDIN_GSD = 0.01
+#: Where each band a model may take comes from in a CWFID photograph (channel 0 = 2 = red,
+#: 1 = near-infrared); the RGB bands take the photograph's channels as they are.
+CWFID_CHANNEL = {"red": 0, "green": 1, "blue": 2, "nir": 1}
 
 
 def real_images() -> list[np.ndarray]:
@@ -48,39 +54,72 @@ def real_images() -> list[np.ndarray]:
     return out
 
 
-def write_mosaic(path: Path, size: int, images: list[np.ndarray]) -> Path:
-    """A size x size RGB GeoTIFF (tiled 512, deflate) made of real field photographs."""
+def write_mosaic(
+    path: Path,
+    size: int,
+    images: list[np.ndarray],
+    gsd: float = STANDIN_GSD,
+    bands: tuple[str, ...] = ("red", "green", "blue"),
+) -> Path:
+    """A size x size GeoTIFF (tiled 512, deflate) of `gsd` metres per pixel made of real field
+    photographs, with `bands` (named in the band descriptions)."""
     import rasterio
     from affine import Affine
 
+    rgb = tuple(bands) == ("red", "green", "blue")
     profile = {
         "driver": "GTiff",
         "width": size,
         "height": size,
-        "count": 3,
+        "count": len(bands),
         "dtype": "uint8",
         "crs": "EPSG:32643",
-        "transform": Affine(0.01, 0, 350000.0, 0, -0.01, 3500000.0),
+        "transform": Affine(gsd, 0, 350000.0, 0, -gsd, 3500000.0),
         "tiled": True,
         "blockxsize": 512,
         "blockysize": 512,
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
-        "photometric": "RGB",
+        **({"photometric": "RGB"} if rgb else {}),
     }
+    channels = [CWFID_CHANNEL[b] for b in bands]
     strip = 960  # CWFID photographs are 1296 x 966: 960 px squares of them
     with rasterio.open(path, "w", **profile) as dst:
+        for i, band in enumerate(bands, 1):
+            dst.set_band_description(i, band)
         k = 0
         for r0 in range(0, size, strip):
             h = min(strip, size - r0)
-            row = np.empty((3, h, size), np.uint8)
+            row = np.empty((len(bands), h, size), np.uint8)
             for c0 in range(0, size, 960):
                 img = images[k % len(images)]
                 k += 1
                 w = min(960, size - c0)
-                row[:, :, c0 : c0 + w] = img[:, :h, :w]
+                row[:, :, c0 : c0 + w] = img[channels, :h, :w]
             dst.write(row, window=((r0, r0 + h), (0, size)))
     return path
+
+
+def resolve_bundle(model: str) -> Path:
+    """A bundle's path from its path or its name (a shipped bundle, or one in KHET_MODELS_DIR)."""
+    from khet.vision.bundle import list_bundles
+
+    p = Path(model)
+    if p.suffix:
+        if not p.is_file():
+            sys.exit(f"no model bundle at {p}")
+        return p
+    named = [b for b in list_bundles() if b.stem == model]
+    if not named:
+        sys.exit(f"no model named {model!r}: give its path, or set KHET_MODELS_DIR")
+    return named[0]
+
+
+def bundle_info(path: Path):
+    """The bundle's metadata (tile size, bands, GSD)."""
+    from khet.vision.bundle import BundleInfo, read_metadata
+
+    return BundleInfo.from_metadata(read_metadata(path), str(path))
 
 
 def standin_bundle(path: Path) -> Path:
@@ -158,7 +197,8 @@ def _set_meta(model, meta: dict[str, str]) -> None:
 
 
 def quantize(fp32: Path, dest: Path, images: list[np.ndarray]) -> Path:
-    """INT8 (QDQ, per-channel weights) calibrated on real tiles; metadata carried over."""
+    """INT8 (QDQ, per-channel weights) calibrated on real tiles of the model's size and bands;
+    metadata carried over."""
     import logging
 
     import onnx
@@ -170,12 +210,14 @@ def quantize(fp32: Path, dest: Path, images: list[np.ndarray]) -> Path:
     )
 
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static's pre-processing advice
+    info = bundle_info(fp32)
+    n, channels = info.tile_size, [CWFID_CHANNEL[b] for b in info.bands]
     tiles = np.stack(
         [
-            img[:, r : r + TILE, c : c + TILE]
+            img[channels, r : r + n, c : c + n]
             for img in images[:4]
-            for r in range(0, 512, 256)
-            for c in range(0, 768, 256)
+            for r in range(0, img.shape[1] - n + 1, max(n, 256))[:2]
+            for c in range(0, img.shape[2] - n + 1, max(n, 256))[:3]
         ]
     )
 
@@ -215,7 +257,10 @@ runner = EdgeRunner(EdgeOptions(out=Path(cfg["out"]), model=cfg["model"], thread
 t = time.perf_counter()
 counts = runner.run([Path(cfg["input"])])
 elapsed = time.perf_counter() - t
-summary = json.loads(next(Path(cfg["out"]).glob("*/summary.json")).read_text())
+found = sorted(Path(cfg["out"]).glob("*/summary.json"))
+if not found:
+    sys.exit(f"the runner made no map ({counts}); its log: {Path(cfg['out']) / 'edge.log'}")
+summary = json.loads(found[0].read_text())
 print(json.dumps({"counts": counts, "seconds": elapsed, "timing": summary["timing"],
                   "peak_mb": peak_rss_mb(),
                   "batch": runner.plan.batch_size, "gdal_cache_mb": runner.plan.gdal_cache_mb}))
@@ -246,20 +291,25 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=16384, help="mosaic size for memory (0: skip)")
     ap.add_argument("--max-memory", type=int, default=512, help="--max-memory for the big run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per speed configuration")
-    ap.add_argument("--model", help="fp32 bundle (.onnx) instead of the stand-in")
+    ap.add_argument("--model", help="fp32 bundle (name or .onnx path) instead of the stand-in")
     ap.add_argument("--int8", help="its INT8 bundle (default: quantize a copy)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="khet-edge-bench-") as tmp:
         d = Path(tmp)
         images = real_images()
-        fp32 = Path(args.model) if args.model else standin_bundle(d / "standin-rgb.onnx")
-        int8 = Path(args.int8) if args.int8 else quantize(fp32, d / "standin-rgb-int8.onnx", images)
-        small = write_mosaic(d / "mosaic.tif", args.size, images)
+        fp32 = resolve_bundle(args.model) if args.model else standin_bundle(d / "standin-rgb.onnx")
+        int8 = resolve_bundle(args.int8) if args.int8 else quantize(fp32, d / "int8.onnx", images)
+        model = bundle_info(fp32)
+        gsd = model.gsd_m if args.model and model.gsd_m else STANDIN_GSD
+        bands = tuple(model.bands)
+        small = write_mosaic(d / "mosaic.tif", args.size, images, gsd, bands)
         sizes = {p.name: p.stat().st_size / 2**20 for p in (fp32, int8)}
         print(
-            f"bundles: fp32 {sizes[fp32.name]:.2f} MB, int8 {sizes[int8.name]:.2f} MB; "
-            f"mosaic {args.size} px, tile {TILE} px, cores available {len(os.sched_getaffinity(0))}"
+            f"bundles: {model.name} fp32 {sizes[fp32.name]:.2f} MB, int8 "
+            f"{sizes[int8.name]:.2f} MB; mosaic {args.size} px at {gsd * 100:g} cm, "
+            f"{','.join(bands)}; tile {model.tile_size} px; "
+            f"cores available {len(os.sched_getaffinity(0))}"
         )
         # Best of --repeat runs, the configurations interleaved: a shared machine is noisy.
         rows: dict[tuple[str, int], tuple[float, float, float]] = {}
@@ -299,10 +349,10 @@ def main() -> None:
 
         if args.big:
             t0 = time.perf_counter()
-            big = write_mosaic(d / "big.tif", args.big, images)
+            big = write_mosaic(d / "big.tif", args.big, images, gsd, bands)
             print(
-                f"big mosaic {args.big}x{args.big} RGB ({big.stat().st_size / 2**20:.0f} MB "
-                f"deflate on disk, {3 * args.big**2 / 2**20:.0f} MB of pixels) written in "
+                f"big mosaic {args.big}x{args.big} {','.join(bands)} ({big.stat().st_size / 2**20:.0f} MB "
+                f"deflate on disk, {len(bands) * args.big**2 / 2**20:.0f} MB of pixels) written in "
                 f"{time.perf_counter() - t0:.0f} s"
             )
             for cores, label, mm in (
