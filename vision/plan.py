@@ -100,6 +100,8 @@ def make_plan(
     share, swapped = vi.colour_shares(d, v, scene.bands)
     if share >= vi.RED_PURPLE_SHARE:  # a near-infrared camera's colours: not swapped RGB
         swapped = 0.0
+    inverted = vi.inverted_share(d, v, scene.bands)
+    del d, v  # the sample (27 MB of a big tiled raster) is not held through the row search
     plan = _choose(
         scene, veg, models_dir, model, tile_size, overlap, crop,
         swapped=swapped >= vi.SWAPPED_SHARE,
@@ -110,7 +112,6 @@ def make_plan(
     if swapped >= vi.SWAPPED_SHARE:
         plan.swapped = swapped
         plan.warnings.append(swapped_note(swapped))
-    inverted = vi.inverted_share(d, v, scene.bands)
     if inverted >= vi.INVERTED_SHARE:
         plan.inverted = inverted
         plan.warnings.append(band_order_note(inverted, scene.bands))
