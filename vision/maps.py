@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -541,7 +541,7 @@ def _summary(
         n = int(sel.sum())
         conf = None
         if result.confidence is not None and n:
-            conf = round(float(result.confidence[sel].astype(np.float32).mean()) / 100, 3)
+            conf = round(float(result.confidence[sel].mean(dtype=np.float64)) / 100, 3)
         a = zone_areas["class"].get(c.name, 0.0)
         class_rows.append(
             {
@@ -656,7 +656,9 @@ def _cover(plan: Plan, result: CellMaps) -> dict[str, Any] | None:
     valid = result.classes != NODATA_CLASS
     if not valid.any():
         return None
-    share = result.cover[valid].astype(np.float64).mean(axis=0) / 100.0
+    # Summed in integers: a float64 copy of the cover took 41 MB, the tail's peak, at 1.7
+    # million cells.
+    share = result.cover[valid].sum(axis=0, dtype=np.int64) / (100.0 * np.count_nonzero(valid))
     out: dict[str, Any] = {"method": plan.method}
     for i, n in enumerate(names):
         if n in ("crop", "weed", "vegetation"):
@@ -699,6 +701,11 @@ def _reprojector(src, dst, decimals: int | None = None):
 #: GeoJSON took 92 MB more at once; 7,250 at 16384 px).
 ZONE_CHUNK = 2048
 
+#: Rows of cells whose zones are traced at a time (see `_traced`). GDAL holds every outline it
+#: traces until the last is read: all of one class's on a 1.7 million cell map took 48 MB at the
+#: end of the run, growing with the field.
+ZONE_BAND = 128
+
 
 def _zones(
     scene, plan: Plan, classes, vigour, names, areas: _Areas, path: Path
@@ -716,13 +723,10 @@ def _zones(
     edge = (scene.width * plan.zoom / plan.grid.cell, scene.height * plan.zoom / plan.grid.cell)
     crs = scene.crs
     tally = _ZoneTally(names, areas.unit)
-    # One class and vigour level at a time: GDAL holds every outline it traces until the last
-    # is read, so tracing one value at a time holds one value's (the same polygons: a zone is
-    # one value's connected cells), and the file lists the zones class by class. Traced in
-    # cells, placed by `gt` once cut.
+    # One class and vigour level at a time (a zone is one value's connected cells), so the file
+    # lists the zones class by class.
     found = itertools.chain.from_iterable(
-        features.shapes(code, mask=code == v, connectivity=4)
-        for v in np.unique(code[code != 255]).tolist()
+        _traced(code == v, v) for v in np.unique(code[code != 255]).tolist()
     )
     head = '{"type":"FeatureCollection"'
     if crs is None:
@@ -731,22 +735,87 @@ def _zones(
         out.write(head + ',"features":[')
         sep = ""
         while chunk := list(itertools.islice(found, ZONE_CHUNK)):
-            values, shapes = _polygons(chunk, edge, gt)
+            # Each step's copy of the chunk's polygons goes as the next is made (five copies
+            # held at once were most of the end of the run's peak).
+            values = np.array([v for v, _ in chunk])
+            shapes = np.array([g for _, g in chunk], dtype=object)
+            del chunk
             # Exterior rings counter-clockwise, holes clockwise, as GeoJSON (RFC 7946) says.
-            shapes = shapely.orient_polygons(shapes)
+            shapes = shapely.orient_polygons(_placed(shapes, edge, gt))
             keep = ~shapely.is_empty(shapes)
             codes, polys = values[keep], shapes[keep]
+            del shapes
             if not len(polys):
                 continue
             area = np.asarray(areas.measure(polys, crs), np.float64)
             if crs is not None:
                 polys = shapely.transform(polys, _reprojector(crs, "EPSG:4326", 7))
-            feats = tally.features(codes, area, polys)
-            # One call of the C encoder for the chunk, its brackets left out.
-            out.write(sep + json.dumps(feats, separators=(",", ":"), ensure_ascii=False)[1:-1])
-            sep = ","
+            # Feature by feature: a chunk's coordinates as Python lists took 38 MB.
+            for feat in tally.features(codes, area, polys):
+                out.write(sep + json.dumps(feat, separators=(",", ":"), ensure_ascii=False))
+                sep = ","
         out.write("]}\n")
     return tally.totals, tally.summary()
+
+
+def _traced(mask: np.ndarray, value: int, band: int | None = None):
+    """Yield (value, polygon in cells) for each zone of `mask`'s cells (4-connected), the zones
+    whose last row lies in each band of `band` rows at a time: each traced whole, from its
+    first row, alone with the others ending in that band (GDAL holds theirs, not the field's
+    outlines), so nothing is cut or joined up again."""
+    band = band or ZONE_BAND
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
+    )
+    top = stats[:, cv2.CC_STAT_TOP]
+    last = top + stats[:, cv2.CC_STAT_HEIGHT] - 1  # each zone's last row
+    last[0] = -1  # label 0: the cells of other values
+    del mask, stats
+    for r0 in range(0, labels.shape[0], band):
+        r1 = min(r0 + band, labels.shape[0])
+        ending = (last >= r0) & (last < r1)
+        if not ending.any():
+            continue
+        first = int(top[ending].min())
+        rows = labels[first:r1]
+        at = Affine.translation(0, first)
+        _, polys = _cell_polygons(features.shapes(rows, ending[rows], 4, at))
+        for g in polys:
+            yield value, g
+
+
+def _cell_polygons(shapes) -> tuple[np.ndarray, np.ndarray]:
+    """rasterio's polygonised (GeoJSON polygon, value) pairs as values and shapely polygons,
+    made in a few vectorised calls (shapely's `shape()` one by one was a third of `_zones`)."""
+    values: list[int] = []
+    rings: list[np.ndarray] = []
+    ring_poly: list[int] = []
+    for p, (geom, value) in enumerate(shapes):
+        values.append(int(value))
+        for ring in geom["coordinates"]:
+            rings.append(np.asarray(ring, dtype=np.float64))
+            ring_poly.append(p)
+    if not values:
+        return np.zeros(0, int), np.zeros(0, dtype=object)
+    ring_of = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+    lines = shapely.linearrings(np.concatenate(rings), indices=ring_of)
+    return np.array(values), shapely.polygons(lines, indices=ring_poly)
+
+
+def _placed(polys: np.ndarray, edge: tuple[float, float], transform: Affine) -> np.ndarray:
+    """Polygons traced in cells, cut at `edge` (the image's width and height in cells) and
+    placed by `transform`.
+
+    A zone's outline runs along cell edges, and only the last column and row of cells can
+    reach past the image, so moving its corners beyond the image onto the image's edge cuts it
+    there exactly: what an intersection with the image's footprint gives, without one (that
+    took 90 MB for the zones that hold thousands of holes on a 1.7 million cell map)."""
+
+    def place(xy: np.ndarray) -> np.ndarray:
+        cut: Any = np.minimum(xy, edge)  # Affine's stubs take numbers; it maps arrays as well
+        return np.column_stack(transform * (cut[:, 0], cut[:, 1]))
+
+    return shapely.transform(polys, place)
 
 
 class _ZoneTally:
@@ -766,9 +835,11 @@ class _ZoneTally:
         cls_i, lvl = divmod(value, 4)
         return self.names[cls_i], VIGOUR_LEVELS[lvl] if lvl < 3 else None
 
-    def features(self, codes: np.ndarray, area: np.ndarray, polys: np.ndarray) -> list[dict]:
-        """The GeoJSON features of a chunk of zones (`polys` in the file's coordinates),
-        counted in."""
+    def features(
+        self, codes: np.ndarray, area: np.ndarray, polys: np.ndarray
+    ) -> Iterator[dict[str, Any]]:
+        """Count a chunk of zones in (`polys` in the file's coordinates), then yield their
+        GeoJSON features one by one."""
         b = shapely.total_bounds(polys)
         self.bounds = np.concatenate(
             [np.minimum(self.bounds[:2], b[:2]), np.maximum(self.bounds[2:], b[2:])]
@@ -784,15 +855,18 @@ class _ZoneTally:
             self.totals["class"][name] = self.totals["class"].get(name, 0.0) + part
             if level is not None:
                 self.totals["vigour"][level] = self.totals["vigour"].get(level, 0.0) + part
-        feats = []
+        return self._features(codes, area, polys)
+
+    def _features(
+        self, codes: np.ndarray, area: np.ndarray, polys: np.ndarray
+    ) -> Iterator[dict[str, Any]]:
         for value, a, geom in zip(codes.tolist(), area.tolist(), _geojson(polys), strict=True):
             name, level = self._label(value)
             props: dict[str, Any] = {"class": name}
             if level is not None:
                 props["vigour"] = level
             props[f"area_{self.unit}"] = round(a, self.digits)
-            feats.append({"type": "Feature", "geometry": geom, "properties": props})
-        return feats
+            yield {"type": "Feature", "geometry": geom, "properties": props}
 
     def summary(self) -> dict[str, Any]:
         """The summary's `zones`."""
@@ -815,51 +889,28 @@ class _ZoneTally:
         return out
 
 
-def _polygons(
-    shapes, edge: tuple[float, float], transform: Affine
-) -> tuple[np.ndarray, np.ndarray]:
-    """rasterio's polygonised (GeoJSON polygon, value) pairs, traced in cells, as values and
-    shapely polygons cut at `edge` (the image's width and height in cells) and placed by
-    `transform`, made in a few vectorised calls (shapely's `shape()` one by one was a third of
-    `_zones`).
-
-    A zone's outline runs along cell edges, and only the last column and row of cells can
-    reach past the image, so moving its corners beyond the image onto the image's edge cuts it
-    there exactly: what an intersection with the image's footprint gives, without one (that
-    took 90 MB for the zones that hold thousands of holes on a 1.7 million cell map)."""
-    values: list[int] = []
-    rings: list[np.ndarray] = []
-    ring_poly: list[int] = []
-    for p, (geom, value) in enumerate(shapes):
-        values.append(int(value))
-        for ring in geom["coordinates"]:
-            rings.append(np.asarray(ring, dtype=np.float64))
-            ring_poly.append(p)
-    if not values:
-        return np.zeros(0, int), np.zeros(0, dtype=object)
-    ring_of = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
-    xy = np.minimum(np.concatenate(rings), edge)
-    lines = shapely.linearrings(np.column_stack(transform * (xy[:, 0], xy[:, 1])), indices=ring_of)
-    return np.array(values), shapely.polygons(lines, indices=ring_poly)
-
-
-def _geojson(geoms: np.ndarray) -> list[dict[str, Any]]:
-    """GeoJSON geometries of shapely geometries, as `mapping` gives them; polygons (nearly all
-    zones) from their coordinates in a few vectorised calls (`mapping` one by one took a third
-    of `_zones` on a 16384 px orthomosaic)."""
-    out: list[dict[str, Any]] = [{}] * len(geoms)
-    simple = np.flatnonzero(shapely.get_type_id(geoms) == 3)  # 3: Polygon
-    rings, ring_poly = shapely.get_rings(geoms[simple], return_index=True)  # exterior first
-    coords, ring_idx = shapely.get_coordinates(rings, return_index=True)
-    ring_coords = np.split(coords, np.flatnonzero(np.diff(ring_idx)) + 1) if len(coords) else []
-    per_poly: list[list] = [[] for _ in simple]
-    for k, ring in zip(ring_poly.tolist(), ring_coords, strict=True):
-        per_poly[k].append(ring.tolist())
-    for k, i in enumerate(simple.tolist()):
-        out[i] = {"type": "Polygon", "coordinates": per_poly[k]}
-    for i in np.flatnonzero(shapely.get_type_id(geoms) != 3).tolist():
-        out[i] = mapping(geoms[i])
-    return out
+def _geojson(geoms: np.ndarray) -> Iterator[dict[str, Any]]:
+    """GeoJSON geometries of shapely geometries, as `mapping` gives them, one by one; polygons
+    (nearly all zones) from their coordinates taken in one vectorised call (`mapping` one by
+    one took a third of `_zones` on a 16384 px orthomosaic), made into lists one at a time."""
+    is_poly = shapely.get_type_id(geoms) == 3  # 3: Polygon
+    coords = np.zeros((0, 2))
+    rings = polys = np.zeros(1, np.int64)
+    if is_poly.any():
+        # The polygons' coordinates, their rings' starts in them, their polygons' in the rings.
+        _, coords, (rings, polys) = shapely.to_ragged_array(geoms[is_poly])
+    k = 0
+    for g, poly in zip(geoms, is_poly.tolist(), strict=True):
+        if not poly:
+            yield mapping(g)
+            continue
+        yield {
+            "type": "Polygon",
+            "coordinates": [
+                coords[rings[r] : rings[r + 1]].tolist() for r in range(polys[k], polys[k + 1])
+            ],
+        }
+        k += 1
 
 
 def display_bands(bands: Sequence[str]) -> list[str]:

@@ -338,6 +338,39 @@ def test_zones_end_at_the_image_edge_where_the_last_cells_reach_past_it(tmp_path
         assert s["area_total_ha"] == pytest.approx(250 * 245 * 0.05**2 / 1e4, rel=1e-3)
 
 
+def test_zones_traced_in_bands_of_rows_are_the_zones_traced_whole(tmp_path, monkeypatch):
+    """Zones are traced a band of cell rows at a time (memory), each band's those that end in
+    it: with bands of two rows, the file holds the same zones, areas and summary as traced in
+    one go, none lost, cut or twice."""
+    from khet.vision import maps
+
+    # Patches of soil, crop (of two greens: vigour levels) and weed, cell by cell, in blobs of
+    # 2 to 5 cells: zones with holes and ragged outlines that cross many bands.
+    rng = np.random.default_rng(3)
+    kind = np.kron(rng.integers(0, 4, (10, 10)), np.ones((3, 4), int))[:30, :40]
+    kind[rng.random(kind.shape) < 0.15] = rng.integers(0, 4)
+    colours = np.array([[150, 110, 80], [60, 170, 60], [40, 120, 40], [170, 90, 120]], np.uint8)
+    data = np.kron(colours[kind].transpose(2, 0, 1), np.ones((1, 32, 32), np.uint8))
+    data[:, 600:, :200] = 0  # a nodata corner
+    tif = write_geotiff(tmp_path / "f.tif", data, nodata=0, crs=None)  # zones in pixels
+    found = {}
+    for band in (10_000, 2):
+        monkeypatch.setattr(maps, "ZONE_BAND", band)
+        s = analyze(tif, tmp_path / f"out-{band}", tile_size=32, overlap=0)
+        fc = json.loads((tmp_path / f"out-{band}" / "zones.geojson").read_text())
+        zones = sorted(
+            (json.dumps(f["properties"], sort_keys=True), shape(f["geometry"]).normalize().wkt)
+            for f in fc["features"]
+        )
+        found[band] = (zones, s["zones"], s["classes"])
+    whole, banded = found[10_000], found[2]
+    assert len(whole[0]) > 20 and banded[0] == whole[0]
+    assert banded[1:] == whole[1:]
+    # Zones crossed the bands' edges: some are taller than two rows of 32 px cells.
+    tall = [w for _, w in whole[0] if np.ptp(shapely.from_wkt(w).bounds[1::2]) > 64]
+    assert len(tall) > 10
+
+
 def test_a_new_map_replaces_the_earlier_one_in_its_folder(tmp_path):
     """Files an earlier map left that the new one does not write (a model map's confidence, an
     index it had, zones and prescriptions made from it, a flight's mosaic) go; the user's own
