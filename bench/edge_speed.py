@@ -11,10 +11,10 @@ N cores (`sched_setaffinity`) with `--threads N`; peak memory is that process's 
 The imagery is real: CWFID field photographs (../shared/data/cwfid) tiled into a georeferenced,
 tiled GeoTIFF orthomosaic, its pixels the size the model takes (a shipped bundle's `gsd_m`, so
 the runner uses it and reads without resampling; 1 cm for the stand-in) and its bands the ones
-the model takes (CWFID's channels are red, near-infrared, red). Without a shipped bundle the model is a stand-in CNN of realistic cost
-(4 stride-2 convolutions, 32 to 256 channels, about 60 MMAC per 128 px tile; random weights, so
-only speed and memory mean anything), and its INT8 copy is made with
-`onnxruntime.quantization.quantize_static` calibrated on real tiles.
+the model takes (CWFID's channels are red, near-infrared, red). Without a shipped bundle the
+model is a stand-in CNN of realistic cost (4 stride-2 convolutions, 32 to 256 channels, about
+60 MMAC per 128 px tile; random weights, so only speed and memory mean anything), and its INT8
+copy is made with `onnxruntime.quantization.quantize_static` calibrated on real tiles.
 """
 
 from __future__ import annotations
@@ -102,24 +102,19 @@ def write_mosaic(
 
 def resolve_bundle(model: str) -> Path:
     """A bundle's path from its path or its name (a shipped bundle, or one in KHET_MODELS_DIR)."""
-    from khet.vision.bundle import list_bundles
+    from khet.vision.bundle import bundle_path
 
-    p = Path(model)
-    if p.suffix:
-        if not p.is_file():
-            sys.exit(f"no model bundle at {p}")
-        return p
-    named = [b for b in list_bundles() if b.stem == model]
-    if not named:
-        sys.exit(f"no model named {model!r}: give its path, or set KHET_MODELS_DIR")
-    return named[0]
+    p = bundle_path(model)
+    if p is None or not p.is_file():
+        sys.exit(f"no model bundle {model!r}: give its path or name, or set KHET_MODELS_DIR")
+    return p
 
 
 def bundle_info(path: Path):
-    """The bundle's metadata (tile size, bands, GSD)."""
-    from khet.vision.bundle import BundleInfo, read_metadata
+    """The bundle's metadata (tile size, bands, GSD), read without a session."""
+    from khet.vision.bundle import Bundle
 
-    return BundleInfo.from_metadata(read_metadata(path), str(path))
+    return Bundle(path).info
 
 
 def standin_bundle(path: Path) -> Path:
@@ -351,8 +346,9 @@ def main() -> None:
             t0 = time.perf_counter()
             big = write_mosaic(d / "big.tif", args.big, images, gsd, bands)
             print(
-                f"big mosaic {args.big}x{args.big} {','.join(bands)} ({big.stat().st_size / 2**20:.0f} MB "
-                f"deflate on disk, {len(bands) * args.big**2 / 2**20:.0f} MB of pixels) written in "
+                f"big mosaic {args.big}x{args.big} {','.join(bands)} "
+                f"({big.stat().st_size / 2**20:.0f} MB deflate on disk, "
+                f"{len(bands) * args.big**2 / 2**20:.0f} MB of pixels) written in "
                 f"{time.perf_counter() - t0:.0f} s"
             )
             for cores, label, mm in (

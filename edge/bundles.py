@@ -37,6 +37,7 @@ from pathlib import Path
 from khet.vision.bundle import (
     Bundle,
     BundleInfo,
+    bundle_path,
     default_models_dir,
     file_sha256,
     list_bundles,
@@ -249,12 +250,9 @@ def select(
     """The verified bundles to run: the one named, or the preferred one per band set and GSD
     range."""
     if model is not None:
-        p = Path(model)
-        if not p.suffix:
-            named = [b for b in list_bundles(models_dir) if b.stem == model]
-            if not named:
-                raise ModelError(f"No model named {model!r}.")
-            p = named[0]
+        p = bundle_path(model, models_dir)
+        if p is None:
+            raise ModelError(f"No model named {model!r}.")
         chosen = [verify(p, private_dir, journal, model_sha256, models_dir)]
     else:
         chosen = _choose_all(models_dir, private_dir, journal, model_sha256, precision)

@@ -369,3 +369,12 @@ def list_bundles(models_dir: Path | None = None) -> list[Path]:
     """The model bundles (.onnx) in the models folder, sorted."""
     d = models_dir or default_models_dir()
     return sorted(p for p in d.glob("*.onnx") if p.is_file())
+
+
+def bundle_path(model: str | Path, models_dir: Path | None = None) -> Path | None:
+    """The bundle `model` names: a path (a name with a suffix) as given, else the bundle of that
+    name (its file's stem) in the models folder; None when the folder has no such bundle."""
+    p = Path(model)
+    if p.suffix:
+        return p
+    return next((b for b in list_bundles(models_dir) if b.stem == str(model)), None)

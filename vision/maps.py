@@ -759,12 +759,12 @@ def _zones(
 
 
 def _traced(mask: np.ndarray, value: int, band: int | None = None):
-    """Yield (value, polygon in cells) for each zone of `mask`'s cells (4-connected), the zones
-    whose last row lies in each band of `band` rows at a time: each traced whole, from its
-    first row, alone with the others ending in that band (GDAL holds theirs, not the field's
-    outlines), so nothing is cut or joined up again."""
+    """Yield (value, polygon in cells) for each zone of `mask`'s cells (4-connected), band of
+    `band` rows by band: the zones whose last row lies in the band, each traced whole from its
+    first row (no zone is cut at a band's edge), so GDAL holds those zones' outlines, not the
+    field's."""
     band = band or ZONE_BAND
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
         mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
     )
     top = stats[:, cv2.CC_STAT_TOP]
@@ -779,27 +779,24 @@ def _traced(mask: np.ndarray, value: int, band: int | None = None):
         first = int(top[ending].min())
         rows = labels[first:r1]
         at = Affine.translation(0, first)
-        _, polys = _cell_polygons(features.shapes(rows, ending[rows], 4, at))
-        for g in polys:
+        for g in _cell_polygons(features.shapes(rows, ending[rows], 4, at)):
             yield value, g
 
 
-def _cell_polygons(shapes) -> tuple[np.ndarray, np.ndarray]:
-    """rasterio's polygonised (GeoJSON polygon, value) pairs as values and shapely polygons,
-    made in a few vectorised calls (shapely's `shape()` one by one was a third of `_zones`)."""
-    values: list[int] = []
+def _cell_polygons(shapes) -> np.ndarray:
+    """rasterio's polygonised (GeoJSON polygon, value) pairs as shapely polygons, made in a few
+    vectorised calls (shapely's `shape()` one by one was a third of `_zones`)."""
     rings: list[np.ndarray] = []
     ring_poly: list[int] = []
-    for p, (geom, value) in enumerate(shapes):
-        values.append(int(value))
+    for p, (geom, _) in enumerate(shapes):
         for ring in geom["coordinates"]:
             rings.append(np.asarray(ring, dtype=np.float64))
             ring_poly.append(p)
-    if not values:
-        return np.zeros(0, int), np.zeros(0, dtype=object)
+    if not rings:
+        return np.zeros(0, dtype=object)
     ring_of = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
     lines = shapely.linearrings(np.concatenate(rings), indices=ring_of)
-    return np.array(values), shapely.polygons(lines, indices=ring_poly)
+    return shapely.polygons(lines, indices=ring_poly)
 
 
 def _placed(polys: np.ndarray, edge: tuple[float, float], transform: Affine) -> np.ndarray:

@@ -28,7 +28,7 @@ from khet.vision import crops as crops_
 from khet.vision import gsd as gsd_
 from khet.vision import indices as vi
 from khet.vision import rows as rows_
-from khet.vision.bundle import Bundle, BundleInfo, ClassInfo, list_bundles
+from khet.vision.bundle import Bundle, BundleInfo, ClassInfo, bundle_path, list_bundles
 from khet.vision.grid import Grid
 from khet.vision.scene import Scene
 
@@ -222,13 +222,10 @@ def _choose(
 
 # -- the model -----------------------------------------------------------------------------------
 def _named_bundle(model: str | Path, models_dir: Path | None, bands: Sequence[str]) -> Bundle:
-    p = Path(model)
-    if not p.suffix:
-        found = [b for b in list_bundles(models_dir) if b.stem == str(model)]
-        if not found:
-            known = ", ".join(b.stem for b in list_bundles(models_dir)) or "none"
-            raise ModelError(f"No model named {model!r}. Known: {known}.")
-        p = found[0]
+    p = bundle_path(model, models_dir)
+    if p is None:
+        known = ", ".join(b.stem for b in list_bundles(models_dir)) or "none"
+        raise ModelError(f"No model named {model!r}. Known: {known}.")
     b = Bundle(p, threads=1)
     missing = [x for x in b.info.bands if x not in bands]
     if missing:
